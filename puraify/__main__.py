@@ -1,0 +1,6 @@
+"""``python -m puraify``."""
+
+from puraify.cli.app import main
+
+if __name__ == "__main__":
+    main()

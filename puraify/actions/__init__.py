@@ -1,0 +1,38 @@
+"""Actions: the step types a mission can use, one module per platform or family.
+
+May import: ``errors``, ``mission`` (parsing helpers), pydantic, httpx (types only; the client
+comes from ``ActionContext``). Never imports ``runtime``: the guards actions use are ports
+declared in ``base`` and implemented by the runtime.
+Invariant: an action does I/O only through its ``ActionContext``.
+"""
+
+from __future__ import annotations
+
+from .base import Action, ActionContext, Delivery, Output, Params
+from .command import Command
+from .core import LogMessage, Noop
+from .data import CsvProcess, ParseJson, ParseXml, ParseYaml, ValidateSchema
+from .files import (
+    CopyFile, CreateFile, DeleteFile, EditFile, FileSearch, ListDirectory, MoveFile, ReadFile,
+)
+from .http import Http
+from .registry import ActionRegistry
+
+__all__ = [
+    "BUILTIN_ACTIONS", "Action", "ActionContext", "ActionRegistry", "Delivery", "Output", "Params",
+    "default_registry",
+]
+
+BUILTIN_ACTIONS: tuple[type[Action], ...] = (
+    Noop, LogMessage, Command, Http,
+    CreateFile, EditFile, DeleteFile, CopyFile, MoveFile, ReadFile, ListDirectory, FileSearch,
+    ParseJson, ParseYaml, ParseXml, ValidateSchema, CsvProcess,
+)
+
+
+def default_registry(*, entry_points: bool = True) -> ActionRegistry:
+    """A registry of every built-in action, plus those installed packages publish."""
+    registry = ActionRegistry(cls() for cls in BUILTIN_ACTIONS)
+    if entry_points:
+        registry.load_entry_points()
+    return registry

@@ -1,0 +1,130 @@
+"""What an action is, and what it gets to work with.
+
+An action is a named operation: a pydantic ``Params`` model, an ``Output`` model that documents
+its result, a ``platform`` (for policy and vault), a delivery class, and ``async run(params, ctx)``.
+Actions never build an HTTP client, read settings or the environment: everything comes through
+``ActionContext``, whose guards are the ports defined here and implemented in ``runtime.guards``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, ClassVar, Literal, Protocol
+
+import httpx
+import structlog
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "Action",
+    "ActionContext",
+    "CommandGuard",
+    "Delivery",
+    "Output",
+    "Params",
+    "WorkspaceJail",
+]
+
+Delivery = Literal["keyed", "idempotent", "unsafe"]
+
+
+class Params(BaseModel):
+    """Base of every action's parameter model: frozen; unknown keys are kept (and warned about
+    by validation), so RustChain missions with extra keys still load."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+
+
+class Output(BaseModel):
+    """Base of every action's documented output shape."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+class WorkspaceJail(Protocol):
+    """File access confined to one directory; every method refuses paths that leave it
+    (``path_outside_jail``) or reach special files (``file_type_refused``)."""
+
+    root: Path
+
+    def display(self, path: str) -> str: ...
+    def open(self, path: str, mode: str, *, create_dirs: bool = False) -> IO[bytes]: ...
+    def exists(self, path: str) -> bool: ...
+    def is_dir(self, path: str) -> bool: ...
+    def unlink(self, path: str, *, recursive: bool = False) -> int: ...
+    def rename(self, source: str, destination: str, *, overwrite: bool = False) -> None: ...
+    def mkdir(self, path: str) -> None: ...
+    def scandir(self, path: str) -> list[tuple[str, str, int]]: ...
+    def walk(self, path: str, *, max_entries: int) -> list[tuple[str, str, int]]: ...
+    def copy(self, source: str, destination: str, *, overwrite: bool, create_dirs: bool) -> int: ...
+
+
+class CommandGuard(Protocol):
+    """Checks an argv and the environment a command would get; raises ``GuardError``."""
+
+    enabled: bool
+    max_output_bytes: int
+
+    def check(self, argv: Sequence[str], env: Mapping[str, str]) -> None: ...
+    def environment(self, extra: Mapping[str, str]) -> dict[str, str]: ...
+
+
+@dataclass
+class ActionContext:
+    """Everything an action may use while it runs one attempt of one step."""
+
+    run_id: str
+    step_id: str
+    attempt: int
+    http: httpx.AsyncClient
+    workspace: WorkspaceJail
+    commands: CommandGuard
+    limits: Mapping[str, int] = field(default_factory=dict)
+    logger: Any = field(default_factory=lambda: structlog.get_logger("puraify.action"))
+    credentials: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def idempotency_key(self) -> str:
+        """``<run_id>:<step_id>``: the same on every retry and after a crash (keyed delivery)."""
+        return f"{self.run_id}:{self.step_id}"
+
+    def limit(self, name: str, default: int) -> int:
+        return int(self.limits.get(name, default))
+
+
+class Action(ABC):
+    """Base class of every step type. Subclasses set the class attributes and ``run``."""
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    platform: ClassVar[str] = "local"
+    delivery: ClassVar[Delivery] = "idempotent"
+    description: ClassVar[str] = ""
+    Params: ClassVar[type[Params]]
+    Output: ClassVar[type[Output]]
+    example: ClassVar[Mapping[str, Any]] = {}
+
+    @abstractmethod
+    async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
+        """Do the work once; return the output (JSON-compatible) or raise ``ActionError``."""
+
+    def parse(self, parameters: Mapping[str, Any]) -> Any:
+        """Validate rendered parameters into the ``Params`` model."""
+        return self.Params.model_validate(parameters)
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """The catalogue entry: name, aliases, platform, delivery, schemas and an example."""
+        return {
+            "name": cls.name,
+            "aliases": list(cls.aliases),
+            "platform": cls.platform,
+            "delivery": cls.delivery,
+            "description": cls.description,
+            "parameters": cls.Params.model_json_schema(by_alias=False),
+            "output": cls.Output.model_json_schema(),
+            "example": dict(cls.example),
+        }

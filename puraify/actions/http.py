@@ -1,0 +1,162 @@
+"""``http``: one HTTP request through the shared client (SSRF guard in its transport).
+
+Keyed delivery: every request carries ``Idempotency-Key: <run_id>:<step_id>`` unless the step
+sets one. Retryable failures: connection errors, timeouts, 5xx, and 429 (``Retry-After`` is
+honoured). Other 4xx fail at once, with the response body cut to 1 KiB.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+import httpx
+from pydantic import AliasChoices, Field
+
+from ..errors import ActionError
+from .base import Action, ActionContext, Output, Params
+
+__all__ = ["Http", "retry_after_seconds"]
+
+_ERROR_BODY_BYTES = 1024
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class Http(Action):
+    """Send an HTTP request and return status, headers and the (parsed) body."""
+
+    class Params(Params):
+        url: str
+        method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
+        headers: dict[str, str] = Field(default_factory=dict)
+        query: dict[str, Any] = Field(default_factory=dict, validation_alias=AliasChoices("query", "params"))
+        body: Any = None
+        json_body: Any = Field(default=None, validation_alias=AliasChoices("json", "json_body"))
+        body_file: str | None = None
+        timeout: float = Field(default=30.0, gt=0, validation_alias=AliasChoices("timeout", "timeout_seconds"))
+        expected_status: int | list[int] | None = None
+        follow_redirects: bool = True
+        max_response_bytes: int | None = Field(default=None, gt=0)
+        response_format: Literal["auto", "json", "text"] = "auto"
+
+    class Output(Output):
+        status: int
+        headers: dict[str, str]
+        body: Any
+        url: str
+        elapsed_ms: float
+
+    name = "http"
+    aliases = ("http_request", "call_webhook", "webhook")
+    delivery: ClassVar = "keyed"
+    description = "Send an HTTP request (SSRF-guarded); JSON responses are parsed."
+    example: ClassVar = {"url": "https://api.example.com/items", "method": "POST", "body": {"name": "x"}}
+
+    async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
+        headers = dict(params.headers)
+        if not any(k.lower() == "idempotency-key" for k in headers):
+            headers["Idempotency-Key"] = ctx.idempotency_key
+        content: bytes | str | None = None
+        json_payload: Any = params.json_body
+        if params.body_file:
+            with ctx.workspace.open(params.body_file, "r") as fh:
+                content = fh.read(ctx.limit("file_max_read_bytes", 10 * 1024 * 1024))
+        elif isinstance(params.body, dict | list):
+            json_payload = params.body
+        elif params.body is not None:
+            content = params.body if isinstance(params.body, str | bytes) else json.dumps(params.body)
+        cap = params.max_response_bytes or ctx.limit("http_max_response_bytes", 10 * 1024 * 1024)
+        started = time.perf_counter()
+        try:
+            request = ctx.http.build_request(
+                params.method, params.url, headers=headers, params=params.query or None,
+                content=content, json=json_payload, timeout=params.timeout,
+            )
+            response = await ctx.http.send(request, stream=True, follow_redirects=params.follow_redirects)
+            try:
+                raw = bytearray()
+                async for chunk in response.aiter_bytes():  # decoded: caps bombs too
+                    raw += chunk
+                    if len(raw) > cap:
+                        raise ActionError(
+                            f"response is larger than {cap} bytes", code="response_too_large"
+                        )
+            finally:
+                await response.aclose()
+        except httpx.TimeoutException:
+            raise ActionError(
+                f"{params.method} {_safe(params.url)} timed out after {params.timeout}s",
+                code="timeout", retryable=True,
+            ) from None
+        except httpx.TooManyRedirects:
+            raise ActionError(f"too many redirects from {_safe(params.url)}", code="too_many_redirects") from None
+        except (httpx.TransportError, httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise ActionError(
+                f"{params.method} {_safe(params.url)} failed: {type(exc).__name__}",
+                code="connection_error", retryable=not isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol),
+            ) from None
+        elapsed = (time.perf_counter() - started) * 1000
+        body_bytes = bytes(raw)
+        status = response.status_code
+        expected = params.expected_status
+        ok = (
+            200 <= status < 300
+            if expected is None
+            else status in (expected if isinstance(expected, list) else [expected])
+        )
+        if not ok:
+            retryable = status >= 500 or status == 429 or status == 408
+            snippet = body_bytes[:_ERROR_BODY_BYTES].decode("utf-8", "replace")
+            raise ActionError(
+                f"{params.method} {_safe(params.url)} answered {status}",
+                code="http_error", status=status, retryable=retryable,
+                retry_after=retry_after_seconds(response.headers.get("retry-after")),
+                details={"status": status, "body": snippet},
+            )
+        return {
+            "status": status,
+            "headers": dict(response.headers),
+            "body": _parse(body_bytes, response, params.response_format),
+            "url": _safe(str(response.url)),
+            "elapsed_ms": round(elapsed, 3),
+        }
+
+
+def _parse(raw: bytes, response: httpx.Response, fmt: str) -> Any:
+    text = raw.decode(response.encoding or "utf-8", "replace")
+    is_json = fmt == "json" or (
+        fmt == "auto" and "json" in response.headers.get("content-type", "").lower()
+    )
+    if is_json and text.strip():
+        try:
+            return json.loads(text)
+        except ValueError:
+            if fmt == "json":
+                raise ActionError("response is not valid JSON", code="invalid_response") from None
+    return text
+
+
+def _safe(url: str) -> str:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return "<invalid url>"
+    return str(parsed.copy_with(username=None, password=None, query=None))

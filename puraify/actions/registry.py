@@ -1,0 +1,100 @@
+"""The action registry: a plain dict from names and aliases to action instances.
+
+Third parties add actions through the entry-point group ``puraify.actions`` (each entry point
+names an ``Action`` subclass). Step types are matched exactly, then case-insensitively.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+import pydantic
+
+from .base import Action
+
+__all__ = ["ActionRegistry"]
+
+
+class ActionRegistry:
+    """Maps step types (canonical names and aliases) to actions; satisfies ``StepCatalog``."""
+
+    def __init__(self, actions: Iterable[Action] = ()) -> None:
+        self._by_name: dict[str, Action] = {}
+        self._canonical: dict[str, str] = {}
+        for action in actions:
+            self.register(action)
+
+    def register(self, action: Action) -> None:
+        """Add an action under its name and aliases; a name may be registered only once."""
+        for name in (action.name, *action.aliases):
+            key = name.lower()
+            if key in self._canonical and self._canonical[key] != action.name:
+                raise ValueError(f"step type {name!r} is already registered")
+            self._canonical[key] = action.name
+        self._by_name[action.name] = action
+
+    def load_entry_points(self, group: str = "puraify.actions") -> None:
+        """Register every action class published under ``group`` by installed packages."""
+        for ep in entry_points(group=group):
+            cls = ep.load()
+            self.register(cls())
+
+    def canonical(self, step_type: str) -> str | None:
+        return self._canonical.get(step_type.lower())
+
+    def get(self, step_type: str) -> Action:
+        """The action for a step type or alias; ``KeyError`` if unknown."""
+        name = self.canonical(step_type)
+        if name is None:
+            raise KeyError(step_type)
+        return self._by_name[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._canonical)
+
+    def actions(self) -> list[Action]:
+        return [self._by_name[n] for n in sorted(self._by_name)]
+
+    def catalog(self) -> list[dict[str, Any]]:
+        return [a.describe() for a in self.actions()]
+
+    def check_parameters(
+        self, step_type: str, parameters: Mapping[str, Any], templated: frozenset[str]
+    ) -> list[tuple[str, str, str, str]]:
+        model = self.get(step_type).Params
+        field_of: dict[str, str] = {}
+        for fname, info in model.model_fields.items():
+            field_of[fname] = fname
+            alias = info.validation_alias
+            if isinstance(alias, pydantic.AliasChoices):
+                for choice in alias.choices:
+                    if isinstance(choice, str):
+                        field_of[choice] = fname
+            elif isinstance(alias, str):
+                field_of[alias] = fname
+        problems: list[tuple[str, str, str, str]] = []
+        for key in parameters:
+            if key not in field_of:
+                guess = difflib.get_close_matches(str(key), list(field_of), n=1, cutoff=0.6)
+                problems.append(
+                    (
+                        "warning", "unknown_parameter", str(key),
+                        "unknown parameter" + (f"; did you mean {guess[0]!r}?" if guess else ""),
+                    )
+                )
+        skip = {field_of.get(k, k) for k in templated}
+        concrete = {k: v for k, v in parameters.items() if k not in templated}
+        try:
+            model.model_validate(concrete)
+        except pydantic.ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                loc = err["loc"]
+                head = str(loc[0]) if loc else ""
+                if field_of.get(head, head) in skip:
+                    continue
+                where = ".".join(str(p) for p in loc) or "(parameters)"
+                problems.append(("error", "invalid_parameters", where, err["msg"]))
+        return problems

@@ -1,0 +1,283 @@
+"""The ``puraify`` command line (Typer + rich). One module per command group; this one holds
+the root app, shared options and the error boundary."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ..errors import PuraifyError
+from ..mission.graph import to_dot, to_mermaid, to_svg
+from ..mission.model import MissionStatus
+from ..settings import Settings
+from .errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, report_error
+from .progress import LiveProgress, summary_table
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="puraify", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="puraify: run automation missions (YAML/JSON DAGs) and single actions, reliably and safely.",
+)
+safety_app = typer.Typer(no_args_is_help=True, help="Static safety analysis of missions.")
+actions_app = typer.Typer(no_args_is_help=True, help="The catalogue of step types.")
+app.add_typer(safety_app, name="safety")
+app.add_typer(actions_app, name="actions")
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+FileArg = Annotated[Path, typer.Argument(help="Mission file (YAML or JSON).", show_default=False)]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Unknown keys are errors, not warnings.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def _settings(workspace: Path | None = None) -> Settings:
+    overrides: dict[str, Any] = {}
+    if workspace is not None:
+        overrides["workspace"] = workspace
+    return Settings(**overrides)
+
+
+def _engine(settings: Settings, hooks: list[Any] | None = None) -> Any:
+    from ..runtime.engine import Engine
+
+    return Engine.from_settings(settings, hooks=hooks or [], environ=dict(os.environ))
+
+
+def _parse_vars(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"--var needs KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def _fail(error: BaseException, as_json: bool) -> typer.Exit:
+    return typer.Exit(report_error(console if as_json else err_console, error, as_json=as_json))
+
+
+@app.command()
+def run(
+    file: FileArg,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, plan and analyse; run nothing.")] = False,
+    var: Annotated[list[str] | None, typer.Option("--var", help="KEY=VALUE (JSON values allowed); repeatable.")] = None,
+    as_json: JsonOpt = False,
+    workspace: Annotated[Path | None, typer.Option("--workspace", help="Directory file steps are confined to (default: current directory).")] = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Run a mission, with a live view of its steps."""
+    try:
+        variables = _parse_vars(var or [])
+        settings = _settings(workspace)
+        hooks = [] if as_json else [LiveProgress(console)]
+        engine = _engine(settings, hooks)
+        prepared = engine.prepare(file, strict=strict, context_names=variables)
+    except PuraifyError as exc:
+        raise _fail(exc, as_json) from None
+    for warning in prepared.warnings:
+        err_console.print(f"[yellow]warning[/] {'line ' + str(warning.line) + ': ' if warning.line else ''}{warning.message}")
+    if dry_run:
+        _print_dry_run(prepared, engine, as_json)
+        asyncio.run(engine.aclose())
+        raise typer.Exit(EXIT_OK)
+    result = asyncio.run(_run(engine, prepared.mission, variables))
+    if as_json:
+        console.print_json(result.model_dump_json())
+    else:
+        console.print(summary_table(result))
+        for w in result.warnings:
+            console.print(f"[yellow]warning[/] {w}")
+        console.print(
+            f"[bold]{result.status.value}[/] in {result.duration_ms / 1000:.2f}s [dim](run {result.run_id})[/]"
+        )
+    raise typer.Exit(EXIT_OK if result.status is MissionStatus.COMPLETED else EXIT_FAILED)
+
+
+async def _run(engine: Any, mission: Any, variables: dict[str, Any]) -> Any:
+    from ..runtime.executor import RunHandle
+
+    handle = RunHandle()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, handle.cancel)
+    loop.add_signal_handler(signal.SIGTERM, handle.cancel)
+    try:
+        return await engine.run(mission, handle=handle, context=variables)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        loop.remove_signal_handler(signal.SIGTERM)
+        await engine.aclose()
+
+
+def _print_dry_run(prepared: Any, engine: Any, as_json: bool) -> None:
+    mission = prepared.mission
+    steps_info = []
+    for step in mission.steps:
+        action = engine.registry.get(step.step_type)
+        steps_info.append({
+            "id": step.id, "step_type": action.name, "platform": action.platform,
+            "delivery": action.delivery, "depends_on": list(step.depends_on),
+            "policy_check": f"{action.platform}.{action.name}",
+            "credentials": [] if action.platform == "local" else [action.platform],
+        })
+    report = prepared.safety.to_dict()
+    if as_json:
+        console.print_json(json.dumps({
+            "mission": mission.display_name, "levels": prepared.levels,
+            "critical_path": prepared.critical_path, "steps": steps_info, "safety": report,
+            "warnings": [w.to_dict() for w in prepared.warnings],
+        }))
+        return
+    console.print(f"[bold]{mission.display_name}[/]: {len(mission.steps)} steps, "
+                  f"max {mission.config.max_concurrent_steps} in parallel — dry run, nothing executed")
+    for i, level in enumerate(prepared.levels):
+        console.print(f"  level {i}: " + ", ".join(level) + (" [dim](parallel)[/]" if len(level) > 1 else ""))
+    console.print(f"  critical path: {' → '.join(prepared.critical_path)}")
+    for info in steps_info:
+        creds = ", ".join(info["credentials"]) or "none"
+        console.print(f"  {info['id']}: {info['step_type']} [dim]policy {info['policy_check']}, "
+                      f"credentials {creds}, delivery {info['delivery']}[/]")
+    console.print(f"  safety: score {report['score']}, {'pass' if report['passed'] else 'FAIL'}")
+    for f in report["findings"]:
+        console.print(f"    [{'red' if f['severity'] in ('high', 'critical') else 'yellow'}]{f['severity']}[/] {f['step_id']}: {f['message']}")
+
+
+@app.command()
+def validate(file: FileArg, strict: StrictOpt = False, as_json: JsonOpt = False) -> None:
+    """Check a mission (structure, types, parameters, templates) without running it."""
+    try:
+        engine = _engine(_settings())
+        prepared = engine.prepare(file, strict=strict)
+    except PuraifyError as exc:
+        raise _fail(exc, as_json) from None
+    finally:
+        pass
+    asyncio.run(engine.aclose())
+    if as_json:
+        console.print_json(json.dumps({
+            "valid": True, "warnings": [w.to_dict() for w in prepared.warnings], "levels": prepared.levels,
+        }))
+    else:
+        for w in prepared.warnings:
+            console.print(f"[yellow]warning[/] {'line ' + str(w.line) + ': ' if w.line else ''}{w.message}")
+        console.print(f"[green]valid[/] {file}: {len(prepared.mission.steps)} steps in {len(prepared.levels)} levels")
+    raise typer.Exit(EXIT_OK)
+
+
+@safety_app.command("validate")
+def safety_validate(
+    file: FileArg,
+    strict: Annotated[bool, typer.Option("--strict", help="Judge at the strict level.")] = False,
+    level: Annotated[str, typer.Option("--level", help="permissive, standard or strict.")] = "standard",
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a mission's risk; the exit code is 0 when it passes, 2 when it does not."""
+    level = "strict" if strict else level
+    if level not in ("permissive", "standard", "strict"):
+        raise typer.BadParameter("level must be permissive, standard or strict")
+    try:
+        engine = _engine(_settings())
+        prepared = engine.prepare(file)
+    except PuraifyError as exc:
+        raise _fail(exc, as_json) from None
+    asyncio.run(engine.aclose())
+    report = prepared.safety.to_dict(level)  # type: ignore[arg-type]
+    if as_json:
+        console.print_json(json.dumps(report))
+    else:
+        verdict = "[green]pass[/]" if report["passed"] else "[bold red]fail[/]"
+        console.print(f"{verdict} {file}: risk score {report['score']}/100 at level {level}")
+        for f in report["findings"]:
+            console.print(f"  {f['severity']:<8} {f['step_id'] or '-'}: {f['message']} [dim]({f['rule']})[/]")
+    raise typer.Exit(EXIT_OK if report["passed"] else EXIT_INVALID)
+
+
+@app.command()
+def graph(
+    file: FileArg,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="mermaid, dot or svg.")] = "mermaid",
+) -> None:
+    """Print the mission's DAG as Mermaid, DOT or SVG."""
+    renderers = {"mermaid": to_mermaid, "dot": to_dot, "svg": to_svg}
+    if fmt not in renderers:
+        raise typer.BadParameter("format must be mermaid, dot or svg")
+    try:
+        engine = _engine(_settings())
+        prepared = engine.prepare(file)
+    except PuraifyError as exc:
+        raise _fail(exc, False) from None
+    asyncio.run(engine.aclose())
+    sys.stdout.write(renderers[fmt](prepared.mission))
+
+
+@actions_app.command("list")
+def actions_list(as_json: JsonOpt = False) -> None:
+    """List every step type with its aliases, platform and delivery class."""
+    from ..actions import default_registry
+
+    registry = default_registry()
+    if as_json:
+        console.print_json(json.dumps(registry.catalog()))
+        return
+    from rich.table import Table
+
+    table = Table(title="step types")
+    for col in ("name", "aliases", "platform", "delivery", "description"):
+        table.add_column(col)
+    for action in registry.actions():
+        table.add_row(action.name, ", ".join(action.aliases), action.platform, action.delivery, action.description)
+    console.print(table)
+
+
+@actions_app.command("show")
+def actions_show(name: Annotated[str, typer.Argument(help="Step type or alias.")], as_json: JsonOpt = False) -> None:
+    """Show a step type's parameter schema, output schema and an example step."""
+    from ..actions import default_registry
+
+    registry = default_registry()
+    try:
+        action = registry.get(name)
+    except KeyError:
+        err_console.print(f"[red]unknown step type {name!r}[/]; see `puraify actions list`")
+        raise typer.Exit(EXIT_INVALID) from None
+    info = action.describe()
+    if as_json:
+        console.print_json(json.dumps(info))
+        return
+    import yaml
+
+    console.print(f"[bold]{info['name']}[/] ({info['platform']}, {info['delivery']} delivery)")
+    if info["aliases"]:
+        console.print(f"aliases: {', '.join(info['aliases'])}")
+    console.print(info["description"])
+    console.print("\n[bold]parameters[/]")
+    console.print_json(json.dumps(info["parameters"]))
+    console.print("\n[bold]output[/]")
+    console.print_json(json.dumps(info["output"]))
+    console.print("\n[bold]example[/]")
+    example = {"id": "example", "step_type": info["name"], "parameters": info["example"]}
+    console.print(yaml.safe_dump([example], sort_keys=False, allow_unicode=True), markup=False)
+
+
+def main() -> None:
+    """Console entry point: Typer, with a last-resort boundary that never prints a traceback."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(EXIT_FAILED)
+    except Exception as exc:  # last resort: a structured message, never a traceback
+        sys.exit(report_error(err_console, exc, as_json=False))

@@ -1,0 +1,241 @@
+"""Every error puraify raises, with a stable ``code`` a caller can branch on.
+
+The tree (one root, one base per layer)::
+
+    PuraifyError
+    ├── MissionError                 a mission document could not be used
+    │   ├── LoadError                parse/limits: yaml_syntax, json_syntax, forbidden_tag,
+    │   │                            duplicate_key, document_too_large, document_too_deep,
+    │   │                            too_many_aliases, number_too_large, invalid_mission
+    │   └── ValidationError          one or more ``Issue`` s found before anything ran
+    ├── TemplateError                template_error, template_reference_error
+    │   └── TemplateSecurityError    template_security_error, template_limit
+    ├── ActionError                  a step's action failed (carries ``retryable``)
+    │   ├── GuardError               ssrf_blocked, path_outside_jail, file_type_refused,
+    │   │                            command_refused, archive_rejected
+    │   └── StepTimeout              timeout
+    ├── VaultError                   credentials (issue: vault)
+    ├── PolicyDenied                 Engine Control said no (issue: control)
+    └── StoreError                   the run store failed (issue: store)
+
+Errors carry context (``run_id``, ``step_id``, ``action``, ``file``, ``line``, ``column``,
+``field``) the way httpx errors carry ``.request``. Messages say what to do; they never
+contain a secret (values are redacted before they reach an error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ActionError",
+    "GuardError",
+    "Issue",
+    "LoadError",
+    "MissionError",
+    "PolicyDenied",
+    "PuraifyError",
+    "StepTimeout",
+    "StoreError",
+    "TemplateError",
+    "TemplateSecurityError",
+    "ValidationError",
+    "VaultError",
+]
+
+
+class PuraifyError(Exception):
+    """Root of every puraify error: a stable ``code``, a sentence, and where it happened."""
+
+    default_code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        run_id: str | None = None,
+        step_id: str | None = None,
+        action: str | None = None,
+        file: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.run_id = run_id
+        self.step_id = step_id
+        self.action = action
+        self.file = file
+        self.line = line
+        self.column = column
+        self.field = field
+
+    def to_dict(self) -> dict[str, Any]:
+        """The structured form shown to users: ``code``, ``message`` and any known location."""
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        for key in ("run_id", "step_id", "action", "file", "line", "column", "field"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+    def __str__(self) -> str:
+        where = []
+        if self.file:
+            loc = self.file
+            if self.line is not None:
+                loc += f":{self.line}"
+                if self.column is not None:
+                    loc += f":{self.column}"
+            where.append(loc)
+        if self.step_id:
+            where.append(f"step {self.step_id!r}")
+        prefix = f"{', '.join(where)}: " if where else ""
+        return f"{prefix}{self.message} [{self.code}]"
+
+
+class MissionError(PuraifyError):
+    """A mission document could not be loaded or validated."""
+
+    default_code = "invalid_mission"
+
+
+class LoadError(MissionError):
+    """The document is not well-formed, or breaks a size, depth or safety limit."""
+
+    default_code = "invalid_mission"
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One finding of validation: an error (blocks the run) or a warning."""
+
+    code: str
+    message: str
+    severity: str = "error"
+    step_id: str | None = None
+    field: str | None = None
+    line: int | None = None
+    column: int | None = None
+    hint: str | None = None
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message, "severity": self.severity}
+        for key in ("step_id", "field", "line", "column", "hint"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        out.update(self.extra)
+        return out
+
+
+class ValidationError(MissionError):
+    """Validation found errors; ``issues`` lists every one (warnings included)."""
+
+    default_code = "validation_failed"
+
+    def __init__(self, issues: Sequence[Issue], *, file: str | None = None) -> None:
+        errors = [i for i in issues if i.severity == "error"]
+        first = errors[0] if errors else (issues[0] if issues else None)
+        summary = f"{len(errors)} validation error(s)"
+        if first is not None:
+            summary += f"; first: {first.message}"
+        super().__init__(
+            summary,
+            code=first.code if first is not None and len(errors) == 1 else "validation_failed",
+            file=file,
+            step_id=first.step_id if first else None,
+            line=first.line if first else None,
+            column=first.column if first else None,
+            field=first.field if first else None,
+        )
+        self.issues = list(issues)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["issues"] = [i.to_dict() for i in self.issues]
+        return out
+
+
+class TemplateError(PuraifyError):
+    """A template could not be rendered (syntax, missing reference, wrong type)."""
+
+    default_code = "template_error"
+
+
+class TemplateSecurityError(TemplateError):
+    """A template tried to leave the sandbox, or exceeded its size or time budget."""
+
+    default_code = "template_security_error"
+
+
+class ActionError(PuraifyError):
+    """A step's action failed; ``retryable`` says whether trying again may help."""
+
+    default_code = "action_failed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        status: int | None = None,
+        details: Mapping[str, Any] | None = None,
+        **context: Any,
+    ) -> None:
+        super().__init__(message, code=code, **context)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+        self.details: dict[str, Any] = dict(details or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["retryable"] = self.retryable
+        if self.status is not None:
+            out["status"] = self.status
+        if self.details:
+            out["details"] = self.details
+        return out
+
+
+class GuardError(ActionError):
+    """A safety guard refused the operation (SSRF, path jail, command policy, archives)."""
+
+    default_code = "guard_refused"
+
+
+class StepTimeout(ActionError):
+    """A step ran past its timeout and was stopped."""
+
+    default_code = "timeout"
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message, code="timeout", retryable=True, **context)
+
+
+class VaultError(PuraifyError):
+    """Credentials could not be stored, found or decrypted."""
+
+    default_code = "vault_error"
+
+
+class PolicyDenied(PuraifyError):
+    """Engine Control denied the action (permission, platform status or feature flag)."""
+
+    default_code = "policy_denied"
+
+
+class StoreError(PuraifyError):
+    """The run store could not read or write."""
+
+    default_code = "store_error"

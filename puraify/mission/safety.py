@@ -1,0 +1,175 @@
+"""Static safety analysis: a risk score and findings, judged against a threshold.
+
+Pure (no I/O). Rules look for: dangerous commands and arguments, shells and inline code,
+deletes of system paths, plain-http and internal URLs, steps without a timeout, and secrets
+written inline in a mission. ``puraify safety validate`` exits non-zero when the verdict fails.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+from .model import Mission, MissionStep
+
+__all__ = ["LEVELS", "Finding", "SafetyReport", "analyze"]
+
+Severity = Literal["low", "medium", "high", "critical"]
+Level = Literal["permissive", "standard", "strict"]
+_WEIGHT: dict[str, int] = {"low": 2, "medium": 8, "high": 20, "critical": 50}
+_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+#: level -> (lowest severity that fails the mission, highest total score allowed)
+LEVELS: dict[str, tuple[Severity, int]] = {
+    "permissive": ("critical", 90),
+    "standard": ("high", 60),
+    "strict": ("medium", 30),
+}
+
+_SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "fish", "powershell", "pwsh", "cmd", "cmd.exe"}
+_INLINE_CODE = {"python": "-c", "python3": "-c", "node": "-e", "perl": "-e", "ruby": "-e", "php": "-r"}
+_WRECKERS = {"mkfs", "dd", "shutdown", "reboot", "halt", "poweroff", "fdisk", "wipefs", "shred"}
+_PRIVILEGE = {"sudo", "su", "doas", "pkexec"}
+_NETWORK_FETCH = {"curl", "wget"}
+_DANGEROUS_TEXT = re.compile(
+    r"rm\s+-[a-z]*r[a-z]*f?\s+(/|~|\*)|:\(\)\s*\{|chmod\s+(-R\s+)?777|>\s*/dev/sd|"
+    r"(curl|wget)[^|]*\|\s*(ba|z)?sh|mkfs\.|/etc/(passwd|shadow)",
+    re.I,
+)
+_SECRET_KEYS = re.compile(r"(pass(word)?|secret|token|api[_-]?key|private[_-]?key|credential)", re.I)
+_SECRET_VALUES = re.compile(
+    r"(xox[abprs]-[0-9A-Za-z-]{10,}|sk-[A-Za-z0-9]{20,}|ghp_[A-Za-z0-9]{30,}|"
+    r"AKIA[0-9A-Z]{16}|-----BEGIN [A-Z ]*PRIVATE KEY-----|Bearer\s+[A-Za-z0-9._-]{20,})"
+)
+_SYSTEM_PREFIXES = ("/etc", "/usr", "/bin", "/sbin", "/boot", "/var", "/lib", "/root", "/home",
+                    "/dev", "/proc", "/sys", "C:\\Windows", "C:/Windows")
+
+
+class _Catalog(Protocol):
+    def canonical(self, step_type: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One risk the analysis found."""
+
+    rule: str
+    severity: Severity
+    message: str
+    step_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "severity": self.severity, "message": self.message, "step_id": self.step_id}
+
+
+@dataclass(frozen=True)
+class SafetyReport:
+    """Findings and the score they add up to (0-100)."""
+
+    findings: tuple[Finding, ...]
+    score: int
+
+    def verdict(self, level: Level = "standard") -> bool:
+        """True when the mission passes at ``level``."""
+        worst, max_score = LEVELS[level]
+        if any(_RANK[f.severity] >= _RANK[worst] for f in self.findings):
+            return False
+        return self.score <= max_score
+
+    def to_dict(self, level: Level = "standard") -> dict[str, Any]:
+        return {
+            "score": self.score,
+            "level": level,
+            "passed": self.verdict(level),
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+def analyze(mission: Mission, catalog: _Catalog) -> SafetyReport:
+    """Score a mission's risk; never executes anything."""
+    findings: list[Finding] = []
+    for step in mission.steps:
+        kind = catalog.canonical(step.step_type) or step.step_type
+        findings.extend(_step_findings(step, kind))
+    score = min(100, sum(_WEIGHT[f.severity] for f in findings))
+    return SafetyReport(tuple(findings), score)
+
+
+def _strings(value: Any, key: str = "") -> Iterable[tuple[str, str]]:
+    if isinstance(value, str):
+        yield key, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, str(k))
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v, key)
+
+
+def _step_findings(step: MissionStep, kind: str) -> list[Finding]:
+    out: list[Finding] = []
+    p = step.parameters
+
+    def add(rule: str, severity: Severity, message: str) -> None:
+        out.append(Finding(rule, severity, message, step.id))
+
+    if kind == "command":
+        program = str(p.get("command", ""))
+        args = [str(a) for a in p.get("args", []) or []] if isinstance(p.get("args"), list) else []
+        base = program.rsplit("/", 1)[-1].lower()
+        joined = " ".join([program, *args])
+        if base in _SHELLS:
+            add("shell_command", "high", f"runs the shell {base}; commands should call programs directly")
+        if base in _PRIVILEGE:
+            add("privilege_escalation", "critical", f"uses {base}")
+        if base in _WRECKERS or base.startswith("mkfs"):
+            add("destructive_command", "critical", f"runs {base}")
+        if base == "rm" and any(a.startswith("-") and "r" in a for a in args):
+            add("recursive_delete", "medium", "deletes recursively")
+        if _INLINE_CODE.get(base) in args:
+            add("inline_code", "medium", f"runs inline {base} code")
+        if base in _NETWORK_FETCH:
+            add("network_fetch", "low", f"{base} fetches from the network outside the SSRF guard")
+        if _DANGEROUS_TEXT.search(joined):
+            add("dangerous_pattern", "critical", f"dangerous command text: {joined[:120]!r}")
+        if " " in program.strip() and not args:
+            add("shell_syntax", "medium", "the program name holds spaces; it will not be split by a shell")
+    if kind == "delete_file":
+        path = str(p.get("path", ""))
+        if path.startswith(_SYSTEM_PREFIXES) or path.strip() in ("/", "~", "..", "*") or ".." in path.split("/"):
+            add("system_path_delete", "critical", f"deletes {path!r}, outside the workspace")
+        if p.get("recursive"):
+            add("recursive_delete", "medium", f"deletes {path!r} recursively")
+    if kind in ("create_file", "edit_file", "copy_file", "move_file"):
+        for key in ("path", "destination", "dest"):
+            value = p.get(key)
+            if isinstance(value, str) and (value.startswith(_SYSTEM_PREFIXES) or ".." in value.split("/")):
+                add("system_path_write", "high", f"writes {value!r}, outside the workspace")
+    if kind == "http":
+        url = str(p.get("url", ""))
+        if "{{" not in url:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+            if parts.scheme == "http" and host not in ("localhost", "127.0.0.1", "::1"):
+                add("plain_http", "medium", f"plain http to {host or url!r}; use https")
+            try:
+                ip = ipaddress.ip_address(host)
+            except ValueError:
+                ip = None
+            if ip is not None and not ip.is_global and not ip.is_loopback:
+                add("internal_address", "high", f"targets the internal address {host}")
+            if host in ("169.254.169.254", "metadata.google.internal"):
+                add("metadata_endpoint", "critical", "targets a cloud metadata endpoint")
+    if kind in ("command", "http") and step.timeout_seconds is None and not p.get("timeout"):
+        add("no_timeout", "low", "no timeout_seconds; the 300 s default applies")
+    for key, value in _strings(p):
+        if "{{" in value:
+            continue
+        if _SECRET_VALUES.search(value) or (_SECRET_KEYS.search(key) and len(value) >= 8):
+            add("inline_secret", "high", f"parameter {key!r} holds what looks like a secret; use {{{{ secrets.<platform> }}}}")
+            break
+    return out

@@ -1,0 +1,251 @@
+"""Validation before anything runs: structure, step types, parameters and template references.
+
+Pure: the action catalogue and the template inspector are passed in as small ports
+(``StepCatalog``, ``ReferenceReader``) so this module imports no I/O and no action code.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..errors import Issue, PuraifyError, ValidationError
+from .loader import LoadedMission
+from .model import Mission, MissionStep
+from .plan import cycle_path
+
+__all__ = [
+    "BUILTIN_NAMES",
+    "ReferenceReader",
+    "StepCatalog",
+    "ValidatedMission",
+    "template_strings",
+    "validate_mission",
+]
+
+#: Names every template may read without declaring them (DESIGN.md §3).
+BUILTIN_NAMES = frozenset(
+    {"steps", "env", "context", "config", "secrets", "run", "timestamp", "mission", "user"}
+)
+
+
+class StepCatalog(Protocol):
+    """What validation needs from the action registry."""
+
+    def canonical(self, step_type: str) -> str | None:
+        """The canonical action name for a step type or alias, or None if unknown."""
+
+    def names(self) -> Iterable[str]:
+        """Every step type and alias, for suggestions."""
+
+    def check_parameters(
+        self, step_type: str, parameters: Mapping[str, Any], templated: frozenset[str]
+    ) -> list[tuple[str, str, str, str]]:
+        """Problems as ``(severity, code, field, message)``; ``templated`` fields are not
+        type-checked (their value is only known at run time)."""
+
+
+class ReferenceReader(Protocol):
+    """What validation needs from the template engine."""
+
+    def references(self, text: str) -> list[tuple[str, ...]]:
+        """Attribute paths of the outside names a template reads; raises on syntax errors."""
+
+
+@dataclass(frozen=True)
+class ValidatedMission:
+    """A mission that passed validation, with its warnings."""
+
+    mission: Mission
+    warnings: tuple[Issue, ...]
+    file: str | None = None
+
+
+def template_strings(value: Any, path: str = "") -> Iterable[tuple[str, str]]:
+    """Every string holding template syntax inside ``value``, with its field path."""
+    if isinstance(value, str):
+        if "{{" in value or "{%" in value:
+            yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from template_strings(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from template_strings(v, f"{path}[{i}]")
+
+
+def validate_mission(
+    loaded: LoadedMission,
+    catalog: StepCatalog,
+    reader: ReferenceReader,
+    *,
+    context_names: Iterable[str] = (),
+    strict: bool = False,
+    max_steps: int | None = None,
+) -> ValidatedMission:
+    """Check everything that can be checked without running; raise ``ValidationError``.
+
+    ``context_names`` are variables the caller will supply (``--var``, request context); they
+    may be read as ``{{ name }}`` or ``{{ context.name }}``.
+    """
+    mission = loaded.mission
+    issues: list[Issue] = list(loaded.warnings)
+    severity_unknown = "error" if strict else "warning"
+
+    def add(code: str, message: str, step: MissionStep | None, *path: str | int, **kw: Any) -> None:
+        index = _index_of(mission, step)
+        loc = ("steps", index, *path) if index is not None else path
+        line, col = loaded.position(*loc) if loc else (None, None)
+        issues.append(
+            Issue(
+                code, message, step_id=step.id if step else None, line=line, column=col, **kw
+            )
+        )
+
+    if max_steps is not None and len(mission.steps) > max_steps:
+        add("too_many_steps", f"mission has {len(mission.steps)} steps; the limit is {max_steps}", None)
+        raise ValidationError(issues, file=loaded.file)
+    if not mission.steps:
+        add("no_steps", "a mission needs at least one step", None, "steps")
+
+    ids: dict[str, MissionStep] = {}
+    for step in mission.steps:
+        if step.id in ids:
+            add("duplicate_step_id", f"step id {step.id!r} is used twice", step, "id", field="id")
+        ids.setdefault(step.id, step)
+
+    for step in mission.steps:
+        for dep in step.depends_on:
+            if dep == step.id:
+                add("dependency_cycle", f"step {step.id!r} depends on itself", step, "depends_on")
+            elif dep not in ids:
+                guess = difflib.get_close_matches(dep, list(ids), n=1)
+                hint = f"did you mean {guess[0]!r}?" if guess else None
+                add(
+                    "missing_dependency",
+                    f"step {step.id!r} depends on {dep!r}, which does not exist"
+                    + (f"; {hint}" if hint else ""),
+                    step, "depends_on", field="depends_on", hint=hint,
+                )
+    edges = {s.id: [d for d in s.depends_on if d in ids and d != s.id] for s in ids.values()}
+    cycle = cycle_path(edges)
+    if cycle:
+        add(
+            "dependency_cycle",
+            "dependency cycle: " + " -> ".join(cycle),
+            ids[cycle[0]], "depends_on", field="depends_on", extra={"cycle": cycle},
+        )
+
+    known_names = sorted(set(catalog.names()))
+    for step in mission.steps:
+        if catalog.canonical(step.step_type) is None:
+            guess = difflib.get_close_matches(step.step_type, known_names, n=1, cutoff=0.6)
+            hint = f"did you mean {guess[0]!r}?" if guess else None
+            add(
+                "unknown_step_type",
+                f"unknown step type {step.step_type!r}" + (f"; {hint}" if hint else ""),
+                step, "step_type", field="step_type", hint=hint,
+            )
+            continue
+        templated = frozenset(
+            k for k, v in step.parameters.items() if any(True for _ in template_strings(v))
+        )
+        for sev, code, fld, message in catalog.check_parameters(
+            step.step_type, step.parameters, templated
+        ):
+            add(
+                code, f"step {step.id!r}: parameters.{fld}: {message}", step, "parameters", fld,
+                severity=severity_unknown if sev == "warning" else sev, field=f"parameters.{fld}",
+            )
+
+    _check_references(mission, ids, reader, set(context_names), add)
+    if any(i.severity == "error" for i in issues):
+        raise ValidationError(issues, file=loaded.file)
+    return ValidatedMission(mission, tuple(issues), loaded.file)
+
+
+def _index_of(mission: Mission, step: MissionStep | None) -> int | None:
+    if step is None:
+        return None
+    for i, s in enumerate(mission.steps):
+        if s is step:
+            return i
+    return None
+
+
+def _check_references(
+    mission: Mission,
+    ids: Mapping[str, MissionStep],
+    reader: ReferenceReader,
+    context_names: set[str],
+    add: Any,
+) -> None:
+    variables = set(mission.variables) | context_names
+    ancestors: dict[str, set[str]] = {}
+
+    def upstream(step_id: str) -> set[str]:
+        if step_id not in ancestors:
+            seen: set[str] = set()
+            todo = list(ids[step_id].depends_on)
+            while todo:
+                dep = todo.pop()
+                if dep in seen or dep not in ids:
+                    continue
+                seen.add(dep)
+                todo.extend(ids[dep].depends_on)
+            ancestors[step_id] = seen
+        return ancestors[step_id]
+
+    for step in mission.steps:
+        sources = list(template_strings(step.parameters, "parameters"))
+        if step.when is not None:
+            sources.append(("when", step.when))
+        for fld, text in sources:
+            try:
+                refs = reader.references(text)
+            except PuraifyError as exc:
+                add("template_error", f"step {step.id!r}: {fld}: {exc.message}", step,
+                    *fld.split(".")[:2], field=fld)
+                continue
+            for ref in refs:
+                target: str | None = None
+                if ref[0] == "steps":
+                    if len(ref) < 2:
+                        continue
+                    target = ref[1]
+                    if target not in ids:
+                        add(
+                            "invalid_reference",
+                            f"step {step.id!r}: {fld} reads steps.{target}, which does not exist",
+                            step, "parameters", field=fld,
+                        )
+                        continue
+                elif ref[0] in BUILTIN_NAMES:
+                    continue
+                elif ref[0] in ids:
+                    target = ref[0]
+                elif ref[0] in variables:
+                    continue
+                else:
+                    pool = sorted(variables | set(ids) | BUILTIN_NAMES)
+                    guess = difflib.get_close_matches(ref[0], pool, n=1)
+                    hint = f"did you mean {guess[0]!r}?" if guess else None
+                    add(
+                        "unknown_reference",
+                        f"step {step.id!r}: {fld} reads {'.'.join(ref)!r}, which is neither a "
+                        "step, a variable nor a built-in name" + (f"; {hint}" if hint else ""),
+                        step, "parameters", field=fld, hint=hint,
+                    )
+                    continue
+                if target == step.id:
+                    add("invalid_reference", f"step {step.id!r}: {fld} reads its own output",
+                        step, "parameters", field=fld)
+                elif target not in upstream(step.id):
+                    add(
+                        "invalid_reference",
+                        f"step {step.id!r}: {fld} reads the output of {target!r}, which is not "
+                        f"upstream of it; add {target!r} to depends_on",
+                        step, "parameters", field=fld,
+                    )

@@ -1,0 +1,395 @@
+"""The async executor: drives a ``Plan`` with real concurrency, deadlines, retries and hooks.
+
+One pure core (``mission.plan.Plan``), one async driver (this module). The executor never
+aborts without a result: a step that raises anything becomes ``failed`` with a code, and the
+mission always ends ``completed``, ``failed`` or ``cancelled`` with every step accounted for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from ..errors import ActionError, PuraifyError, StepTimeout
+from ..mission.model import (
+    Mission,
+    MissionResult,
+    MissionStatus,
+    MissionStep,
+    StepError,
+    StepResult,
+    StepStatus,
+)
+from ..mission.plan import Plan
+from ..templating.render import TemplateEngine, contains_template
+from ..templating.scope import Scope
+from .hooks import Hooks, HookSet, RunInfo
+from .retry import backoff_delay, is_retryable, policy_for
+from .runner import StepInvocation, StepRunner
+
+__all__ = ["Executor", "RunHandle"]
+
+_log = structlog.get_logger("puraify.executor")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Record:
+    step: MissionStep
+    status: StepStatus = StepStatus.PENDING
+    output: dict[str, Any] | None = None
+    error: StepError | None = None
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    t0: float | None = None
+    duration_ms: float | None = None
+
+    def result(self) -> StepResult:
+        return StepResult(
+            step_id=self.step.id,
+            name=self.step.display_name,
+            step_type=self.step.step_type,
+            status=self.status,
+            output=self.output,
+            error=self.error,
+            attempts=self.attempts,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            duration_ms=self.duration_ms,
+        )
+
+
+@dataclass
+class RunHandle:
+    """A live run's id and its cancel switch (Ctrl-C, API cancel)."""
+
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _cancel: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def cancel(self) -> None:
+        """Ask the run to stop: running steps are cancelled, pending ones never start."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+
+class Executor:
+    """Runs missions. Built once (by ``Engine``) and reused for many runs."""
+
+    def __init__(
+        self,
+        runner: StepRunner,
+        *,
+        templates: TemplateEngine | None = None,
+        hooks: Hooks | None = None,
+        default_step_timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.runner = runner
+        self.templates = templates or TemplateEngine()
+        self.hooks = hooks or HookSet()
+        self.default_step_timeout = default_step_timeout
+        self.env = env or {}
+        self.rng = rng or random.Random()
+
+    async def execute(
+        self,
+        mission: Mission,
+        *,
+        handle: RunHandle | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> MissionResult:
+        """Run ``mission`` to a terminal state and return its result (steps in declaration order)."""
+        handle = handle or RunHandle()
+        run = RunInfo(handle.run_id, mission)
+        records = {s.id: _Record(s) for s in mission.steps}
+        plan = Plan.from_mission(mission)
+        scope = Scope(
+            run_id=handle.run_id, mission=mission, context=context or {}, env=self.env
+        )
+        limit = mission.config.max_concurrent_steps
+        started_at, t_start = _now(), time.monotonic()
+        deadline = (
+            t_start + mission.config.timeout_seconds if mission.config.timeout_seconds else None
+        )
+        running: dict[asyncio.Task[None], str] = {}
+        cancel_wait = asyncio.ensure_future(handle._cancel.wait())
+        outcome: str | None = None  # "cancelled" | "deadline"
+        await self.hooks.on_run_start(run)
+
+        async def finish(step_id: str, status: StepStatus, error: StepError | None = None) -> None:
+            rec = records[step_id]
+            rec.status = status
+            if error is not None:
+                rec.error = error
+            rec.finished_at = rec.finished_at or _now()
+            if rec.t0 is not None and rec.duration_ms is None:
+                rec.duration_ms = round((time.monotonic() - rec.t0) * 1000, 3)
+            if status is StepStatus.SUCCESS:
+                scope.add_output(step_id, rec.output or {})
+            for decided_id, decided in plan.complete(step_id, status):
+                drec = records[decided_id]
+                drec.status = decided
+                drec.finished_at = _now()
+                if decided is StepStatus.CANCELLED:
+                    drec.error = StepError(code="cancelled", message=_why_cancelled(outcome))
+                await self.hooks.after_step(run, drec.result())
+            await self.hooks.after_step(run, rec.result())
+
+        async def stop_running(
+            status: StepStatus, error: StepError, *, handlers_too: bool = True
+        ) -> None:
+            tasks = [
+                t for t, sid in running.items()
+                if handlers_too or records[sid].step.trigger_rule == "all_success"
+            ]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for task in tasks:
+                sid = running.pop(task)
+                await finish(sid, status, error)
+
+        try:
+            while True:
+                if outcome is None:
+                    for step_id in plan.ready(limit - len(running)):
+                        rec = records[step_id]
+                        skip = await self._when_says_skip(rec, scope)
+                        if skip is not None:
+                            rec.output = None
+                            if skip.code == "when_false":
+                                await finish(step_id, StepStatus.SKIPPED)
+                            else:
+                                rec.attempts = 0
+                                await finish(step_id, StepStatus.FAILED, skip)
+                            continue
+                        task = asyncio.create_task(self._run_step(run, rec, mission, scope))
+                        running[task] = step_id
+                    if not running and plan.has_ready():
+                        continue  # `when` skips freed more steps
+                if not running:
+                    break
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                done, _ = await asyncio.wait(
+                    [*running, cancel_wait], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if cancel_wait in done and outcome is None:
+                    outcome = "cancelled"
+                    for sid, st in plan.cancel():
+                        await self._decided(run, records, sid, st, outcome)
+                    await stop_running(
+                        StepStatus.CANCELLED, StepError(code="cancelled", message="run cancelled")
+                    )
+                    continue
+                if not done and outcome is None:
+                    outcome = "deadline"
+                    for sid, st in plan.cancel():
+                        await self._decided(run, records, sid, st, outcome)
+                    await stop_running(
+                        StepStatus.FAILED,
+                        StepError(
+                            code="timeout", retryable=True,
+                            message=f"mission deadline of {mission.config.timeout_seconds}s reached",
+                        ),
+                    )
+                    continue
+                for task in done:
+                    if task is cancel_wait:
+                        continue
+                    sid = running.pop(task)
+                    task.result()  # _run_step never raises; surface bugs loudly
+                    await finish(sid, records[sid].status)
+                if plan.stopping and running and outcome is None:
+                    failed = next(
+                        (r.step.id for r in records.values()
+                         if r.status is StepStatus.FAILED and not r.step.continue_on_error),
+                        None,
+                    )
+                    # Cleanup and fallback steps (all_done / one_failed) keep running.
+                    await stop_running(
+                        StepStatus.CANCELLED,
+                        StepError(
+                            code="cancelled", message=f"cancelled: step {failed!r} failed (fail_fast)"
+                        ),
+                        handlers_too=False,
+                    )
+        except asyncio.CancelledError:
+            # The caller's task was cancelled (e.g. Ctrl-C at the top): stop cleanly, then re-raise.
+            outcome = "cancelled"
+            for sid, st in plan.cancel():
+                records[sid].status = st
+            tasks = list(running)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for task in tasks:
+                rec = records[running.pop(task)]
+                rec.status = StepStatus.CANCELLED
+                rec.error = StepError(code="cancelled", message="run cancelled")
+            raise
+        finally:
+            cancel_wait.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cancel_wait
+
+        result = self._result(mission, handle.run_id, records, outcome, started_at, t_start)
+        await self.hooks.on_run_end(run, result)
+        return result
+
+    async def _decided(
+        self, run: RunInfo, records: dict[str, _Record], sid: str, st: StepStatus, outcome: str | None
+    ) -> None:
+        rec = records[sid]
+        rec.status = st
+        rec.finished_at = _now()
+        if st is StepStatus.CANCELLED:
+            rec.error = StepError(code="cancelled", message=_why_cancelled(outcome))
+        await self.hooks.after_step(run, rec.result())
+
+    async def _when_says_skip(self, rec: _Record, scope: Scope) -> StepError | None:
+        when = rec.step.when
+        if when is None:
+            return None
+        try:
+            value = self.templates.render_string(when, scope.for_render(), field="when")
+        except PuraifyError as exc:
+            return StepError(code=exc.code, message=exc.message)
+        if isinstance(value, str):
+            value = value.strip().lower() not in ("", "false", "0", "no", "none", "null", "off")
+        if value:
+            return None
+        return StepError(code="when_false", message=f"`when` was false: {when}")
+
+    async def _run_step(
+        self, run: RunInfo, rec: _Record, mission: Mission, scope: Scope
+    ) -> None:
+        step = rec.step
+        rec.started_at, rec.t0 = _now(), time.monotonic()
+        policy = policy_for(step, mission.config)
+        timeout = step.timeout_seconds or self.default_step_timeout or mission.config.step_timeout_seconds
+        try:
+            params = self._render(step, scope)
+        except PuraifyError as exc:
+            rec.attempts = 1
+            rec.status, rec.error = StepStatus.FAILED, StepError(code=exc.code, message=str(exc.message))
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            rec.attempts = attempt
+            await self.hooks.before_step(run, step, attempt)
+            invocation = StepInvocation(run.run_id, step.id, step.step_type, attempt, params)
+            error: ActionError
+            try:
+                async with asyncio.timeout(timeout) as cm:
+                    output = await self.runner.run(invocation)
+                rec.status, rec.output = StepStatus.SUCCESS, output
+                return
+            except TimeoutError:
+                if not cm.expired():
+                    error = ActionError("the action timed out", code="timeout", retryable=True)
+                else:
+                    error = StepTimeout(f"step ran past its {timeout:g}s timeout and was stopped")
+            except ActionError as exc:
+                error = exc
+            except PuraifyError as exc:
+                error = ActionError(exc.message, code=exc.code)
+            except Exception as exc:  # an action bug must not abort the mission
+                _log.exception("action_crashed", run_id=run.run_id, step_id=step.id)
+                error = ActionError(f"{type(exc).__name__}: {exc}", code="internal_error")
+            if is_retryable(error) and attempt <= policy.attempts:
+                delay = backoff_delay(policy, attempt, retry_after=error.retry_after, rng=self.rng)
+                await self.hooks.on_retry(run, step, attempt, _error_dict(error), delay)
+                await asyncio.sleep(delay)
+                continue
+            rec.status = StepStatus.FAILED
+            rec.error = StepError(
+                code=error.code, message=error.message, retryable=error.retryable, status=error.status
+            )
+            return
+
+    def _render(self, step: MissionStep, scope: Scope) -> dict[str, Any]:
+        if not any(contains_template(v) if isinstance(v, str) else isinstance(v, dict | list)
+                   for v in step.parameters.values()):
+            return step.parameters
+        rendered = self.templates.render_value(step.parameters, scope.for_render(), field="parameters")
+        return rendered if isinstance(rendered, dict) else {}
+
+    def _result(
+        self,
+        mission: Mission,
+        run_id: str,
+        records: Mapping[str, _Record],
+        outcome: str | None,
+        started_at: datetime,
+        t_start: float,
+    ) -> MissionResult:
+        results = tuple(records[s.id].result() for s in mission.steps)
+        warnings = tuple(
+            f"step {r.step_id!r} failed but continue_on_error let the mission go on: "
+            f"{r.error.message if r.error else ''}"
+            for r, s in zip(results, mission.steps, strict=True)
+            if r.status is StepStatus.FAILED and s.continue_on_error
+        )
+        error = None
+        if outcome == "cancelled":
+            status = MissionStatus.CANCELLED
+            error = StepError(code="cancelled", message="the run was cancelled")
+        elif outcome == "deadline":
+            status = MissionStatus.FAILED
+            error = StepError(
+                code="mission_timeout",
+                message=f"mission deadline of {mission.config.timeout_seconds}s reached",
+            )
+        else:
+            bad = [
+                r for r, s in zip(results, mission.steps, strict=True)
+                if (r.status is StepStatus.FAILED and not s.continue_on_error)
+                or r.status is StepStatus.CANCELLED
+            ]
+            status = MissionStatus.FAILED if bad else MissionStatus.COMPLETED
+            first = next((r for r in bad if r.status is StepStatus.FAILED), None)
+            if first is not None and first.error is not None:
+                error = StepError(
+                    code=first.error.code, message=f"step {first.step_id!r} failed: {first.error.message}"
+                )
+        return MissionResult(
+            run_id=run_id,
+            mission_name=mission.display_name,
+            status=status,
+            steps=results,
+            started_at=started_at,
+            finished_at=_now(),
+            duration_ms=round((time.monotonic() - t_start) * 1000, 3),
+            warnings=warnings,
+            error=error,
+        )
+
+
+def _why_cancelled(outcome: str | None) -> str:
+    if outcome == "cancelled":
+        return "run cancelled before this step started"
+    if outcome == "deadline":
+        return "mission deadline reached before this step started"
+    return "not started: an earlier step failed (fail_fast)"
+
+
+def _error_dict(error: ActionError) -> dict[str, Any]:
+    return {"code": error.code, "message": error.message, "status": error.status}

@@ -1,0 +1,470 @@
+"""Safety guards: the workspace jail (SEC-04), the SSRF transport (SEC-01), the command
+policy (SEC-03).
+
+The jail never trusts a path string: it walks the path one component at a time from a directory
+file descriptor of the root, opening each with ``O_NOFOLLOW``, so a symlink (even one swapped in
+after a check) cannot lead outside; special files are refused after ``fstat`` of what was opened.
+
+The SSRF transport resolves the host itself, checks every address, connects to the checked
+address (no second lookup for DNS rebinding to exploit), and runs again on every redirect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import re
+import shutil
+import socket
+import stat
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from ..errors import GuardError
+
+__all__ = ["CommandPolicy", "Jail", "SsrfPolicy", "SsrfTransport"]
+
+
+def _outside(path: str, why: str) -> GuardError:
+    return GuardError(f"path {path!r} {why}", code="path_outside_jail", field="path")
+
+
+# -- workspace jail -------------------------------------------------------------------------------
+
+_ENCODED = re.compile(r"%(2e|2f|5c|00)", re.I)
+
+
+class Jail:
+    """A directory that file steps cannot leave (see module docstring)."""
+
+    def __init__(self, root: Path, *, protected: Iterable[Path] = ()) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root.resolve()
+        self._protected: set[tuple[int, int]] = set()
+        self._protected_dirs: list[Path] = []
+        for p in protected:
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            self._protected.add((st.st_dev, st.st_ino))
+            if stat.S_ISDIR(st.st_mode):
+                self._protected_dirs.append(Path(p).resolve())
+
+    # -- path handling ---------------------------------------------------------------------
+
+    def parts(self, path: str) -> list[str]:
+        """Lexically check ``path`` and split it into components relative to the root."""
+        if not isinstance(path, str) or not path or "\x00" in path:
+            raise _outside(str(path), "is empty or holds a NUL byte")
+        if _ENCODED.search(path):
+            raise _outside(path, "holds URL-encoded separators or dots")
+        candidate = path.replace("\\", "/")
+        if candidate.startswith("~"):
+            raise _outside(path, "starts with ~; give a path inside the workspace")
+        if candidate.startswith("/"):
+            try:
+                candidate = str(Path(os.path.normpath(candidate)).relative_to(self.root))
+            except ValueError:
+                raise _outside(path, f"is outside the workspace {self.root}") from None
+        parts = [p for p in candidate.split("/") if p not in ("", ".")]
+        if any(p == ".." for p in parts):
+            raise _outside(path, "climbs out with '..'")
+        for d in self._protected_dirs:
+            try:
+                (self.root.joinpath(*parts)).relative_to(d)
+            except ValueError:
+                continue
+            raise GuardError(f"path {path!r} is engine state", code="path_outside_jail")
+        return parts
+
+    def display(self, path: str) -> str:
+        return "/".join(self.parts(path)) or "."
+
+    @contextmanager
+    def _dir(self, parts: Sequence[str], *, create: bool = False) -> Iterator[int]:
+        """A descriptor of the directory ``parts`` inside the root, never through a symlink."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name in parts:
+                try:
+                    nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    os.mkdir(name, dir_fd=fd)
+                    nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (40, 20):  # ELOOP (symlink), ENOTDIR
+                        if os.path.islink(os.path.join(f"/proc/self/fd/{fd}", name)):
+                            raise _outside("/".join(parts), "goes through a symlink") from None
+                    raise
+                os.close(fd)
+                fd = nfd
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _check_fd(self, fd: int, path: str) -> os.stat_result:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) in self._protected:
+            raise GuardError(f"path {path!r} is engine state", code="path_outside_jail")
+        return st
+
+    def open(self, path: str, mode: str, *, create_dirs: bool = False) -> IO[bytes]:
+        """Open a regular file in the jail. ``mode``: ``r``, ``w``, ``a`` or ``x`` (binary)."""
+        parts = self.parts(path)
+        if not parts:
+            raise GuardError("the workspace root is not a file", code="file_type_refused")
+        flags = {
+            "r": os.O_RDONLY,
+            "w": os.O_WRONLY | os.O_CREAT,
+            "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+            "x": os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+        }[mode]
+        flags |= os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        with self._dir(parts[:-1], create=create_dirs and mode != "r") as dfd:
+            try:
+                fd = os.open(parts[-1], flags, 0o644, dir_fd=dfd)
+            except OSError as exc:
+                if exc.errno == 40:  # ELOOP: the last component is a symlink
+                    raise _outside(path, "is a symlink") from None
+                if exc.errno == 6:  # ENXIO: a FIFO with no reader
+                    raise GuardError(f"{path!r} is not a regular file", code="file_type_refused") from None
+                raise
+        try:
+            st = self._check_fd(fd, path)
+            if not stat.S_ISREG(st.st_mode):
+                raise GuardError(f"{path!r} is not a regular file", code="file_type_refused")
+            if mode == "w":
+                os.ftruncate(fd, 0)
+            os.set_blocking(fd, True)
+            return os.fdopen(fd, {"r": "rb", "w": "wb", "a": "ab", "x": "wb"}[mode])
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _lstat(self, parts: Sequence[str]) -> os.stat_result | None:
+        if not parts:
+            return os.stat(self.root)
+        try:
+            with self._dir(parts[:-1]) as dfd:
+                return os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError:
+            return None
+
+    def exists(self, path: str) -> bool:
+        return self._lstat(self.parts(path)) is not None
+
+    def is_dir(self, path: str) -> bool:
+        st = self._lstat(self.parts(path))
+        return st is not None and stat.S_ISDIR(st.st_mode)
+
+    def mkdir(self, path: str) -> None:
+        with self._dir(self.parts(path), create=True):
+            pass
+
+    def unlink(self, path: str, *, recursive: bool = False) -> int:
+        """Remove a file (or, with ``recursive``, a directory tree); returns entries removed."""
+        parts = self.parts(path)
+        if not parts:
+            raise GuardError("refusing to delete the workspace root", code="path_outside_jail")
+        with self._dir(parts[:-1]) as dfd:
+            st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+            if (st.st_dev, st.st_ino) in self._protected:
+                raise GuardError(f"path {path!r} is engine state", code="path_outside_jail")
+            if stat.S_ISDIR(st.st_mode):
+                if not recursive:
+                    raise GuardError(
+                        f"{path!r} is a directory; set recursive: true to delete it",
+                        code="file_type_refused",
+                    )
+                return self._rmtree(dfd, parts[-1])
+            os.unlink(parts[-1], dir_fd=dfd)  # a symlink is removed itself, never its target
+            return 1
+
+    def _rmtree(self, parent_fd: int, name: str) -> int:
+        count = 0
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd)
+        try:
+            for entry in os.scandir(fd):
+                if entry.is_dir(follow_symlinks=False):
+                    count += self._rmtree(fd, entry.name)
+                else:
+                    os.unlink(entry.name, dir_fd=fd)
+                    count += 1
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=parent_fd)
+        return count + 1
+
+    def rename(self, source: str, destination: str, *, overwrite: bool = False) -> None:
+        src, dst = self.parts(source), self.parts(destination)
+        if not src or not dst:
+            raise GuardError("cannot move the workspace root", code="path_outside_jail")
+        with self._dir(src[:-1]) as sfd, self._dir(dst[:-1], create=True) as dfd:
+            st = os.stat(src[-1], dir_fd=sfd, follow_symlinks=False)
+            if (st.st_dev, st.st_ino) in self._protected:
+                raise GuardError(f"path {source!r} is engine state", code="path_outside_jail")
+            if not overwrite:
+                try:
+                    os.stat(dst[-1], dir_fd=dfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    pass
+                else:
+                    raise GuardError(
+                        f"{destination!r} exists; set overwrite: true to replace it",
+                        code="file_exists",
+                    )
+            os.rename(src[-1], dst[-1], src_dir_fd=sfd, dst_dir_fd=dfd)
+
+    def scandir(self, path: str) -> list[tuple[str, str, int]]:
+        """Entries of a directory as ``(name, kind, size)``; kind is file, dir, link or other."""
+        with self._dir(self.parts(path)) as fd:
+            return sorted(_entry(e) for e in os.scandir(fd))
+
+    def walk(self, path: str, *, max_entries: int) -> list[tuple[str, str, int]]:
+        """Every entry under ``path`` (not following symlinks) as ``(relative path, kind, size)``."""
+        out: list[tuple[str, str, int]] = []
+        base = self.parts(path)
+        todo: list[list[str]] = [[]]
+        while todo and len(out) < max_entries:
+            rel = todo.pop()
+            with self._dir([*base, *rel]) as fd:
+                for entry in sorted(os.scandir(fd), key=lambda e: e.name):
+                    name, kind, size = _entry(entry)
+                    out.append(("/".join([*rel, name]), kind, size))
+                    if kind == "dir":
+                        todo.append([*rel, name])
+                    if len(out) >= max_entries:
+                        break
+        return out
+
+    def copy(self, source: str, destination: str, *, overwrite: bool, create_dirs: bool) -> int:
+        with self.open(source, "r") as src, self.open(
+            destination, "w" if overwrite else "x", create_dirs=create_dirs
+        ) as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
+            return dst.tell()
+
+
+def _entry(entry: os.DirEntry[str]) -> tuple[str, str, int]:
+    st = entry.stat(follow_symlinks=False)
+    if stat.S_ISLNK(st.st_mode):
+        kind = "link"
+    elif stat.S_ISDIR(st.st_mode):
+        kind = "dir"
+    elif stat.S_ISREG(st.st_mode):
+        kind = "file"
+    else:
+        kind = "other"
+    return entry.name, kind, st.st_size if kind == "file" else 0
+
+
+# -- SSRF ----------------------------------------------------------------------------------------
+
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+
+
+class SsrfPolicy:
+    """Which destinations outgoing HTTP may reach."""
+
+    def __init__(
+        self,
+        *,
+        allow_hosts: Iterable[str] = (),
+        allow_loopback: bool = False,
+        only_allowlisted: bool = False,
+    ) -> None:
+        self.allow_names: set[str] = set()
+        self.allow_nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for host in allow_hosts:
+            try:
+                self.allow_nets.append(ipaddress.ip_network(host, strict=False))
+            except ValueError:
+                self.allow_names.add(host.lower().rstrip("."))
+        self.allow_loopback = allow_loopback
+        self.only_allowlisted = only_allowlisted
+
+    def host_allowlisted(self, host: str) -> bool:
+        return host.lower().rstrip(".") in self.allow_names
+
+    def address_allowed(self, address: str) -> bool:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address):
+            if ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
+            elif ip.sixtofour is not None:
+                ip = ip.sixtofour
+            elif ip.teredo is not None:
+                ip = ip.teredo[1]
+        if any(ip in net for net in self.allow_nets):
+            return True
+        if self.only_allowlisted:
+            return bool(self.allow_loopback and ip.is_loopback)
+        if ip.is_loopback:
+            return self.allow_loopback
+        return ip.is_global and ip not in _CGNAT and not ip.is_multicast
+
+
+def _blocked(url: httpx.URL, why: str) -> GuardError:
+    safe = url.copy_with(username=None, password=None, query=None)
+    return GuardError(f"request to {safe} refused: {why}", code="ssrf_blocked", field="url")
+
+
+class SsrfTransport(httpx.AsyncBaseTransport):
+    """An httpx transport that enforces ``SsrfPolicy`` on every request, redirects included."""
+
+    def __init__(self, policy: SsrfPolicy, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self.policy = policy
+        self.inner = inner or httpx.AsyncHTTPTransport(retries=0)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise _blocked(url, f"scheme {url.scheme!r} is not http or https")
+        host = url.host
+        if not host:
+            raise _blocked(url, "no host")
+        if self.policy.host_allowlisted(host):
+            return await self.inner.handle_async_request(request)
+        if self.policy.only_allowlisted and not _is_ip(host):
+            raise _blocked(url, "host is not on the egress allowlist")
+        address = await self._resolve(url, host)
+        if address != host:
+            # Connect to the address we checked; keep Host and TLS name as the caller asked.
+            request.url = url.copy_with(host=address)
+            if url.scheme == "https":
+                request.extensions = {**request.extensions, "sni_hostname": host}
+        return await self.inner.handle_async_request(request)
+
+    async def _resolve(self, url: httpx.URL, host: str) -> str:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(
+                host.rstrip("."), url.port or (443 if url.scheme == "https" else 80),
+                type=socket.SOCK_STREAM,
+            )
+        except socket.gaierror as exc:
+            raise httpx.ConnectError(f"cannot resolve {host!r}: {exc.strerror}") from None
+        addresses = [str(info[4][0]) for info in infos]
+        for address in addresses:
+            if not self.policy.address_allowed(address):
+                raise _blocked(url, f"{host} resolves to a non-public address ({address})")
+        return addresses[0]
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+_SHELLS = frozenset(
+    {"sh", "bash", "dash", "zsh", "ksh", "fish", "csh", "tcsh", "ash", "busybox",
+     "powershell", "powershell.exe", "pwsh", "cmd", "cmd.exe"}
+)
+_PRIVILEGE = frozenset({"sudo", "su", "doas", "pkexec", "runas"})
+_SYSTEM = frozenset(
+    {"mkfs", "fdisk", "parted", "shutdown", "reboot", "halt", "poweroff", "init", "telinit",
+     "systemctl", "iptables", "useradd", "userdel", "passwd", "crontab", "insmod", "rmmod",
+     "modprobe", "mount", "umount", "swapoff", "wipefs", "shred"}
+)
+_SHELL_SYNTAX = re.compile(r"[;&|`$<>(){}\n*?\s]")
+_ENV_REFUSED = re.compile(r"^(LD_|DYLD_|PYTHONSTARTUP$|PYTHONPATH$|PYTHONHOME$|PERL5OPT$|"
+                          r"PERL5LIB$|NODE_OPTIONS$|RUBYOPT$|BASH_ENV$|ENV$|IFS$|PATH$|"
+                          r"GCONV_PATH$|MALLOC_|GLIBC_TUNABLES$)")
+_SYSTEM_PATHS = ("/", "/*", "~", "~/", "/etc", "/usr", "/bin", "/sbin", "/boot", "/var", "/lib",
+                 "/home", "/root", "/dev", "/proc", "/sys", ".", "./", "..", "*")
+
+
+def _refuse(message: str) -> GuardError:
+    return GuardError(message, code="command_refused", field="command")
+
+
+class CommandPolicy:
+    """Argv-only command execution rules: no shells, no privilege, no system wreckers,
+    no loader-hijacking environment, output capped."""
+
+    def __init__(
+        self,
+        *,
+        enabled: bool = True,
+        allow_shell: bool = False,
+        env_allow: Iterable[str] = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"),
+        max_output_bytes: int = 1024 * 1024,
+        base_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.enabled = enabled
+        self.allow_shell = allow_shell
+        self.env_allow = tuple(env_allow)
+        self.max_output_bytes = max_output_bytes
+        self._base = {k: v for k, v in (base_env or {}).items() if k in self.env_allow}
+        self._base.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+
+    def environment(self, extra: Mapping[str, str]) -> dict[str, str]:
+        return {**self._base, **extra}
+
+    def check(self, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        if not self.enabled:
+            raise GuardError(
+                "command steps are disabled here; an operator turns them on with the `command` "
+                "feature flag", code="command_disabled", field="command",
+            )
+        if not argv or not argv[0]:
+            raise _refuse("no program given")
+        program = argv[0]
+        if _SHELL_SYNTAX.search(program):
+            raise _refuse(
+                f"program {program!r} looks like shell syntax; put the program in `command` and "
+                "each argument in `args` (no shell is ever used)"
+            )
+        base = os.path.basename(program).lower()
+        if base in _SHELLS and not self.allow_shell:
+            raise _refuse(
+                f"{base} is a shell; commands run argv-only. Call the program directly, or ask an "
+                "operator to set command_allow_shell"
+            )
+        if base in _PRIVILEGE:
+            raise _refuse(f"{base} changes privileges and is never run")
+        if base in _SYSTEM or base.startswith("mkfs."):
+            raise _refuse(f"{base} administers the system and is not allowed in a mission")
+        args = [a for a in argv[1:]]
+        if base == "rm":
+            targets = [a for a in args if not a.startswith("-")]
+            for t in targets:
+                if t.rstrip("/") in ("", "~", ".", "..", "*") or t in _SYSTEM_PATHS or t.startswith("/"):
+                    raise _refuse(f"rm of {t!r} is refused; remove files inside the workspace only")
+        if base == "dd" and any(a.startswith("of=/dev/") for a in args):
+            raise _refuse("dd onto a device is refused")
+        if base in ("chmod", "chown", "chgrp") and any(
+            a in _SYSTEM_PATHS or a.startswith("/") for a in args if not a.startswith("-")
+        ):
+            raise _refuse(f"{base} on a system path is refused")
+        if base == "kill" and any(a in ("1", "-1") for a in args):
+            raise _refuse("killing init or every process is refused")
+        for name in env:
+            if _ENV_REFUSED.match(name):
+                raise GuardError(
+                    f"environment variable {name} can hijack the program and is refused",
+                    code="command_refused", field="env",
+                )
+
+
+def describe_addresses(values: Iterable[Any]) -> list[str]:
+    """Helper for messages and tests: canonical text of addresses."""
+    return [str(ipaddress.ip_address(v)) for v in values]

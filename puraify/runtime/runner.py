@@ -1,0 +1,86 @@
+"""Step runners: how one attempt of one step gets executed.
+
+The executor decides order, retries and timeouts; a runner only runs an attempt. The
+in-process runner calls the action in this event loop; a Celery runner (issue: workers) sends
+the same ``StepInvocation`` to a worker and awaits its answer, without touching the executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+import pydantic
+import structlog
+
+from ..actions.base import ActionContext, CommandGuard, WorkspaceJail
+from ..actions.registry import ActionRegistry
+from ..errors import ActionError
+
+__all__ = ["InProcessRunner", "StepInvocation", "StepRunner"]
+
+
+@dataclass(frozen=True)
+class StepInvocation:
+    """One attempt of one step, with parameters already rendered."""
+
+    run_id: str
+    step_id: str
+    step_type: str
+    attempt: int
+    parameters: Mapping[str, Any]
+    credentials: Mapping[str, Any] = field(default_factory=dict)
+
+
+class StepRunner(Protocol):
+    """Runs one attempt; returns the output or raises ``ActionError``."""
+
+    async def run(self, invocation: StepInvocation) -> dict[str, Any]: ...
+
+
+class InProcessRunner:
+    """Runs actions in the current event loop with the shared client, jail and policies."""
+
+    def __init__(
+        self,
+        registry: ActionRegistry,
+        *,
+        http: httpx.AsyncClient,
+        workspace: WorkspaceJail,
+        commands: CommandGuard,
+        limits: Mapping[str, int] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.http = http
+        self.workspace = workspace
+        self.commands = commands
+        self.limits = dict(limits or {})
+        self.logger = structlog.get_logger("puraify.action")
+
+    async def run(self, invocation: StepInvocation) -> dict[str, Any]:
+        action = self.registry.get(invocation.step_type)
+        try:
+            params = action.parse(invocation.parameters)
+        except pydantic.ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first["loc"]) or "parameters"
+            raise ActionError(
+                f"parameter {where}: {first['msg']}", code="invalid_parameters", field=where
+            ) from None
+        ctx = ActionContext(
+            run_id=invocation.run_id,
+            step_id=invocation.step_id,
+            attempt=invocation.attempt,
+            http=self.http,
+            workspace=self.workspace,
+            commands=self.commands,
+            limits=self.limits,
+            logger=self.logger.bind(
+                run_id=invocation.run_id, step_id=invocation.step_id, action=action.name,
+                attempt=invocation.attempt,
+            ),
+            credentials=invocation.credentials,
+        )
+        return await action.run(params, ctx)

@@ -1,0 +1,13 @@
+"""Templates: sandboxed Jinja2 rendering of step parameters and the names templates may read.
+
+May import: ``errors``, ``mission`` (models only), Jinja2. No I/O library.
+Invariants: never ``eval``; rendering is single pass (step outputs are values, never templates);
+output size and render time are capped.
+"""
+
+from __future__ import annotations
+
+from .render import TemplateEngine, contains_template
+from .scope import Scope
+
+__all__ = ["Scope", "TemplateEngine", "contains_template"]

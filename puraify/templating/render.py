@@ -1,0 +1,225 @@
+"""Sandboxed rendering of ``{{ ... }}`` templates in step parameters.
+
+Rules (DESIGN.md §3, RELIABILITY.md SEC-02):
+- Jinja2's ``ImmutableSandboxedEnvironment``; never ``eval``. Unsafe attribute access, calls and
+  mutation raise ``TemplateSecurityError`` (``template_security_error``).
+- A value that is exactly one ``{{ expr }}`` keeps its type (a list stays a list).
+- Output is capped in bytes, and rendering in time: the deadline is checked on every call,
+  attribute or item lookup and output chunk, and ``*`` / ``**`` refuse results past the cap.
+- Rendering is single pass: data coming from a step's output is inserted as a value and never
+  parsed as a template again.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2.exceptions import SecurityError, TemplateError as JinjaTemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ..errors import TemplateError, TemplateSecurityError
+
+__all__ = ["TemplateEngine", "contains_template"]
+
+_WHOLE = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.S)
+_deadline: ContextVar[float] = ContextVar("puraify_template_deadline", default=float("inf"))
+
+
+def contains_template(text: str) -> bool:
+    """Whether ``text`` holds template syntax (``{{`` or ``{%``)."""
+    return "{{" in text or "{%" in text
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, max_output: int) -> None:
+        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        self.max_output = max_output
+
+    def _tick(self) -> None:
+        if time.monotonic() > _deadline.get():
+            raise TemplateSecurityError("template took too long to render", code="template_limit")
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        self._tick()
+        if operator == "**":
+            if isinstance(left, int) and isinstance(right, int) and right > 0:
+                if abs(left) > 1 and left.bit_length() * right > 64_000:
+                    raise TemplateSecurityError("number too large", code="template_limit")
+            return left**right
+        if isinstance(left, int) and isinstance(right, str | list | tuple | bytes):
+            left, right = right, left
+        if isinstance(left, str | list | tuple | bytes) and isinstance(right, int):
+            if len(left) * right > self.max_output:
+                raise TemplateSecurityError(
+                    f"template output would exceed {self.max_output} bytes", code="template_limit"
+                )
+        return left * right
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        self._tick()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        self._tick()
+        return super().getitem(obj, argument)
+
+    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        self._tick()
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+class TemplateEngine:
+    """Renders step parameters against a scope; also lists the references a template makes."""
+
+    def __init__(self, *, max_output_bytes: int = 1024 * 1024, max_render_seconds: float = 1.0):
+        self.max_output_bytes = max_output_bytes
+        self.max_render_seconds = max_render_seconds
+        self.env = _Sandbox(max_output_bytes)
+        self._template = lru_cache(maxsize=4096)(self._compile_template)
+        self._expression = lru_cache(maxsize=4096)(self._compile_expression)
+
+    # -- compile -----------------------------------------------------------------------------
+
+    def _compile_template(self, text: str) -> Any:
+        try:
+            return self.env.from_string(text)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"template syntax error: {exc.message}", line=exc.lineno) from None
+
+    def _compile_expression(self, expr: str) -> Callable[..., Any]:
+        try:
+            return self.env.compile_expression(expr, undefined_to_none=False)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"template syntax error: {exc.message}") from None
+
+    # -- render ------------------------------------------------------------------------------
+
+    def render_value(self, value: Any, scope: Mapping[str, Any], *, field: str = "") -> Any:
+        """Render every template in ``value`` (strings inside dicts and lists too)."""
+        if isinstance(value, str):
+            if not contains_template(value):
+                return value
+            return self.render_string(value, scope, field=field)
+        if isinstance(value, dict):
+            return {
+                k: self.render_value(v, scope, field=f"{field}.{k}" if field else str(k))
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [
+                self.render_value(v, scope, field=f"{field}[{i}]") for i, v in enumerate(value)
+            ]
+        return value
+
+    def render_string(self, text: str, scope: Mapping[str, Any], *, field: str = "") -> Any:
+        """Render one string; a whole-value ``{{ expr }}`` returns the expression's own type."""
+        token = _deadline.set(time.monotonic() + self.max_render_seconds)
+        try:
+            whole = _WHOLE.match(text)
+            if whole is not None:
+                result = self._expression(whole.group("expr"))(**scope)
+                self._check_size(result, field)
+                return result
+            return self._render_template(self._template(text), scope, field)
+        except (TemplateSecurityError, TemplateError) as exc:
+            if exc.field is None:
+                exc.field = field or None
+            raise
+        except SecurityError as exc:
+            raise TemplateSecurityError(
+                f"template tried something the sandbox forbids: {exc}", field=field or None
+            ) from None
+        except UndefinedError as exc:
+            raise TemplateError(
+                f"template reference not found: {exc.message}",
+                code="template_reference_error", field=field or None,
+            ) from None
+        except JinjaTemplateError as exc:
+            raise TemplateError(f"template error: {exc.message}", field=field or None) from None
+        except (TypeError, ValueError, ArithmeticError, LookupError, OverflowError) as exc:
+            raise TemplateError(f"template error: {exc}", field=field or None) from None
+        finally:
+            _deadline.reset(token)
+
+    def _render_template(self, template: Any, scope: Mapping[str, Any], field: str) -> str:
+        chunks: list[str] = []
+        size = 0
+        deadline = _deadline.get()
+        for chunk in template.generate(**scope):
+            size += len(chunk)
+            if size > self.max_output_bytes:
+                raise TemplateSecurityError(
+                    f"template output exceeds {self.max_output_bytes} bytes",
+                    code="template_limit", field=field or None,
+                )
+            if time.monotonic() > deadline:
+                raise TemplateSecurityError("template took too long to render", code="template_limit")
+            chunks.append(chunk)
+        return "".join(chunks)
+
+    def _check_size(self, result: Any, field: str) -> None:
+        if isinstance(result, str | bytes | list | dict) and len(result) > self.max_output_bytes:
+            raise TemplateSecurityError(
+                f"template output exceeds {self.max_output_bytes} bytes",
+                code="template_limit", field=field or None,
+            )
+
+    # -- inspect -----------------------------------------------------------------------------
+
+    def references(self, text: str) -> list[tuple[str, ...]]:
+        """Every outside name a template reads, as attribute paths: ``("steps", "a", "output")``.
+
+        Names bound inside the template (``for`` targets, ``set``) are not references.
+        Raises ``TemplateError`` on a syntax error.
+        """
+        whole = _WHOLE.match(text)
+        source = "{{" + whole.group("expr") + "}}" if whole else text
+        try:
+            ast = self.env.parse(source)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"template syntax error: {exc.message}", line=exc.lineno) from None
+        from jinja2 import meta
+
+        free = meta.find_undeclared_variables(ast)
+        found: list[tuple[str, ...]] = []
+        _collect(ast, free, found)
+        return found
+
+
+def _chain(node: nodes.Node) -> tuple[str, ...] | None:
+    parts: list[str] = []
+    while True:
+        if isinstance(node, nodes.Getattr):
+            parts.append(node.attr)
+            node = node.node
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            parts.append(str(node.arg.value))
+            node = node.node
+        elif isinstance(node, nodes.Name):
+            parts.append(node.name)
+            return tuple(reversed(parts))
+        else:
+            return None
+
+
+def _collect(node: nodes.Node, free: set[str], found: list[tuple[str, ...]]) -> None:
+    for child in _children(node):
+        if isinstance(child, nodes.Getattr | nodes.Getitem | nodes.Name):
+            path = _chain(child)
+            if path is not None:
+                if path[0] in free:
+                    found.append(path)
+                continue
+        _collect(child, free, found)
+
+
+def _children(node: nodes.Node) -> Iterable[nodes.Node]:
+    return node.iter_child_nodes()
