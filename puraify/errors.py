@@ -25,8 +25,8 @@ contain a secret (values are redacted before they reach an error).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,7 +127,11 @@ class Issue:
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"code": self.code, "message": self.message, "severity": self.severity}
+        out: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "severity": self.severity,
+        }
         for key in ("step_id", "field", "line", "column", "hint"):
             value = getattr(self, key)
             if value is not None:

@@ -53,7 +53,15 @@ class Settings(BaseSettings):
     # Commands.
     command_enabled: bool | None = None
     command_allow_shell: bool = False
-    command_env_allow: tuple[str, ...] = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+    command_env_allow: tuple[str, ...] = (
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "LC_CTYPE",
+        "TZ",
+        "TMPDIR",
+    )
     command_max_output_bytes: int = 1024 * 1024
 
     # Files.

@@ -13,20 +13,47 @@ from .command import Command
 from .core import LogMessage, Noop
 from .data import CsvProcess, ParseJson, ParseXml, ParseYaml, ValidateSchema
 from .files import (
-    CopyFile, CreateFile, DeleteFile, EditFile, FileSearch, ListDirectory, MoveFile, ReadFile,
+    CopyFile,
+    CreateFile,
+    DeleteFile,
+    EditFile,
+    FileSearch,
+    ListDirectory,
+    MoveFile,
+    ReadFile,
 )
 from .http import Http
 from .registry import ActionRegistry
 
 __all__ = [
-    "BUILTIN_ACTIONS", "Action", "ActionContext", "ActionRegistry", "Delivery", "Output", "Params",
+    "BUILTIN_ACTIONS",
+    "Action",
+    "ActionContext",
+    "ActionRegistry",
+    "Delivery",
+    "Output",
+    "Params",
     "default_registry",
 ]
 
 BUILTIN_ACTIONS: tuple[type[Action], ...] = (
-    Noop, LogMessage, Command, Http,
-    CreateFile, EditFile, DeleteFile, CopyFile, MoveFile, ReadFile, ListDirectory, FileSearch,
-    ParseJson, ParseYaml, ParseXml, ValidateSchema, CsvProcess,
+    Noop,
+    LogMessage,
+    Command,
+    Http,
+    CreateFile,
+    EditFile,
+    DeleteFile,
+    CopyFile,
+    MoveFile,
+    ReadFile,
+    ListDirectory,
+    FileSearch,
+    ParseJson,
+    ParseYaml,
+    ParseXml,
+    ValidateSchema,
+    CsvProcess,
 )
 
 

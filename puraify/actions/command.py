@@ -8,6 +8,7 @@ read concurrently and capped; what is past the cap is drained and counted, never
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -16,7 +17,9 @@ from typing import Any, ClassVar
 from pydantic import AliasChoices, Field, field_validator
 
 from ..errors import ActionError
-from .base import Action, ActionContext, Output, Params
+from .base import Action, ActionContext
+from .base import Output as OutputModel
+from .base import Params as ParamsModel
 
 __all__ = ["Command"]
 
@@ -35,18 +38,18 @@ async def _read_capped(stream: asyncio.StreamReader | None, cap: int) -> tuple[b
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class Command(Action):
     """Run ``command`` with ``args`` in the workspace (or ``working_dir`` inside it)."""
 
-    class Params(Params):
+    class Params(ParamsModel):
         command: str = Field(validation_alias=AliasChoices("command", "program", "cmd"))
-        args: list[str] = Field(default_factory=list, validation_alias=AliasChoices("args", "arguments"))
+        args: list[str] = Field(
+            default_factory=list, validation_alias=AliasChoices("args", "arguments")
+        )
         working_dir: str | None = Field(
             default=None, validation_alias=AliasChoices("working_dir", "working_directory", "cwd")
         )
@@ -64,7 +67,7 @@ class Command(Action):
                 return [v if isinstance(v, str) else str(v) for v in value]
             return value
 
-    class Output(Output):
+    class Output(OutputModel):
         argv: list[str]
         exit_code: int
         stdout: str
@@ -87,19 +90,24 @@ class Command(Action):
             if not ctx.workspace.is_dir(params.working_dir):
                 raise ActionError(
                     f"working_dir {params.working_dir!r} is not a directory in the workspace",
-                    code="invalid_parameters", field="working_dir",
+                    code="invalid_parameters",
+                    field="working_dir",
                 )
             cwd = cwd / ctx.workspace.display(params.working_dir)
         program = shutil.which(params.command, path=env.get("PATH"))
         if program is None:
             raise ActionError(
-                f"program {params.command!r} was not found on PATH", code="command_not_found",
+                f"program {params.command!r} was not found on PATH",
+                code="command_not_found",
                 field="command",
             )
         cap = ctx.commands.max_output_bytes
         proc = await asyncio.create_subprocess_exec(
-            program, *params.args,
-            stdin=asyncio.subprocess.PIPE if params.stdin is not None else asyncio.subprocess.DEVNULL,
+            program,
+            *params.args,
+            stdin=asyncio.subprocess.PIPE
+            if params.stdin is not None
+            else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=cwd,
@@ -121,7 +129,8 @@ class Command(Action):
             await proc.wait()
             raise ActionError(
                 f"command ran past its {params.timeout}s timeout and was killed",
-                code="timeout", retryable=True,
+                code="timeout",
+                retryable=True,
             ) from None
         except BaseException:
             _kill_group(proc.pid)

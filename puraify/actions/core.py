@@ -6,7 +6,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field
 
-from .base import Action, ActionContext, Output, Params
+from .base import Action, ActionContext
+from .base import Output as OutputModel
+from .base import Params as ParamsModel
 
 __all__ = ["LogMessage", "Noop"]
 
@@ -14,10 +16,10 @@ __all__ = ["LogMessage", "Noop"]
 class Noop(Action):
     """Does nothing and succeeds; echoes ``message`` (useful for joins and tests)."""
 
-    class Params(Params):
+    class Params(ParamsModel):
         message: str | None = None
 
-    class Output(Output):
+    class Output(OutputModel):
         message: str | None = None
 
     name = "noop"
@@ -32,11 +34,11 @@ class Noop(Action):
 class LogMessage(Action):
     """Writes a line to the engine's structured log and returns it."""
 
-    class Params(Params):
+    class Params(ParamsModel):
         message: str = Field(validation_alias=AliasChoices("message", "text", "msg"))
         level: Literal["debug", "info", "warning", "error"] = "info"
 
-    class Output(Output):
+    class Output(OutputModel):
         message: str
         level: str
 
@@ -47,5 +49,7 @@ class LogMessage(Action):
     example: ClassVar = {"message": "order {{ context.order_id }} shipped", "level": "info"}
 
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
-        getattr(ctx.logger, params.level)("mission_log", message=params.message, step_id=ctx.step_id)
+        getattr(ctx.logger, params.level)(
+            "mission_log", message=params.message, step_id=ctx.step_id
+        )
         return {"message": params.message, "level": params.level}

@@ -6,29 +6,34 @@ Each takes its input inline (``content`` / ``data``) or from a workspace file (`
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import statistics
 from typing import Any, ClassVar, Literal
+from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
 import jsonschema
 from defusedxml import DefusedXmlException
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
-from xml.etree.ElementTree import Element, ParseError
 
 from ..errors import ActionError, LoadError
 from ..mission.parse import ParseLimits, parse_document
-from .base import Action, ActionContext, Output, Params
+from .base import Action, ActionContext
+from .base import Output as OutputModel
+from .base import Params as ParamsModel
 
 __all__ = ["CsvProcess", "ParseJson", "ParseXml", "ParseYaml", "ValidateSchema"]
 
 _FILE = AliasChoices("path", "file", "file_path", "input_file")
 
 
-class _Source(Params):
-    content: str | None = Field(default=None, validation_alias=AliasChoices("content", "input", "text", "data"))
+class _Source(ParamsModel):
+    content: str | None = Field(
+        default=None, validation_alias=AliasChoices("content", "input", "text", "data")
+    )
     path: str | None = Field(default=None, validation_alias=_FILE)
 
     @model_validator(mode="after")
@@ -46,13 +51,15 @@ def _text(params: Any, ctx: ActionContext) -> str:
         with ctx.workspace.open(params.path, "r") as fh:
             data = fh.read(cap + 1)
     except FileNotFoundError:
-        raise ActionError(f"{params.path!r} does not exist in the workspace", code="file_not_found") from None
+        raise ActionError(
+            f"{params.path!r} does not exist in the workspace", code="file_not_found"
+        ) from None
     if len(data) > cap:
         raise ActionError(f"{params.path!r} is larger than {cap} bytes", code="file_too_large")
     return data.decode("utf-8", "replace")
 
 
-class _Parsed(Output):
+class _Parsed(OutputModel):
     data: Any
 
 
@@ -88,7 +95,9 @@ def _load(text: str, fmt: str, ctx: ActionContext) -> Any:
         return parse_document(text, fmt=fmt, limits=limits).data
     except LoadError as exc:
         where = f" (line {exc.line}, column {exc.column})" if exc.line else ""
-        raise ActionError(f"invalid {fmt.upper()}: {exc.message}{where}", code="parse_error") from None
+        raise ActionError(
+            f"invalid {fmt.upper()}: {exc.message}{where}", code="parse_error"
+        ) from None
 
 
 def _element(el: Element, depth: int = 0) -> dict[str, Any]:
@@ -126,10 +135,14 @@ class ParseXml(Action):
 class ValidateSchema(Action):
     """Validate data against a JSON Schema (inline or from workspace files)."""
 
-    class Params(Params):
+    class Params(ParamsModel):
         data: Any = None
-        data_file: str | None = Field(default=None, validation_alias=AliasChoices("data_file", "input_file"))
-        json_schema: Any = Field(default=None, validation_alias=AliasChoices("schema", "json_schema"))
+        data_file: str | None = Field(
+            default=None, validation_alias=AliasChoices("data_file", "input_file")
+        )
+        json_schema: Any = Field(
+            default=None, validation_alias=AliasChoices("schema", "json_schema")
+        )
         schema_file: str | None = None
         fail_on_invalid: bool = True
 
@@ -141,7 +154,7 @@ class ValidateSchema(Action):
                 raise ValueError("give `data` or `data_file`, not both")
             return self
 
-    class Output(Output):
+    class Output(OutputModel):
         valid: bool
         errors: list[dict[str, Any]]
 
@@ -158,15 +171,15 @@ class ValidateSchema(Action):
             fmt = "yaml" if params.data_file.endswith((".yaml", ".yml")) else "json"
             data = _load(_text(_FileRef(path=params.data_file), ctx), fmt, ctx)
         if isinstance(data, str) and params.data_file is None:
-            try:
+            with contextlib.suppress(ValueError):
                 data = json.loads(data)
-            except ValueError:
-                pass
         try:
             cls = jsonschema.validators.validator_for(schema)
             cls.check_schema(schema)
         except jsonschema.SchemaError as exc:
-            raise ActionError(f"the schema itself is invalid: {exc.message}", code="invalid_schema") from None
+            raise ActionError(
+                f"the schema itself is invalid: {exc.message}", code="invalid_schema"
+            ) from None
         validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
         errors = [
             {"path": "/".join(str(p) for p in e.absolute_path), "message": e.message}
@@ -175,7 +188,8 @@ class ValidateSchema(Action):
         if errors and params.fail_on_invalid:
             raise ActionError(
                 f"data does not match the schema: {errors[0]['path'] or '(root)'}: {errors[0]['message']}",
-                code="schema_mismatch", details={"errors": errors},
+                code="schema_mismatch",
+                details={"errors": errors},
             )
         return {"valid": not errors, "errors": errors}
 
@@ -199,15 +213,21 @@ class CsvProcess(Action):
     class Params(_Source):
         delimiter: str = Field(default=",", min_length=1, max_length=1)
         has_header: bool = True
-        columns: list[str] | None = Field(default=None, validation_alias=AliasChoices("columns", "select"))
-        filter: list[_Filter] = Field(default_factory=list, validation_alias=AliasChoices("filter", "filters", "where"))
+        columns: list[str] | None = Field(
+            default=None, validation_alias=AliasChoices("columns", "select")
+        )
+        filter: list[_Filter] = Field(
+            default_factory=list, validation_alias=AliasChoices("filter", "filters", "where")
+        )
         sort_by: str | None = None
         descending: bool = False
         limit: int | None = Field(default=None, ge=0)
         statistics: bool = True
-        output_path: str | None = Field(default=None, validation_alias=AliasChoices("output_path", "output_file", "output"))
+        output_path: str | None = Field(
+            default=None, validation_alias=AliasChoices("output_path", "output_file", "output")
+        )
 
-    class Output(Output):
+    class Output(OutputModel):
         columns: list[str]
         rows: list[dict[str, Any]]
         row_count: int
@@ -241,11 +261,15 @@ class CsvProcess(Action):
         rows = [{h: (r[i] if i < len(r) else "") for i, h in enumerate(header)} for r in body]
         for f in params.filter:
             if f.column not in header:
-                raise ActionError(f"filter column {f.column!r} is not in the CSV", code="invalid_parameters")
+                raise ActionError(
+                    f"filter column {f.column!r} is not in the CSV", code="invalid_parameters"
+                )
             rows = [r for r in rows if _match(r[f.column], f.op, f.value)]
         if params.sort_by is not None:
             if params.sort_by not in header:
-                raise ActionError(f"sort column {params.sort_by!r} is not in the CSV", code="invalid_parameters")
+                raise ActionError(
+                    f"sort column {params.sort_by!r} is not in the CSV", code="invalid_parameters"
+                )
             rows.sort(key=lambda r: _sort_key(r[params.sort_by]), reverse=params.descending)
         if params.limit is not None:
             rows = rows[: params.limit]
@@ -253,7 +277,9 @@ class CsvProcess(Action):
         if params.columns:
             missing = [c for c in params.columns if c not in header]
             if missing:
-                raise ActionError(f"columns {missing} are not in the CSV", code="invalid_parameters")
+                raise ActionError(
+                    f"columns {missing} are not in the CSV", code="invalid_parameters"
+                )
             columns = list(params.columns)
             rows = [{c: r[c] for c in columns} for r in rows]
         stats = _statistics(rows, columns) if params.statistics else {}
@@ -266,7 +292,13 @@ class CsvProcess(Action):
             with ctx.workspace.open(params.output_path, "w", create_dirs=True) as fh:
                 fh.write(buf.getvalue().encode())
             out_path = ctx.workspace.display(params.output_path)
-        return {"columns": columns, "rows": rows, "row_count": len(rows), "statistics": stats, "output_path": out_path}
+        return {
+            "columns": columns,
+            "rows": rows,
+            "row_count": len(rows),
+            "statistics": stats,
+            "output_path": out_path,
+        }
 
 
 def _number(value: Any) -> float | None:
@@ -314,7 +346,11 @@ def _statistics(rows: list[dict[str, Any]], columns: list[str]) -> dict[str, dic
         nums = [n for n in (_number(r[c]) for r in rows) if n is not None]
         if nums and len(nums) == len(rows):
             out[c] = {
-                "count": len(nums), "sum": sum(nums), "min": min(nums), "max": max(nums),
-                "mean": statistics.fmean(nums), "median": statistics.median(nums),
+                "count": len(nums),
+                "sum": sum(nums),
+                "min": min(nums),
+                "max": max(nums),
+                "mean": statistics.fmean(nums),
+                "median": statistics.median(nums),
             }
     return out

@@ -16,11 +16,19 @@ from typing import Any, ClassVar, Literal
 from pydantic import AliasChoices, Field
 
 from ..errors import ActionError
-from .base import Action, ActionContext, Output, Params
+from .base import Action, ActionContext
+from .base import Output as OutputModel
+from .base import Params as ParamsModel
 
 __all__ = [
-    "CopyFile", "CreateFile", "DeleteFile", "EditFile", "FileSearch", "ListDirectory",
-    "MoveFile", "ReadFile",
+    "CopyFile",
+    "CreateFile",
+    "DeleteFile",
+    "EditFile",
+    "FileSearch",
+    "ListDirectory",
+    "MoveFile",
+    "ReadFile",
 ]
 
 _PATH = AliasChoices("path", "file_path", "file", "filename")
@@ -29,20 +37,22 @@ _DEST = AliasChoices("destination", "dest", "to", "destination_path", "target")
 
 
 def _not_found(path: str) -> ActionError:
-    return ActionError(f"{path!r} does not exist in the workspace", code="file_not_found", field="path")
+    return ActionError(
+        f"{path!r} does not exist in the workspace", code="file_not_found", field="path"
+    )
 
 
 class CreateFile(Action):
     """Write ``content`` to ``path`` (parents created), replacing it unless ``overwrite: false``."""
 
-    class Params(Params):
+    class Params(ParamsModel):
         path: str = Field(validation_alias=_PATH)
         content: str = ""
         overwrite: bool = True
         create_dirs: bool = True
         encoding: Literal["utf-8", "base64"] = "utf-8"
 
-    class Output(Output):
+    class Output(OutputModel):
         path: str
         bytes: int
 
@@ -54,7 +64,9 @@ class CreateFile(Action):
 
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
         data = (
-            base64.b64decode(params.content) if params.encoding == "base64" else params.content.encode()
+            base64.b64decode(params.content)
+            if params.encoding == "base64"
+            else params.content.encode()
         )
         mode = "w" if params.overwrite else "x"
         try:
@@ -75,18 +87,22 @@ class EditFile(Action):
     """Change a file: ``append``, ``prepend``, ``replace`` (``find`` -> ``replace``) or
     ``overwrite``, optionally keeping a ``.bak`` copy first."""
 
-    class Params(Params):
+    class Params(ParamsModel):
         path: str = Field(validation_alias=_PATH)
         operation: Literal["append", "prepend", "replace", "overwrite", "write"] = "replace"
         content: str | None = None
-        find: str | None = Field(default=None, validation_alias=AliasChoices("find", "search", "old", "pattern"))
-        replace: str | None = Field(default=None, validation_alias=AliasChoices("replace", "replacement", "new"))
+        find: str | None = Field(
+            default=None, validation_alias=AliasChoices("find", "search", "old", "pattern")
+        )
+        replace: str | None = Field(
+            default=None, validation_alias=AliasChoices("replace", "replacement", "new")
+        )
         regex: bool = False
         count: int = Field(default=0, ge=0)
         backup: bool = False
         create: bool = False
 
-    class Output(Output):
+    class Output(OutputModel):
         path: str
         bytes: int
         replacements: int
@@ -101,7 +117,9 @@ class EditFile(Action):
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
         ws = ctx.workspace
         exists = ws.exists(params.path)
-        if not exists and not (params.create or params.operation in ("append", "overwrite", "write")):
+        if not exists and not (
+            params.create or params.operation in ("append", "overwrite", "write")
+        ):
             raise _not_found(params.path)
         old = b""
         if exists:
@@ -120,13 +138,17 @@ class EditFile(Action):
             new = content
         else:
             if params.find is None:
-                raise ActionError("operation replace needs `find`", code="invalid_parameters", field="find")
+                raise ActionError(
+                    "operation replace needs `find`", code="invalid_parameters", field="find"
+                )
             replacement = params.replace if params.replace is not None else content
             if params.regex:
                 try:
                     new, replacements = re.subn(params.find, replacement, text, count=params.count)
                 except re.error as exc:
-                    raise ActionError(f"bad regex: {exc}", code="invalid_parameters", field="find") from None
+                    raise ActionError(
+                        f"bad regex: {exc}", code="invalid_parameters", field="find"
+                    ) from None
             else:
                 replacements = text.count(params.find)
                 if params.count:
@@ -140,18 +162,23 @@ class EditFile(Action):
         data = new.encode()
         with ws.open(params.path, "w", create_dirs=True) as fh:
             fh.write(data)
-        return {"path": ws.display(params.path), "bytes": len(data), "replacements": replacements, "backup": backup}
+        return {
+            "path": ws.display(params.path),
+            "bytes": len(data),
+            "replacements": replacements,
+            "backup": backup,
+        }
 
 
 class DeleteFile(Action):
     """Delete a file, or a directory tree with ``recursive: true``."""
 
-    class Params(Params):
+    class Params(ParamsModel):
         path: str = Field(validation_alias=_PATH)
         recursive: bool = False
         missing_ok: bool = False
 
-    class Output(Output):
+    class Output(OutputModel):
         path: str
         deleted: int
 
@@ -171,13 +198,13 @@ class DeleteFile(Action):
         return {"path": ctx.workspace.display(params.path), "deleted": deleted}
 
 
-class _TwoPaths(Params):
+class _TwoPaths(ParamsModel):
     source: str = Field(validation_alias=_SOURCE)
     destination: str = Field(validation_alias=_DEST)
     overwrite: bool = True
 
 
-class _TwoPathsOut(Output):
+class _TwoPathsOut(OutputModel):
     source: str
     destination: str
 
@@ -199,13 +226,21 @@ class CopyFile(Action):
         ws = ctx.workspace
         try:
             size = await asyncio.to_thread(
-                ws.copy, params.source, params.destination, overwrite=params.overwrite, create_dirs=True
+                ws.copy,
+                params.source,
+                params.destination,
+                overwrite=params.overwrite,
+                create_dirs=True,
             )
         except FileNotFoundError:
             raise _not_found(params.source) from None
         except FileExistsError:
             raise ActionError(f"{params.destination!r} exists", code="file_exists") from None
-        return {"source": ws.display(params.source), "destination": ws.display(params.destination), "bytes": size}
+        return {
+            "source": ws.display(params.source),
+            "destination": ws.display(params.destination),
+            "bytes": size,
+        }
 
 
 class MoveFile(Action):
@@ -232,12 +267,12 @@ class MoveFile(Action):
 class ReadFile(Action):
     """Read a file (text, or base64 for binary), capped at ``max_bytes``."""
 
-    class Params(Params):
+    class Params(ParamsModel):
         path: str = Field(validation_alias=_PATH)
         encoding: Literal["utf-8", "base64"] = "utf-8"
         max_bytes: int | None = Field(default=None, gt=0)
 
-    class Output(Output):
+    class Output(OutputModel):
         path: str
         content: str
         size: int
@@ -257,19 +292,28 @@ class ReadFile(Action):
             raise _not_found(params.path) from None
         truncated = len(data) > cap
         data = data[:cap]
-        content = base64.b64encode(data).decode() if params.encoding == "base64" else data.decode("utf-8", "replace")
-        return {"path": ctx.workspace.display(params.path), "content": content, "size": len(data), "truncated": truncated}
+        content = (
+            base64.b64encode(data).decode()
+            if params.encoding == "base64"
+            else data.decode("utf-8", "replace")
+        )
+        return {
+            "path": ctx.workspace.display(params.path),
+            "content": content,
+            "size": len(data),
+            "truncated": truncated,
+        }
 
 
 class ListDirectory(Action):
     """List a directory's entries (name, type, size), optionally recursively."""
 
-    class Params(Params):
+    class Params(ParamsModel):
         path: str = Field(default=".", validation_alias=_PATH)
         recursive: bool = False
         include_hidden: bool = True
 
-    class Output(Output):
+    class Output(OutputModel):
         path: str
         entries: list[dict[str, Any]]
         count: int
@@ -283,7 +327,9 @@ class ListDirectory(Action):
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
         ws = ctx.workspace
         if not ws.is_dir(params.path):
-            raise ActionError(f"{params.path!r} is not a directory in the workspace", code="file_not_found")
+            raise ActionError(
+                f"{params.path!r} is not a directory in the workspace", code="file_not_found"
+            )
         cap = ctx.limit("file_search_max_results", 1000)
         raw = ws.walk(params.path, max_entries=cap) if params.recursive else ws.scandir(params.path)
         entries = [
@@ -297,16 +343,20 @@ class ListDirectory(Action):
 class FileSearch(Action):
     """Find files by name glob and/or content (substring or regex), recursively, capped."""
 
-    class Params(Params):
+    class Params(ParamsModel):
         path: str = Field(default=".", validation_alias=AliasChoices("path", "directory", "root"))
-        pattern: str = Field(default="*", validation_alias=AliasChoices("pattern", "name", "glob", "name_pattern"))
-        content: str | None = Field(default=None, validation_alias=AliasChoices("content", "contains", "query", "text"))
+        pattern: str = Field(
+            default="*", validation_alias=AliasChoices("pattern", "name", "glob", "name_pattern")
+        )
+        content: str | None = Field(
+            default=None, validation_alias=AliasChoices("content", "contains", "query", "text")
+        )
         regex: bool = False
         case_sensitive: bool = True
         recursive: bool = True
         max_results: int = Field(default=100, gt=0, le=10_000)
 
-    class Output(Output):
+    class Output(OutputModel):
         matches: list[dict[str, Any]]
         count: int
         truncated: bool
@@ -326,9 +376,13 @@ class FileSearch(Action):
         matcher: re.Pattern[str] | None = None
         if params.content is not None:
             try:
-                matcher = re.compile(params.content if params.regex else re.escape(params.content), flags)
+                matcher = re.compile(
+                    params.content if params.regex else re.escape(params.content), flags
+                )
             except re.error as exc:
-                raise ActionError(f"bad regex: {exc}", code="invalid_parameters", field="content") from None
+                raise ActionError(
+                    f"bad regex: {exc}", code="invalid_parameters", field="content"
+                ) from None
         scan_cap = ctx.limit("file_search_max_results", 1000) * 10
         entries = (
             ws.walk(params.path, max_entries=scan_cap)

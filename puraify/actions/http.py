@@ -17,7 +17,9 @@ import httpx
 from pydantic import AliasChoices, Field
 
 from ..errors import ActionError
-from .base import Action, ActionContext, Output, Params
+from .base import Action, ActionContext
+from .base import Output as OutputModel
+from .base import Params as ParamsModel
 
 __all__ = ["Http", "retry_after_seconds"]
 
@@ -43,21 +45,25 @@ def retry_after_seconds(value: str | None) -> float | None:
 class Http(Action):
     """Send an HTTP request and return status, headers and the (parsed) body."""
 
-    class Params(Params):
+    class Params(ParamsModel):
         url: str
         method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
         headers: dict[str, str] = Field(default_factory=dict)
-        query: dict[str, Any] = Field(default_factory=dict, validation_alias=AliasChoices("query", "params"))
+        query: dict[str, Any] = Field(
+            default_factory=dict, validation_alias=AliasChoices("query", "params")
+        )
         body: Any = None
         json_body: Any = Field(default=None, validation_alias=AliasChoices("json", "json_body"))
         body_file: str | None = None
-        timeout: float = Field(default=30.0, gt=0, validation_alias=AliasChoices("timeout", "timeout_seconds"))
+        timeout: float = Field(
+            default=30.0, gt=0, validation_alias=AliasChoices("timeout", "timeout_seconds")
+        )
         expected_status: int | list[int] | None = None
         follow_redirects: bool = True
         max_response_bytes: int | None = Field(default=None, gt=0)
         response_format: Literal["auto", "json", "text"] = "auto"
 
-    class Output(Output):
+    class Output(OutputModel):
         status: int
         headers: dict[str, str]
         body: Any
@@ -68,7 +74,11 @@ class Http(Action):
     aliases = ("http_request", "call_webhook", "webhook")
     delivery: ClassVar = "keyed"
     description = "Send an HTTP request (SSRF-guarded); JSON responses are parsed."
-    example: ClassVar = {"url": "https://api.example.com/items", "method": "POST", "body": {"name": "x"}}
+    example: ClassVar = {
+        "url": "https://api.example.com/items",
+        "method": "POST",
+        "body": {"name": "x"},
+    }
 
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
         headers = dict(params.headers)
@@ -82,15 +92,24 @@ class Http(Action):
         elif isinstance(params.body, dict | list):
             json_payload = params.body
         elif params.body is not None:
-            content = params.body if isinstance(params.body, str | bytes) else json.dumps(params.body)
+            content = (
+                params.body if isinstance(params.body, str | bytes) else json.dumps(params.body)
+            )
         cap = params.max_response_bytes or ctx.limit("http_max_response_bytes", 10 * 1024 * 1024)
         started = time.perf_counter()
         try:
             request = ctx.http.build_request(
-                params.method, params.url, headers=headers, params=params.query or None,
-                content=content, json=json_payload, timeout=params.timeout,
+                params.method,
+                params.url,
+                headers=headers,
+                params=params.query or None,
+                content=content,
+                json=json_payload,
+                timeout=params.timeout,
             )
-            response = await ctx.http.send(request, stream=True, follow_redirects=params.follow_redirects)
+            response = await ctx.http.send(
+                request, stream=True, follow_redirects=params.follow_redirects
+            )
             try:
                 raw = bytearray()
                 async for chunk in response.aiter_bytes():  # decoded: caps bombs too
@@ -104,14 +123,18 @@ class Http(Action):
         except httpx.TimeoutException:
             raise ActionError(
                 f"{params.method} {_safe(params.url)} timed out after {params.timeout}s",
-                code="timeout", retryable=True,
+                code="timeout",
+                retryable=True,
             ) from None
         except httpx.TooManyRedirects:
-            raise ActionError(f"too many redirects from {_safe(params.url)}", code="too_many_redirects") from None
+            raise ActionError(
+                f"too many redirects from {_safe(params.url)}", code="too_many_redirects"
+            ) from None
         except (httpx.TransportError, httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             raise ActionError(
                 f"{params.method} {_safe(params.url)} failed: {type(exc).__name__}",
-                code="connection_error", retryable=not isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol),
+                code="connection_error",
+                retryable=not isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol),
             ) from None
         elapsed = (time.perf_counter() - started) * 1000
         body_bytes = bytes(raw)
@@ -127,7 +150,9 @@ class Http(Action):
             snippet = body_bytes[:_ERROR_BODY_BYTES].decode("utf-8", "replace")
             raise ActionError(
                 f"{params.method} {_safe(params.url)} answered {status}",
-                code="http_error", status=status, retryable=retryable,
+                code="http_error",
+                status=status,
+                retryable=retryable,
                 retry_after=retry_after_seconds(response.headers.get("retry-after")),
                 details={"status": status, "body": snippet},
             )

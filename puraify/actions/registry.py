@@ -81,7 +81,9 @@ class ActionRegistry:
                 guess = difflib.get_close_matches(str(key), list(field_of), n=1, cutoff=0.6)
                 problems.append(
                     (
-                        "warning", "unknown_parameter", str(key),
+                        "warning",
+                        "unknown_parameter",
+                        str(key),
                         "unknown parameter" + (f"; did you mean {guess[0]!r}?" if guess else ""),
                     )
                 )

@@ -15,16 +15,18 @@ import typer
 from rich.console import Console
 
 from ..errors import PuraifyError
-from ..mission.graph import to_dot, to_mermaid, to_svg
-from ..mission.model import MissionStatus
-from ..settings import Settings
 from .errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, report_error
-from .progress import LiveProgress, summary_table
+
+# Heavy modules (pydantic models, httpx, Jinja2) are imported inside the commands, so that
+# `puraify --help` starts fast.
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
-    name="puraify", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="puraify",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
     help="puraify: run automation missions (YAML/JSON DAGs) and single actions, reliably and safely.",
 )
 safety_app = typer.Typer(no_args_is_help=True, help="Static safety analysis of missions.")
@@ -40,14 +42,16 @@ StrictOpt = Annotated[bool, typer.Option("--strict", help="Unknown keys are erro
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
-def _settings(workspace: Path | None = None) -> Settings:
+def _settings(workspace: Path | None = None) -> Any:
+    from ..settings import Settings
+
     overrides: dict[str, Any] = {}
     if workspace is not None:
         overrides["workspace"] = workspace
     return Settings(**overrides)
 
 
-def _engine(settings: Settings, hooks: list[Any] | None = None) -> Any:
+def _engine(settings: Any, hooks: list[Any] | None = None) -> Any:
     from ..runtime.engine import Engine
 
     return Engine.from_settings(settings, hooks=hooks or [], environ=dict(os.environ))
@@ -73,13 +77,25 @@ def _fail(error: BaseException, as_json: bool) -> typer.Exit:
 @app.command()
 def run(
     file: FileArg,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, plan and analyse; run nothing.")] = False,
-    var: Annotated[list[str] | None, typer.Option("--var", help="KEY=VALUE (JSON values allowed); repeatable.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate, plan and analyse; run nothing.")
+    ] = False,
+    var: Annotated[
+        list[str] | None, typer.Option("--var", help="KEY=VALUE (JSON values allowed); repeatable.")
+    ] = None,
     as_json: JsonOpt = False,
-    workspace: Annotated[Path | None, typer.Option("--workspace", help="Directory file steps are confined to (default: current directory).")] = None,
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace", help="Directory file steps are confined to (default: current directory)."
+        ),
+    ] = None,
     strict: StrictOpt = False,
 ) -> None:
     """Run a mission, with a live view of its steps."""
+    from ..mission.model import MissionStatus
+    from .progress import LiveProgress, summary_table
+
     try:
         variables = _parse_vars(var or [])
         settings = _settings(workspace)
@@ -89,7 +105,9 @@ def run(
     except PuraifyError as exc:
         raise _fail(exc, as_json) from None
     for warning in prepared.warnings:
-        err_console.print(f"[yellow]warning[/] {'line ' + str(warning.line) + ': ' if warning.line else ''}{warning.message}")
+        err_console.print(
+            f"[yellow]warning[/] {'line ' + str(warning.line) + ': ' if warning.line else ''}{warning.message}"
+        )
     if dry_run:
         _print_dry_run(prepared, engine, as_json)
         asyncio.run(engine.aclose())
@@ -127,32 +145,52 @@ def _print_dry_run(prepared: Any, engine: Any, as_json: bool) -> None:
     steps_info = []
     for step in mission.steps:
         action = engine.registry.get(step.step_type)
-        steps_info.append({
-            "id": step.id, "step_type": action.name, "platform": action.platform,
-            "delivery": action.delivery, "depends_on": list(step.depends_on),
-            "policy_check": f"{action.platform}.{action.name}",
-            "credentials": [] if action.platform == "local" else [action.platform],
-        })
+        steps_info.append(
+            {
+                "id": step.id,
+                "step_type": action.name,
+                "platform": action.platform,
+                "delivery": action.delivery,
+                "depends_on": list(step.depends_on),
+                "policy_check": f"{action.platform}.{action.name}",
+                "credentials": [] if action.platform == "local" else [action.platform],
+            }
+        )
     report = prepared.safety.to_dict()
     if as_json:
-        console.print_json(json.dumps({
-            "mission": mission.display_name, "levels": prepared.levels,
-            "critical_path": prepared.critical_path, "steps": steps_info, "safety": report,
-            "warnings": [w.to_dict() for w in prepared.warnings],
-        }))
+        console.print_json(
+            json.dumps(
+                {
+                    "mission": mission.display_name,
+                    "levels": prepared.levels,
+                    "critical_path": prepared.critical_path,
+                    "steps": steps_info,
+                    "safety": report,
+                    "warnings": [w.to_dict() for w in prepared.warnings],
+                }
+            )
+        )
         return
-    console.print(f"[bold]{mission.display_name}[/]: {len(mission.steps)} steps, "
-                  f"max {mission.config.max_concurrent_steps} in parallel — dry run, nothing executed")
+    console.print(
+        f"[bold]{mission.display_name}[/]: {len(mission.steps)} steps, "
+        f"max {mission.config.max_concurrent_steps} in parallel — dry run, nothing executed"
+    )
     for i, level in enumerate(prepared.levels):
-        console.print(f"  level {i}: " + ", ".join(level) + (" [dim](parallel)[/]" if len(level) > 1 else ""))
+        console.print(
+            f"  level {i}: " + ", ".join(level) + (" [dim](parallel)[/]" if len(level) > 1 else "")
+        )
     console.print(f"  critical path: {' → '.join(prepared.critical_path)}")
     for info in steps_info:
         creds = ", ".join(info["credentials"]) or "none"
-        console.print(f"  {info['id']}: {info['step_type']} [dim]policy {info['policy_check']}, "
-                      f"credentials {creds}, delivery {info['delivery']}[/]")
+        console.print(
+            f"  {info['id']}: {info['step_type']} [dim]policy {info['policy_check']}, "
+            f"credentials {creds}, delivery {info['delivery']}[/]"
+        )
     console.print(f"  safety: score {report['score']}, {'pass' if report['passed'] else 'FAIL'}")
     for f in report["findings"]:
-        console.print(f"    [{'red' if f['severity'] in ('high', 'critical') else 'yellow'}]{f['severity']}[/] {f['step_id']}: {f['message']}")
+        console.print(
+            f"    [{'red' if f['severity'] in ('high', 'critical') else 'yellow'}]{f['severity']}[/] {f['step_id']}: {f['message']}"
+        )
 
 
 @app.command()
@@ -167,13 +205,23 @@ def validate(file: FileArg, strict: StrictOpt = False, as_json: JsonOpt = False)
         pass
     asyncio.run(engine.aclose())
     if as_json:
-        console.print_json(json.dumps({
-            "valid": True, "warnings": [w.to_dict() for w in prepared.warnings], "levels": prepared.levels,
-        }))
+        console.print_json(
+            json.dumps(
+                {
+                    "valid": True,
+                    "warnings": [w.to_dict() for w in prepared.warnings],
+                    "levels": prepared.levels,
+                }
+            )
+        )
     else:
         for w in prepared.warnings:
-            console.print(f"[yellow]warning[/] {'line ' + str(w.line) + ': ' if w.line else ''}{w.message}")
-        console.print(f"[green]valid[/] {file}: {len(prepared.mission.steps)} steps in {len(prepared.levels)} levels")
+            console.print(
+                f"[yellow]warning[/] {'line ' + str(w.line) + ': ' if w.line else ''}{w.message}"
+            )
+        console.print(
+            f"[green]valid[/] {file}: {len(prepared.mission.steps)} steps in {len(prepared.levels)} levels"
+        )
     raise typer.Exit(EXIT_OK)
 
 
@@ -181,7 +229,9 @@ def validate(file: FileArg, strict: StrictOpt = False, as_json: JsonOpt = False)
 def safety_validate(
     file: FileArg,
     strict: Annotated[bool, typer.Option("--strict", help="Judge at the strict level.")] = False,
-    level: Annotated[str, typer.Option("--level", help="permissive, standard or strict.")] = "standard",
+    level: Annotated[
+        str, typer.Option("--level", help="permissive, standard or strict.")
+    ] = "standard",
     as_json: JsonOpt = False,
 ) -> None:
     """Score a mission's risk; the exit code is 0 when it passes, 2 when it does not."""
@@ -194,14 +244,16 @@ def safety_validate(
     except PuraifyError as exc:
         raise _fail(exc, as_json) from None
     asyncio.run(engine.aclose())
-    report = prepared.safety.to_dict(level)  # type: ignore[arg-type]
+    report = prepared.safety.to_dict(level)
     if as_json:
         console.print_json(json.dumps(report))
     else:
         verdict = "[green]pass[/]" if report["passed"] else "[bold red]fail[/]"
         console.print(f"{verdict} {file}: risk score {report['score']}/100 at level {level}")
         for f in report["findings"]:
-            console.print(f"  {f['severity']:<8} {f['step_id'] or '-'}: {f['message']} [dim]({f['rule']})[/]")
+            console.print(
+                f"  {f['severity']:<8} {f['step_id'] or '-'}: {f['message']} [dim]({f['rule']})[/]"
+            )
     raise typer.Exit(EXIT_OK if report["passed"] else EXIT_INVALID)
 
 
@@ -211,6 +263,8 @@ def graph(
     fmt: Annotated[str, typer.Option("--format", "-f", help="mermaid, dot or svg.")] = "mermaid",
 ) -> None:
     """Print the mission's DAG as Mermaid, DOT or SVG."""
+    from ..mission.graph import to_dot, to_mermaid, to_svg
+
     renderers = {"mermaid": to_mermaid, "dot": to_dot, "svg": to_svg}
     if fmt not in renderers:
         raise typer.BadParameter("format must be mermaid, dot or svg")
@@ -238,12 +292,20 @@ def actions_list(as_json: JsonOpt = False) -> None:
     for col in ("name", "aliases", "platform", "delivery", "description"):
         table.add_column(col)
     for action in registry.actions():
-        table.add_row(action.name, ", ".join(action.aliases), action.platform, action.delivery, action.description)
+        table.add_row(
+            action.name,
+            ", ".join(action.aliases),
+            action.platform,
+            action.delivery,
+            action.description,
+        )
     console.print(table)
 
 
 @actions_app.command("show")
-def actions_show(name: Annotated[str, typer.Argument(help="Step type or alias.")], as_json: JsonOpt = False) -> None:
+def actions_show(
+    name: Annotated[str, typer.Argument(help="Step type or alias.")], as_json: JsonOpt = False
+) -> None:
     """Show a step type's parameter schema, output schema and an example step."""
     from ..actions import default_registry
 

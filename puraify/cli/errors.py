@@ -13,7 +13,14 @@ from rich.console import Console
 
 from ..errors import MissionError, PuraifyError, TemplateError, ValidationError
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERNAL", "EXIT_INVALID", "EXIT_OK", "exit_code_for", "report_error"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERNAL",
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "exit_code_for",
+    "report_error",
+]
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -41,7 +48,9 @@ def report_error(console: Console, error: BaseException, *, as_json: bool) -> in
         for issue in error.issues:
             where = f"line {issue.line}: " if issue.line else ""
             colour = "red" if issue.severity == "error" else "yellow"
-            console.print(f"  [{colour}]{issue.severity}[/] {where}{issue.message} [dim]({issue.code})[/]")
+            console.print(
+                f"  [{colour}]{issue.severity}[/] {where}{issue.message} [dim]({issue.code})[/]"
+            )
         return code
     console.print(f"[bold red]error[/] {error}", markup=True, highlight=False)
     return code

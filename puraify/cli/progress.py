@@ -16,12 +16,22 @@ from ..runtime.hooks import Hooks, RunInfo
 __all__ = ["LiveProgress", "summary_table"]
 
 _STYLE = {
-    "pending": "dim", "running": "cyan", "retrying": "yellow", "success": "green",
-    "failed": "red", "skipped": "dim", "cancelled": "magenta",
+    "pending": "dim",
+    "running": "cyan",
+    "retrying": "yellow",
+    "success": "green",
+    "failed": "red",
+    "skipped": "dim",
+    "cancelled": "magenta",
 }
 _ICON = {
-    "pending": "·", "running": "▶", "retrying": "↻", "success": "✔", "failed": "✘",
-    "skipped": "↷", "cancelled": "■",
+    "pending": "·",
+    "running": "▶",
+    "retrying": "↻",
+    "success": "✔",
+    "failed": "✘",
+    "skipped": "↷",
+    "cancelled": "■",
 }
 
 
@@ -48,8 +58,12 @@ class LiveProgress(Hooks):
             if took is None and row.get("t0") is not None:
                 took = (now - row["t0"]) * 1000
             table.add_row(
-                _ICON[state], sid, row["type"], f"[{_STYLE[state]}]{state}[/]",
-                str(row.get("attempt") or ""), f"{took / 1000:.2f}s" if took is not None else "",
+                _ICON[state],
+                sid,
+                row["type"],
+                f"[{_STYLE[state]}]{state}[/]",
+                str(row.get("attempt") or ""),
+                f"{took / 1000:.2f}s" if took is not None else "",
             )
         return table
 
@@ -64,7 +78,9 @@ class LiveProgress(Hooks):
             self.rows[step.id] = {"state": "pending", "type": step.step_type}
         self.console.print(f"[bold]▶ {run.mission.display_name}[/] [dim]run {run.run_id}[/]")
         if self.console.is_terminal:
-            self.live = Live(self._table(), console=self.console, refresh_per_second=8, transient=True)
+            self.live = Live(
+                self._table(), console=self.console, refresh_per_second=8, transient=True
+            )
             self.live.start()
 
     async def before_step(self, run: RunInfo, step: MissionStep, attempt: int) -> None:
@@ -84,7 +100,11 @@ class LiveProgress(Hooks):
 
     async def after_step(self, run: RunInfo, result: StepResult) -> None:
         row = self.rows[result.step_id]
-        row.update(state=result.status.value, ms=result.duration_ms, attempt=result.attempts or row.get("attempt"))
+        row.update(
+            state=result.status.value,
+            ms=result.duration_ms,
+            attempt=result.attempts or row.get("attempt"),
+        )
         detail = ""
         if result.error is not None and result.status is not StepStatus.SKIPPED:
             detail = f" — {result.error.code}: {result.error.message}"
@@ -113,7 +133,10 @@ def summary_table(result: MissionResult) -> Table:
         style = _STYLE[step.status.value]
         detail = f"{step.error.code}: {step.error.message}" if step.error else ""
         table.add_row(
-            step.step_id, step.step_type, f"[{style}]{step.status.value}[/]", str(step.attempts),
+            step.step_id,
+            step.step_type,
+            f"[{style}]{step.status.value}[/]",
+            str(step.attempts),
             f"{step.duration_ms / 1000:.3f}s" if step.duration_ms is not None else "",
             detail[:300],
         )

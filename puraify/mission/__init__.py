@@ -9,16 +9,38 @@ from __future__ import annotations
 
 from .loader import LoadedMission, load_mission, mission_from_data
 from .model import (
-    Mission, MissionConfig, MissionResult, MissionStatus, MissionStep, RetryPolicy, StepError,
-    StepResult, StepStatus,
+    Mission,
+    MissionConfig,
+    MissionResult,
+    MissionStatus,
+    MissionStep,
+    RetryPolicy,
+    StepError,
+    StepResult,
+    StepStatus,
 )
 from .plan import Plan, PlanStep
 from .safety import Finding, SafetyReport, analyze
 from .validate import ValidatedMission, validate_mission
 
 __all__ = [
-    "Finding", "LoadedMission", "Mission", "MissionConfig", "MissionResult", "MissionStatus",
-    "MissionStep", "Plan", "PlanStep", "RetryPolicy", "SafetyReport", "StepError", "StepResult",
-    "StepStatus", "ValidatedMission", "analyze", "load_mission", "mission_from_data",
+    "Finding",
+    "LoadedMission",
+    "Mission",
+    "MissionConfig",
+    "MissionResult",
+    "MissionStatus",
+    "MissionStep",
+    "Plan",
+    "PlanStep",
+    "RetryPolicy",
+    "SafetyReport",
+    "StepError",
+    "StepResult",
+    "StepStatus",
+    "ValidatedMission",
+    "analyze",
+    "load_mission",
+    "mission_from_data",
     "validate_mission",
 ]

@@ -34,10 +34,15 @@ def to_mermaid(mission: Mission) -> str:
 
 def to_dot(mission: Mission) -> str:
     """A ``digraph`` for Graphviz."""
+
     def q(s: str) -> str:
         return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
-    lines = [f"digraph {q(mission.display_name)} {{", "  rankdir=TB;", "  node [shape=box, style=rounded];"]
+    lines = [
+        f"digraph {q(mission.display_name)} {{",
+        "  rankdir=TB;",
+        "  node [shape=box, style=rounded];",
+    ]
     for step in mission.steps:
         lines.append(f"  {q(step.id)} [label={q(step.display_name + chr(10) + step.step_type)}];")
     for step in mission.steps:
@@ -47,7 +52,9 @@ def to_dot(mission: Mission) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_svg(mission: Mission, *, box_w: int = 180, box_h: int = 44, gap_x: int = 30, gap_y: int = 50) -> str:
+def to_svg(
+    mission: Mission, *, box_w: int = 180, box_h: int = 44, gap_x: int = 30, gap_y: int = 50
+) -> str:
     """A standalone SVG: one row per topological level, edges as straight arrows."""
     levels = Plan.from_mission(mission).levels()
     width = max((len(level) for level in levels), default=1) * (box_w + gap_x) + gap_x
@@ -60,9 +67,9 @@ def to_svg(mission: Mission, *, box_w: int = 180, box_h: int = 44, gap_x: int = 
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
-        "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"8\" "
-        "markerHeight=\"8\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" "
-        "fill=\"#555\"/></marker></defs>",
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" '
+        'markerHeight="8" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" '
+        'fill="#555"/></marker></defs>',
         f"<title>{html.escape(mission.display_name)}</title>",
     ]
     for step in mission.steps:

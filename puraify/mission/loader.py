@@ -83,7 +83,8 @@ def load_mission(
             if size > limits.max_bytes:
                 raise LoadError(
                     f"document is {size} bytes; the limit is {limits.max_bytes}",
-                    code="document_too_large", file=filename,
+                    code="document_too_large",
+                    file=filename,
                 )
             raw: str | bytes = source.read_bytes()
         except OSError as exc:
@@ -119,8 +120,11 @@ def mission_from_data(
 
     if not isinstance(data, dict):
         raise LoadError(
-            "a mission is a mapping with at least `steps`", code="invalid_mission", file=filename,
-            line=1, column=1,
+            "a mission is a mapping with at least `steps`",
+            code="invalid_mission",
+            file=filename,
+            line=1,
+            column=1,
         )
     issues: list[Issue] = []
     severity = "error" if strict else "warning"
@@ -136,7 +140,10 @@ def mission_from_data(
                 Issue(
                     "unknown_key",
                     f"unknown key {key!r} in {where}" + (f"; {hint}" if hint else ""),
-                    severity=severity, line=line, column=col, hint=hint,
+                    severity=severity,
+                    line=line,
+                    column=col,
+                    hint=hint,
                     field=".".join(str(p) for p in (*path, key)),
                     step_id=_step_id(data, path),
                 )
@@ -144,11 +151,15 @@ def mission_from_data(
 
     unknown(data.keys(), _MISSION_KEYS, "mission")
     if "steps" not in data:
-        raise LoadError("a mission needs `steps`", code="invalid_mission", file=filename, line=1, column=1)
+        raise LoadError(
+            "a mission needs `steps`", code="invalid_mission", file=filename, line=1, column=1
+        )
     steps = data["steps"]
     if not isinstance(steps, list):
         line, col = at("steps")
-        raise LoadError("`steps` must be a list", code="invalid_mission", file=filename, line=line, column=col)
+        raise LoadError(
+            "`steps` must be a list", code="invalid_mission", file=filename, line=line, column=col
+        )
     config = data.get("config")
     if isinstance(config, dict):
         unknown(config.keys(), _CONFIG_KEYS, "config", "config")
@@ -179,7 +190,10 @@ def mission_from_data(
                 Issue(
                     "invalid_field",
                     f"{_loc_text(loc)}: {err['msg']}",
-                    line=line, column=col, field=_loc_text(loc), step_id=_step_id(data, loc),
+                    line=line,
+                    column=col,
+                    field=_loc_text(loc),
+                    step_id=_step_id(data, loc),
                 )
             )
         raise ValidationError(issues, file=filename) from None

@@ -25,7 +25,7 @@ Path_ = tuple[str | int, ...]
 SourceMap = dict[Path_, tuple[int, int]]
 
 try:
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader
+    _Loader: Any = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - libyaml missing
     _Loader = yaml.SafeLoader
 
@@ -102,8 +102,12 @@ def _parse_json(text: str, filename: str | None, limits: ParseLimits) -> Any:
             if key in out:
                 line, col = _locate_json_key(text, key)
                 raise LoadError(
-                    f"duplicate key {key!r}", code="duplicate_key", file=filename, line=line,
-                    column=col, field=key,
+                    f"duplicate key {key!r}",
+                    code="duplicate_key",
+                    file=filename,
+                    line=line,
+                    column=col,
+                    field=key,
                 )
             out[key] = value
         return out
@@ -119,17 +123,26 @@ def _parse_json(text: str, filename: str | None, limits: ParseLimits) -> Any:
         line, col = _locate(text, text.find(exc.args[0]))
         raise LoadError(
             f"number with more than {_MAX_NUMBER_DIGITS} digits",
-            code="number_too_large", file=filename, line=line, column=col,
+            code="number_too_large",
+            file=filename,
+            line=line,
+            column=col,
         ) from None
     except json.JSONDecodeError as exc:
         raise LoadError(
-            f"invalid JSON: {exc.msg}", code="json_syntax", file=filename, line=exc.lineno,
+            f"invalid JSON: {exc.msg}",
+            code="json_syntax",
+            file=filename,
+            line=exc.lineno,
             column=exc.colno,
         ) from None
     except RecursionError:
         raise LoadError(
             f"document nests deeper than {limits.max_depth} levels",
-            code="document_too_deep", file=filename, line=1, column=1,
+            code="document_too_deep",
+            file=filename,
+            line=1,
+            column=1,
         ) from None
     _check_depth(data, limits.max_depth, filename)
     return data
@@ -161,7 +174,8 @@ def _check_depth(data: Any, max_depth: int, filename: str | None) -> None:
         if depth > max_depth:
             raise LoadError(
                 f"document nests deeper than {max_depth} levels",
-                code="document_too_deep", file=filename,
+                code="document_too_deep",
+                file=filename,
             )
         if isinstance(value, dict):
             stack.extend((v, depth + 1) for v in value.values())
@@ -210,9 +224,13 @@ class _YamlBuilder:
             return self._walk(loader.get_event), self.positions
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            raise self.error(f"invalid YAML: {exc.problem or exc.context}", "yaml_syntax", mark) from None
+            raise self.error(
+                f"invalid YAML: {exc.problem or exc.context}", "yaml_syntax", mark
+            ) from None
         except yaml.YAMLError as exc:
-            raise LoadError(f"invalid YAML: {exc}", code="yaml_syntax", file=self.filename) from None
+            raise LoadError(
+                f"invalid YAML: {exc}", code="yaml_syntax", file=self.filename
+            ) from None
         finally:
             loader.dispose()
 
@@ -229,7 +247,8 @@ class _YamlBuilder:
                 documents += 1
                 if documents > 1:
                     raise self.error(
-                        "a mission file holds exactly one YAML document", "yaml_syntax",
+                        "a mission file holds exactly one YAML document",
+                        "yaml_syntax",
                         event.start_mark,
                     )
                 continue
@@ -249,11 +268,14 @@ class _YamlBuilder:
                     self.anchors[event.anchor] = (value, 1)
             elif kind is yaml.AliasEvent:
                 if event.anchor not in self.anchors:
-                    raise self.error(f"unknown alias *{event.anchor}", "yaml_syntax", event.start_mark)
+                    raise self.error(
+                        f"unknown alias *{event.anchor}", "yaml_syntax", event.start_mark
+                    )
                 self.aliases += 1
                 if self.aliases > self.limits.max_aliases:
                     raise self.error(
-                        f"more than {self.limits.max_aliases} aliases", "too_many_aliases",
+                        f"more than {self.limits.max_aliases} aliases",
+                        "too_many_aliases",
                         event.start_mark,
                     )
                 value, nodes = self.anchors[event.anchor]
@@ -267,13 +289,12 @@ class _YamlBuilder:
                 if len(stack) >= self.limits.max_depth:
                     raise self.error(
                         f"document nests deeper than {self.limits.max_depth} levels",
-                        "document_too_deep", event.start_mark,
+                        "document_too_deep",
+                        event.start_mark,
                     )
                 if len(path) <= _MAP_DEPTH and stack:
                     self._record(stack[-1], path, event.start_mark)
-                container: dict[Any, Any] | list[Any] = (
-                    {} if kind is yaml.MappingStartEvent else []
-                )
+                container: dict[Any, Any] | list[Any] = {} if kind is yaml.MappingStartEvent else []
                 stack.append(_Frame(container, path, event.anchor))
                 continue
             else:  # pragma: no cover - libyaml emits nothing else
@@ -282,7 +303,8 @@ class _YamlBuilder:
             self.expanded += nodes
             if self.expanded > self.limits.max_expanded_nodes:
                 raise self.error(
-                    "aliases expand the document past its size limit", "too_many_aliases",
+                    "aliases expand the document past its size limit",
+                    "too_many_aliases",
                     getattr(event, "start_mark", None),
                 )
             if not stack:
@@ -352,14 +374,15 @@ class _YamlBuilder:
         if tag is None or tag == "!":
             if not event.implicit[0]:
                 return value  # quoted
-            tag = self.constructor.resolve(yaml.ScalarNode, value, (True, False))
+            tag = self.constructor.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
         elif tag not in _ALLOWED_TAGS:
             raise self.error(f"tag {tag!r} is not allowed", "forbidden_tag", event.start_mark)
         if tag == f"{_STD}str" or tag == f"{_STD}timestamp":
             return value  # timestamps stay strings: mission data must be JSON-compatible
         if tag == f"{_STD}int" and len(value.lstrip("+-")) > _MAX_NUMBER_DIGITS:
             raise self.error(
-                f"number with more than {_MAX_NUMBER_DIGITS} digits", "number_too_large",
+                f"number with more than {_MAX_NUMBER_DIGITS} digits",
+                "number_too_large",
                 event.start_mark,
             )
         if tag not in _ALLOWED_TAGS:
@@ -368,4 +391,6 @@ class _YamlBuilder:
         try:
             return self.constructor.construct_object(node)
         except (yaml.YAMLError, ValueError) as exc:
-            raise self.error(f"bad {tag[len(_STD):]} value: {exc}", "yaml_syntax", event.start_mark) from None
+            raise self.error(
+                f"bad {tag[len(_STD) :]} value: {exc}", "yaml_syntax", event.start_mark
+            ) from None

@@ -19,7 +19,7 @@ Rules (DESIGN.md §3):
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .model import Mission, StepStatus, TriggerRule
@@ -67,7 +67,9 @@ class Plan:
         """A plan for a validated mission (ids unique, dependencies present, no cycle)."""
         return cls(
             [
-                PlanStep(s.id, tuple(dict.fromkeys(s.depends_on)), s.trigger_rule, s.continue_on_error)
+                PlanStep(
+                    s.id, tuple(dict.fromkeys(s.depends_on)), s.trigger_rule, s.continue_on_error
+                )
                 for s in mission.steps
             ],
             fail_fast=mission.config.fail_fast,
@@ -247,7 +249,7 @@ def topological_levels(steps: Sequence[PlanStep]) -> list[list[str]]:
     return out
 
 
-def cycle_path(edges: dict[str, Iterable[str]]) -> list[str] | None:
+def cycle_path(edges: Mapping[str, Iterable[str]]) -> list[str] | None:
     """One dependency cycle as a path ``[a, b, ..., a]``, or None if the graph is acyclic."""
     white, grey, black = 0, 1, 2
     color = dict.fromkeys(edges, white)

@@ -31,7 +31,14 @@ LEVELS: dict[str, tuple[Severity, int]] = {
 }
 
 _SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "fish", "powershell", "pwsh", "cmd", "cmd.exe"}
-_INLINE_CODE = {"python": "-c", "python3": "-c", "node": "-e", "perl": "-e", "ruby": "-e", "php": "-r"}
+_INLINE_CODE = {
+    "python": "-c",
+    "python3": "-c",
+    "node": "-e",
+    "perl": "-e",
+    "ruby": "-e",
+    "php": "-r",
+}
 _WRECKERS = {"mkfs", "dd", "shutdown", "reboot", "halt", "poweroff", "fdisk", "wipefs", "shred"}
 _PRIVILEGE = {"sudo", "su", "doas", "pkexec"}
 _NETWORK_FETCH = {"curl", "wget"}
@@ -40,13 +47,29 @@ _DANGEROUS_TEXT = re.compile(
     r"(curl|wget)[^|]*\|\s*(ba|z)?sh|mkfs\.|/etc/(passwd|shadow)",
     re.I,
 )
-_SECRET_KEYS = re.compile(r"(pass(word)?|secret|token|api[_-]?key|private[_-]?key|credential)", re.I)
+_SECRET_KEYS = re.compile(
+    r"(pass(word)?|secret|token|api[_-]?key|private[_-]?key|credential)", re.I
+)
 _SECRET_VALUES = re.compile(
     r"(xox[abprs]-[0-9A-Za-z-]{10,}|sk-[A-Za-z0-9]{20,}|ghp_[A-Za-z0-9]{30,}|"
     r"AKIA[0-9A-Z]{16}|-----BEGIN [A-Z ]*PRIVATE KEY-----|Bearer\s+[A-Za-z0-9._-]{20,})"
 )
-_SYSTEM_PREFIXES = ("/etc", "/usr", "/bin", "/sbin", "/boot", "/var", "/lib", "/root", "/home",
-                    "/dev", "/proc", "/sys", "C:\\Windows", "C:/Windows")
+_SYSTEM_PREFIXES = (
+    "/etc",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/boot",
+    "/var",
+    "/lib",
+    "/root",
+    "/home",
+    "/dev",
+    "/proc",
+    "/sys",
+    "C:\\Windows",
+    "C:/Windows",
+)
 
 
 class _Catalog(Protocol):
@@ -63,7 +86,12 @@ class Finding:
     step_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "severity": self.severity, "message": self.message, "step_id": self.step_id}
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "message": self.message,
+            "step_id": self.step_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -123,7 +151,11 @@ def _step_findings(step: MissionStep, kind: str) -> list[Finding]:
         base = program.rsplit("/", 1)[-1].lower()
         joined = " ".join([program, *args])
         if base in _SHELLS:
-            add("shell_command", "high", f"runs the shell {base}; commands should call programs directly")
+            add(
+                "shell_command",
+                "high",
+                f"runs the shell {base}; commands should call programs directly",
+            )
         if base in _PRIVILEGE:
             add("privilege_escalation", "critical", f"uses {base}")
         if base in _WRECKERS or base.startswith("mkfs"):
@@ -137,17 +169,27 @@ def _step_findings(step: MissionStep, kind: str) -> list[Finding]:
         if _DANGEROUS_TEXT.search(joined):
             add("dangerous_pattern", "critical", f"dangerous command text: {joined[:120]!r}")
         if " " in program.strip() and not args:
-            add("shell_syntax", "medium", "the program name holds spaces; it will not be split by a shell")
+            add(
+                "shell_syntax",
+                "medium",
+                "the program name holds spaces; it will not be split by a shell",
+            )
     if kind == "delete_file":
         path = str(p.get("path", ""))
-        if path.startswith(_SYSTEM_PREFIXES) or path.strip() in ("/", "~", "..", "*") or ".." in path.split("/"):
+        if (
+            path.startswith(_SYSTEM_PREFIXES)
+            or path.strip() in ("/", "~", "..", "*")
+            or ".." in path.split("/")
+        ):
             add("system_path_delete", "critical", f"deletes {path!r}, outside the workspace")
         if p.get("recursive"):
             add("recursive_delete", "medium", f"deletes {path!r} recursively")
     if kind in ("create_file", "edit_file", "copy_file", "move_file"):
         for key in ("path", "destination", "dest"):
             value = p.get(key)
-            if isinstance(value, str) and (value.startswith(_SYSTEM_PREFIXES) or ".." in value.split("/")):
+            if isinstance(value, str) and (
+                value.startswith(_SYSTEM_PREFIXES) or ".." in value.split("/")
+            ):
                 add("system_path_write", "high", f"writes {value!r}, outside the workspace")
     if kind == "http":
         url = str(p.get("url", ""))
@@ -170,6 +212,10 @@ def _step_findings(step: MissionStep, kind: str) -> list[Finding]:
         if "{{" in value:
             continue
         if _SECRET_VALUES.search(value) or (_SECRET_KEYS.search(key) and len(value) >= 8):
-            add("inline_secret", "high", f"parameter {key!r} holds what looks like a secret; use {{{{ secrets.<platform> }}}}")
+            add(
+                "inline_secret",
+                "high",
+                f"parameter {key!r} holds what looks like a secret; use {{{{ secrets.<platform> }}}}",
+            )
             break
     return out

@@ -99,13 +99,15 @@ def validate_mission(
         loc = ("steps", index, *path) if index is not None else path
         line, col = loaded.position(*loc) if loc else (None, None)
         issues.append(
-            Issue(
-                code, message, step_id=step.id if step else None, line=line, column=col, **kw
-            )
+            Issue(code, message, step_id=step.id if step else None, line=line, column=col, **kw)
         )
 
     if max_steps is not None and len(mission.steps) > max_steps:
-        add("too_many_steps", f"mission has {len(mission.steps)} steps; the limit is {max_steps}", None)
+        add(
+            "too_many_steps",
+            f"mission has {len(mission.steps)} steps; the limit is {max_steps}",
+            None,
+        )
         raise ValidationError(issues, file=loaded.file)
     if not mission.steps:
         add("no_steps", "a mission needs at least one step", None, "steps")
@@ -127,7 +129,10 @@ def validate_mission(
                     "missing_dependency",
                     f"step {step.id!r} depends on {dep!r}, which does not exist"
                     + (f"; {hint}" if hint else ""),
-                    step, "depends_on", field="depends_on", hint=hint,
+                    step,
+                    "depends_on",
+                    field="depends_on",
+                    hint=hint,
                 )
     edges = {s.id: [d for d in s.depends_on if d in ids and d != s.id] for s in ids.values()}
     cycle = cycle_path(edges)
@@ -135,7 +140,10 @@ def validate_mission(
         add(
             "dependency_cycle",
             "dependency cycle: " + " -> ".join(cycle),
-            ids[cycle[0]], "depends_on", field="depends_on", extra={"cycle": cycle},
+            ids[cycle[0]],
+            "depends_on",
+            field="depends_on",
+            extra={"cycle": cycle},
         )
 
     known_names = sorted(set(catalog.names()))
@@ -146,7 +154,10 @@ def validate_mission(
             add(
                 "unknown_step_type",
                 f"unknown step type {step.step_type!r}" + (f"; {hint}" if hint else ""),
-                step, "step_type", field="step_type", hint=hint,
+                step,
+                "step_type",
+                field="step_type",
+                hint=hint,
             )
             continue
         templated = frozenset(
@@ -156,8 +167,13 @@ def validate_mission(
             step.step_type, step.parameters, templated
         ):
             add(
-                code, f"step {step.id!r}: parameters.{fld}: {message}", step, "parameters", fld,
-                severity=severity_unknown if sev == "warning" else sev, field=f"parameters.{fld}",
+                code,
+                f"step {step.id!r}: parameters.{fld}: {message}",
+                step,
+                "parameters",
+                fld,
+                severity=severity_unknown if sev == "warning" else sev,
+                field=f"parameters.{fld}",
             )
 
     _check_references(mission, ids, reader, set(context_names), add)
@@ -206,8 +222,13 @@ def _check_references(
             try:
                 refs = reader.references(text)
             except PuraifyError as exc:
-                add("template_error", f"step {step.id!r}: {fld}: {exc.message}", step,
-                    *fld.split(".")[:2], field=fld)
+                add(
+                    "template_error",
+                    f"step {step.id!r}: {fld}: {exc.message}",
+                    step,
+                    *fld.split(".")[:2],
+                    field=fld,
+                )
                 continue
             for ref in refs:
                 target: str | None = None
@@ -219,7 +240,9 @@ def _check_references(
                         add(
                             "invalid_reference",
                             f"step {step.id!r}: {fld} reads steps.{target}, which does not exist",
-                            step, "parameters", field=fld,
+                            step,
+                            "parameters",
+                            field=fld,
                         )
                         continue
                 elif ref[0] in BUILTIN_NAMES:
@@ -236,16 +259,26 @@ def _check_references(
                         "unknown_reference",
                         f"step {step.id!r}: {fld} reads {'.'.join(ref)!r}, which is neither a "
                         "step, a variable nor a built-in name" + (f"; {hint}" if hint else ""),
-                        step, "parameters", field=fld, hint=hint,
+                        step,
+                        "parameters",
+                        field=fld,
+                        hint=hint,
                     )
                     continue
                 if target == step.id:
-                    add("invalid_reference", f"step {step.id!r}: {fld} reads its own output",
-                        step, "parameters", field=fld)
+                    add(
+                        "invalid_reference",
+                        f"step {step.id!r}: {fld} reads its own output",
+                        step,
+                        "parameters",
+                        field=fld,
+                    )
                 elif target not in upstream(step.id):
                     add(
                         "invalid_reference",
                         f"step {step.id!r}: {fld} reads the output of {target!r}, which is not "
                         f"upstream of it; add {target!r} to depends_on",
-                        step, "parameters", field=fld,
+                        step,
+                        "parameters",
+                        field=fld,
                     )

@@ -15,7 +15,18 @@ from .hooks import Hooks, HookSet, RunInfo
 from .runner import InProcessRunner, StepInvocation, StepRunner
 
 __all__ = [
-    "CommandPolicy", "Engine", "Executor", "HookSet", "Hooks", "InProcessRunner", "Jail",
-    "Prepared", "RunHandle", "RunInfo", "SsrfPolicy", "SsrfTransport", "StepInvocation",
+    "CommandPolicy",
+    "Engine",
+    "Executor",
+    "HookSet",
+    "Hooks",
+    "InProcessRunner",
+    "Jail",
+    "Prepared",
+    "RunHandle",
+    "RunInfo",
+    "SsrfPolicy",
+    "SsrfTransport",
+    "StepInvocation",
     "StepRunner",
 ]

@@ -65,7 +65,10 @@ class Engine:
         self.parse_limits = parse_limits
         self.max_steps = max_steps
         self.executor = Executor(
-            runner, templates=templates, hooks=self.hooks, default_step_timeout=step_timeout,
+            runner,
+            templates=templates,
+            hooks=self.hooks,
+            default_step_timeout=step_timeout,
             env=env,
         )
 
@@ -98,7 +101,8 @@ class Engine:
             transport=SsrfTransport(
                 policy,
                 httpx.AsyncHTTPTransport(
-                    retries=0, limits=httpx.Limits(max_connections=200, max_keepalive_connections=100)
+                    retries=0,
+                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
                 ),
             ),
             trust_env=False,
@@ -117,21 +121,32 @@ class Engine:
             "file_max_read_bytes": settings.file_max_read_bytes,
             "file_search_max_results": settings.file_search_max_results,
         }
-        runner = InProcessRunner(registry, http=http, workspace=jail, commands=commands, limits=limits)
+        runner = InProcessRunner(
+            registry, http=http, workspace=jail, commands=commands, limits=limits
+        )
         allow = settings.env_allow
         env = dict(environ) if "*" in allow else {k: environ[k] for k in allow if k in environ}
         return cls(
-            registry=registry, templates=templates, runner=runner, http=http, hooks=hooks,
+            registry=registry,
+            templates=templates,
+            runner=runner,
+            http=http,
+            hooks=hooks,
             parse_limits=ParseLimits(
-                max_bytes=settings.max_document_bytes, max_depth=settings.max_document_depth,
+                max_bytes=settings.max_document_bytes,
+                max_depth=settings.max_document_depth,
                 max_aliases=settings.max_yaml_aliases,
             ),
-            max_steps=settings.max_steps, step_timeout=settings.step_timeout_seconds, env=env,
+            max_steps=settings.max_steps,
+            step_timeout=settings.step_timeout_seconds,
+            env=env,
         )
 
     # -- prepare -------------------------------------------------------------------------------
 
-    def load(self, source: str | bytes | Path, *, strict: bool = False, filename: str | None = None) -> LoadedMission:
+    def load(
+        self, source: str | bytes | Path, *, strict: bool = False, filename: str | None = None
+    ) -> LoadedMission:
         """Parse and model a mission document (``LoadError`` / ``ValidationError`` on failure)."""
         return load_mission(source, strict=strict, limits=self.parse_limits, filename=filename)
 
@@ -140,17 +155,26 @@ class Engine:
     ) -> ValidatedMission:
         """Check the mission against the registry and template rules."""
         return validate_mission(
-            loaded, self.registry, self.templates, context_names=context_names, strict=strict,
+            loaded,
+            self.registry,
+            self.templates,
+            context_names=context_names,
+            strict=strict,
             max_steps=self.max_steps,
         )
 
     def prepare(
-        self, source: str | bytes | Path, *, strict: bool = False,
-        context_names: Iterable[str] = (), filename: str | None = None,
+        self,
+        source: str | bytes | Path,
+        *,
+        strict: bool = False,
+        context_names: Iterable[str] = (),
+        filename: str | None = None,
     ) -> Prepared:
         """Load, validate, plan and analyse: everything ``--dry-run`` shows, nothing executed."""
         validated = self.validate(
-            self.load(source, strict=strict, filename=filename), strict=strict,
+            self.load(source, strict=strict, filename=filename),
+            strict=strict,
             context_names=context_names,
         )
         plan = Plan.from_mission(validated.mission)
@@ -183,4 +207,3 @@ class Engine:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-

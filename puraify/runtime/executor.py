@@ -120,16 +120,14 @@ class Executor:
         run = RunInfo(handle.run_id, mission)
         records = {s.id: _Record(s) for s in mission.steps}
         plan = Plan.from_mission(mission)
-        scope = Scope(
-            run_id=handle.run_id, mission=mission, context=context or {}, env=self.env
-        )
+        scope = Scope(run_id=handle.run_id, mission=mission, context=context or {}, env=self.env)
         limit = mission.config.max_concurrent_steps
         started_at, t_start = _now(), time.monotonic()
         deadline = (
             t_start + mission.config.timeout_seconds if mission.config.timeout_seconds else None
         )
-        running: dict[asyncio.Task[None], str] = {}
-        cancel_wait = asyncio.ensure_future(handle._cancel.wait())
+        running: dict[asyncio.Future[Any], str] = {}
+        cancel_wait: asyncio.Future[Any] = asyncio.ensure_future(handle._cancel.wait())
         outcome: str | None = None  # "cancelled" | "deadline"
         await self.hooks.on_run_start(run)
 
@@ -156,7 +154,8 @@ class Executor:
             status: StepStatus, error: StepError, *, handlers_too: bool = True
         ) -> None:
             tasks = [
-                t for t, sid in running.items()
+                t
+                for t, sid in running.items()
                 if handlers_too or records[sid].step.trigger_rule == "all_success"
             ]
             for task in tasks:
@@ -180,7 +179,9 @@ class Executor:
                                 rec.attempts = 0
                                 await finish(step_id, StepStatus.FAILED, skip)
                             continue
-                        task = asyncio.create_task(self._run_step(run, rec, mission, scope))
+                        task: asyncio.Future[Any] = asyncio.create_task(
+                            self._run_step(run, rec, mission, scope)
+                        )
                         running[task] = step_id
                     if not running and plan.has_ready():
                         continue  # `when` skips freed more steps
@@ -205,7 +206,8 @@ class Executor:
                     await stop_running(
                         StepStatus.FAILED,
                         StepError(
-                            code="timeout", retryable=True,
+                            code="timeout",
+                            retryable=True,
                             message=f"mission deadline of {mission.config.timeout_seconds}s reached",
                         ),
                     )
@@ -218,15 +220,19 @@ class Executor:
                     await finish(sid, records[sid].status)
                 if plan.stopping and running and outcome is None:
                     failed = next(
-                        (r.step.id for r in records.values()
-                         if r.status is StepStatus.FAILED and not r.step.continue_on_error),
+                        (
+                            r.step.id
+                            for r in records.values()
+                            if r.status is StepStatus.FAILED and not r.step.continue_on_error
+                        ),
                         None,
                     )
                     # Cleanup and fallback steps (all_done / one_failed) keep running.
                     await stop_running(
                         StepStatus.CANCELLED,
                         StepError(
-                            code="cancelled", message=f"cancelled: step {failed!r} failed (fail_fast)"
+                            code="cancelled",
+                            message=f"cancelled: step {failed!r} failed (fail_fast)",
                         ),
                         handlers_too=False,
                     )
@@ -254,7 +260,12 @@ class Executor:
         return result
 
     async def _decided(
-        self, run: RunInfo, records: dict[str, _Record], sid: str, st: StepStatus, outcome: str | None
+        self,
+        run: RunInfo,
+        records: dict[str, _Record],
+        sid: str,
+        st: StepStatus,
+        outcome: str | None,
     ) -> None:
         rec = records[sid]
         rec.status = st
@@ -277,18 +288,21 @@ class Executor:
             return None
         return StepError(code="when_false", message=f"`when` was false: {when}")
 
-    async def _run_step(
-        self, run: RunInfo, rec: _Record, mission: Mission, scope: Scope
-    ) -> None:
+    async def _run_step(self, run: RunInfo, rec: _Record, mission: Mission, scope: Scope) -> None:
         step = rec.step
         rec.started_at, rec.t0 = _now(), time.monotonic()
         policy = policy_for(step, mission.config)
-        timeout = step.timeout_seconds or self.default_step_timeout or mission.config.step_timeout_seconds
+        timeout = (
+            step.timeout_seconds or self.default_step_timeout or mission.config.step_timeout_seconds
+        )
         try:
             params = self._render(step, scope)
         except PuraifyError as exc:
             rec.attempts = 1
-            rec.status, rec.error = StepStatus.FAILED, StepError(code=exc.code, message=str(exc.message))
+            rec.status, rec.error = (
+                StepStatus.FAILED,
+                StepError(code=exc.code, message=str(exc.message)),
+            )
             return
         attempt = 0
         while True:
@@ -321,15 +335,22 @@ class Executor:
                 continue
             rec.status = StepStatus.FAILED
             rec.error = StepError(
-                code=error.code, message=error.message, retryable=error.retryable, status=error.status
+                code=error.code,
+                message=error.message,
+                retryable=error.retryable,
+                status=error.status,
             )
             return
 
     def _render(self, step: MissionStep, scope: Scope) -> dict[str, Any]:
-        if not any(contains_template(v) if isinstance(v, str) else isinstance(v, dict | list)
-                   for v in step.parameters.values()):
+        if not any(
+            contains_template(v) if isinstance(v, str) else isinstance(v, dict | list)
+            for v in step.parameters.values()
+        ):
             return step.parameters
-        rendered = self.templates.render_value(step.parameters, scope.for_render(), field="parameters")
+        rendered = self.templates.render_value(
+            step.parameters, scope.for_render(), field="parameters"
+        )
         return rendered if isinstance(rendered, dict) else {}
 
     def _result(
@@ -360,7 +381,8 @@ class Executor:
             )
         else:
             bad = [
-                r for r, s in zip(results, mission.steps, strict=True)
+                r
+                for r, s in zip(results, mission.steps, strict=True)
                 if (r.status is StepStatus.FAILED and not s.continue_on_error)
                 or r.status is StepStatus.CANCELLED
             ]
@@ -368,7 +390,8 @@ class Executor:
             first = next((r for r in bad if r.status is StepStatus.FAILED), None)
             if first is not None and first.error is not None:
                 error = StepError(
-                    code=first.error.code, message=f"step {first.step_id!r} failed: {first.error.message}"
+                    code=first.error.code,
+                    message=f"step {first.step_id!r} failed: {first.error.message}",
                 )
         return MissionResult(
             run_id=run_id,

@@ -135,7 +135,9 @@ class Jail:
                 if exc.errno == 40:  # ELOOP: the last component is a symlink
                     raise _outside(path, "is a symlink") from None
                 if exc.errno == 6:  # ENXIO: a FIFO with no reader
-                    raise GuardError(f"{path!r} is not a regular file", code="file_type_refused") from None
+                    raise GuardError(
+                        f"{path!r} is not a regular file", code="file_type_refused"
+                    ) from None
                 raise
         try:
             st = self._check_fd(fd, path)
@@ -248,9 +250,10 @@ class Jail:
         return out
 
     def copy(self, source: str, destination: str, *, overwrite: bool, create_dirs: bool) -> int:
-        with self.open(source, "r") as src, self.open(
-            destination, "w" if overwrite else "x", create_dirs=create_dirs
-        ) as dst:
+        with (
+            self.open(source, "r") as src,
+            self.open(destination, "w" if overwrite else "x", create_dirs=create_dirs) as dst,
+        ):
             shutil.copyfileobj(src, dst, 1024 * 1024)
             return dst.tell()
 
@@ -349,7 +352,8 @@ class SsrfTransport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(
-                host.rstrip("."), url.port or (443 if url.scheme == "https" else 80),
+                host.rstrip("."),
+                url.port or (443 if url.scheme == "https" else 80),
                 type=socket.SOCK_STREAM,
             )
         except socket.gaierror as exc:
@@ -375,21 +379,80 @@ def _is_ip(host: str) -> bool:
 # -- commands ------------------------------------------------------------------------------------
 
 _SHELLS = frozenset(
-    {"sh", "bash", "dash", "zsh", "ksh", "fish", "csh", "tcsh", "ash", "busybox",
-     "powershell", "powershell.exe", "pwsh", "cmd", "cmd.exe"}
+    {
+        "sh",
+        "bash",
+        "dash",
+        "zsh",
+        "ksh",
+        "fish",
+        "csh",
+        "tcsh",
+        "ash",
+        "busybox",
+        "powershell",
+        "powershell.exe",
+        "pwsh",
+        "cmd",
+        "cmd.exe",
+    }
 )
 _PRIVILEGE = frozenset({"sudo", "su", "doas", "pkexec", "runas"})
 _SYSTEM = frozenset(
-    {"mkfs", "fdisk", "parted", "shutdown", "reboot", "halt", "poweroff", "init", "telinit",
-     "systemctl", "iptables", "useradd", "userdel", "passwd", "crontab", "insmod", "rmmod",
-     "modprobe", "mount", "umount", "swapoff", "wipefs", "shred"}
+    {
+        "mkfs",
+        "fdisk",
+        "parted",
+        "shutdown",
+        "reboot",
+        "halt",
+        "poweroff",
+        "init",
+        "telinit",
+        "systemctl",
+        "iptables",
+        "useradd",
+        "userdel",
+        "passwd",
+        "crontab",
+        "insmod",
+        "rmmod",
+        "modprobe",
+        "mount",
+        "umount",
+        "swapoff",
+        "wipefs",
+        "shred",
+    }
 )
 _SHELL_SYNTAX = re.compile(r"[;&|`$<>(){}\n*?\s]")
-_ENV_REFUSED = re.compile(r"^(LD_|DYLD_|PYTHONSTARTUP$|PYTHONPATH$|PYTHONHOME$|PERL5OPT$|"
-                          r"PERL5LIB$|NODE_OPTIONS$|RUBYOPT$|BASH_ENV$|ENV$|IFS$|PATH$|"
-                          r"GCONV_PATH$|MALLOC_|GLIBC_TUNABLES$)")
-_SYSTEM_PATHS = ("/", "/*", "~", "~/", "/etc", "/usr", "/bin", "/sbin", "/boot", "/var", "/lib",
-                 "/home", "/root", "/dev", "/proc", "/sys", ".", "./", "..", "*")
+_ENV_REFUSED = re.compile(
+    r"^(LD_|DYLD_|PYTHONSTARTUP$|PYTHONPATH$|PYTHONHOME$|PERL5OPT$|"
+    r"PERL5LIB$|NODE_OPTIONS$|RUBYOPT$|BASH_ENV$|ENV$|IFS$|PATH$|"
+    r"GCONV_PATH$|MALLOC_|GLIBC_TUNABLES$)"
+)
+_SYSTEM_PATHS = (
+    "/",
+    "/*",
+    "~",
+    "~/",
+    "/etc",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/boot",
+    "/var",
+    "/lib",
+    "/home",
+    "/root",
+    "/dev",
+    "/proc",
+    "/sys",
+    ".",
+    "./",
+    "..",
+    "*",
+)
 
 
 def _refuse(message: str) -> GuardError:
@@ -423,7 +486,9 @@ class CommandPolicy:
         if not self.enabled:
             raise GuardError(
                 "command steps are disabled here; an operator turns them on with the `command` "
-                "feature flag", code="command_disabled", field="command",
+                "feature flag",
+                code="command_disabled",
+                field="command",
             )
         if not argv or not argv[0]:
             raise _refuse("no program given")
@@ -447,7 +512,11 @@ class CommandPolicy:
         if base == "rm":
             targets = [a for a in args if not a.startswith("-")]
             for t in targets:
-                if t.rstrip("/") in ("", "~", ".", "..", "*") or t in _SYSTEM_PATHS or t.startswith("/"):
+                if (
+                    t.rstrip("/") in ("", "~", ".", "..", "*")
+                    or t in _SYSTEM_PATHS
+                    or t.startswith("/")
+                ):
                     raise _refuse(f"rm of {t!r} is refused; remove files inside the workspace only")
         if base == "dd" and any(a.startswith("of=/dev/") for a in args):
             raise _refuse("dd onto a device is refused")
@@ -461,7 +530,8 @@ class CommandPolicy:
             if _ENV_REFUSED.match(name):
                 raise GuardError(
                     f"environment variable {name} can hijack the program and is refused",
-                    code="command_refused", field="env",
+                    code="command_refused",
+                    field="env",
                 )
 
 

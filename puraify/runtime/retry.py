@@ -18,7 +18,9 @@ def policy_for(step: MissionStep, config: MissionConfig) -> RetryPolicy:
     with a fixed delay (RustChain's ``retry_count`` semantics)."""
     if step.retry is not None:
         return step.retry
-    return RetryPolicy(attempts=config.retry_attempts, delay_ms=config.retry_delay_ms, backoff="fixed")
+    return RetryPolicy(
+        attempts=config.retry_attempts, delay_ms=config.retry_delay_ms, backoff="fixed"
+    )
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -27,7 +29,10 @@ def is_retryable(error: BaseException) -> bool:
 
 
 def backoff_delay(
-    policy: RetryPolicy, retry_number: int, *, retry_after: float | None = None,
+    policy: RetryPolicy,
+    retry_number: int,
+    *,
+    retry_after: float | None = None,
     rng: random.Random | None = None,
 ) -> float:
     """Seconds before retry ``retry_number`` (1 = the first retry)."""

@@ -78,7 +78,9 @@ class InProcessRunner:
             commands=self.commands,
             limits=self.limits,
             logger=self.logger.bind(
-                run_id=invocation.run_id, step_id=invocation.step_id, action=action.name,
+                run_id=invocation.run_id,
+                step_id=invocation.step_id,
+                action=action.name,
                 attempt=invocation.attempt,
             ),
             credentials=invocation.credentials,

@@ -20,7 +20,8 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
-from jinja2.exceptions import SecurityError, TemplateError as JinjaTemplateError
+from jinja2.exceptions import SecurityError
+from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import TemplateError, TemplateSecurityError
@@ -114,9 +115,7 @@ class TemplateEngine:
                 for k, v in value.items()
             }
         if isinstance(value, list):
-            return [
-                self.render_value(v, scope, field=f"{field}[{i}]") for i, v in enumerate(value)
-            ]
+            return [self.render_value(v, scope, field=f"{field}[{i}]") for i, v in enumerate(value)]
         return value
 
     def render_string(self, text: str, scope: Mapping[str, Any], *, field: str = "") -> Any:
@@ -140,7 +139,8 @@ class TemplateEngine:
         except UndefinedError as exc:
             raise TemplateError(
                 f"template reference not found: {exc.message}",
-                code="template_reference_error", field=field or None,
+                code="template_reference_error",
+                field=field or None,
             ) from None
         except JinjaTemplateError as exc:
             raise TemplateError(f"template error: {exc.message}", field=field or None) from None
@@ -158,10 +158,13 @@ class TemplateEngine:
             if size > self.max_output_bytes:
                 raise TemplateSecurityError(
                     f"template output exceeds {self.max_output_bytes} bytes",
-                    code="template_limit", field=field or None,
+                    code="template_limit",
+                    field=field or None,
                 )
             if time.monotonic() > deadline:
-                raise TemplateSecurityError("template took too long to render", code="template_limit")
+                raise TemplateSecurityError(
+                    "template took too long to render", code="template_limit"
+                )
             chunks.append(chunk)
         return "".join(chunks)
 
@@ -169,7 +172,8 @@ class TemplateEngine:
         if isinstance(result, str | bytes | list | dict) and len(result) > self.max_output_bytes:
             raise TemplateSecurityError(
                 f"template output exceeds {self.max_output_bytes} bytes",
-                code="template_limit", field=field or None,
+                code="template_limit",
+                field=field or None,
             )
 
     # -- inspect -----------------------------------------------------------------------------

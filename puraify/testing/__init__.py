@@ -1,0 +1,12 @@
+"""Shipped test helpers: real servers on loopback (a scriptable recording sink, a canary
+listener), used by puraify's own tests, its benchmarks and its demo.
+
+May import anything in the package; nothing in the package imports it.
+Invariant: every server binds 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+from .servers import CanaryListener, LocalServer, RecordedRequest, RecordingSink, Reply
+
+__all__ = ["CanaryListener", "LocalServer", "RecordedRequest", "RecordingSink", "Reply"]

@@ -1,0 +1,148 @@
+"""Loading compatibility (DESIGN.md §3) and validation before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from puraify.actions import default_registry
+from puraify.errors import LoadError, ValidationError
+from puraify.mission.loader import load_mission, normalize_step_type
+from puraify.mission.validate import validate_mission
+from puraify.templating import TemplateEngine
+
+REGISTRY = default_registry(entry_points=False)
+TEMPLATES = TemplateEngine()
+
+
+def check(text: str, **kw: object):  # type: ignore[no-untyped-def]
+    return validate_mission(load_mission(text, filename="m.yaml"), REGISTRY, TEMPLATES, **kw)  # type: ignore[arg-type]
+
+
+def issues(text: str, **kw: object) -> list[dict[str, object]]:
+    with pytest.raises(ValidationError) as info:
+        check(text, **kw)
+    return [i.to_dict() for i in info.value.issues if i.severity == "error"]
+
+
+def test_name_optional_pascal_case_and_config_aliases() -> None:
+    loaded = load_mission(
+        "version: 1.0\nconfig: {parallel_limit: 3, retry_count: 2}\n"
+        "steps:\n  - id: a\n    step_type: CreateFile\n    parameters: {path: x, content: y}\n"
+    )
+    mission = loaded.mission
+    assert mission.name is None and mission.display_name == "mission"
+    assert mission.version == "1.0"
+    assert mission.steps[0].step_type == "create_file"
+    assert mission.steps[0].display_name == "a"
+    assert mission.config.max_concurrent_steps == 3
+    assert mission.config.retry_attempts == 2
+    assert load_mission("config: {max_parallel_steps: 5}\nsteps: []\n").mission.config.max_concurrent_steps == 5
+    assert normalize_step_type("ParseJson") == "parse_json"
+
+
+def test_unknown_keys_warn_with_suggestion_and_fail_when_strict() -> None:
+    text = "name: m\nsteps:\n  - id: a\n    step_type: noop\n    depend_on: [b]\n"
+    loaded = load_mission(text)
+    (warning,) = loaded.warnings
+    assert warning.code == "unknown_key" and warning.severity == "warning"
+    assert "did you mean 'depends_on'" in warning.message
+    assert warning.line == 5 and warning.step_id == "a"
+    with pytest.raises(ValidationError) as info:
+        load_mission(text, strict=True)
+    assert info.value.issues[0].severity == "error"
+
+
+def test_structural_errors_have_lines() -> None:
+    with pytest.raises(LoadError) as info:
+        load_mission("name: x\n")
+    assert info.value.code == "invalid_mission"
+    with pytest.raises(ValidationError) as vinfo:
+        load_mission("steps:\n  - id: a\n    step_type: noop\n    timeout_seconds: -1\n")
+    issue = vinfo.value.issues[0]
+    assert issue.code == "invalid_field" and issue.line == 4 and issue.step_id == "a"
+
+
+def test_duplicate_ids_and_missing_dependency_with_suggestion() -> None:
+    found = issues(
+        "steps:\n  - {id: fetch, step_type: noop}\n  - {id: fetch, step_type: noop}\n"
+        "  - {id: use, step_type: noop, depends_on: [fetc]}\n"
+    )
+    codes = [i["code"] for i in found]
+    assert codes == ["duplicate_step_id", "missing_dependency"]
+    assert found[1]["hint"] == "did you mean 'fetch'?"
+    assert found[0]["line"] == 3
+
+
+def test_cycle_reported_with_its_path() -> None:
+    found = issues(
+        "steps:\n  - {id: a, step_type: noop, depends_on: [c]}\n"
+        "  - {id: b, step_type: noop, depends_on: [a]}\n  - {id: c, step_type: noop, depends_on: [b]}\n"
+        "  - {id: d, step_type: noop}\n"
+    )
+    (cycle,) = found
+    assert cycle["code"] == "dependency_cycle"
+    path = cycle["cycle"]
+    assert path[0] == path[-1] and set(path) == {"a", "b", "c"} and len(path) == 4
+    assert " -> ".join(path) in str(cycle["message"])
+
+
+def test_self_dependency_is_a_cycle() -> None:
+    assert issues("steps:\n  - {id: a, step_type: noop, depends_on: [a]}\n")[0]["code"] == "dependency_cycle"
+
+
+def test_unknown_step_type_suggests() -> None:
+    (issue,) = issues("steps:\n  - {id: a, step_type: creat_file, parameters: {path: x}}\n")
+    assert issue["code"] == "unknown_step_type" and issue["hint"] == "did you mean 'create_file'?"
+
+
+def test_parameters_checked_against_model_but_templated_fields_wait() -> None:
+    found = issues("steps:\n  - {id: a, step_type: http, parameters: {method: GET, timeout: soon}}\n")
+    assert [i["field"] for i in found] == ["parameters.url", "parameters.timeout"]
+    assert {i["code"] for i in found} == {"invalid_parameters"}
+    assert found[1]["line"] == 2
+    check(
+        "variables: {t: 5, u: 'http://x'}\nsteps:\n"
+        "  - {id: a, step_type: http, parameters: {url: '{{ u }}', timeout: '{{ t }}'}}\n"
+    )
+
+
+def test_unknown_parameter_is_a_warning() -> None:
+    validated = check("steps:\n  - {id: a, step_type: http, parameters: {url: 'http://x', on_error: go}}\n")
+    assert [w.code for w in validated.warnings] == ["unknown_parameter"]
+
+
+def test_reference_to_non_upstream_step_rejected() -> None:
+    found = issues(
+        "steps:\n  - {id: a, step_type: noop}\n  - {id: b, step_type: noop}\n"
+        "  - id: c\n    step_type: noop\n    depends_on: [a]\n"
+        "    parameters: {message: '{{ steps.b.output.message }} {{ a.output.message }}'}\n"
+    )
+    (issue,) = found
+    assert issue["code"] == "invalid_reference" and "'b'" in str(issue["message"])
+
+
+def test_transitive_upstream_reference_is_fine() -> None:
+    check(
+        "steps:\n  - {id: a, step_type: noop}\n  - {id: b, step_type: noop, depends_on: [a]}\n"
+        "  - {id: c, step_type: noop, depends_on: [b], parameters: {message: '{{ a.output.message }}'}}\n"
+    )
+
+
+def test_unknown_reference_and_context_names() -> None:
+    (issue,) = issues("steps:\n  - {id: a, step_type: noop, parameters: {message: '{{ nmae }}'}}\n")
+    assert issue["code"] == "unknown_reference"
+    check("steps:\n  - {id: a, step_type: noop, parameters: {message: '{{ name }}'}}\n", context_names=["name"])
+    check(
+        "steps:\n  - id: a\n    step_type: noop\n    parameters:\n"
+        "      message: \"{% for x in context.items %}{{ x }}{% endfor %} {{ env.HOME }} {{ run.id }}\"\n"
+    )
+
+
+def test_template_syntax_error_is_reported() -> None:
+    (issue,) = issues("steps:\n  - {id: a, step_type: noop, parameters: {message: '{{ a. }}'}}\n")
+    assert issue["code"] == "template_error"
+
+
+def test_too_many_steps() -> None:
+    text = "steps:\n" + "".join(f"  - {{id: s{i}, step_type: noop}}\n" for i in range(5))
+    assert issues(text, max_steps=4)[0]["code"] == "too_many_steps"
