@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -66,6 +66,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         self._tick()
+        # Data first: `{{ fetch.output.items }}` means the key "items", not dict.items.
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
@@ -125,6 +128,7 @@ class TemplateEngine:
             whole = _WHOLE.match(text)
             if whole is not None:
                 result = self._expression(whole.group("expr"))(**scope)
+                _check_data(result)
                 self._check_size(result, field)
                 return result
             return self._render_template(self._template(text), scope, field)
@@ -196,6 +200,28 @@ class TemplateEngine:
         found: list[tuple[str, ...]] = []
         _collect(ast, free, found)
         return found
+
+
+def _check_data(value: Any, depth: int = 0) -> None:
+    """A whole-value template must produce plain data; an Undefined raises its error here."""
+    if isinstance(value, Undefined):
+        str(value)  # StrictUndefined (and the sandbox's unsafe undefined) raise on use
+        raise TemplateError("template reference not found", code="template_reference_error")
+    if value is None or isinstance(value, str | int | float | bool):
+        return
+    if depth > 32:
+        raise TemplateError("template produced data nested too deeply")
+    if isinstance(value, list | tuple):
+        for item in value:
+            _check_data(item, depth + 1)
+        return
+    if isinstance(value, Mapping):
+        for item in value.values():
+            _check_data(item, depth + 1)
+        return
+    raise TemplateSecurityError(
+        f"template produced a {type(value).__name__}, not data", code="template_security_error"
+    )
 
 
 def _chain(node: nodes.Node) -> tuple[str, ...] | None:

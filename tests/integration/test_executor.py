@@ -1,0 +1,343 @@
+"""Mission semantics (DESIGN.md §3) on the real executor, real processes and real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from puraify.mission.model import MissionStatus, StepResult, StepStatus
+from puraify.runtime.executor import RunHandle
+from puraify.runtime.hooks import Hooks, RunInfo
+from puraify.testing import RecordingSink, Reply
+from tests.conftest import EngineFactory, run_text
+
+SLEEP = sys.executable  # `python -c "import time; time.sleep(x)"` via argv, no shell
+
+
+def sleeper(step_id: str, seconds: float, deps: list[str] | None = None, **extra: Any) -> str:
+    lines = [
+        f"  - id: {step_id}",
+        "    step_type: command",
+        f"    depends_on: {deps or []}",
+        "    parameters:",
+        f"      command: {SLEEP}",
+        f"      args: ['-c', 'import time; time.sleep({seconds})']",
+    ]
+    lines += [f"    {k}: {v}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+class Recorder(Hooks):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, float]] = []
+
+    async def before_step(self, run: RunInfo, step: Any, attempt: int) -> None:
+        self.events.append(("start", step.id, time.monotonic()))
+
+    async def after_step(self, run: RunInfo, result: StepResult) -> None:
+        self.events.append((result.status.value, result.step_id, time.monotonic()))
+
+    def at(self, kind: str, step_id: str) -> float:
+        return next(t for k, s, t in self.events if k == kind and s == step_id)
+
+
+async def test_diamond_runs_branches_in_parallel(make_engine: EngineFactory) -> None:
+    rec = Recorder()
+    engine = make_engine(hooks=[rec])
+    text = "config: {max_concurrent_steps: 4}\nsteps:\n" + sleeper("a", 0.05) + sleeper("b", 0.6, ["a"]) + sleeper("c", 0.6, ["a"]) + sleeper("d", 0.05, ["b", "c"])
+    started = time.monotonic()
+    result = await run_text(engine, text)
+    assert result.status is MissionStatus.COMPLETED
+    # b and c overlap: each starts before the other ends
+    assert rec.at("start", "c") < rec.at("success", "b")
+    assert rec.at("start", "b") < rec.at("success", "c")
+    assert rec.at("start", "d") >= max(rec.at("success", "b"), rec.at("success", "c"))
+    assert time.monotonic() - started < 1.15  # sequential would be >= 1.3 s
+    assert [s.step_id for s in result.steps] == ["a", "b", "c", "d"]
+
+
+async def test_concurrency_limit_is_respected(make_engine: EngineFactory) -> None:
+    rec = Recorder()
+    engine = make_engine(hooks=[rec])
+    text = "config: {max_parallel_steps: 2}\nsteps:\n" + "".join(sleeper(f"s{i}", 0.2) for i in range(4))
+    result = await run_text(engine, text)
+    assert result.status is MissionStatus.COMPLETED
+    # s2 starts only after one of s0/s1 finished; ties start in declaration order
+    assert rec.at("start", "s2") >= min(rec.at("success", "s0"), rec.at("success", "s1"))
+    starts = [s for k, s, _ in rec.events if k == "start"]
+    assert starts[:2] == ["s0", "s1"]
+
+
+async def test_fail_fast_cancels_running_and_pending(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    text = (
+        "steps:\n" + sleeper("slow", 30)
+        + "  - {id: bad, step_type: command, parameters: {command: 'false'}}\n"
+        + "  - {id: later, step_type: noop, depends_on: [bad]}\n"
+        + "  - {id: other, step_type: noop, depends_on: [slow]}\n"
+    )
+    started = time.monotonic()
+    result = await run_text(engine, text)
+    assert time.monotonic() - started < 5
+    assert result.status is MissionStatus.FAILED
+    assert result.step("bad").status is StepStatus.FAILED
+    assert result.step("bad").error.code == "command_failed"  # type: ignore[union-attr]
+    assert result.step("slow").status is StepStatus.CANCELLED
+    assert result.step("other").status is StepStatus.CANCELLED
+    assert result.step("later").status in (StepStatus.SKIPPED, StepStatus.CANCELLED)
+    assert result.error is not None and "bad" in result.error.message
+
+
+async def test_continue_on_error_does_not_stop_or_block(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    text = (
+        "steps:\n"
+        "  - {id: flaky, step_type: command, continue_on_error: true, parameters: {command: 'false'}}\n"
+        "  - {id: next, step_type: noop, depends_on: [flaky]}\n"
+    )
+    result = await run_text(engine, text)
+    assert result.status is MissionStatus.COMPLETED
+    assert result.step("flaky").status is StepStatus.FAILED
+    assert result.step("next").status is StepStatus.SUCCESS
+    assert len(result.warnings) == 1 and "flaky" in result.warnings[0]
+
+
+async def test_transitive_skip_without_fail_fast(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    text = (
+        "config: {fail_fast: false}\nsteps:\n"
+        "  - {id: a, step_type: command, parameters: {command: 'false'}}\n"
+        "  - {id: b, step_type: noop, depends_on: [a]}\n"
+        "  - {id: c, step_type: noop, depends_on: [b]}\n"
+        "  - {id: independent, step_type: noop}\n"
+    )
+    result = await run_text(engine, text)
+    assert result.status is MissionStatus.FAILED
+    assert [s.status for s in result.steps] == [
+        StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.SKIPPED, StepStatus.SUCCESS
+    ]
+
+
+async def test_trigger_rule_all_done_cleanup_runs_after_failure(make_engine: EngineFactory, workspace: Path) -> None:
+    engine = make_engine()
+    text = (
+        "steps:\n"
+        "  - {id: make, step_type: create_file, parameters: {path: tmp/scratch.txt, content: x}}\n"
+        "  - {id: work, step_type: command, depends_on: [make], parameters: {command: 'false'}}\n"
+        "  - id: cleanup\n    step_type: delete_file\n    depends_on: [work]\n    trigger_rule: all_done\n"
+        "    parameters: {path: tmp/scratch.txt}\n"
+        "  - id: fallback\n    step_type: log_message\n    depends_on: [work]\n    trigger_rule: one_failed\n"
+        "    parameters: {message: work failed}\n"
+    )
+    result = await run_text(engine, text)
+    assert result.status is MissionStatus.FAILED
+    assert result.step("cleanup").status is StepStatus.SUCCESS
+    assert result.step("fallback").status is StepStatus.SUCCESS
+    assert not (workspace / "tmp" / "scratch.txt").exists()
+
+
+async def test_when_false_skips_and_propagates(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    text = (
+        "variables: {deploy: false}\nsteps:\n"
+        "  - {id: gate, step_type: noop, when: '{{ deploy }}'}\n"
+        "  - {id: after, step_type: noop, depends_on: [gate]}\n"
+        "  - {id: always, step_type: noop, when: '{{ not deploy }}'}\n"
+    )
+    result = await run_text(engine, text)
+    assert result.status is MissionStatus.COMPLETED
+    assert [s.status for s in result.steps] == [StepStatus.SKIPPED, StepStatus.SKIPPED, StepStatus.SUCCESS]
+    result = await run_text(engine, text, context={"deploy": True})
+    assert [s.status for s in result.steps] == [StepStatus.SUCCESS, StepStatus.SUCCESS, StepStatus.SKIPPED]
+
+
+async def test_templates_pass_typed_values_between_steps(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    text = (
+        "steps:\n"
+        "  - {id: fetch, step_type: parse_json, parameters: {content: '{\"items\": [3, 1, 2], \"n\": 5}'}}\n"
+        "  - id: use\n    step_type: validate_schema\n    depends_on: [fetch]\n"
+        "    parameters:\n      data: '{{ fetch.output.data.items }}'\n"
+        "      schema: {type: array, items: {type: integer}, minItems: 3}\n"
+        "  - id: text\n    step_type: noop\n    depends_on: [fetch]\n"
+        "    parameters: {message: 'n={{ steps.fetch.output.data.n }} first={{ fetch.output.data.items[0] }}'}\n"
+    )
+    result = await run_text(engine, text)
+    assert result.status is MissionStatus.COMPLETED, result.model_dump()
+    assert result.step("use").output == {"valid": True, "errors": []}
+    assert result.step("text").output == {"message": "n=5 first=3"}
+
+
+async def test_retries_against_flaky_server_with_growing_delays(
+    make_engine: EngineFactory, sink: tuple[RecordingSink, str]
+) -> None:
+    receiver, url = sink
+    receiver.fail_next(3, status=503, path="/flaky")
+    engine = make_engine()
+    text = (
+        "steps:\n  - id: call\n    step_type: http\n"
+        f"    parameters: {{url: '{url}/flaky', method: POST, body: {{a: 1}}}}\n"
+        "    retry: {attempts: 4, delay_ms: 100, backoff: exponential}\n"
+    )
+    result = await run_text(engine, text)
+    step = result.step("call")
+    assert step.status is StepStatus.SUCCESS and step.attempts == 4
+    times = receiver.times("/flaky")
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert len(gaps) == 3
+    assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4
+    assert gaps[0] < gaps[1] < gaps[2]
+    # keyed delivery: the same idempotency key on every attempt
+    keys = {r.headers["idempotency-key"] for r in receiver.requests}
+    assert keys == {f"{result.run_id}:call"}
+
+
+async def test_rel03_retry_after_is_honoured(make_engine: EngineFactory, sink: tuple[RecordingSink, str]) -> None:
+    receiver, url = sink
+    receiver.fail_next(1, status=429, path="/limited", retry_after="1")
+    engine = make_engine()
+    text = (
+        "steps:\n  - id: call\n    step_type: http\n"
+        f"    parameters: {{url: '{url}/limited'}}\n    retry: {{attempts: 2, delay_ms: 10}}\n"
+    )
+    result = await run_text(engine, text)
+    assert result.step("call").status is StepStatus.SUCCESS
+    first, second = receiver.times("/limited")
+    assert second - first >= 1.0
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+async def test_rel03_client_errors_fail_at_once(
+    make_engine: EngineFactory, sink: tuple[RecordingSink, str], status: int
+) -> None:
+    receiver, url = sink
+    receiver.script("/bad", Reply(status, "e" * 5000))
+    engine = make_engine()
+    text = (
+        "steps:\n  - id: call\n    step_type: http\n"
+        f"    parameters: {{url: '{url}/bad'}}\n    retry: {{attempts: 3, delay_ms: 10}}\n"
+    )
+    result = await run_text(engine, text)
+    step = result.step("call")
+    assert step.status is StepStatus.FAILED and step.attempts == 1
+    assert step.error is not None and step.error.status == status and step.error.code == "http_error"
+    assert receiver.count("/bad") == 1
+
+
+async def test_rel03_connection_refused_is_retried(make_engine: EngineFactory) -> None:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    engine = make_engine()
+    text = (
+        "steps:\n  - id: call\n    step_type: http\n"
+        f"    parameters: {{url: 'http://127.0.0.1:{port}/x'}}\n    retry: {{attempts: 2, delay_ms: 10}}\n"
+    )
+    result = await run_text(engine, text)
+    step = result.step("call")
+    assert step.status is StepStatus.FAILED and step.attempts == 3
+    assert step.error is not None and step.error.code == "connection_error"
+
+
+async def test_rel04_hanging_receiver_fails_at_step_timeout(
+    make_engine: EngineFactory, sink: tuple[RecordingSink, str]
+) -> None:
+    receiver, url = sink
+    receiver.hang("/hang")
+    engine = make_engine()
+    text = f"steps:\n  - id: call\n    step_type: http\n    timeout_seconds: 0.5\n    parameters: {{url: '{url}/hang'}}\n"
+    started = time.monotonic()
+    result = await run_text(engine, text)
+    assert 0.45 < time.monotonic() - started < 3
+    assert result.step("call").error.code == "timeout"  # type: ignore[union-attr]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_rel04_step_timeout_kills_the_process_tree(make_engine: EngineFactory, workspace: Path) -> None:
+    engine = make_engine()
+    script = (
+        "import subprocess, sys, time; "
+        "p = subprocess.Popen(['sleep', '600']); "
+        "open('child.pid', 'w').write(str(p.pid)); time.sleep(600)"
+    )
+    text = (
+        "steps:\n  - id: long\n    step_type: command\n    timeout_seconds: 1\n"
+        f"    parameters: {{command: {SLEEP}, args: ['-c', \"{script}\"]}}\n"
+    )
+    started = time.monotonic()
+    result = await run_text(engine, text)
+    assert time.monotonic() - started < 5
+    step = result.step("long")
+    assert step.status is StepStatus.FAILED and step.error is not None and step.error.code == "timeout"
+    child = int((workspace / "child.pid").read_text())
+    for _ in range(50):
+        if not _alive(child):
+            break
+        await asyncio.sleep(0.05)
+    assert not _alive(child), "the grandchild `sleep 600` survived the timeout"
+
+
+async def test_mission_deadline(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    text = "config: {timeout_seconds: 0.5}\nsteps:\n" + sleeper("a", 30) + sleeper("b", 1, ["a"])
+    started = time.monotonic()
+    result = await run_text(engine, text)
+    assert time.monotonic() - started < 3
+    assert result.status is MissionStatus.FAILED
+    assert result.error is not None and result.error.code == "mission_timeout"
+    assert result.step("a").error.code == "timeout"  # type: ignore[union-attr]
+    assert result.step("b").status is StepStatus.CANCELLED
+
+
+async def test_cancellation_reports_cleanly(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    handle = RunHandle()
+    text = "steps:\n" + sleeper("a", 30) + sleeper("b", 1, ["a"])
+    task = asyncio.create_task(run_text(engine, text, handle=handle))
+    await asyncio.sleep(0.3)
+    handle.cancel()
+    result = await asyncio.wait_for(task, 5)
+    assert result.status is MissionStatus.CANCELLED
+    assert [s.status for s in result.steps] == [StepStatus.CANCELLED, StepStatus.CANCELLED]
+
+
+async def test_a_step_that_raises_is_failed_not_fatal(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    text = (
+        "steps:\n  - {id: r, step_type: read_file, parameters: {path: missing.txt}}\n"
+        "  - {id: t, step_type: noop, parameters: {message: '{{ context.nope.deeper }}'}}\n"
+    )
+    result = await run_text(engine, text)
+    assert result.status is MissionStatus.FAILED
+    assert result.step("r").error.code == "file_not_found"  # type: ignore[union-attr]
+    assert result.step("t").status in (StepStatus.FAILED, StepStatus.CANCELLED)
+
+
+async def test_results_are_deterministic(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    text = "config: {max_concurrent_steps: 8}\nsteps:\n" + "".join(
+        f"  - {{id: s{i}, step_type: noop, depends_on: {[f's{i - 1}'] if i % 3 else []}}}\n" for i in range(12)
+    )
+    first = await run_text(engine, text)
+    second = await run_text(engine, text)
+    assert [s.step_id for s in first.steps] == [s.step_id for s in second.steps] == [f"s{i}" for i in range(12)]
