@@ -50,7 +50,9 @@ async def make_engine(tmp_path: Path, workspace: Path) -> AsyncIterator[EngineFa
 
     def factory(hooks: Any = (), environ: dict[str, str] | None = None, **overrides: Any) -> Engine:
         engine = Engine.from_settings(
-            make_settings(tmp_path, **overrides), workspace=workspace, hooks=hooks,
+            make_settings(tmp_path, **overrides),
+            workspace=workspace,
+            hooks=hooks,
             environ=environ if environ is not None else TEST_ENV,
         )
         engines.append(engine)
@@ -67,7 +69,10 @@ async def engine(make_engine: EngineFactory) -> Engine:
 
 
 async def run_text(
-    engine: Engine, text: str, *, context: dict[str, Any] | None = None,
+    engine: Engine,
+    text: str,
+    *,
+    context: dict[str, Any] | None = None,
     handle: RunHandle | None = None,
 ) -> MissionResult:
     prepared = engine.prepare(text, context_names=list(context or {}))

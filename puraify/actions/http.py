@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import email.utils
 import json
+import socket
 import time
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import AliasChoices, Field
 
-from ..errors import ActionError
+from ..errors import ActionError, GuardError
 from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
@@ -130,11 +132,17 @@ class Http(Action):
             raise ActionError(
                 f"too many redirects from {_safe(params.url)}", code="too_many_redirects"
             ) from None
-        except (httpx.TransportError, httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        except httpx.InvalidURL:
+            raise _invalid_url(params.url) from None
+        except httpx.UnsupportedProtocol:
+            raise GuardError(
+                "only http and https URLs are allowed", code="ssrf_blocked", field="url"
+            ) from None
+        except httpx.TransportError as exc:
             raise ActionError(
                 f"{params.method} {_safe(params.url)} failed: {type(exc).__name__}",
                 code="connection_error",
-                retryable=not isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol),
+                retryable=True,
             ) from None
         elapsed = (time.perf_counter() - started) * 1000
         body_bytes = bytes(raw)
@@ -177,6 +185,23 @@ def _parse(raw: bytes, response: httpx.Response, fmt: str) -> Any:
             if fmt == "json":
                 raise ActionError("response is not valid JSON", code="invalid_response") from None
     return text
+
+
+def _invalid_url(url: str) -> ActionError:
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        host = ""
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return ActionError("the URL is not valid", code="invalid_url", field="url")
+    # 0177.0.0.1 and friends: legacy IPv4 spellings are refused, never guessed at.
+    return GuardError(
+        f"host {host!r} is an ambiguous IPv4 spelling and is refused",
+        code="ssrf_blocked",
+        field="url",
+    )
 
 
 def _safe(url: str) -> str:

@@ -21,7 +21,7 @@ import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import httpx
 
@@ -45,16 +45,32 @@ class Jail:
     def __init__(self, root: Path, *, protected: Iterable[Path] = ()) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root.resolve()
+        self._protected_paths = [Path(p) for p in protected]
         self._protected: set[tuple[int, int]] = set()
         self._protected_dirs: list[Path] = []
-        for p in protected:
+        self._scan_protected()
+
+    def _scan_protected(self) -> None:
+        """Record the inodes of the engine's own files (so hard links to them are refused too)."""
+        for p in self._protected_paths:
             try:
                 st = os.stat(p)
             except OSError:
                 continue
             self._protected.add((st.st_dev, st.st_ino))
             if stat.S_ISDIR(st.st_mode):
-                self._protected_dirs.append(Path(p).resolve())
+                resolved = p.resolve()
+                if resolved not in self._protected_dirs:
+                    self._protected_dirs.append(resolved)
+                for n, (dirpath, _dirs, files) in enumerate(os.walk(p)):
+                    if n > 1000:
+                        break
+                    for name in files[:10_000]:
+                        try:
+                            fst = os.stat(os.path.join(dirpath, name), follow_symlinks=False)
+                        except OSError:
+                            continue
+                        self._protected.add((fst.st_dev, fst.st_ino))
 
     # -- path handling ---------------------------------------------------------------------
 
@@ -112,6 +128,8 @@ class Jail:
 
     def _check_fd(self, fd: int, path: str) -> os.stat_result:
         st = os.fstat(fd)
+        if st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
+            self._scan_protected()  # engine files may have appeared since start
         if (st.st_dev, st.st_ino) in self._protected:
             raise GuardError(f"path {path!r} is engine state", code="path_outside_jail")
         return st
@@ -533,8 +551,3 @@ class CommandPolicy:
                     code="command_refused",
                     field="env",
                 )
-
-
-def describe_addresses(values: Iterable[Any]) -> list[str]:
-    """Helper for messages and tests: canonical text of addresses."""
-    return [str(ipaddress.ip_address(v)) for v in values]

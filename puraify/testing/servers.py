@@ -44,6 +44,7 @@ class LocalServer:
             lifespan="off",
             timeout_keep_alive=30,
             backlog=2048,
+            timeout_graceful_shutdown=1,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
@@ -68,6 +69,7 @@ class LocalServer:
 
     def stop(self) -> None:
         self.server.should_exit = True
+        self.server.force_exit = True  # do not wait for requests a test left hanging
         self.thread.join(timeout=10)
         self.sock.close()
 

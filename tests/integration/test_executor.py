@@ -50,7 +50,13 @@ class Recorder(Hooks):
 async def test_diamond_runs_branches_in_parallel(make_engine: EngineFactory) -> None:
     rec = Recorder()
     engine = make_engine(hooks=[rec])
-    text = "config: {max_concurrent_steps: 4}\nsteps:\n" + sleeper("a", 0.05) + sleeper("b", 0.6, ["a"]) + sleeper("c", 0.6, ["a"]) + sleeper("d", 0.05, ["b", "c"])
+    text = (
+        "config: {max_concurrent_steps: 4}\nsteps:\n"
+        + sleeper("a", 0.05)
+        + sleeper("b", 0.6, ["a"])
+        + sleeper("c", 0.6, ["a"])
+        + sleeper("d", 0.05, ["b", "c"])
+    )
     started = time.monotonic()
     result = await run_text(engine, text)
     assert result.status is MissionStatus.COMPLETED
@@ -65,7 +71,9 @@ async def test_diamond_runs_branches_in_parallel(make_engine: EngineFactory) -> 
 async def test_concurrency_limit_is_respected(make_engine: EngineFactory) -> None:
     rec = Recorder()
     engine = make_engine(hooks=[rec])
-    text = "config: {max_parallel_steps: 2}\nsteps:\n" + "".join(sleeper(f"s{i}", 0.2) for i in range(4))
+    text = "config: {max_parallel_steps: 2}\nsteps:\n" + "".join(
+        sleeper(f"s{i}", 0.2) for i in range(4)
+    )
     result = await run_text(engine, text)
     assert result.status is MissionStatus.COMPLETED
     # s2 starts only after one of s0/s1 finished; ties start in declaration order
@@ -77,7 +85,8 @@ async def test_concurrency_limit_is_respected(make_engine: EngineFactory) -> Non
 async def test_fail_fast_cancels_running_and_pending(make_engine: EngineFactory) -> None:
     engine = make_engine()
     text = (
-        "steps:\n" + sleeper("slow", 30)
+        "steps:\n"
+        + sleeper("slow", 30)
         + "  - {id: bad, step_type: command, parameters: {command: 'false'}}\n"
         + "  - {id: later, step_type: noop, depends_on: [bad]}\n"
         + "  - {id: other, step_type: noop, depends_on: [slow]}\n"
@@ -120,11 +129,16 @@ async def test_transitive_skip_without_fail_fast(make_engine: EngineFactory) -> 
     result = await run_text(engine, text)
     assert result.status is MissionStatus.FAILED
     assert [s.status for s in result.steps] == [
-        StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.SKIPPED, StepStatus.SUCCESS
+        StepStatus.FAILED,
+        StepStatus.SKIPPED,
+        StepStatus.SKIPPED,
+        StepStatus.SUCCESS,
     ]
 
 
-async def test_trigger_rule_all_done_cleanup_runs_after_failure(make_engine: EngineFactory, workspace: Path) -> None:
+async def test_trigger_rule_all_done_cleanup_runs_after_failure(
+    make_engine: EngineFactory, workspace: Path
+) -> None:
     engine = make_engine()
     text = (
         "steps:\n"
@@ -152,16 +166,24 @@ async def test_when_false_skips_and_propagates(make_engine: EngineFactory) -> No
     )
     result = await run_text(engine, text)
     assert result.status is MissionStatus.COMPLETED
-    assert [s.status for s in result.steps] == [StepStatus.SKIPPED, StepStatus.SKIPPED, StepStatus.SUCCESS]
+    assert [s.status for s in result.steps] == [
+        StepStatus.SKIPPED,
+        StepStatus.SKIPPED,
+        StepStatus.SUCCESS,
+    ]
     result = await run_text(engine, text, context={"deploy": True})
-    assert [s.status for s in result.steps] == [StepStatus.SUCCESS, StepStatus.SUCCESS, StepStatus.SKIPPED]
+    assert [s.status for s in result.steps] == [
+        StepStatus.SUCCESS,
+        StepStatus.SUCCESS,
+        StepStatus.SKIPPED,
+    ]
 
 
 async def test_templates_pass_typed_values_between_steps(make_engine: EngineFactory) -> None:
     engine = make_engine()
     text = (
         "steps:\n"
-        "  - {id: fetch, step_type: parse_json, parameters: {content: '{\"items\": [3, 1, 2], \"n\": 5}'}}\n"
+        '  - {id: fetch, step_type: parse_json, parameters: {content: \'{"items": [3, 1, 2], "n": 5}\'}}\n'
         "  - id: use\n    step_type: validate_schema\n    depends_on: [fetch]\n"
         "    parameters:\n      data: '{{ fetch.output.data.items }}'\n"
         "      schema: {type: array, items: {type: integer}, minItems: 3}\n"
@@ -198,7 +220,9 @@ async def test_retries_against_flaky_server_with_growing_delays(
     assert keys == {f"{result.run_id}:call"}
 
 
-async def test_rel03_retry_after_is_honoured(make_engine: EngineFactory, sink: tuple[RecordingSink, str]) -> None:
+async def test_rel03_retry_after_is_honoured(
+    make_engine: EngineFactory, sink: tuple[RecordingSink, str]
+) -> None:
     receiver, url = sink
     receiver.fail_next(1, status=429, path="/limited", retry_after="1")
     engine = make_engine()
@@ -226,7 +250,9 @@ async def test_rel03_client_errors_fail_at_once(
     result = await run_text(engine, text)
     step = result.step("call")
     assert step.status is StepStatus.FAILED and step.attempts == 1
-    assert step.error is not None and step.error.status == status and step.error.code == "http_error"
+    assert (
+        step.error is not None and step.error.status == status and step.error.code == "http_error"
+    )
     assert receiver.count("/bad") == 1
 
 
@@ -273,7 +299,9 @@ def _alive(pid: int) -> bool:
         return False
 
 
-async def test_rel04_step_timeout_kills_the_process_tree(make_engine: EngineFactory, workspace: Path) -> None:
+async def test_rel04_step_timeout_kills_the_process_tree(
+    make_engine: EngineFactory, workspace: Path
+) -> None:
     engine = make_engine()
     script = (
         "import subprocess, sys, time; "
@@ -288,7 +316,9 @@ async def test_rel04_step_timeout_kills_the_process_tree(make_engine: EngineFact
     result = await run_text(engine, text)
     assert time.monotonic() - started < 5
     step = result.step("long")
-    assert step.status is StepStatus.FAILED and step.error is not None and step.error.code == "timeout"
+    assert (
+        step.status is StepStatus.FAILED and step.error is not None and step.error.code == "timeout"
+    )
     child = int((workspace / "child.pid").read_text())
     for _ in range(50):
         if not _alive(child):
@@ -336,8 +366,13 @@ async def test_a_step_that_raises_is_failed_not_fatal(make_engine: EngineFactory
 async def test_results_are_deterministic(make_engine: EngineFactory) -> None:
     engine = make_engine()
     text = "config: {max_concurrent_steps: 8}\nsteps:\n" + "".join(
-        f"  - {{id: s{i}, step_type: noop, depends_on: {[f's{i - 1}'] if i % 3 else []}}}\n" for i in range(12)
+        f"  - {{id: s{i}, step_type: noop, depends_on: {[f's{i - 1}'] if i % 3 else []}}}\n"
+        for i in range(12)
     )
     first = await run_text(engine, text)
     second = await run_text(engine, text)
-    assert [s.step_id for s in first.steps] == [s.step_id for s in second.steps] == [f"s{i}" for i in range(12)]
+    assert (
+        [s.step_id for s in first.steps]
+        == [s.step_id for s in second.steps]
+        == [f"s{i}" for i in range(12)]
+    )

@@ -36,7 +36,12 @@ def test_name_optional_pascal_case_and_config_aliases() -> None:
     assert mission.steps[0].display_name == "a"
     assert mission.config.max_concurrent_steps == 3
     assert mission.config.retry_attempts == 2
-    assert load_mission("config: {max_parallel_steps: 5}\nsteps: []\n").mission.config.max_concurrent_steps == 5
+    assert (
+        load_mission(
+            "config: {max_parallel_steps: 5}\nsteps: []\n"
+        ).mission.config.max_concurrent_steps
+        == 5
+    )
     assert normalize_step_type("ParseJson") == "parse_json"
 
 
@@ -87,7 +92,10 @@ def test_cycle_reported_with_its_path() -> None:
 
 
 def test_self_dependency_is_a_cycle() -> None:
-    assert issues("steps:\n  - {id: a, step_type: noop, depends_on: [a]}\n")[0]["code"] == "dependency_cycle"
+    assert (
+        issues("steps:\n  - {id: a, step_type: noop, depends_on: [a]}\n")[0]["code"]
+        == "dependency_cycle"
+    )
 
 
 def test_unknown_step_type_suggests() -> None:
@@ -96,7 +104,9 @@ def test_unknown_step_type_suggests() -> None:
 
 
 def test_parameters_checked_against_model_but_templated_fields_wait() -> None:
-    found = issues("steps:\n  - {id: a, step_type: http, parameters: {method: GET, timeout: soon}}\n")
+    found = issues(
+        "steps:\n  - {id: a, step_type: http, parameters: {method: GET, timeout: soon}}\n"
+    )
     assert [i["field"] for i in found] == ["parameters.url", "parameters.timeout"]
     assert {i["code"] for i in found} == {"invalid_parameters"}
     assert found[1]["line"] == 2
@@ -107,7 +117,9 @@ def test_parameters_checked_against_model_but_templated_fields_wait() -> None:
 
 
 def test_unknown_parameter_is_a_warning() -> None:
-    validated = check("steps:\n  - {id: a, step_type: http, parameters: {url: 'http://x', on_error: go}}\n")
+    validated = check(
+        "steps:\n  - {id: a, step_type: http, parameters: {url: 'http://x', on_error: go}}\n"
+    )
     assert [w.code for w in validated.warnings] == ["unknown_parameter"]
 
 
@@ -131,10 +143,13 @@ def test_transitive_upstream_reference_is_fine() -> None:
 def test_unknown_reference_and_context_names() -> None:
     (issue,) = issues("steps:\n  - {id: a, step_type: noop, parameters: {message: '{{ nmae }}'}}\n")
     assert issue["code"] == "unknown_reference"
-    check("steps:\n  - {id: a, step_type: noop, parameters: {message: '{{ name }}'}}\n", context_names=["name"])
+    check(
+        "steps:\n  - {id: a, step_type: noop, parameters: {message: '{{ name }}'}}\n",
+        context_names=["name"],
+    )
     check(
         "steps:\n  - id: a\n    step_type: noop\n    parameters:\n"
-        "      message: \"{% for x in context.items %}{{ x }}{% endfor %} {{ env.HOME }} {{ run.id }}\"\n"
+        '      message: "{% for x in context.items %}{{ x }}{% endfor %} {{ env.HOME }} {{ run.id }}"\n'
     )
 
 

@@ -46,14 +46,22 @@ def test_sec06_alias_count_limit() -> None:
 
 @pytest.mark.parametrize("depth", [65, 10_000, 1_000_000])
 def test_sec06_deep_yaml_nesting(depth: int) -> None:
-    _fails("[" * depth + "]" * depth, "document_too_deep", fmt="yaml",
-           limits=ParseLimits(max_bytes=10_000_000))
+    _fails(
+        "[" * depth + "]" * depth,
+        "document_too_deep",
+        fmt="yaml",
+        limits=ParseLimits(max_bytes=10_000_000),
+    )
 
 
 @pytest.mark.parametrize("depth", [65, 100_000])
 def test_sec06_deep_json_nesting(depth: int) -> None:
-    _fails("[" * depth + "]" * depth, "document_too_deep", fmt="json",
-           limits=ParseLimits(max_bytes=10_000_000))
+    _fails(
+        "[" * depth + "]" * depth,
+        "document_too_deep",
+        fmt="json",
+        limits=ParseLimits(max_bytes=10_000_000),
+    )
 
 
 def test_sec06_huge_numbers() -> None:
@@ -94,7 +102,9 @@ def test_yaml_values_and_positions() -> None:
         "merged:\n  <<: *base\n  z: 1\n"
     )
     assert parsed.data == {
-        "a": 1, "b": ["x", "y", 3.5, True, None, "2024-01-01"], "base": {"k": "v"},
+        "a": 1,
+        "b": ["x", "y", 3.5, True, None, "2024-01-01"],
+        "base": {"k": "v"},
         "merged": {"z": 1, "k": "v"},
     }
     assert parsed.positions[("b",)] == (2, 1)

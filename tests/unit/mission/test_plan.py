@@ -39,7 +39,9 @@ def test_limit_and_declaration_order_of_ties() -> None:
 
 
 def test_transitive_skip_and_independent_branch() -> None:
-    p = plan(PlanStep("a"), PlanStep("b", ("a",)), PlanStep("c", ("b",)), PlanStep("x"), fail_fast=False)
+    p = plan(
+        PlanStep("a"), PlanStep("b", ("a",)), PlanStep("c", ("b",)), PlanStep("x"), fail_fast=False
+    )
     p.ready()
     assert p.complete("a", F) == [("b", SK), ("c", SK)]
     p.complete("x", S)
@@ -55,7 +57,9 @@ def test_continue_on_error_does_not_block() -> None:
 
 def test_fail_fast_cancels_pending_but_keeps_cleanup() -> None:
     p = plan(
-        PlanStep("a"), PlanStep("b"), PlanStep("after_b", ("b",)),
+        PlanStep("a"),
+        PlanStep("b"),
+        PlanStep("after_b", ("b",)),
         PlanStep("cleanup", ("a", "b"), trigger_rule="all_done"),
         PlanStep("report", ("cleanup",)),
     )
@@ -71,7 +75,9 @@ def test_fail_fast_cancels_pending_but_keeps_cleanup() -> None:
 
 
 def test_one_failed_runs_only_on_failure() -> None:
-    p = plan(PlanStep("a"), PlanStep("fallback", ("a",), trigger_rule="one_failed"), fail_fast=False)
+    p = plan(
+        PlanStep("a"), PlanStep("fallback", ("a",), trigger_rule="one_failed"), fail_fast=False
+    )
     p.ready()
     p.complete("a", S)
     assert p.status[1] is SK
@@ -115,7 +121,9 @@ def test_random_dags_run_in_topological_order_exactly_once(
     while not p.done:
         for sid in p.ready(limit - len(running)):
             step = steps[p.index[sid]]
-            assert all(d in finished for d in step.depends_on), "started before a dependency finished"
+            assert all(d in finished for d in step.depends_on), (
+                "started before a dependency finished"
+            )
             started.append(sid)
             running.append(sid)
         assert running, "planner stalled"

@@ -26,8 +26,11 @@ def test_whole_value_templates_keep_their_type() -> None:
     assert render("{{ fetch.output.items }}") == [1, 2, 3]
     assert render("  {{ steps.fetch.output.items | length }} ") == 3
     assert render("n={{ fetch.output.items | length }}") == "n=3"
-    assert ENGINE.render_value({"a": ["{{ name }}", 1], "b": "{{ fetch.output.items }}"}, SCOPE) == {
-        "a": ["Ada", 1], "b": [1, 2, 3],
+    assert ENGINE.render_value(
+        {"a": ["{{ name }}", 1], "b": "{{ fetch.output.items }}"}, SCOPE
+    ) == {
+        "a": ["Ada", 1],
+        "b": [1, 2, 3],
     }
 
 
@@ -66,7 +69,11 @@ def test_output_is_never_rendered_twice() -> None:
 def test_sec02_sandbox_escapes_fail(template: str) -> None:
     with pytest.raises(TemplateError) as info:
         render(template)
-    assert info.value.code in ("template_security_error", "template_reference_error", "template_error")
+    assert info.value.code in (
+        "template_security_error",
+        "template_reference_error",
+        "template_error",
+    )
     assert "Traceback" not in info.value.message
 
 
@@ -108,7 +115,9 @@ def test_sec02_render_time_capped() -> None:
 
 
 def test_references_skip_locals() -> None:
-    refs = ENGINE.references("{% for x in steps.a.output.rows %}{{ x.id }}{{ b.output.n }}{% endfor %}")
+    refs = ENGINE.references(
+        "{% for x in steps.a.output.rows %}{{ x.id }}{{ b.output.n }}{% endfor %}"
+    )
     assert ("steps", "a", "output", "rows") in refs
     assert ("b", "output", "n") in refs
     assert not any(r[0] == "x" for r in refs)

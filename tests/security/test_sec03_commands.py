@@ -1,0 +1,108 @@
+"""SEC-03: argv only, never a shell; metacharacters literal; environment allowlisted."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from puraify.mission.model import StepStatus
+from tests.conftest import EngineFactory, run_text
+
+
+def cmd(command: str, args: list[str], **params: object) -> str:
+    p = {"command": command, "args": args, **params}
+    return f"steps:\n  - id: c\n    step_type: command\n    parameters: {json.dumps(p)}\n"
+
+
+async def test_sec03_metacharacters_reach_the_program_literally(
+    make_engine: EngineFactory, workspace: Path
+) -> None:
+    engine = make_engine()
+    nasty = ["; touch pwned", "$(touch pwned2)", "`touch pwned3`", "a && b", "| cat", "> out", "*"]
+    result = await run_text(engine, cmd("echo", nasty))
+    step = result.step("c")
+    assert step.status is StepStatus.SUCCESS
+    assert step.output is not None and step.output["stdout"] == " ".join(nasty) + "\n"
+    assert not any((workspace / n).exists() for n in ("pwned", "pwned2", "pwned3", "out"))
+
+
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        ("bash", ["-c", "echo hi"]),
+        ("/bin/sh", ["-c", "id"]),
+        ("powershell", ["-Command", "ls"]),
+        ("echo hi && rm -rf /", []),
+        ("sudo", ["ls"]),
+        ("rm", ["-rf", "/"]),
+        ("rm", ["-rf", "~"]),
+        ("mkfs.ext4", ["/dev/sda"]),
+        ("dd", ["if=/dev/zero", "of=/dev/sda"]),
+        ("shutdown", ["-h", "now"]),
+        ("chmod", ["-R", "777", "/"]),
+    ],
+)
+async def test_sec03_dangerous_commands_refused(
+    make_engine: EngineFactory, command: str, args: list[str]
+) -> None:
+    engine = make_engine()
+    result = await run_text(engine, cmd(command, args))
+    step = result.step("c")
+    assert step.status is StepStatus.FAILED
+    assert step.error is not None and step.error.code == "command_refused", step.error
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["LD_PRELOAD", "LD_LIBRARY_PATH", "DYLD_INSERT_LIBRARIES", "PYTHONPATH", "BASH_ENV", "PATH"],
+)
+async def test_sec03_loader_hijack_env_refused(make_engine: EngineFactory, name: str) -> None:
+    engine = make_engine()
+    result = await run_text(engine, cmd("echo", ["x"], env={name: "/tmp/evil.so"}))
+    assert result.step("c").error.code == "command_refused"  # type: ignore[union-attr]
+
+
+async def test_sec03_environment_stripped_to_allowlist(make_engine: EngineFactory) -> None:
+    engine = make_engine(
+        environ={"PATH": "/usr/bin:/bin", "SECRET_TOKEN": "s3cr3t", "HOME": "/tmp"}
+    )
+    result = await run_text(
+        engine,
+        cmd(
+            sys.executable,
+            ["-c", "import os, json; print(json.dumps(dict(os.environ)))"],
+            env={"MY_FLAG": "1"},
+        ),
+    )
+    env = json.loads(result.step("c").output["stdout"])  # type: ignore[index]
+    assert "SECRET_TOKEN" not in env
+    assert env["MY_FLAG"] == "1"
+    assert set(env) <= {"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "MY_FLAG"}
+
+
+async def test_sec03_output_capped(make_engine: EngineFactory) -> None:
+    engine = make_engine(command_max_output_bytes=1000)
+    result = await run_text(engine, cmd(sys.executable, ["-c", "print('x' * 100000)"]))
+    out = result.step("c").output
+    assert out is not None and len(out["stdout"]) == 1000 and out["stdout_truncated"] is True
+
+
+async def test_sec03_disabled_in_server_mode_unless_flag(make_engine: EngineFactory) -> None:
+    engine = make_engine(mode="server")
+    result = await run_text(engine, cmd("echo", ["hi"]))
+    assert result.step("c").error.code == "command_disabled"  # type: ignore[union-attr]
+    engine = make_engine(mode="server", command_enabled=True)
+    assert (await run_text(engine, cmd("echo", ["hi"]))).step("c").status is StepStatus.SUCCESS
+
+
+async def test_command_not_found_and_exit_codes(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    result = await run_text(engine, cmd("definitely-not-a-program-xyz", []))
+    assert result.step("c").error.code == "command_not_found"  # type: ignore[union-attr]
+    result = await run_text(
+        engine, cmd(sys.executable, ["-c", "import sys; sys.exit(3)"], success_codes=[0, 3])
+    )
+    assert result.step("c").output["exit_code"] == 3  # type: ignore[index]
