@@ -172,7 +172,7 @@ def validate_mission(
                 step,
                 "parameters",
                 fld,
-                severity=severity_unknown if sev == "warning" else sev,
+                severity=severity_unknown if sev == "warning" else _param_severity(step),
                 field=f"parameters.{fld}",
             )
 
@@ -180,6 +180,13 @@ def validate_mission(
     if any(i.severity == "error" for i in issues):
         raise ValidationError(issues, file=loaded.file)
     return ValidatedMission(mission, tuple(issues), loaded.file)
+
+
+def _param_severity(step: MissionStep) -> str:
+    # A step that tolerates its own failure (continue_on_error) gets its parameter errors at
+    # run time, as a failed step, instead of blocking the whole mission (RustChain's
+    # error-handling missions rely on this).
+    return "warning" if step.continue_on_error else "error"
 
 
 def _index_of(mission: Mission, step: MissionStep | None) -> int | None:
