@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import PuraifyError
 from .errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, report_error
@@ -106,7 +107,7 @@ def run(
         raise _fail(exc, as_json) from None
     for warning in prepared.warnings:
         err_console.print(
-            f"[yellow]warning[/] {'line ' + str(warning.line) + ': ' if warning.line else ''}{warning.message}"
+            f"[yellow]warning[/] {escape(('line ' + str(warning.line) + ': ' if warning.line else '') + warning.message)}"
         )
     if dry_run:
         _print_dry_run(prepared, engine, as_json)
@@ -118,7 +119,7 @@ def run(
     else:
         console.print(summary_table(result))
         for w in result.warnings:
-            console.print(f"[yellow]warning[/] {w}")
+            console.print(f"[yellow]warning[/] {escape(w)}")
         console.print(
             f"[bold]{result.status.value}[/] in {result.duration_ms / 1000:.2f}s [dim](run {result.run_id})[/]"
         )
@@ -172,7 +173,7 @@ def _print_dry_run(prepared: Any, engine: Any, as_json: bool) -> None:
         )
         return
     console.print(
-        f"[bold]{mission.display_name}[/]: {len(mission.steps)} steps, "
+        f"[bold]{escape(mission.display_name)}[/]: {len(mission.steps)} steps, "
         f"max {mission.config.max_concurrent_steps} in parallel — dry run, nothing executed"
     )
     for i, level in enumerate(prepared.levels):
@@ -189,7 +190,7 @@ def _print_dry_run(prepared: Any, engine: Any, as_json: bool) -> None:
     console.print(f"  safety: score {report['score']}, {'pass' if report['passed'] else 'FAIL'}")
     for f in report["findings"]:
         console.print(
-            f"    [{'red' if f['severity'] in ('high', 'critical') else 'yellow'}]{f['severity']}[/] {f['step_id']}: {f['message']}"
+            f"    [{'red' if f['severity'] in ('high', 'critical') else 'yellow'}]{f['severity']}[/] {escape(str(f['step_id']) + ': ' + f['message'])}"
         )
 
 
@@ -217,10 +218,10 @@ def validate(file: FileArg, strict: StrictOpt = False, as_json: JsonOpt = False)
     else:
         for w in prepared.warnings:
             console.print(
-                f"[yellow]warning[/] {'line ' + str(w.line) + ': ' if w.line else ''}{w.message}"
+                f"[yellow]warning[/] {escape(('line ' + str(w.line) + ': ' if w.line else '') + w.message)}"
             )
         console.print(
-            f"[green]valid[/] {file}: {len(prepared.mission.steps)} steps in {len(prepared.levels)} levels"
+            f"[green]valid[/] {escape(str(file))}: {len(prepared.mission.steps)} steps in {len(prepared.levels)} levels"
         )
     raise typer.Exit(EXIT_OK)
 
@@ -249,10 +250,12 @@ def safety_validate(
         console.print_json(json.dumps(report))
     else:
         verdict = "[green]pass[/]" if report["passed"] else "[bold red]fail[/]"
-        console.print(f"{verdict} {file}: risk score {report['score']}/100 at level {level}")
+        console.print(
+            f"{verdict} {escape(str(file))}: risk score {report['score']}/100 at level {level}"
+        )
         for f in report["findings"]:
             console.print(
-                f"  {f['severity']:<8} {f['step_id'] or '-'}: {f['message']} [dim]({f['rule']})[/]"
+                f"  {f['severity']:<8} {escape((f['step_id'] or '-') + ': ' + f['message'])} [dim]({f['rule']})[/]"
             )
     raise typer.Exit(EXIT_OK if report["passed"] else EXIT_INVALID)
 

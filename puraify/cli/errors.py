@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import MissionError, PuraifyError, TemplateError, ValidationError
 
@@ -52,5 +53,5 @@ def report_error(console: Console, error: BaseException, *, as_json: bool) -> in
                 f"  [{colour}]{issue.severity}[/] {where}{issue.message} [dim]({issue.code})[/]"
             )
         return code
-    console.print(f"[bold red]error[/] {error}", markup=True, highlight=False)
+    console.print(f"[bold red]error[/] {escape(str(error))}", highlight=False)
     return code

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from ..mission.model import MissionResult, MissionStep, StepResult, StepStatus
@@ -87,14 +88,15 @@ class LiveProgress(Hooks):
         row = self.rows[step.id]
         row.update(state="running", attempt=attempt)
         row.setdefault("t0", time.monotonic())
-        self._refresh(f"  ▶ {step.id} [dim]({step.step_type})[/] attempt {attempt}")
+        self._refresh(f"  ▶ {escape(step.id)} [dim]({escape(step.step_type)})[/] attempt {attempt}")
 
     async def on_retry(
         self, run: RunInfo, step: MissionStep, attempt: int, error: dict[str, Any], delay: float
     ) -> None:
         self.rows[step.id].update(state="retrying")
         self._refresh(
-            f"  [yellow]↻ {step.id}[/] attempt {attempt} failed ({error['code']}: {error['message']}); "
+            f"  [yellow]↻ {escape(step.id)}[/] attempt {attempt} failed "
+            f"({escape(str(error['code']))}: {escape(str(error['message']))}); "
             f"retrying in {delay:.2f}s"
         )
 
@@ -107,10 +109,10 @@ class LiveProgress(Hooks):
         )
         detail = ""
         if result.error is not None and result.status is not StepStatus.SKIPPED:
-            detail = f" — {result.error.code}: {result.error.message}"
+            detail = escape(f" — {result.error.code}: {result.error.message}")
         took = f" {result.duration_ms / 1000:.2f}s" if result.duration_ms is not None else ""
         self._refresh(
-            f"  [{_STYLE[result.status.value]}]{_ICON[result.status.value]} {result.step_id}[/]"
+            f"  [{_STYLE[result.status.value]}]{_ICON[result.status.value]} {escape(result.step_id)}[/]"
             f" {result.status.value}{took}{detail}"
         )
 
@@ -122,7 +124,9 @@ class LiveProgress(Hooks):
 
 def summary_table(result: MissionResult) -> Table:
     """The end-of-run table: every step, its status, attempts, duration and error."""
-    table = Table(title=f"{result.mission_name}: {result.status.value}", title_justify="left")
+    table = Table(
+        title=escape(f"{result.mission_name}: {result.status.value}"), title_justify="left"
+    )
     table.add_column("step")
     table.add_column("type", style="dim")
     table.add_column("status")
@@ -138,6 +142,6 @@ def summary_table(result: MissionResult) -> Table:
             f"[{style}]{step.status.value}[/]",
             str(step.attempts),
             f"{step.duration_ms / 1000:.3f}s" if step.duration_ms is not None else "",
-            detail[:300],
+            escape(detail[:300]),
         )
     return table

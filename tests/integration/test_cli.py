@@ -1,0 +1,175 @@
+"""The CLI as a user runs it: whole processes, exit codes, JSON, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def puraify(
+    *args: str, cwd: Path, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "puraify", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PURAIFY_HOME": str(cwd / ".home"), "COLUMNS": "200", **env},
+    )
+
+
+MISSION = """
+version: "1.0"
+name: cli-demo
+variables: {who: world}
+steps:
+  - {id: write, step_type: create_file, parameters: {path: out/hello.txt, content: "hello {{ who }}"}}
+  - {id: show, step_type: command, depends_on: [write], parameters: {command: cat, args: [out/hello.txt]}}
+"""
+
+
+@pytest.fixture
+def mission(tmp_path: Path) -> Path:
+    path = tmp_path / "mission.yaml"
+    path.write_text(MISSION)
+    return path
+
+
+def test_run_completes_with_live_lines_and_summary(tmp_path: Path, mission: Path) -> None:
+    proc = puraify("run", str(mission), "--var", "who=puraify", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "completed" in proc.stdout and "write" in proc.stdout
+    assert (tmp_path / "out/hello.txt").read_text() == "hello puraify"
+
+
+def test_run_json_and_workspace(tmp_path: Path, mission: Path) -> None:
+    ws = tmp_path / "ws"
+    proc = puraify("run", str(mission), "--json", "--workspace", str(ws), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["status"] == "completed"
+    assert result["steps"][1]["output"]["stdout"] == "hello world"
+    assert (ws / "out/hello.txt").exists()
+
+
+def test_dry_run_makes_no_call_and_no_write(tmp_path: Path, mission: Path) -> None:
+    proc = puraify("run", str(mission), "--dry-run", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert plan["levels"] == [["write"], ["show"]]
+    assert plan["steps"][0]["policy_check"] == "local.create_file"
+    assert not (tmp_path / "out").exists()
+
+
+def test_failed_mission_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("steps:\n  - {id: f, step_type: command, parameters: {command: 'false'}}\n")
+    proc = puraify("run", str(path), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "command_failed" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        ("steps:\n  - {id: a, step_type: nope}\n", "unknown_step_type"),
+        ("steps: [\n", "yaml_syntax"),
+        ("a: !!python/object/apply:os.system ['touch pwned']\n", "forbidden_tag"),
+        ("steps:\n  - {id: a, step_type: noop, depends_on: [a]}\n", "dependency_cycle"),
+    ],
+)
+def test_invalid_input_exits_2_without_traceback(tmp_path: Path, content: str, code: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    for args in (["run", str(path)], ["validate", str(path)], ["run", str(path), "--json"]):
+        proc = puraify(*args, cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stdout + proc.stderr
+        assert code in proc.stdout + proc.stderr
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    proc = puraify("run", str(tmp_path / "nope.yaml"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "file_not_found" in proc.stderr
+
+
+def test_validate_strict_and_warnings(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("steps:\n  - {id: a, step_type: noop, depend_on: [x]}\n")
+    ok = puraify("validate", str(path), cwd=tmp_path)
+    assert ok.returncode == 0 and "did you mean 'depends_on'" in ok.stdout
+    strict = puraify("validate", str(path), "--strict", cwd=tmp_path)
+    assert strict.returncode == 2
+
+
+def test_safety_validate_exit_code_follows_verdict(tmp_path: Path, mission: Path) -> None:
+    assert puraify("safety", "validate", str(mission), cwd=tmp_path).returncode == 0
+    risky = tmp_path / "risky.yaml"
+    risky.write_text(
+        "steps:\n  - {id: a, step_type: command, parameters: {command: bash, args: [-c, 'curl x | sh']}}\n"
+        "  - {id: b, step_type: http, parameters: {url: 'http://169.254.169.254/', headers: {Authorization: 'Bearer abcdefghijklmnopqrstuvwxyz'}}}\n"
+    )
+    proc = puraify("safety", "validate", str(risky), "--json", cwd=tmp_path)
+    assert proc.returncode == 2
+    report = json.loads(proc.stdout)
+    rules = {f["rule"] for f in report["findings"]}
+    assert {
+        "shell_command",
+        "dangerous_pattern",
+        "metadata_endpoint",
+        "inline_secret",
+        "plain_http",
+    } <= rules
+    assert report["passed"] is False and report["score"] > 60
+
+
+@pytest.mark.parametrize(
+    ("fmt", "marker"), [("mermaid", "flowchart TD"), ("dot", "digraph"), ("svg", "<svg")]
+)
+def test_graph_formats(tmp_path: Path, mission: Path, fmt: str, marker: str) -> None:
+    proc = puraify("graph", str(mission), "--format", fmt, cwd=tmp_path)
+    assert proc.returncode == 0
+    assert marker in proc.stdout and "write" in proc.stdout
+
+
+def test_actions_list_and_show(tmp_path: Path) -> None:
+    listing = puraify("actions", "list", "--json", cwd=tmp_path)
+    names = {a["name"] for a in json.loads(listing.stdout)}
+    assert {"http", "command", "create_file", "csv_process", "validate_schema"} <= names
+    show = puraify("actions", "show", "call_webhook", "--json", cwd=tmp_path)
+    info = json.loads(show.stdout)
+    assert info["name"] == "http" and "url" in info["parameters"]["properties"]
+    assert puraify("actions", "show", "nope", cwd=tmp_path).returncode == 2
+
+
+def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
+    path = tmp_path / "slow.yaml"
+    path.write_text(
+        f"steps:\n  - {{id: wait, step_type: command, parameters: {{command: {sys.executable}, args: [-c, 'import time; time.sleep(60)']}}}}\n"
+        "  - {id: after, step_type: noop, depends_on: [wait]}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "puraify", "run", str(path), "--json"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PURAIFY_HOME": str(tmp_path / ".home")},
+    )
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1, err
+    result = json.loads(out)
+    assert result["status"] == "cancelled"
+    assert [s["status"] for s in result["steps"]] == ["cancelled", "cancelled"]

@@ -1,0 +1,60 @@
+"""Safety analysis findings and thresholds; graph output."""
+
+from __future__ import annotations
+
+from puraify.actions import default_registry
+from puraify.mission.graph import to_dot, to_mermaid, to_svg
+from puraify.mission.loader import load_mission
+from puraify.mission.safety import analyze
+
+REGISTRY = default_registry(entry_points=False)
+
+
+def report(text: str):  # type: ignore[no-untyped-def]
+    return analyze(load_mission(text).mission, REGISTRY)
+
+
+def test_clean_mission_passes_every_level() -> None:
+    r = report("steps:\n  - {id: a, step_type: create_file, parameters: {path: x, content: y}}\n")
+    assert r.score == 0
+    assert all(r.verdict(level) for level in ("permissive", "standard", "strict"))  # type: ignore[arg-type]
+
+
+def test_findings_and_levels() -> None:
+    r = report(
+        "steps:\n"
+        "  - {id: rm, step_type: command, timeout_seconds: 5, parameters: {command: rm, args: [-rf, build]}}\n"
+        "  - {id: del, step_type: delete_file, parameters: {path: /etc/passwd}}\n"
+        "  - {id: web, step_type: http, parameters: {url: 'http://example.com', timeout: 5}}\n"
+        "  - {id: key, step_type: http, timeout_seconds: 3, parameters: {url: 'https://x.io', headers: {api_key: 'sk-abcdefghijklmnopqrstuvwx'}}}\n"
+    )
+    rules = {(f.step_id, f.rule) for f in r.findings}
+    assert ("rm", "recursive_delete") in rules
+    assert ("del", "system_path_delete") in rules
+    assert ("web", "plain_http") in rules
+    assert ("key", "inline_secret") in rules
+    assert not r.verdict("permissive")  # critical: system path delete
+    medium_only = report(
+        "steps:\n  - {id: web, step_type: http, timeout_seconds: 5, parameters: {url: 'http://example.com'}}\n"
+    )
+    assert medium_only.verdict("standard") and not medium_only.verdict("strict")
+
+
+def test_templated_secrets_are_not_findings() -> None:
+    r = report(
+        "steps:\n  - {id: a, step_type: http, timeout_seconds: 5, parameters: {url: 'https://x.io', headers: {token: '{{ secrets.slack }}'}}}\n"
+    )
+    assert r.findings == ()
+
+
+def test_graphs() -> None:
+    mission = load_mission(
+        "name: g\nsteps:\n  - {id: a, step_type: noop}\n  - {id: b-1, step_type: noop, depends_on: [a]}\n"
+        "  - {id: c, name: 'C \"quoted\" <x>', step_type: noop, depends_on: [a]}\n"
+    ).mission
+    mermaid = to_mermaid(mission)
+    assert "s_a --> s_b_1" in mermaid and "s_a --> s_c" in mermaid
+    assert '"a" -> "b-1";' in to_dot(mission)
+    svg = to_svg(mission)
+    assert svg.startswith("<svg") and svg.count("<rect") == 3 and svg.count("<line") == 2
+    assert "&lt;x&gt;" in svg and "<x>" not in svg
