@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -16,6 +17,22 @@ import pydantic
 from .base import Action
 
 __all__ = ["ActionRegistry"]
+
+
+@lru_cache(maxsize=512)
+def _field_names(model: type[pydantic.BaseModel]) -> dict[str, str]:
+    """Every accepted parameter name (field names and their aliases) -> field name."""
+    field_of: dict[str, str] = {}
+    for fname, info in model.model_fields.items():
+        field_of[fname] = fname
+        alias = info.validation_alias
+        if isinstance(alias, pydantic.AliasChoices):
+            for choice in alias.choices:
+                if isinstance(choice, str):
+                    field_of[choice] = fname
+        elif isinstance(alias, str):
+            field_of[alias] = fname
+    return field_of
 
 
 class ActionRegistry:
@@ -65,16 +82,7 @@ class ActionRegistry:
         self, step_type: str, parameters: Mapping[str, Any], templated: frozenset[str]
     ) -> list[tuple[str, str, str, str]]:
         model = self.get(step_type).Params
-        field_of: dict[str, str] = {}
-        for fname, info in model.model_fields.items():
-            field_of[fname] = fname
-            alias = info.validation_alias
-            if isinstance(alias, pydantic.AliasChoices):
-                for choice in alias.choices:
-                    if isinstance(choice, str):
-                        field_of[choice] = fname
-            elif isinstance(alias, str):
-                field_of[alias] = fname
+        field_of = _field_names(model)
         problems: list[tuple[str, str, str, str]] = []
         for key in parameters:
             if key not in field_of:

@@ -144,7 +144,8 @@ def _parse_json(text: str, filename: str | None, limits: ParseLimits) -> Any:
             line=1,
             column=1,
         ) from None
-    _check_depth(data, limits.max_depth, filename)
+    if type(data) is dict or type(data) is list:
+        _check_depth(data, limits.max_depth, filename)
     return data
 
 
@@ -168,6 +169,7 @@ def _locate_json_key(text: str, key: str) -> tuple[int | None, int | None]:
 
 
 def _check_depth(data: Any, max_depth: int, filename: str | None) -> None:
+    # Only containers are pushed: scalars are most of a document and need no visit.
     stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:
         value, depth = stack.pop()
@@ -177,10 +179,8 @@ def _check_depth(data: Any, max_depth: int, filename: str | None) -> None:
                 code="document_too_deep",
                 file=filename,
             )
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
+        children = value.values() if type(value) is dict else value
+        stack.extend((c, depth + 1) for c in children if type(c) is dict or type(c) is list)
 
 
 # -- YAML ---------------------------------------------------------------------------------------

@@ -48,8 +48,9 @@ class Plan:
         self.index = {s.id: i for i, s in enumerate(self.steps)}
         n = len(self.steps)
         self.status: list[StepStatus] = [StepStatus.PENDING] * n
+        index = self.index
         self._deps: list[tuple[int, ...]] = [
-            tuple(self.index[d] for d in s.depends_on) for s in self.steps
+            tuple([index[d] for d in s.depends_on]) for s in self.steps
         ]
         self._dependents: list[list[int]] = [[] for _ in range(n)]
         for i, deps in enumerate(self._deps):
@@ -197,14 +198,14 @@ class Plan:
 
     def levels(self) -> list[list[str]]:
         """Steps grouped by depth: every step's dependencies sit in earlier levels."""
-        return topological_levels(self.steps)
+        return _levels(self.steps, self._deps, self._dependents)
 
     def critical_path(self, durations: dict[str, float] | None = None) -> list[str]:
         """The longest chain by total duration (each step counts 1 when no durations given)."""
         weights = durations or {}
         best = [0.0] * len(self.steps)
         prev = [-1] * len(self.steps)
-        for i in _topo_order(self._deps):
+        for i in _topo_order(self._deps, self._dependents):
             for d in self._deps[i]:
                 if prev[i] == -1 or best[d] > best[prev[i]]:
                     prev[i] = d
@@ -220,13 +221,17 @@ class Plan:
         return list(reversed(path))
 
 
-def _topo_order(deps: Sequence[Sequence[int]]) -> list[int]:
+def _topo_order(
+    deps: Sequence[Sequence[int]], dependents: Sequence[Sequence[int]] | None = None
+) -> list[int]:
     n = len(deps)
     waiting = [len(d) for d in deps]
-    dependents: list[list[int]] = [[] for _ in range(n)]
-    for i, ds in enumerate(deps):
-        for d in ds:
-            dependents[d].append(i)
+    if dependents is None:
+        built: list[list[int]] = [[] for _ in range(n)]
+        for i, ds in enumerate(deps):
+            for d in ds:
+                built[d].append(i)
+        dependents = built
     order = [i for i in range(n) if waiting[i] == 0]
     for i in order:  # grows while iterating: Kahn's algorithm
         for k in dependents[i]:
@@ -239,10 +244,19 @@ def _topo_order(deps: Sequence[Sequence[int]]) -> list[int]:
 def topological_levels(steps: Sequence[PlanStep]) -> list[list[str]]:
     """Group steps into levels by longest distance from a root (declaration order inside)."""
     index = {s.id: i for i, s in enumerate(steps)}
-    deps = [[index[d] for d in s.depends_on] for s in steps]
+    return _levels(steps, [[index[d] for d in s.depends_on] for s in steps], None)
+
+
+def _levels(
+    steps: Sequence[PlanStep],
+    deps: Sequence[Sequence[int]],
+    dependents: Sequence[Sequence[int]] | None,
+) -> list[list[str]]:
     level = [0] * len(steps)
-    for i in _topo_order(deps):
-        level[i] = max((level[d] + 1 for d in deps[i]), default=0)
+    for i in _topo_order(deps, dependents):
+        ds = deps[i]
+        if ds:
+            level[i] = max([level[d] for d in ds]) + 1
     out: list[list[str]] = [[] for _ in range(max(level, default=-1) + 1)]
     for i, s in enumerate(steps):
         out[level[i]].append(s.id)

@@ -26,6 +26,7 @@ from .executor import Executor, RunHandle
 from .guards import CommandPolicy, Jail, SsrfPolicy, SsrfTransport
 from .hooks import Hooks, HookSet
 from .runner import InProcessRunner, StepRunner
+from .transport import ShardedTransport
 
 __all__ = ["Engine", "Prepared"]
 
@@ -98,13 +99,7 @@ class Engine:
             only_allowlisted=settings.egress_only_allowlisted,
         )
         http = httpx.AsyncClient(
-            transport=SsrfTransport(
-                policy,
-                httpx.AsyncHTTPTransport(
-                    retries=0,
-                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
-                ),
-            ),
+            transport=SsrfTransport(policy, ShardedTransport()),
             trust_env=False,
             max_redirects=settings.http_max_redirects,
             headers={"User-Agent": "puraify/0.1"},

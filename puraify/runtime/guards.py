@@ -367,6 +367,10 @@ class SsrfTransport(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
     async def _resolve(self, url: httpx.URL, host: str) -> str:
+        if _is_ip(host):  # a literal needs no lookup (and no trip to the resolver thread)
+            if not self.policy.address_allowed(host):
+                raise _blocked(url, f"{host} is not a public address")
+            return host
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(

@@ -1,0 +1,143 @@
+"""Shared helpers for the benchmarks: missions, engines, timing and reporting."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from puraify.actions import Action, ActionContext, default_registry
+from puraify.actions.base import Output, Params
+from puraify.runtime.engine import Engine
+from puraify.settings import Settings
+
+
+class Sleep(Action):
+    """A bench-only step that waits ``ms`` milliseconds: pure engine overhead around it."""
+
+    class Params(Params):
+        ms: float = Field(ge=0)
+
+    class Output(Output):
+        slept_ms: float
+
+    name = "bench_sleep"
+    delivery: ClassVar = "idempotent"
+
+    async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
+        import asyncio
+
+        await asyncio.sleep(params.ms / 1000)
+        return {"slept_ms": params.ms}
+
+
+def engine(**overrides: Any) -> Engine:
+    home = Path(tempfile.mkdtemp(prefix="puraify-bench-"))
+    registry = default_registry()
+    registry.register(Sleep())
+    settings = Settings(home=home / "home", **overrides)
+    return Engine.from_settings(
+        settings, workspace=home / "ws", registry=registry, environ=dict(os.environ)
+    )
+
+
+def layered(
+    n: int, width: int, step_type: str = "noop", params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    steps = []
+    for i in range(n):
+        layer = i // width
+        deps = [f"s{(layer - 1) * width + (i % width)}"] if layer else []
+        steps.append(
+            {
+                "id": f"s{i}",
+                "name": f"Step {i}",
+                "step_type": step_type,
+                "depends_on": deps,
+                "parameters": params if params is not None else {"message": f"m{i}"},
+            }
+        )
+    return {"version": "1.0", "name": f"layered-{n}", "steps": steps}
+
+
+def chain(n: int, step_type: str, params: dict[str, Any]) -> dict[str, Any]:
+    steps = [
+        {
+            "id": f"s{i}",
+            "step_type": step_type,
+            "depends_on": [f"s{i - 1}"] if i else [],
+            "parameters": params,
+        }
+        for i in range(n)
+    ]
+    return {"name": f"chain-{n}", "steps": steps}
+
+
+def best_of(fn: Callable[[], Any], repeat: int) -> float:
+    """Median wall time of ``repeat`` runs (seconds)."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+class Report:
+    """Collects rows: what, figure, target, verdict, baseline and ratio."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        name: str,
+        value: float,
+        unit: str,
+        *,
+        target: float | None = None,
+        higher_is_better: bool = False,
+        baseline: float | None = None,
+        baseline_name: str = "",
+        note: str = "",
+    ) -> None:
+        ok = None
+        if target is not None:
+            ok = value >= target if higher_is_better else value <= target
+        row = {
+            "name": name,
+            "value": value,
+            "unit": unit,
+            "target": target,
+            "ok": ok,
+            "higher_is_better": higher_is_better,
+            "baseline": baseline,
+            "baseline_name": baseline_name,
+            "note": note,
+        }
+        self.rows.append(row)
+        self.print_row(row)
+
+    @staticmethod
+    def print_row(r: dict[str, Any]) -> None:
+        cmp = ">=" if r.get("higher_is_better") else "<="
+        target = (
+            f"target {cmp} {r['target']:g} {r['unit']}" if r["target"] is not None else "no target"
+        )
+        verdict = {True: "MET", False: "MISSED", None: "-"}[r["ok"]]
+        line = f"{r['name']:<58} {r['value']:>10.3f} {r['unit']:<6} {target:<24} {verdict:<7}"
+        if r["baseline"]:
+            line += f" x{r['value'] / r['baseline']:.2f} vs {r['baseline_name']} ({r['baseline']:.3f} {r['unit']})"
+        if r["note"]:
+            line += f"  [{r['note']}]"
+        print(line, flush=True)
+
+    def dump(self, path: Path) -> None:
+        path.write_text(json.dumps(self.rows, indent=2))

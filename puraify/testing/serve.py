@@ -1,0 +1,31 @@
+"""Run a ``RecordingSink`` on 127.0.0.1 in its own process: ``python -m puraify.testing.serve``.
+
+Prints ``LISTENING <url>`` once ready; stops on SIGTERM/SIGINT. Benchmarks use it so the
+receiver does not share a GIL with the engine under test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from .servers import LocalServer, RecordingSink
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with LocalServer(RecordingSink(), port=args.port) as server:
+        print(f"LISTENING {server.url}", flush=True)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
