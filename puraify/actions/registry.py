@@ -103,8 +103,8 @@ class ActionRegistry:
             for err in exc.errors(include_url=False):
                 loc = err["loc"]
                 head = str(loc[0]) if loc else ""
-                if field_of.get(head, head) in skip:
-                    continue
+                if field_of.get(head, head) in skip or (not loc and templated):
+                    continue  # known only at run time (a cross-field rule needs every value)
                 where = ".".join(str(p) for p in loc) or "(parameters)"
                 problems.append(("error", "invalid_parameters", where, err["msg"]))
         return problems

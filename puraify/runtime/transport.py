@@ -10,7 +10,9 @@ each (least busy first) keeps every pool small and brings the same load to ~0.6 
 from __future__ import annotations
 
 import socket
+import ssl
 
+import certifi
 import httpx
 
 __all__ = ["ShardedTransport"]
@@ -21,9 +23,11 @@ class ShardedTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, *, shards: int = 32, connections_per_shard: int = 8) -> None:
         options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # no delayed-ACK stalls
+        tls = ssl.create_default_context(cafile=certifi.where())  # loaded once, shared by all
         self.pools = [
             httpx.AsyncHTTPTransport(
                 retries=0,
+                verify=tls,
                 socket_options=options,
                 limits=httpx.Limits(
                     max_connections=connections_per_shard,
