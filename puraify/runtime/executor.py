@@ -128,6 +128,10 @@ class Executor:
         )
         running: dict[asyncio.Future[Any], str] = {}
         cancel_wait: asyncio.Future[Any] = asyncio.ensure_future(handle._cancel.wait())
+        # Finished tasks report here, so each completion costs O(1) instead of re-waiting on
+        # every running task (asyncio.wait registers a callback on each, every time).
+        finished: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()
+        cancel_wait.add_done_callback(finished.put_nowait)
         outcome: str | None = None  # "cancelled" | "deadline"
         await self.hooks.on_run_start(run)
 
@@ -183,14 +187,12 @@ class Executor:
                             self._run_step(run, rec, mission, scope)
                         )
                         running[task] = step_id
+                        task.add_done_callback(finished.put_nowait)
                     if not running and plan.has_ready():
                         continue  # `when` skips freed more steps
                 if not running:
                     break
-                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                done, _ = await asyncio.wait(
-                    [*running, cancel_wait], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
+                done = await _next_finished(finished, deadline)
                 if cancel_wait in done and outcome is None:
                     outcome = "cancelled"
                     for sid, st in plan.cancel():
@@ -213,8 +215,8 @@ class Executor:
                     )
                     continue
                 for task in done:
-                    if task is cancel_wait:
-                        continue
+                    if task is cancel_wait or task not in running:
+                        continue  # a task stopped above reports late; it is already settled
                     sid = running.pop(task)
                     task.result()  # _run_step never raises; surface bugs loudly
                     await finish(sid, records[sid].status)
@@ -404,6 +406,23 @@ class Executor:
             warnings=warnings,
             error=error,
         )
+
+
+async def _next_finished(
+    queue: asyncio.Queue[asyncio.Future[Any]], deadline: float | None
+) -> list[asyncio.Future[Any]]:
+    """Every finished future queued so far (waiting for at least one); [] at the deadline."""
+    try:
+        async with asyncio.timeout(
+            None if deadline is None else max(0.0, deadline - time.monotonic())
+        ):
+            first = await queue.get()
+    except TimeoutError:
+        return []
+    items = [first]
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
 
 
 def _why_cancelled(outcome: str | None) -> str:

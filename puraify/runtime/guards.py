@@ -12,6 +12,7 @@ address (no second lookup for DNS rebinding to exploit), and runs again on every
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import re
@@ -113,7 +114,9 @@ class Jail:
                 except FileNotFoundError:
                     if not create:
                         raise
-                    os.mkdir(name, dir_fd=fd)
+                    # parallel steps may create the same parent at the same moment
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, dir_fd=fd)
                     nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
                 except OSError as exc:
                     if exc.errno in (40, 20):  # ELOOP (symlink), ENOTDIR

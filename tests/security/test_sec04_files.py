@@ -163,3 +163,20 @@ async def test_sec04_copy_and_move_stay_inside(
         assert result.step("f").error.code == "path_outside_jail"  # type: ignore[union-attr]
     assert_canary(canary)
     assert not (workspace / "stolen.txt").exists()
+
+
+async def test_parent_created_concurrently_by_another_process(
+    make_engine: EngineFactory, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `mkdir -p` running in parallel wins the race for a parent directory: still fine."""
+    real_mkdir = os.mkdir
+
+    def racing_mkdir(name: str, *args: object, **kwargs: object) -> None:
+        real_mkdir(name, *args, **kwargs)  # the other process gets there first
+        real_mkdir(name, *args, **kwargs)  # ours then finds it there: FileExistsError
+
+    engine = make_engine()
+    monkeypatch.setattr("puraify.runtime.guards.os.mkdir", racing_mkdir)
+    result = await run_text(engine, step("create_file", path="new/dir/f.txt", content="x"))
+    assert result.step("f").status is StepStatus.SUCCESS, result.step("f").error
+    assert (workspace / "new/dir/f.txt").read_text() == "x"
