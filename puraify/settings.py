@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     step_timeout_seconds: float = 300.0
 
     log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "console"
 
     @classmethod
     def settings_customise_sources(

@@ -44,12 +44,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON out
 
 
 def _settings(workspace: Path | None = None) -> Any:
+    from ..observability.logging import configure_logging
     from ..settings import Settings
 
     overrides: dict[str, Any] = {}
     if workspace is not None:
         overrides["workspace"] = workspace
-    return Settings(**overrides)
+    settings = Settings(**overrides)
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    return settings
 
 
 def _engine(settings: Any, hooks: list[Any] | None = None) -> Any:

@@ -173,3 +173,13 @@ def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
     result = json.loads(out)
     assert result["status"] == "cancelled"
     assert [s["status"] for s in result["steps"]] == ["cancelled", "cancelled"]
+
+
+def test_logs_go_to_stderr_and_json_output_stays_clean(tmp_path: Path) -> None:
+    path = tmp_path / "log.yaml"
+    path.write_text("steps:\n  - {id: l, step_type: log_message, parameters: {message: hello}}\n")
+    proc = puraify("run", str(path), "--json", cwd=tmp_path, PURAIFY_LOG_FORMAT="json")
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout)["status"] == "completed"
+    line = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert line["event"] == "mission_log" and line["run_id"] and line["step_id"] == "l"

@@ -1,0 +1,42 @@
+"""Structured logging: structlog to stderr, JSON lines for machines or a console renderer for
+people. Configured once at the edge (CLI, app factory, worker); library code only asks for a
+logger and binds context (run_id, step_id, action) to it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal, TextIO
+
+import structlog
+
+__all__ = ["configure_logging"]
+
+
+def configure_logging(
+    *,
+    level: str = "INFO",
+    fmt: Literal["json", "console"] = "console",
+    stream: TextIO | None = None,
+) -> None:
+    """Send every structlog event to ``stream`` (stderr by default), never to stdout, so that
+    machine-readable command output stays clean."""
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
