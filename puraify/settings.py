@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     max_steps: int = 50_000
     step_timeout_seconds: float = 300.0
 
+    # Run store: SQLite at home/puraify.db unless a URL is given (postgresql+asyncpg://...).
+    database_url: str | None = None
+    sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "NORMAL"
+    store_max_output_bytes: int = 256 * 1024
+
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "console"
 
@@ -110,6 +115,12 @@ class Settings(BaseSettings):
         if self.template_env_allow is not None:
             return self.template_env_allow
         return ("*",) if self.mode == "local" else ()
+
+    @property
+    def store_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.home / 'puraify.db'}"
 
     @property
     def protected_paths(self) -> tuple[Path, ...]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,6 +33,14 @@ safety_app = typer.Typer(no_args_is_help=True, help="Static safety analysis of m
 actions_app = typer.Typer(no_args_is_help=True, help="The catalogue of step types.")
 app.add_typer(safety_app, name="safety")
 app.add_typer(actions_app, name="actions")
+
+
+def _register_groups() -> None:
+    from .runs import db_app, runs_app
+
+    app.add_typer(runs_app, name="runs")
+    app.add_typer(db_app, name="db")
+
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -80,7 +87,9 @@ def _fail(error: BaseException, as_json: bool) -> typer.Exit:
 
 @app.command()
 def run(
-    file: FileArg,
+    file: Annotated[
+        Path | None, typer.Argument(help="Mission file (YAML or JSON).", show_default=False)
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate, plan and analyse; run nothing.")
     ] = False,
@@ -95,28 +104,61 @@ def run(
         ),
     ] = None,
     strict: StrictOpt = False,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Continue run RUN_ID where its engine stopped.")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            help="Reuse the run created with this key (continue it, or show its result).",
+        ),
+    ] = None,
 ) -> None:
-    """Run a mission, with a live view of its steps."""
-    from ..mission.model import MissionStatus
-    from .progress import LiveProgress, summary_table
+    """Run a mission, with a live view of its steps. Every run is recorded in the run store."""
+    from .execution import resume_run, start_run
+    from .progress import LiveProgress
 
+    if file is None and resume is None:
+        raise typer.BadParameter("give a mission FILE, or --resume RUN_ID")
+    hooks = [] if as_json else [LiveProgress(console)]
     try:
-        variables = _parse_vars(var or [])
         settings = _settings(workspace)
-        hooks = [] if as_json else [LiveProgress(console)]
-        engine = _engine(settings, hooks)
-        prepared = engine.prepare(file, strict=strict, context_names=variables)
+        if resume is not None:
+            result = asyncio.run(resume_run(settings, resume, hooks=hooks))
+        else:
+            assert file is not None
+            variables = _parse_vars(var or [])
+            engine = _engine(settings)
+            prepared = engine.prepare(file, strict=strict, context_names=variables)
+            for warning in prepared.warnings:
+                err_console.print(
+                    f"[yellow]warning[/] {escape(('line ' + str(warning.line) + ': ' if warning.line else '') + warning.message)}"
+                )
+            if dry_run:
+                _print_dry_run(prepared, engine, as_json)
+                asyncio.run(engine.aclose())
+                raise typer.Exit(EXIT_OK)
+            asyncio.run(engine.aclose())
+            result = asyncio.run(
+                start_run(
+                    settings,
+                    prepared.mission,
+                    variables=variables,
+                    hooks=hooks,
+                    idempotency_key=idempotency_key,
+                )
+            )
     except PuraifyError as exc:
         raise _fail(exc, as_json) from None
-    for warning in prepared.warnings:
-        err_console.print(
-            f"[yellow]warning[/] {escape(('line ' + str(warning.line) + ': ' if warning.line else '') + warning.message)}"
-        )
-    if dry_run:
-        _print_dry_run(prepared, engine, as_json)
-        asyncio.run(engine.aclose())
-        raise typer.Exit(EXIT_OK)
-    result = asyncio.run(_run(engine, prepared.mission, variables))
+    raise typer.Exit(print_result(result, as_json))
+
+
+def print_result(result: Any, as_json: bool) -> int:
+    """Print a run's result (JSON or the summary table); return the exit code it means."""
+    from ..mission.model import MissionStatus
+    from .progress import summary_table
+
     if as_json:
         console.print_json(result.model_dump_json())
     else:
@@ -126,22 +168,7 @@ def run(
         console.print(
             f"[bold]{result.status.value}[/] in {result.duration_ms / 1000:.2f}s [dim](run {result.run_id})[/]"
         )
-    raise typer.Exit(EXIT_OK if result.status is MissionStatus.COMPLETED else EXIT_FAILED)
-
-
-async def _run(engine: Any, mission: Any, variables: dict[str, Any]) -> Any:
-    from ..runtime.executor import RunHandle
-
-    handle = RunHandle()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, handle.cancel)
-    loop.add_signal_handler(signal.SIGTERM, handle.cancel)
-    try:
-        return await engine.run(mission, handle=handle, context=variables)
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
-        loop.remove_signal_handler(signal.SIGTERM)
-        await engine.aclose()
+    return EXIT_OK if result.status is MissionStatus.COMPLETED else EXIT_FAILED
 
 
 def _print_dry_run(prepared: Any, engine: Any, as_json: bool) -> None:
@@ -342,6 +369,7 @@ def actions_show(
 
 def main() -> None:
     """Console entry point: Typer, with a last-resort boundary that never prints a traceback."""
+    _register_groups()
     try:
         app()
     except KeyboardInterrupt:

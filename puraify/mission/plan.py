@@ -120,6 +120,26 @@ class Plan:
             decided.extend(self._stop(keep_handlers=True))
         return decided
 
+    def restore(self, statuses: dict[str, StepStatus]) -> None:
+        """Put back terminal statuses recorded by an earlier execution (resume, retry).
+
+        Steps not listed stay pending and run when their dependencies allow; nothing is decided
+        here (the recorded statuses already include earlier decisions).
+        """
+        for i in _topo_order(self._deps, self._dependents):
+            status = statuses.get(self.steps[i].id)
+            if status is None or not status.terminal or self.status[i].terminal:
+                continue
+            self.status[i] = status
+            self._terminal += 1
+            for k in self._dependents[i]:
+                self._waiting[k] -= 1
+                if self._waiting[k] == 0 and self.status[k] is StepStatus.PENDING:
+                    heapq.heappush(self._ready, k)
+        for i in range(len(self.steps)):
+            if self.status[i] is StepStatus.PENDING and self._waiting[i] == 0:
+                heapq.heappush(self._ready, i)
+
     def cancel(self) -> list[tuple[str, StepStatus]]:
         """Cancel every pending step (user cancellation or deadline). Running ones are the
         caller's to stop and report with ``complete(id, CANCELLED)``."""

@@ -25,6 +25,7 @@ from ..templating.render import TemplateEngine
 from .executor import Executor, RunHandle
 from .guards import CommandPolicy, Jail, SsrfPolicy, SsrfTransport
 from .hooks import Hooks, HookSet
+from .recorder import RunRecorder
 from .runner import InProcessRunner, StepRunner
 from .transport import ShardedTransport
 
@@ -57,6 +58,7 @@ class Engine:
         max_steps: int | None = None,
         step_timeout: float | None = None,
         env: Mapping[str, str] | None = None,
+        recorder: RunRecorder | None = None,
     ) -> None:
         self.registry = registry
         self.templates = templates
@@ -71,6 +73,7 @@ class Engine:
             hooks=self.hooks,
             default_step_timeout=step_timeout,
             env=env,
+            recorder=recorder,
         )
 
     @classmethod
@@ -82,6 +85,7 @@ class Engine:
         hooks: Iterable[Hooks] = (),
         registry: ActionRegistry | None = None,
         environ: Mapping[str, str] | None = None,
+        recorder: RunRecorder | None = None,
     ) -> Engine:
         """Build the engine an operator configured; ``environ`` is the process environment
         (read by the caller, which is an edge)."""
@@ -135,6 +139,7 @@ class Engine:
             max_steps=settings.max_steps,
             step_timeout=settings.step_timeout_seconds,
             env=env,
+            recorder=recorder,
         )
 
     # -- prepare -------------------------------------------------------------------------------
@@ -189,9 +194,10 @@ class Engine:
         *,
         handle: RunHandle | None = None,
         context: Mapping[str, Any] | None = None,
+        **resume: Any,
     ) -> MissionResult:
-        """Execute a validated mission to a terminal state."""
-        return await self.executor.execute(mission, handle=handle, context=context)
+        """Execute a validated mission to a terminal state (``resume``: see ``Executor.execute``)."""
+        return await self.executor.execute(mission, handle=handle, context=context, **resume)
 
     async def aclose(self) -> None:
         if self.http is not None:

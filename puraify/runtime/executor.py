@@ -33,6 +33,7 @@ from ..mission.plan import Plan
 from ..templating.render import TemplateEngine, contains_template
 from ..templating.scope import Scope
 from .hooks import Hooks, HookSet, RunInfo
+from .recorder import NullRecorder, RunRecorder
 from .retry import backoff_delay, is_retryable, policy_for
 from .runner import StepInvocation, StepRunner
 
@@ -56,6 +57,7 @@ class _Record:
     finished_at: datetime | None = None
     t0: float | None = None
     duration_ms: float | None = None
+    fence: int | None = None
 
     def result(self) -> StepResult:
         return StepResult(
@@ -100,8 +102,10 @@ class Executor:
         default_step_timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         rng: random.Random | None = None,
+        recorder: RunRecorder | None = None,
     ) -> None:
         self.runner = runner
+        self.recorder: RunRecorder = recorder or NullRecorder()
         self.templates = templates or TemplateEngine()
         self.hooks = hooks or HookSet()
         self.default_step_timeout = default_step_timeout
@@ -114,8 +118,18 @@ class Executor:
         *,
         handle: RunHandle | None = None,
         context: Mapping[str, Any] | None = None,
+        restore: Mapping[str, StepResult] | None = None,
+        attempts_done: Mapping[str, int] | None = None,
+        fail_on_start: Mapping[str, StepError] | None = None,
     ) -> MissionResult:
-        """Run ``mission`` to a terminal state and return its result (steps in declaration order)."""
+        """Run ``mission`` to a terminal state and return its result (steps in declaration order).
+
+        ``restore`` puts back results of an earlier execution of the same run (resume) or of the
+        run being retried; those steps do not run again. ``attempts_done`` continues attempt
+        numbering for steps that were interrupted. ``fail_on_start`` ends the named steps
+        ``failed`` with the given error when their turn comes, through the normal rules (an
+        interrupted unsafe step: ``unknown_outcome``).
+        """
         handle = handle or RunHandle()
         run = RunInfo(handle.run_id, mission)
         records = {s.id: _Record(s) for s in mission.steps}
@@ -133,7 +147,48 @@ class Executor:
         finished: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()
         cancel_wait.add_done_callback(finished.put_nowait)
         outcome: str | None = None  # "cancelled" | "deadline"
+        unrecorded: list[tuple[StepResult, int | None]] = []
+        for sid, old in (restore or {}).items():
+            rec = records[sid]
+            rec.status, rec.output, rec.error, rec.attempts = (
+                old.status,
+                old.output,
+                old.error,
+                old.attempts,
+            )
+            rec.started_at, rec.finished_at, rec.duration_ms = (
+                old.started_at,
+                old.finished_at,
+                old.duration_ms,
+            )
+            if old.status is StepStatus.SUCCESS:
+                scope.add_output(sid, old.output or {})
+        if restore:
+            plan.restore({sid: r.status for sid, r in restore.items()})
+        for sid, n in (attempts_done or {}).items():
+            records[sid].attempts = n
+        heartbeat = self._start_heartbeat(handle)
         await self.hooks.on_run_start(run)
+
+        async def report(rec: _Record) -> None:
+            result = rec.result()
+            unrecorded.append((result, rec.fence))
+            await self.hooks.after_step(run, result)
+
+        async def flush() -> None:
+            # Durable before anything that depends on these results starts.
+            if unrecorded:
+                batch = list(unrecorded)
+                unrecorded.clear()
+                await self.recorder.steps_finished(run.run_id, batch)
+
+        async def decided(sid: str, st: StepStatus) -> None:
+            rec = records[sid]
+            rec.status = st
+            rec.finished_at = _now()
+            if st is StepStatus.CANCELLED:
+                rec.error = StepError(code="cancelled", message=_why_cancelled(outcome))
+            await report(rec)
 
         async def finish(step_id: str, status: StepStatus, error: StepError | None = None) -> None:
             rec = records[step_id]
@@ -151,8 +206,8 @@ class Executor:
                 drec.finished_at = _now()
                 if decided is StepStatus.CANCELLED:
                     drec.error = StepError(code="cancelled", message=_why_cancelled(outcome))
-                await self.hooks.after_step(run, drec.result())
-            await self.hooks.after_step(run, rec.result())
+                await report(drec)
+            await report(rec)
 
         async def stop_running(
             status: StepStatus, error: StepError, *, handlers_too: bool = True
@@ -172,8 +227,14 @@ class Executor:
         try:
             while True:
                 if outcome is None:
+                    await flush()
+                    starting: list[_Record] = []
                     for step_id in plan.ready(limit - len(running)):
                         rec = records[step_id]
+                        preset = (fail_on_start or {}).get(step_id)
+                        if preset is not None:
+                            await finish(step_id, StepStatus.FAILED, preset)
+                            continue
                         skip = await self._when_says_skip(rec, scope)
                         if skip is not None:
                             rec.output = None
@@ -183,11 +244,19 @@ class Executor:
                                 rec.attempts = 0
                                 await finish(step_id, StepStatus.FAILED, skip)
                             continue
-                        task: asyncio.Future[Any] = asyncio.create_task(
-                            self._run_step(run, rec, mission, scope)
+                        starting.append(rec)
+                    if starting:
+                        await flush()  # `when` skips decided just now
+                        fences = await self.recorder.attempts_started(
+                            run.run_id, [(r.step.id, r.attempts + 1) for r in starting]
                         )
-                        running[task] = step_id
-                        task.add_done_callback(finished.put_nowait)
+                        for rec in starting:
+                            rec.fence = fences[rec.step.id]
+                            task: asyncio.Future[Any] = asyncio.create_task(
+                                self._run_step(run, rec, mission, scope)
+                            )
+                            running[task] = rec.step.id
+                            task.add_done_callback(finished.put_nowait)
                     if not running and plan.has_ready():
                         continue  # `when` skips freed more steps
                 if not running:
@@ -196,7 +265,7 @@ class Executor:
                 if cancel_wait in done and outcome is None:
                     outcome = "cancelled"
                     for sid, st in plan.cancel():
-                        await self._decided(run, records, sid, st, outcome)
+                        await decided(sid, st)
                     await stop_running(
                         StepStatus.CANCELLED, StepError(code="cancelled", message="run cancelled")
                     )
@@ -204,7 +273,7 @@ class Executor:
                 if not done and outcome is None:
                     outcome = "deadline"
                     for sid, st in plan.cancel():
-                        await self._decided(run, records, sid, st, outcome)
+                        await decided(sid, st)
                     await stop_running(
                         StepStatus.FAILED,
                         StepError(
@@ -253,28 +322,33 @@ class Executor:
                 rec.error = StepError(code="cancelled", message="run cancelled")
             raise
         finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
             cancel_wait.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await cancel_wait
 
         result = self._result(mission, handle.run_id, records, outcome, started_at, t_start)
+        await flush()
+        await self.recorder.run_finished(result)
         await self.hooks.on_run_end(run, result)
         return result
 
-    async def _decided(
-        self,
-        run: RunInfo,
-        records: dict[str, _Record],
-        sid: str,
-        st: StepStatus,
-        outcome: str | None,
-    ) -> None:
-        rec = records[sid]
-        rec.status = st
-        rec.finished_at = _now()
-        if st is StepStatus.CANCELLED:
-            rec.error = StepError(code="cancelled", message=_why_cancelled(outcome))
-        await self.hooks.after_step(run, rec.result())
+    def _start_heartbeat(self, handle: RunHandle) -> asyncio.Task[None] | None:
+        interval = getattr(self.recorder, "heartbeat_interval", None)
+        if not interval:
+            return None
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    if await self.recorder.heartbeat(handle.run_id):
+                        handle.cancel()
+                except Exception as exc:  # the lease expires on its own if this keeps failing
+                    _log.warning("heartbeat_failed", run_id=handle.run_id, error=repr(exc))
+
+        return asyncio.create_task(beat())
 
     async def _when_says_skip(self, rec: _Record, scope: Scope) -> StepError | None:
         when = rec.step.when
@@ -306,9 +380,14 @@ class Executor:
                 StepError(code=exc.code, message=str(exc.message)),
             )
             return
-        attempt = 0
+        attempt = rec.attempts
+        registered = rec.fence is not None  # the first attempt was recorded with its batch
         while True:
             attempt += 1
+            if not registered:
+                fences = await self.recorder.attempts_started(run.run_id, [(step.id, attempt)])
+                rec.fence = fences[step.id]
+            registered = False
             rec.attempts = attempt
             await self.hooks.before_step(run, step, attempt)
             invocation = StepInvocation(run.run_id, step.id, step.step_type, attempt, params)

@@ -1,0 +1,291 @@
+"""``puraify runs ...`` (history, export, retry, cancel, prune, resume) and ``puraify db``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..errors import PuraifyError, StoreError
+
+__all__ = ["db_app", "runs_app"]
+
+runs_app = typer.Typer(
+    no_args_is_help=True, help="Run history: list, show, export, retry, cancel, prune, resume."
+)
+db_app = typer.Typer(no_args_is_help=True, help="The run store's database.")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+RunArg = Annotated[str, typer.Argument(help="Run id.", show_default=False)]
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_age(text: str) -> datetime:
+    """``30d``, ``12h``, ``15m`` (ago) or an ISO 8601 time -> an aware UTC datetime."""
+    match = _DURATION.match(text.strip())
+    if match:
+        return datetime.now(UTC) - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is neither an age like 7d/12h nor an ISO time"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _ctx() -> tuple[Any, Any, Any]:
+    from .app import _fail, _settings, console
+
+    return _settings(), console, _fail
+
+
+def _store_call(fn: Any) -> Any:
+    settings, _console, fail = _ctx()
+
+    async def go() -> Any:
+        from .execution import open_store
+
+        store = await open_store(settings)
+        try:
+            return await fn(store)
+        finally:
+            await store.db.dispose()
+
+    try:
+        return asyncio.run(go())
+    except PuraifyError as exc:
+        raise fail(exc, False) from None
+
+
+def _iso(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+@runs_app.command("list")
+def list_runs(
+    status: Annotated[
+        str | None, typer.Option("--status", help="running, completed, failed, cancelled")
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Age (7d, 12h) or ISO time.")] = None,
+    mission: Annotated[str | None, typer.Option("--mission", help="Mission name contains.")] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recent runs, newest first."""
+    since_at = parse_age(since) if since else None
+    rows = _store_call(
+        lambda s: s.list_runs(status=status, since=since_at, mission=mission, limit=limit)
+    )
+    _, console, _ = _ctx()
+    if as_json:
+        console.print_json(json.dumps(rows, default=str))
+        return
+    table = Table(title="runs")
+    for col in ("run", "mission", "status", "created", "duration", "error"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["id"],
+            escape(r["mission_name"]),
+            r["status"],
+            _iso(r["created_at"]),
+            f"{r['duration_ms'] / 1000:.2f}s" if r["duration_ms"] is not None else "",
+            r["error_code"] or "",
+        )
+    console.print(table)
+
+
+def _gantt(record: Any, width: int = 40) -> list[str]:
+    starts = [s.started_at for s in record.steps if s.started_at]
+    ends = [s.finished_at for s in record.steps if s.finished_at]
+    if not starts:
+        return []
+    t0 = min(starts)
+    t1 = max(ends + starts)
+    span = max((t1 - t0).total_seconds(), 1e-6)
+    lines = []
+    for s in record.steps:
+        if not s.started_at:
+            lines.append(" " * width)
+            continue
+        a = int((s.started_at - t0).total_seconds() / span * (width - 1))
+        end = s.finished_at or t1
+        b = max(a + 1, int((end - t0).total_seconds() / span * (width - 1)) + 1)
+        lines.append(" " * a + "█" * (b - a) + " " * (width - b))
+    return lines
+
+
+@runs_app.command("show")
+def show(run_id: RunArg, as_json: JsonOpt = False) -> None:
+    """A run's steps, attempts, durations and errors, with a timeline."""
+
+    async def load(store: Any) -> tuple[Any, list[dict[str, Any]]]:
+        return await store.get(run_id), await store.attempts_of(run_id)
+
+    record, tries = _store_call(load)
+    _, console, _ = _ctx()
+    if as_json:
+        console.print_json(record.result().model_dump_json())
+        return
+    console.print(
+        f"[bold]{escape(record.mission.display_name)}[/] run {record.id}: [bold]{record.status.value}[/]"
+        + (f" — {escape(record.error.code + ': ' + record.error.message)}" if record.error else "")
+    )
+    if record.parent_run_id:
+        console.print(f"retry of {record.parent_run_id}")
+    table = Table()
+    for col in ("step", "status", "attempts", "duration", "timeline", "detail"):
+        table.add_column(col)
+    for row, bar in zip(record.steps, _gantt(record) or [""] * len(record.steps), strict=True):
+        detail = f"{row.error.code}: {row.error.message}" if row.error else ""
+        if row.reused_from:
+            detail = f"reused from {row.reused_from}"
+        table.add_row(
+            escape(row.step_id),
+            row.status.value,
+            str(row.attempts),
+            f"{row.duration_ms / 1000:.3f}s" if row.duration_ms is not None else "",
+            f"[cyan]{bar}[/]",
+            escape(detail[:200]),
+        )
+    console.print(table)
+    if any(t["attempt"] > 1 or t["status"] != "success" for t in tries):
+        console.print("[bold]attempts[/]")
+        for t in tries:
+            console.print(
+                f"  {escape(t['step_id'])} #{t['attempt']} (fence {t['fence']}): {t['status']}"
+                + (f" — {escape(str(t['error_code']))}" if t["error_code"] else "")
+            )
+
+
+@runs_app.command("export")
+def export(run_id: RunArg) -> None:
+    """The whole run as JSON: mission, result, attempts and events."""
+
+    async def load(store: Any) -> dict[str, Any]:
+        record = await store.get(run_id)
+        return {
+            "run": json.loads(record.result().model_dump_json()),
+            "mission": record.mission.model_dump(mode="json"),
+            "mission_hash": record.mission_hash,
+            "context": record.context,
+            "parent_run_id": record.parent_run_id,
+            "attempts": await store.attempts_of(run_id),
+            "events": await store.events(run_id),
+        }
+
+    data = _store_call(load)
+    typer.echo(json.dumps(data, default=str, indent=2))
+
+
+@runs_app.command("retry")
+def retry(run_id: RunArg, as_json: JsonOpt = False) -> None:
+    """Re-run only what failed, was skipped or was cancelled, reusing every successful output."""
+    from .app import print_result
+    from .execution import retry_run
+    from .progress import LiveProgress
+
+    settings, console, fail = _ctx()
+    try:
+        result = asyncio.run(
+            retry_run(settings, run_id, hooks=[] if as_json else [LiveProgress(console)])
+        )
+    except PuraifyError as exc:
+        raise fail(exc, as_json) from None
+    raise typer.Exit(print_result(result, as_json))
+
+
+@runs_app.command("resume")
+def resume(
+    run_id: Annotated[str | None, typer.Argument(help="Run id (omit with --all).")] = None,
+    all_runs: Annotated[
+        bool, typer.Option("--all", help="Every run whose engine is gone.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue runs left `running` by an engine that stopped (what an engine does at start)."""
+    from .app import print_result
+    from .execution import open_store, resume_run
+    from .progress import LiveProgress
+
+    settings, console, fail = _ctx()
+    if not all_runs and run_id is None:
+        raise typer.BadParameter("give a RUN_ID or --all")
+
+    async def orphans() -> list[str]:
+        store = await open_store(settings)
+        try:
+            return list(await store.orphans())
+        finally:
+            await store.db.dispose()
+
+    try:
+        ids = asyncio.run(orphans()) if all_runs else [run_id]
+        code = 0
+        for rid in ids:
+            assert rid is not None
+            result = asyncio.run(
+                resume_run(settings, rid, hooks=[] if as_json else [LiveProgress(console)])
+            )
+            code = max(code, print_result(result, as_json))
+    except PuraifyError as exc:
+        raise fail(exc, as_json) from None
+    if all_runs and not ids:
+        console.print("no run to resume")
+    raise typer.Exit(code)
+
+
+@runs_app.command("cancel")
+def cancel(run_id: RunArg) -> None:
+    """Cancel a run: its engine stops it within seconds; a run with no live engine ends now."""
+    status = _store_call(lambda s: s.request_cancel(run_id))
+    _, console, _ = _ctx()
+    console.print(
+        f"run {run_id}: {status.value}"
+        + (
+            " (cancellation requested; its engine stops it at the next heartbeat)"
+            if status.value == "running"
+            else ""
+        )
+    )
+
+
+@runs_app.command("prune")
+def prune(
+    older_than: Annotated[str, typer.Option("--older-than", help="Age like 30d or an ISO time.")],
+) -> None:
+    """Delete finished runs older than the given age, with their steps and events."""
+    cutoff = parse_age(older_than)
+    count = _store_call(lambda s: s.prune(cutoff))
+    _, console, _ = _ctx()
+    console.print(f"pruned {count} run(s) created before {_iso(cutoff)}")
+
+
+@db_app.command("upgrade")
+def upgrade() -> None:
+    """Apply the run store's migrations (PostgreSQL needs this once per release)."""
+    from ..store import Database
+
+    settings, console, fail = _ctx()
+
+    async def go() -> str | None:
+        db = Database(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous)
+        try:
+            return await db.upgrade()
+        finally:
+            await db.dispose()
+
+    try:
+        revision = asyncio.run(go())
+    except (PuraifyError, OSError) as exc:
+        raise fail(exc if isinstance(exc, PuraifyError) else StoreError(str(exc)), False) from None
+    console.print(f"database at revision {revision}")

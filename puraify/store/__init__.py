@@ -1,0 +1,25 @@
+"""The run store: runs, step attempts and run events in SQLite (embedded) or PostgreSQL.
+
+May import: ``errors``, ``mission``, ``actions`` (delivery classes), ``runtime`` (the recorder
+protocol it implements), SQLAlchemy and Alembic. Nothing above it imports it: the CLI, the app
+factory and the worker compose it into the ``Engine``.
+Invariants: a run is committed before its id is shown; an attempt before it is dispatched; a
+step's terminal state before its dependents start; a result whose fence is stale is dropped.
+"""
+
+from __future__ import annotations
+
+from .database import Database, sqlite_url
+from .resume import ResumePlan, resume_plan, reusable_results
+from .runs import RunRecord, RunStore, StepRow
+
+__all__ = [
+    "Database",
+    "ResumePlan",
+    "RunRecord",
+    "RunStore",
+    "StepRow",
+    "resume_plan",
+    "reusable_results",
+    "sqlite_url",
+]

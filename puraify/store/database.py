@@ -1,0 +1,117 @@
+"""Database connection and schema management for the run store.
+
+Embedded default: SQLite at ``$PURAIFY_HOME/puraify.db`` in WAL mode with foreign keys on and
+``synchronous=NORMAL``: every commit survives a crash of the process (kill -9), which is what the
+run store promises; a power cut may lose the last commits. Set ``sqlite_synchronous = "FULL"``
+to survive that too, at the cost of an fsync per commit. PostgreSQL through
+``PURAIFY_DATABASE_URL`` (``postgresql+asyncpg://...``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ..errors import StoreError
+
+__all__ = ["Database", "sqlite_url"]
+
+_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+class Database:
+    """An async SQLAlchemy engine plus migrations; one per process."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL", echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            # One connection: writes are serialised anyway, and no "database is locked" surprises.
+            kwargs.update(pool_size=1, max_overflow=0)
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.is_sqlite:
+            sync = sqlite_synchronous.upper()
+            if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+                raise StoreError(f"sqlite_synchronous must be NORMAL, FULL or EXTRA, not {sync!r}")
+
+            @event.listens_for(self.engine.sync_engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.execute(f"PRAGMA synchronous={sync}")
+                cur.execute("PRAGMA busy_timeout=10000")
+                cur.close()
+
+    def _alembic(self) -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        return cfg
+
+    async def revision(self) -> str | None:
+        """The schema's current Alembic revision (None on an empty database)."""
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(
+                lambda c: MigrationContext.configure(c).get_current_revision()
+            )
+
+    def head(self) -> str | None:
+        return ScriptDirectory.from_config(self._alembic()).get_current_head()
+
+    async def upgrade(self) -> str | None:
+        """Apply every pending migration; returns the revision reached."""
+        cfg = self._alembic()
+        try:
+            async with self.engine.begin() as conn:
+
+                def run(sync_conn: Any) -> None:
+                    cfg.attributes["connection"] = sync_conn
+                    command.upgrade(cfg, "head")
+
+                await conn.run_sync(run)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot reach the database: {exc}", code="store_unavailable"
+            ) from None
+        return await self.revision()
+
+    async def ensure_schema(self) -> None:
+        """Upgrade if behind (used on first use of the embedded default)."""
+        if await self.revision() != self.head():
+            await self.upgrade()
+
+    async def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check`` (``ok`` when healthy); PostgreSQL: orphan count."""
+        async with self.engine.connect() as conn:
+            if self.is_sqlite:
+                return str((await conn.execute(text("PRAGMA integrity_check"))).scalar())
+            orphans = (
+                await conn.execute(
+                    text(
+                        "SELECT (SELECT count(*) FROM run_steps s LEFT JOIN runs r ON r.id = s.run_id "
+                        "WHERE r.id IS NULL) + (SELECT count(*) FROM step_attempts a LEFT JOIN runs r "
+                        "ON r.id = a.run_id WHERE r.id IS NULL)"
+                    )
+                )
+            ).scalar()
+            return "ok" if orphans == 0 else f"{orphans} orphaned rows"
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,656 @@
+"""The run repository: runs, their steps and attempts, as the executor records them.
+
+Implements ``runtime.recorder.RunRecorder``. Every method is one transaction. A run is
+committed by ``create_run`` before its id is shown to anyone; an attempt is committed before it
+is dispatched; terminal step states are committed before dependents start (the executor batches
+them per scheduler tick). Leases say which process executes a run: the owner renews it; another
+process may take the run over once the lease expired, or at once when the owner was a process on
+this host that no longer exists (kill -9).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import StoreError
+from ..mission.model import Mission, MissionResult, MissionStatus, StepError, StepResult, StepStatus
+from .database import Database
+from .tables import attempts, run_events, run_steps, runs
+
+__all__ = ["LEASE_SECONDS", "RunRecord", "RunStore", "StepRow"]
+
+_log = structlog.get_logger("puraify.store")
+
+LEASE_SECONDS = 30.0
+TRUNCATED = "__puraify_truncated__"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def mission_hash(mission: Mission) -> str:
+    return hashlib.sha256(mission.model_dump_json().encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """A step's stored state."""
+
+    step_id: str
+    step_type: str
+    status: StepStatus
+    attempts: int
+    fence: int
+    output: dict[str, Any] | None
+    error: StepError | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: float | None
+    reused_from: str | None
+
+    def result(self, name: str) -> StepResult:
+        return StepResult(
+            step_id=self.step_id,
+            name=name,
+            step_type=self.step_type,
+            status=self.status,
+            output=self.output,
+            error=self.error,
+            attempts=self.attempts,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            duration_ms=self.duration_ms,
+        )
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A stored run with its steps (declaration order)."""
+
+    id: str
+    mission: Mission
+    mission_hash: str
+    context: dict[str, Any]
+    status: MissionStatus
+    idempotency_key: str | None
+    parent_run_id: str | None
+    workspace: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: float | None
+    error: StepError | None
+    warnings: list[str]
+    lease_owner: str | None
+    lease_until: datetime | None
+    cancel_requested: bool
+    steps: list[StepRow]
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not MissionStatus.RUNNING
+
+    def result(self) -> MissionResult:
+        """The run as a ``MissionResult`` (for a finished run, the one it ended with)."""
+        names = {s.id: s.display_name for s in self.mission.steps}
+        return MissionResult(
+            run_id=self.id,
+            mission_name=self.mission.display_name,
+            status=self.status if self.finished else MissionStatus.RUNNING,
+            steps=tuple(row.result(names[row.step_id]) for row in self.steps),
+            started_at=self.started_at or self.created_at,
+            finished_at=self.finished_at or _now(),
+            duration_ms=self.duration_ms or 0.0,
+            warnings=tuple(self.warnings),
+            error=self.error,
+        )
+
+
+def owner_id() -> str:
+    """``host:pid:random``: identifies this process as a lease owner."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_dead(owner: str | None) -> bool:
+    if not owner:
+        return True
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False  # another machine's process: only its lease expiry tells
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        with open(f"/proc/{pid_text}/stat") as fh:
+            return fh.read().split()[2] == "Z"
+    except OSError:
+        return False
+
+
+class RunStore:
+    """Runs in a SQL database (SQLite or PostgreSQL)."""
+
+    heartbeat_interval: float | None = LEASE_SECONDS / 6
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_output_bytes: int = 256 * 1024,
+        redact: Callable[[Any], Any] | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.db = db
+        self.max_output_bytes = max_output_bytes
+        # The vault (issue D) installs the secret redactor here; until then values pass through.
+        self.redact: Callable[[Any], Any] = redact or (lambda value: value)
+        self.owner = owner or owner_id()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _cap(self, output: dict[str, Any] | None) -> dict[str, Any] | None:
+        if output is None:
+            return None
+        output = self.redact(output)
+        text = json.dumps(output, default=str)
+        if len(text) <= self.max_output_bytes:
+            return output
+        return {TRUNCATED: True, "size": len(text), "preview": text[: self.max_output_bytes]}
+
+    def _message(self, message: str | None) -> str | None:
+        return None if message is None else str(self.redact(message))[:4000]
+
+    # -- creation ------------------------------------------------------------------------------
+
+    async def create_run(
+        self,
+        mission: Mission,
+        *,
+        context: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        parent_run_id: str | None = None,
+        workspace: str | None = None,
+        reuse: dict[str, StepResult] | None = None,
+        run_id: str | None = None,
+    ) -> tuple[str, bool]:
+        """Commit a new run (owned by this process) and its steps; ``(run_id, created)``.
+
+        With an ``idempotency_key`` already used, the existing run's id comes back instead.
+        ``reuse`` copies successful results from another run (``runs retry``).
+        """
+        if idempotency_key is not None:
+            existing = await self.find_by_key(idempotency_key)
+            if existing is not None:
+                return existing, False
+        run_id = run_id or uuid.uuid4().hex
+        now = _now()
+        reuse = reuse or {}
+        step_rows = []
+        for position, step in enumerate(mission.steps):
+            old = reuse.get(step.id)
+            step_rows.append(
+                {
+                    "run_id": run_id,
+                    "step_id": step.id,
+                    "position": position,
+                    "step_type": step.step_type,
+                    "status": (old.status if old else StepStatus.PENDING).value,
+                    "attempts": old.attempts if old else 0,
+                    "fence": 0,
+                    "started_at": old.started_at if old else None,
+                    "finished_at": old.finished_at if old else None,
+                    "duration_ms": old.duration_ms if old else None,
+                    "output": self._cap(old.output) if old else None,
+                    "error_code": None,
+                    "error_message": None,
+                    "reused_from": parent_run_id if old else None,
+                }
+            )
+        try:
+            async with self.db.engine.begin() as conn:
+                await conn.execute(
+                    insert(runs).values(
+                        id=run_id,
+                        mission_name=mission.display_name,
+                        mission_hash=mission_hash(mission),
+                        mission_doc=mission.model_dump(mode="json"),
+                        context=self.redact(context or {}),
+                        status=MissionStatus.RUNNING.value,
+                        idempotency_key=idempotency_key,
+                        parent_run_id=parent_run_id,
+                        workspace=workspace,
+                        created_at=now,
+                        started_at=now,
+                        warnings=[],
+                        lease_owner=self.owner,
+                        lease_until=now + timedelta(seconds=LEASE_SECONDS),
+                        cancel_requested=False,
+                    )
+                )
+                if step_rows:
+                    await conn.execute(insert(run_steps), step_rows)
+                await conn.execute(
+                    insert(run_events).values(
+                        run_id=run_id,
+                        at=now,
+                        kind="run_created",
+                        step_id=None,
+                        data={"mission": mission.display_name, "parent_run_id": parent_run_id},
+                    )
+                )
+        except IntegrityError:
+            if idempotency_key is not None:
+                existing = await self.find_by_key(idempotency_key)
+                if existing is not None:
+                    return existing, False
+            raise
+        except OSError as exc:
+            raise StoreError(
+                f"cannot reach the database: {exc}", code="store_unavailable"
+            ) from None
+        return run_id, True
+
+    async def find_by_key(self, key: str) -> str | None:
+        async with self.db.engine.connect() as conn:
+            return (
+                await conn.execute(select(runs.c.id).where(runs.c.idempotency_key == key))
+            ).scalar()
+
+    # -- recorder ------------------------------------------------------------------------------
+
+    async def attempts_started(
+        self, run_id: str, items: Sequence[tuple[str, int]]
+    ) -> dict[str, int]:
+        now = _now()
+        fences: dict[str, int] = {}
+        async with self.db.engine.begin() as conn:
+            for step_id, attempt in items:
+                fence = (
+                    await conn.execute(
+                        update(run_steps)
+                        .where(run_steps.c.run_id == run_id, run_steps.c.step_id == step_id)
+                        .values(
+                            fence=run_steps.c.fence + 1,
+                            status=StepStatus.RUNNING.value,
+                            attempts=attempt,
+                            started_at=func.coalesce(run_steps.c.started_at, now),
+                        )
+                        .returning(run_steps.c.fence)
+                    )
+                ).scalar_one()
+                fences[step_id] = int(fence)
+            await conn.execute(
+                insert(attempts),
+                [
+                    {
+                        "run_id": run_id,
+                        "step_id": step_id,
+                        "attempt": attempt,
+                        "fence": fences[step_id],
+                        "status": StepStatus.RUNNING.value,
+                        "started_at": now,
+                    }
+                    for step_id, attempt in items
+                ],
+            )
+        return fences
+
+    async def steps_finished(
+        self, run_id: str, items: Sequence[tuple[StepResult, int | None]]
+    ) -> None:
+        now = _now()
+        async with self.db.engine.begin() as conn:
+            for result, fence in items:
+                conditions = [run_steps.c.run_id == run_id, run_steps.c.step_id == result.step_id]
+                if fence is not None:
+                    conditions.append(run_steps.c.fence == fence)
+                error = result.error
+                changed = (
+                    await conn.execute(
+                        update(run_steps)
+                        .where(*conditions)
+                        .values(
+                            status=result.status.value,
+                            attempts=result.attempts,
+                            finished_at=result.finished_at or now,
+                            duration_ms=result.duration_ms,
+                            output=self._cap(result.output),
+                            error_code=error.code if error else None,
+                            error_message=self._message(error.message if error else None),
+                        )
+                    )
+                ).rowcount
+                if fence is None:
+                    continue
+                if not changed:
+                    # I5: a newer attempt owns this step; this late result is dropped.
+                    _log.warning(
+                        "stale_result_dropped", run_id=run_id, step_id=result.step_id, fence=fence
+                    )
+                    continue
+                await conn.execute(
+                    update(attempts)
+                    .where(
+                        attempts.c.run_id == run_id,
+                        attempts.c.step_id == result.step_id,
+                        attempts.c.fence == fence,
+                    )
+                    .values(
+                        status=result.status.value,
+                        finished_at=result.finished_at or now,
+                        duration_ms=result.duration_ms,
+                        error_code=error.code if error else None,
+                        error_message=self._message(error.message if error else None),
+                    )
+                )
+
+    async def run_finished(self, result: MissionResult) -> None:
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                update(runs)
+                .where(runs.c.id == result.run_id)
+                .values(
+                    status=result.status.value,
+                    finished_at=result.finished_at,
+                    duration_ms=result.duration_ms,
+                    error_code=result.error.code if result.error else None,
+                    error_message=self._message(result.error.message if result.error else None),
+                    warnings=[self._message(w) for w in result.warnings],
+                    lease_owner=None,
+                    lease_until=None,
+                )
+            )
+            await conn.execute(
+                insert(run_events).values(
+                    run_id=result.run_id,
+                    at=_now(),
+                    kind="run_finished",
+                    step_id=None,
+                    data={"status": result.status.value},
+                )
+            )
+
+    async def heartbeat(self, run_id: str) -> bool:
+        now = _now()
+        async with self.db.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    update(runs)
+                    .where(runs.c.id == run_id, runs.c.lease_owner == self.owner)
+                    .values(lease_until=now + timedelta(seconds=LEASE_SECONDS))
+                    .returning(runs.c.cancel_requested)
+                )
+            ).first()
+        return bool(row[0]) if row is not None else False
+
+    # -- ownership -----------------------------------------------------------------------------
+
+    async def acquire(self, run_id: str) -> bool:
+        """Take the lease of an unfinished run whose owner is gone; False if it is alive."""
+        record = await self.get(run_id)
+        if record.finished:
+            return False
+        now = _now()
+        expired = record.lease_until is None or record.lease_until < now
+        if (
+            record.lease_owner not in (None, self.owner)
+            and not expired
+            and not _owner_dead(record.lease_owner)
+        ):
+            return False
+        async with self.db.engine.begin() as conn:
+            changed = (
+                await conn.execute(
+                    update(runs)
+                    .where(
+                        runs.c.id == run_id,
+                        runs.c.status == MissionStatus.RUNNING.value,
+                        or_(runs.c.lease_owner.is_(None), runs.c.lease_owner == record.lease_owner),
+                    )
+                    .values(
+                        lease_owner=self.owner, lease_until=now + timedelta(seconds=LEASE_SECONDS)
+                    )
+                )
+            ).rowcount
+            if changed:
+                await conn.execute(
+                    insert(run_events).values(
+                        run_id=run_id,
+                        at=now,
+                        kind="run_resumed",
+                        step_id=None,
+                        data={"previous_owner": record.lease_owner},
+                    )
+                )
+        return bool(changed)
+
+    async def orphans(self) -> list[str]:
+        """Unfinished runs whose owner is gone: what an engine resumes when it starts."""
+        now = _now()
+        async with self.db.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(runs.c.id, runs.c.lease_owner, runs.c.lease_until)
+                    .where(runs.c.status == MissionStatus.RUNNING.value)
+                    .order_by(runs.c.created_at)
+                )
+            ).all()
+        return [
+            r.id
+            for r in rows
+            if r.lease_owner is None
+            or (_aware(r.lease_until) or now) < now
+            or _owner_dead(r.lease_owner)
+        ]
+
+    async def request_cancel(self, run_id: str) -> MissionStatus:
+        """Ask the owner to cancel; a run with no live owner is cancelled here and now."""
+        record = await self.get(run_id)
+        if record.finished:
+            return record.status
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                update(runs).where(runs.c.id == run_id).values(cancel_requested=True)
+            )
+        if await self.acquire(run_id):
+            now = _now()
+            async with self.db.engine.begin() as conn:
+                await conn.execute(
+                    update(run_steps)
+                    .where(
+                        run_steps.c.run_id == run_id,
+                        run_steps.c.status.in_(
+                            [StepStatus.PENDING.value, StepStatus.RUNNING.value]
+                        ),
+                    )
+                    .values(
+                        status=StepStatus.CANCELLED.value,
+                        finished_at=now,
+                        error_code="cancelled",
+                        error_message="run cancelled",
+                    )
+                )
+                await conn.execute(
+                    update(runs)
+                    .where(runs.c.id == run_id)
+                    .values(
+                        status=MissionStatus.CANCELLED.value,
+                        finished_at=now,
+                        error_code="cancelled",
+                        error_message="the run was cancelled",
+                        lease_owner=None,
+                        lease_until=None,
+                    )
+                )
+            return MissionStatus.CANCELLED
+        return MissionStatus.RUNNING
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def get(self, run_id: str) -> RunRecord:
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(select(runs).where(runs.c.id == run_id))).first()
+            if row is None:
+                raise StoreError(f"no run {run_id!r}", code="run_not_found")
+            steps = (
+                await conn.execute(
+                    select(run_steps)
+                    .where(run_steps.c.run_id == run_id)
+                    .order_by(run_steps.c.position)
+                )
+            ).all()
+        return RunRecord(
+            id=row.id,
+            mission=Mission.model_validate(row.mission_doc),
+            mission_hash=row.mission_hash,
+            context=dict(row.context or {}),
+            status=MissionStatus(row.status),
+            idempotency_key=row.idempotency_key,
+            parent_run_id=row.parent_run_id,
+            workspace=row.workspace,
+            created_at=_aware(row.created_at) or _now(),
+            started_at=_aware(row.started_at),
+            finished_at=_aware(row.finished_at),
+            duration_ms=row.duration_ms,
+            error=StepError(code=row.error_code, message=row.error_message or "")
+            if row.error_code
+            else None,
+            warnings=list(row.warnings or []),
+            lease_owner=row.lease_owner,
+            lease_until=_aware(row.lease_until),
+            cancel_requested=bool(row.cancel_requested),
+            steps=[
+                StepRow(
+                    step_id=s.step_id,
+                    step_type=s.step_type,
+                    status=StepStatus(s.status),
+                    attempts=s.attempts,
+                    fence=s.fence,
+                    output=s.output,
+                    error=StepError(code=s.error_code, message=s.error_message or "")
+                    if s.error_code
+                    else None,
+                    started_at=_aware(s.started_at),
+                    finished_at=_aware(s.finished_at),
+                    duration_ms=s.duration_ms,
+                    reused_from=s.reused_from,
+                )
+                for s in steps
+            ],
+        )
+
+    async def attempts_of(self, run_id: str) -> list[dict[str, Any]]:
+        async with self.db.engine.connect() as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        select(attempts).where(attempts.c.run_id == run_id).order_by(attempts.c.id)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return [
+            {
+                **dict(r),
+                "started_at": _aware(r["started_at"]),
+                "finished_at": _aware(r["finished_at"]),
+            }
+            for r in rows
+        ]
+
+    async def events(self, run_id: str) -> list[dict[str, Any]]:
+        async with self.db.engine.connect() as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        select(run_events)
+                        .where(run_events.c.run_id == run_id)
+                        .order_by(run_events.c.id)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return [dict(r) for r in rows]
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        since: datetime | None = None,
+        mission: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        query = select(
+            runs.c.id,
+            runs.c.mission_name,
+            runs.c.status,
+            runs.c.created_at,
+            runs.c.finished_at,
+            runs.c.duration_ms,
+            runs.c.error_code,
+            runs.c.parent_run_id,
+        )
+        conditions = []
+        if status:
+            conditions.append(runs.c.status == status)
+        if since:
+            conditions.append(runs.c.created_at >= since)
+        if mission:
+            conditions.append(runs.c.mission_name.contains(mission, autoescape=True))
+        if conditions:
+            query = query.where(and_(*conditions))
+        query = query.order_by(runs.c.created_at.desc(), runs.c.id).limit(limit).offset(offset)
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [
+            {
+                **dict(r),
+                "created_at": _aware(r["created_at"]),
+                "finished_at": _aware(r["finished_at"]),
+            }
+            for r in rows
+        ]
+
+    async def prune(self, older_than: datetime) -> int:
+        """Delete finished runs created before ``older_than`` (their steps and events cascade)."""
+        async with self.db.engine.begin() as conn:
+            ids = select(runs.c.id).where(
+                runs.c.created_at < older_than, runs.c.status != MissionStatus.RUNNING.value
+            )
+            doomed = [r[0] for r in (await conn.execute(ids)).all()]
+            if not doomed:
+                return 0
+            await conn.execute(
+                update(runs).where(runs.c.parent_run_id.in_(doomed)).values(parent_run_id=None)
+            )
+            for table in (run_events, attempts, run_steps):
+                await conn.execute(delete(table).where(table.c.run_id.in_(doomed)))
+            await conn.execute(delete(runs).where(runs.c.id.in_(doomed)))
+        return len(doomed)

@@ -1,0 +1,104 @@
+"""The run store's tables (SQLAlchemy Core). Migrations in ``migrations/`` create them; this
+module is what queries use. Times are UTC; JSON columns hold capped, redacted data."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["attempts", "metadata", "run_events", "run_steps", "runs"]
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("mission_name", String(500), nullable=False),
+    Column("mission_hash", String(64), nullable=False),
+    Column("mission_doc", JSON, nullable=False),
+    Column("context", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("idempotency_key", String(200), nullable=True, unique=True),
+    Column("parent_run_id", String(64), ForeignKey("runs.id", ondelete="SET NULL"), nullable=True),
+    Column("workspace", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("duration_ms", Float, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("warnings", JSON, nullable=False),
+    Column("lease_owner", String(200), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Index("ix_runs_status_created", "status", "created_at"),
+    Index("ix_runs_mission_name", "mission_name"),
+)
+
+run_steps = Table(
+    "run_steps",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("step_id", String(200), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("step_type", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("fence", BigInteger, nullable=False, default=0),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("duration_ms", Float, nullable=True),
+    Column("output", JSON, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("reused_from", String(64), nullable=True),
+)
+
+attempts = Table(
+    "step_attempts",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("step_id", String(200), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("fence", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("duration_ms", Float, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+    UniqueConstraint("run_id", "step_id", "fence", name="uq_attempt_fence"),
+    Index("ix_attempts_run", "run_id", "step_id"),
+)
+
+run_events = Table(
+    "run_events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("step_id", String(200), nullable=True),
+    Column("data", JSON, nullable=False),
+    Index("ix_events_run", "run_id", "id"),
+)
