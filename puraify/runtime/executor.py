@@ -411,6 +411,13 @@ class Executor:
                 error = ActionError(f"{type(exc).__name__}: {exc}", code="internal_error")
             if is_retryable(error) and attempt <= policy.attempts:
                 delay = backoff_delay(policy, attempt, retry_after=error.retry_after, rng=self.rng)
+                if rec.fence is not None:
+                    await self.recorder.attempt_failed(
+                        run.run_id,
+                        step.id,
+                        rec.fence,
+                        StepError(code=error.code, message=error.message, status=error.status),
+                    )
                 await self.hooks.on_retry(run, step, attempt, _error_dict(error), delay)
                 await asyncio.sleep(delay)
                 continue

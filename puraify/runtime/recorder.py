@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from ..mission.model import MissionResult, StepResult
+from ..mission.model import MissionResult, StepError, StepResult
 
 __all__ = ["NullRecorder", "RunRecorder"]
 
@@ -58,6 +58,9 @@ class NullRecorder:
     ) -> None:
         for result, _fence in items:
             self._fences.pop((run_id, result.step_id), None)
+
+    async def attempt_failed(self, run_id: str, step_id: str, fence: int, error: StepError) -> None:
+        return None
 
     async def run_finished(self, result: MissionResult) -> None:
         return None

@@ -368,6 +368,23 @@ class RunStore:
                     )
                 )
 
+    async def attempt_failed(self, run_id: str, step_id: str, fence: int, error: StepError) -> None:
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                update(attempts)
+                .where(
+                    attempts.c.run_id == run_id,
+                    attempts.c.step_id == step_id,
+                    attempts.c.fence == fence,
+                )
+                .values(
+                    status=StepStatus.FAILED.value,
+                    finished_at=_now(),
+                    error_code=error.code,
+                    error_message=self._message(error.message),
+                )
+            )
+
     async def run_finished(self, result: MissionResult) -> None:
         async with self.db.engine.begin() as conn:
             await conn.execute(

@@ -1,0 +1,244 @@
+"""The run store on SQLite and PostgreSQL: recording, fencing, resume, retry, history."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from puraify.mission.model import MissionStatus, StepResult, StepStatus
+from puraify.runtime.engine import Engine
+from puraify.runtime.executor import RunHandle
+from puraify.store import Database, RunStore, resume_plan, reusable_results
+from puraify.testing import RecordingSink, Reply
+from tests.conftest import TEST_ENV, make_settings
+
+
+def engine_for(tmp_path: Path, store: RunStore) -> Engine:
+    return Engine.from_settings(
+        make_settings(tmp_path), workspace=tmp_path / "ws", environ=TEST_ENV, recorder=store
+    )
+
+
+async def start(engine: Engine, store: RunStore, text: str, **kw: Any) -> tuple[str, Any]:
+    prepared = engine.prepare(text)
+    run_id, created = await store.create_run(prepared.mission, **kw)
+    assert created
+    return run_id, prepared.mission
+
+
+async def test_run_steps_and_attempts_are_recorded(
+    tmp_path: Path, store: RunStore, sink: tuple[RecordingSink, str]
+) -> None:
+    receiver, url = sink
+    receiver.fail_next(1, status=503, path="/x")
+    engine = engine_for(tmp_path, store)
+    text = (
+        "name: recorded\nsteps:\n"
+        f"  - {{id: call, step_type: http, retry: {{attempts: 2, delay_ms: 10}}, parameters: {{url: '{url}/x'}}}}\n"
+        "  - {id: big, step_type: noop, depends_on: [call], parameters: {message: '{{ \"x\" * 5000 }}'}}\n"
+        "  - {id: bad, step_type: command, depends_on: [big], parameters: {command: 'false'}}\n"
+        "  - {id: never, step_type: noop, depends_on: [bad]}\n"
+    )
+    run_id, mission = await start(engine, store, text, context={"who": "me"})
+    result = await engine.run(mission, handle=RunHandle(run_id=run_id))
+    await engine.aclose()
+    record = await store.get(run_id)
+    assert record.status is MissionStatus.FAILED and result.status is MissionStatus.FAILED
+    assert record.context == {"who": "me"}
+    by_id = {s.step_id: s for s in record.steps}
+    assert by_id["call"].status is StepStatus.SUCCESS and by_id["call"].attempts == 2
+    assert by_id["call"].output["status"] == 200  # type: ignore[index]
+    assert by_id["big"].output["__puraify_truncated__"] is True  # type: ignore[index]
+    assert by_id["bad"].error is not None and by_id["bad"].error.code == "command_failed"
+    assert by_id["never"].status is StepStatus.SKIPPED
+    tries = await store.attempts_of(run_id)
+    assert [(t["step_id"], t["attempt"], t["status"]) for t in tries] == [
+        ("call", 1, "failed"),
+        ("call", 2, "success"),
+        ("big", 1, "success"),
+        ("bad", 1, "failed"),
+    ]
+    kinds = [e["kind"] for e in await store.events(run_id)]
+    assert kinds[0] == "run_created" and kinds[-1] == "run_finished"
+    assert await store.db.integrity_check() == "ok"
+
+
+async def test_idempotency_key_returns_the_same_run(tmp_path: Path, store: RunStore) -> None:
+    engine = engine_for(tmp_path, store)
+    mission = engine.prepare("steps:\n  - {id: a, step_type: noop}\n").mission
+    results = await asyncio.gather(
+        *(store.create_run(mission, idempotency_key="k-1") for _ in range(8))
+    )
+    assert len({rid for rid, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    await engine.aclose()
+
+
+async def test_stale_attempt_cannot_overwrite_newer_one(tmp_path: Path, store: RunStore) -> None:
+    """I5: a late result from an earlier lease is dropped."""
+    engine = engine_for(tmp_path, store)
+    run_id, _ = await start(engine, store, "steps:\n  - {id: a, step_type: noop}\n")
+    old = (await store.attempts_started(run_id, [("a", 1)]))["a"]
+    new = (await store.attempts_started(run_id, [("a", 2)]))["a"]
+    assert new == old + 1
+    now = datetime.now(UTC)
+    late = StepResult(
+        step_id="a",
+        name="a",
+        step_type="noop",
+        status=StepStatus.FAILED,
+        attempts=1,
+        finished_at=now,
+    )
+    fresh = StepResult(
+        step_id="a",
+        name="a",
+        step_type="noop",
+        status=StepStatus.SUCCESS,
+        attempts=2,
+        output={"message": "new"},
+        finished_at=now,
+    )
+    await store.steps_finished(run_id, [(fresh, new)])
+    await store.steps_finished(run_id, [(late, old)])
+    row = (await store.get(run_id)).steps[0]
+    assert row.status is StepStatus.SUCCESS and row.output == {"message": "new"}
+    await engine.aclose()
+
+
+async def test_resume_redispatches_keyed_and_fails_unsafe(
+    tmp_path: Path, store: RunStore, sink: tuple[RecordingSink, str]
+) -> None:
+    receiver, url = sink
+    engine = engine_for(tmp_path, store)
+    text = (
+        "config: {fail_fast: false}\nsteps:\n  - {id: first, step_type: noop}\n"
+        f"  - {{id: post, step_type: http, depends_on: [first], parameters: {{url: '{url}/p', method: POST}}}}\n"
+        "  - {id: shell, step_type: command, depends_on: [first], parameters: {command: 'true'}}\n"
+        "  - {id: again, step_type: command, retry_on_unknown: true, depends_on: [first], parameters: {command: 'true'}}\n"
+        "  - {id: after, step_type: noop, depends_on: [post]}\n"
+        "  - {id: after_shell, step_type: noop, depends_on: [shell]}\n"
+    )
+    run_id, mission = await start(engine, store, text)
+    # what a killed engine leaves behind: `first` done, three attempts in flight
+    done = StepResult(
+        step_id="first",
+        name="first",
+        step_type="noop",
+        status=StepStatus.SUCCESS,
+        output={"message": None},
+        attempts=1,
+        finished_at=datetime.now(UTC),
+    )
+    fences = await store.attempts_started(run_id, [("first", 1)])
+    await store.steps_finished(run_id, [(done, fences["first"])])
+    await store.attempts_started(run_id, [("post", 1), ("shell", 1), ("again", 1)])
+    dead = RunStore(store.db, owner=f"{socket.gethostname()}:999999999:gone")
+    from sqlalchemy import update
+
+    from puraify.store.tables import runs
+
+    async with store.db.engine.begin() as conn:
+        await conn.execute(update(runs).where(runs.c.id == run_id).values(lease_owner=dead.owner))
+    assert run_id in await store.orphans()
+    assert await store.acquire(run_id)
+    record = await store.get(run_id)
+    plan = resume_plan(record, engine.registry)
+    assert plan.redispatched == ["post", "again"]
+    assert set(plan.fail_on_start) == {"shell"}
+    result = await engine.run(
+        record.mission,
+        handle=RunHandle(run_id=run_id),
+        restore=plan.restore,
+        attempts_done=plan.attempts_done,
+        fail_on_start=plan.fail_on_start,
+    )
+    await engine.aclose()
+    assert result.step("first").attempts == 1
+    assert result.step("post").status is StepStatus.SUCCESS and result.step("post").attempts == 2
+    assert receiver.requests[0].headers["idempotency-key"] == f"{run_id}:post"
+    assert result.step("shell").error.code == "unknown_outcome"  # type: ignore[union-attr]
+    assert result.step("again").status is StepStatus.SUCCESS
+    assert result.step("after_shell").status is StepStatus.SKIPPED
+    assert result.step("after").status is StepStatus.SUCCESS
+    final = await store.get(run_id)
+    assert final.status is MissionStatus.FAILED
+    assert {s.step_id: s.status for s in final.steps}["shell"] is StepStatus.FAILED
+
+
+async def test_retry_reexecutes_only_what_failed(
+    tmp_path: Path, store: RunStore, sink: tuple[RecordingSink, str]
+) -> None:
+    receiver, url = sink
+    receiver.script("/flaky", Reply(400, {"error": "bad"}))
+    engine = engine_for(tmp_path, store)
+    text = (
+        "config: {fail_fast: false}\nsteps:\n"
+        f"  - {{id: ok1, step_type: http, parameters: {{url: '{url}/ok1'}}}}\n"
+        f"  - {{id: ok2, step_type: http, parameters: {{url: '{url}/ok2'}}}}\n"
+        f"  - {{id: flaky, step_type: http, depends_on: [ok1], parameters: {{url: '{url}/flaky'}}}}\n"
+        f"  - {{id: later, step_type: http, depends_on: [flaky], parameters: {{url: '{url}/later'}}}}\n"
+    )
+    run_id, mission = await start(engine, store, text)
+    first = await engine.run(mission, handle=RunHandle(run_id=run_id))
+    assert first.status is MissionStatus.FAILED and first.step("later").status is StepStatus.SKIPPED
+    record = await store.get(run_id)
+    reuse = reusable_results(record)
+    assert set(reuse) == {"ok1", "ok2"}
+    new_id, _ = await store.create_run(record.mission, parent_run_id=run_id, reuse=reuse)
+    second = await engine.run(record.mission, handle=RunHandle(run_id=new_id), restore=reuse)
+    await engine.aclose()
+    assert second.status is MissionStatus.COMPLETED
+    assert {p: receiver.count(p) for p in ("/ok1", "/ok2", "/flaky", "/later")} == {
+        "/ok1": 1,
+        "/ok2": 1,
+        "/flaky": 2,
+        "/later": 1,
+    }
+    retried = await store.get(new_id)
+    assert retried.parent_run_id == run_id
+    assert {s.step_id: s.reused_from for s in retried.steps} == {
+        "ok1": run_id,
+        "ok2": run_id,
+        "flaky": None,
+        "later": None,
+    }
+    assert second.step("ok1").output == first.step("ok1").output
+
+
+async def test_list_cancel_and_prune(tmp_path: Path, store: RunStore) -> None:
+    engine = engine_for(tmp_path, store)
+    ids = []
+    for name in ("alpha", "beta"):
+        run_id, mission = await start(
+            engine, store, f"name: {name}\nsteps:\n  - {{id: a, step_type: noop}}\n"
+        )
+        await engine.run(mission, handle=RunHandle(run_id=run_id))
+        ids.append(run_id)
+    orphan, _ = await start(engine, store, "name: gamma\nsteps:\n  - {id: a, step_type: noop}\n")
+    await engine.aclose()
+    assert [r["mission_name"] for r in await store.list_runs()] == ["gamma", "beta", "alpha"]
+    assert [r["id"] for r in await store.list_runs(mission="alp")] == [ids[0]]
+    assert [r["id"] for r in await store.list_runs(status="running")] == [orphan]
+    # another process asks: the owner (this live process) is told at its next heartbeat
+    other = RunStore(store.db)
+    assert await other.request_cancel(orphan) is MissionStatus.RUNNING
+    assert await store.heartbeat(orphan) is True
+    # a run whose owner is gone is cancelled on the spot
+    assert await store.request_cancel(orphan) is MissionStatus.CANCELLED
+    assert {s.status for s in (await store.get(orphan)).steps} == {StepStatus.CANCELLED}
+    assert await store.prune(datetime.now(UTC) + timedelta(seconds=1)) == 3
+    assert await store.list_runs() == []
+    assert await store.db.integrity_check() == "ok"
+
+
+async def test_schema_is_at_head(database: Database) -> None:
+    assert await database.revision() == database.head() == "0001"
+
+
+def test_store_url_defaults_to_home(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    assert settings.store_url == f"sqlite+aiosqlite:///{tmp_path / 'home' / 'puraify.db'}"
