@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import MissionError, PuraifyError, TemplateError, ValidationError
+from ..errors import MissionError, PuraifyError, StoreError, TemplateError, ValidationError
 
 __all__ = [
     "EXIT_FAILED",
@@ -26,9 +26,14 @@ __all__ = [
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
 
 
+_INVALID_CODES = frozenset({"run_not_found", "run_busy"})
+
+
 def exit_code_for(error: BaseException) -> int:
     if isinstance(error, MissionError | TemplateError):
         return EXIT_INVALID
+    if isinstance(error, StoreError):
+        return EXIT_INVALID if error.code in _INVALID_CODES else EXIT_INTERNAL
     if isinstance(error, PuraifyError):
         return EXIT_FAILED
     return EXIT_INTERNAL

@@ -122,7 +122,7 @@ async def test_resume_redispatches_keyed_and_fails_unsafe(
         "  - {id: after, step_type: noop, depends_on: [post]}\n"
         "  - {id: after_shell, step_type: noop, depends_on: [shell]}\n"
     )
-    run_id, mission = await start(engine, store, text)
+    run_id, _mission = await start(engine, store, text)
     # what a killed engine leaves behind: `first` done, three attempts in flight
     done = StepResult(
         step_id="first",

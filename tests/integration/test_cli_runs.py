@@ -1,0 +1,95 @@
+"""`puraify runs ...` and `puraify db upgrade` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from puraify.testing import LocalServer, RecordingSink, Reply
+
+
+def puraify(*args: str, home: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "puraify", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PURAIFY_HOME": str(home), "COLUMNS": "200"},
+    )
+
+
+def test_history_retry_export_prune(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    sink = RecordingSink()
+    sink.script("/flaky", Reply(400, {"error": "bad input"}))
+    with LocalServer(sink) as server:
+        path = tmp_path / "m.yaml"
+        path.write_text(
+            "name: nightly\nconfig: {fail_fast: false}\nsteps:\n"
+            f"  - {{id: fetch, step_type: http, parameters: {{url: '{server.url}/fetch'}}}}\n"
+            f"  - {{id: push, step_type: http, depends_on: [fetch], parameters: {{url: '{server.url}/flaky', method: POST}}}}\n"
+            "  - {id: report, step_type: create_file, depends_on: [push], parameters: {path: r.txt, content: done}}\n"
+        )
+        first = puraify("run", str(path), "--json", home=home, cwd=tmp_path)
+        assert first.returncode == 1
+        run_id = json.loads(first.stdout)["run_id"]
+
+        listing = json.loads(
+            puraify("runs", "list", "--json", "--status", "failed", home=home, cwd=tmp_path).stdout
+        )
+        assert [r["id"] for r in listing] == [run_id]
+        shown = puraify("runs", "show", run_id, home=home, cwd=tmp_path)
+        assert shown.returncode == 0
+        assert "http_error" in shown.stdout and "█" in shown.stdout
+
+        retried = puraify("runs", "retry", run_id, "--json", home=home, cwd=tmp_path)
+        assert retried.returncode == 0, retried.stderr
+        result = json.loads(retried.stdout)
+        assert result["status"] == "completed"
+        assert sink.count("/fetch") == 1 and sink.count("/flaky") == 2
+
+        exported = json.loads(
+            puraify("runs", "export", result["run_id"], home=home, cwd=tmp_path).stdout
+        )
+        assert exported["parent_run_id"] == run_id
+        assert [a["step_id"] for a in exported["attempts"]] == ["push", "report"]
+        assert exported["mission"]["name"] == "nightly"
+
+        pruned = puraify("runs", "prune", "--older-than", "0s", home=home, cwd=tmp_path)
+        assert "pruned 2 run(s)" in pruned.stdout
+        assert json.loads(puraify("runs", "list", "--json", home=home, cwd=tmp_path).stdout) == []
+
+
+def test_unknown_run_and_db_upgrade(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    up = puraify("db", "upgrade", home=home, cwd=tmp_path)
+    assert up.returncode == 0 and "revision 0001" in up.stdout
+    missing = puraify("runs", "show", "nope", home=home, cwd=tmp_path)
+    assert missing.returncode == 2 and "run_not_found" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    resume = puraify("run", "--resume", "nope", home=home, cwd=tmp_path)
+    assert resume.returncode == 2 and "run_not_found" in resume.stderr
+
+
+def test_idempotency_key_reuses_a_finished_run(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "steps:\n  - {id: a, step_type: create_file, parameters: {path: a.txt, content: x}}\n"
+    )
+    first = json.loads(
+        puraify(
+            "run", str(path), "--json", "--idempotency-key", "k", home=home, cwd=tmp_path
+        ).stdout
+    )
+    again = json.loads(
+        puraify(
+            "run", str(path), "--json", "--idempotency-key", "k", home=home, cwd=tmp_path
+        ).stdout
+    )
+    assert first["run_id"] == again["run_id"]
+    assert len(json.loads(puraify("runs", "list", "--json", home=home, cwd=tmp_path).stdout)) == 1
