@@ -28,6 +28,9 @@ class RunRecorder(Protocol):
     ) -> None:
         """Record terminal step results; ``None`` fence = decided without running."""
 
+    async def attempt_failed(self, run_id: str, step_id: str, fence: int, error: StepError) -> None:
+        """An attempt failed and the step will retry (attempt history only)."""
+
     async def run_finished(self, result: MissionResult) -> None:
         """Record the run's final result."""
 
