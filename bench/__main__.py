@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import cli_startup, engine_runs, http_fanout, load_validate
+from . import cli_startup, engine_runs, http_fanout, load_validate, store_runs
 from ._util import Report
 
 SUITES = {
@@ -19,6 +19,7 @@ SUITES = {
     "engine": engine_runs.run,
     "http": http_fanout.run,
     "cli": cli_startup.run,
+    "store": store_runs.run,
 }
 
 

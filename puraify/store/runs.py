@@ -10,6 +10,7 @@ this host that no longer exists (kill -9).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -49,7 +50,14 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def mission_hash(mission: Mission) -> str:
-    return hashlib.sha256(mission.model_dump_json().encode()).hexdigest()
+    """SHA-256 of the mission's canonical JSON (what ``runs.mission_hash`` holds)."""
+    doc = mission.model_dump(mode="json")
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+_INSERT_RUN = insert(runs)
+_INSERT_STEPS = insert(run_steps)
+_INSERT_EVENT = insert(run_events)
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,23 @@ def _owner_dead(owner: str | None) -> bool:
         return False
 
 
+@dataclass
+class _NewRun:
+    run: dict[str, Any]
+    steps: list[dict[str, Any]]
+    event: dict[str, Any]
+    done: asyncio.Future[None] | None = None
+
+
+def _settle(item: _NewRun, error: BaseException | None) -> None:
+    if item.done is None or item.done.done():
+        return
+    if error is None:
+        item.done.set_result(None)
+    else:
+        item.done.set_exception(error)
+
+
 class RunStore:
     """Runs in a SQL database (SQLite or PostgreSQL)."""
 
@@ -169,6 +194,8 @@ class RunStore:
         # The vault (issue D) installs the secret redactor here; until then values pass through.
         self.redact: Callable[[Any], Any] = redact or (lambda value: value)
         self.owner = owner or owner_id()
+        self._pending: list[_NewRun] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -208,6 +235,8 @@ class RunStore:
                 return existing, False
         run_id = run_id or uuid.uuid4().hex
         now = _now()
+        doc = mission.model_dump(mode="json")
+        digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
         reuse = reuse or {}
         step_rows = []
         for position, step in enumerate(mission.steps):
@@ -230,38 +259,36 @@ class RunStore:
                     "reused_from": parent_run_id if old else None,
                 }
             )
+        run_row = {
+            "id": run_id,
+            "mission_name": mission.display_name,
+            "mission_hash": digest,
+            "mission_doc": doc,
+            "context": self.redact(context or {}),
+            "status": MissionStatus.RUNNING.value,
+            "idempotency_key": idempotency_key,
+            "parent_run_id": parent_run_id,
+            "workspace": workspace,
+            "created_at": now,
+            "started_at": now,
+            "finished_at": None,
+            "duration_ms": None,
+            "error_code": None,
+            "error_message": None,
+            "warnings": [],
+            "lease_owner": self.owner,
+            "lease_until": now + timedelta(seconds=LEASE_SECONDS),
+            "cancel_requested": False,
+        }
+        event_row = {
+            "run_id": run_id,
+            "at": now,
+            "kind": "run_created",
+            "step_id": None,
+            "data": {"mission": mission.display_name, "parent_run_id": parent_run_id},
+        }
         try:
-            async with self.db.engine.begin() as conn:
-                await conn.execute(
-                    insert(runs).values(
-                        id=run_id,
-                        mission_name=mission.display_name,
-                        mission_hash=mission_hash(mission),
-                        mission_doc=mission.model_dump(mode="json"),
-                        context=self.redact(context or {}),
-                        status=MissionStatus.RUNNING.value,
-                        idempotency_key=idempotency_key,
-                        parent_run_id=parent_run_id,
-                        workspace=workspace,
-                        created_at=now,
-                        started_at=now,
-                        warnings=[],
-                        lease_owner=self.owner,
-                        lease_until=now + timedelta(seconds=LEASE_SECONDS),
-                        cancel_requested=False,
-                    )
-                )
-                if step_rows:
-                    await conn.execute(insert(run_steps), step_rows)
-                await conn.execute(
-                    insert(run_events).values(
-                        run_id=run_id,
-                        at=now,
-                        kind="run_created",
-                        step_id=None,
-                        data={"mission": mission.display_name, "parent_run_id": parent_run_id},
-                    )
-                )
+            await self._insert_run(_NewRun(run_row, step_rows, event_row))
         except IntegrityError:
             if idempotency_key is not None:
                 existing = await self.find_by_key(idempotency_key)
@@ -273,6 +300,47 @@ class RunStore:
                 f"cannot reach the database: {exc}", code="store_unavailable"
             ) from None
         return run_id, True
+
+    async def _insert_run(self, new: _NewRun) -> None:
+        """Group commit: runs created concurrently share one transaction (each caller still
+        returns only once its run is committed)."""
+        loop = asyncio.get_running_loop()
+        new.done = loop.create_future()
+        self._pending.append(new)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await new.done
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._write(batch)
+            except IntegrityError:
+                # one row broke a constraint (an idempotency key raced): settle each alone
+                for item in batch:
+                    try:
+                        await self._write([item])
+                    except Exception as exc:
+                        _settle(item, exc)
+                    else:
+                        _settle(item, None)
+                continue
+            except Exception as exc:
+                for item in batch:
+                    _settle(item, exc)
+                continue
+            for item in batch:
+                _settle(item, None)
+
+    async def _write(self, batch: list[_NewRun]) -> None:
+        # Plain statements with bound parameters: compiled once, cached by SQLAlchemy.
+        async with self.db.engine.begin() as conn:
+            await conn.execute(_INSERT_RUN, [b.run for b in batch])
+            steps = [row for b in batch for row in b.steps]
+            if steps:
+                await conn.execute(_INSERT_STEPS, steps)
+            await conn.execute(_INSERT_EVENT, [b.event for b in batch])
 
     async def find_by_key(self, key: str) -> str | None:
         async with self.db.engine.connect() as conn:
