@@ -93,3 +93,30 @@ def test_idempotency_key_reuses_a_finished_run(tmp_path: Path) -> None:
     )
     assert first["run_id"] == again["run_id"]
     assert len(json.loads(puraify("runs", "list", "--json", home=home, cwd=tmp_path).stdout)) == 1
+
+
+def test_runs_cancel_stops_a_live_run(tmp_path: Path) -> None:
+    import time
+
+    home = tmp_path / "home"
+    path = tmp_path / "slow.yaml"
+    path.write_text(
+        f"steps:\n  - {{id: wait, step_type: command, parameters: {{command: {sys.executable}, "
+        "args: [-c, 'import time; time.sleep(60)']}}\n  - {id: after, step_type: noop, depends_on: [wait]}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "puraify", "run", str(path), "--json"], cwd=tmp_path, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PURAIFY_HOME": str(home)},
+    )
+    run_id = None
+    deadline = time.monotonic() + 20
+    while run_id is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        rows = json.loads(puraify("runs", "list", "--json", home=home, cwd=tmp_path).stdout or "[]")
+        run_id = rows[0]["id"] if rows else None
+    assert run_id is not None
+    asked = puraify("runs", "cancel", run_id, home=home, cwd=tmp_path)
+    assert "cancellation requested" in asked.stdout
+    out, err = proc.communicate(timeout=30)  # the owner sees the request at its next heartbeat
+    assert proc.returncode == 1, err
+    assert json.loads(out)["status"] == "cancelled"
