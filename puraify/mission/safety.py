@@ -30,7 +30,26 @@ LEVELS: dict[str, tuple[Severity, int]] = {
     "strict": ("medium", 30),
 }
 
-_SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "fish", "powershell", "pwsh", "cmd", "cmd.exe"}
+#: Programs that are shells: the command guard refuses them, the analysis flags them.
+SHELL_PROGRAMS = frozenset(
+    {
+        "sh",
+        "bash",
+        "dash",
+        "zsh",
+        "ksh",
+        "fish",
+        "csh",
+        "tcsh",
+        "ash",
+        "busybox",
+        "powershell",
+        "powershell.exe",
+        "pwsh",
+        "cmd",
+        "cmd.exe",
+    }
+)
 _INLINE_CODE = {
     "python": "-c",
     "python3": "-c",
@@ -40,7 +59,8 @@ _INLINE_CODE = {
     "php": "-r",
 }
 _WRECKERS = {"mkfs", "dd", "shutdown", "reboot", "halt", "poweroff", "fdisk", "wipefs", "shred"}
-_PRIVILEGE = {"sudo", "su", "doas", "pkexec"}
+#: Programs that change privileges: never run.
+PRIVILEGE_PROGRAMS = frozenset({"sudo", "su", "doas", "pkexec", "runas"})
 _NETWORK_FETCH = {"curl", "wget"}
 _DANGEROUS_TEXT = re.compile(
     r"rm\s+-[a-z]*r[a-z]*f?\s+(/|~|\*)|:\(\)\s*\{|chmod\s+(-R\s+)?777|>\s*/dev/sd|"
@@ -150,13 +170,13 @@ def _step_findings(step: MissionStep, kind: str) -> list[Finding]:
         args = [str(a) for a in p.get("args", []) or []] if isinstance(p.get("args"), list) else []
         base = program.rsplit("/", 1)[-1].lower()
         joined = " ".join([program, *args])
-        if base in _SHELLS:
+        if base in SHELL_PROGRAMS:
             add(
                 "shell_command",
                 "high",
                 f"runs the shell {base}; commands should call programs directly",
             )
-        if base in _PRIVILEGE:
+        if base in PRIVILEGE_PROGRAMS:
             add("privilege_escalation", "critical", f"uses {base}")
         if base in _WRECKERS or base.startswith("mkfs"):
             add("destructive_command", "critical", f"runs {base}")

@@ -27,6 +27,7 @@ from typing import IO
 import httpx
 
 from ..errors import GuardError
+from ..mission.safety import PRIVILEGE_PROGRAMS, SHELL_PROGRAMS
 
 __all__ = ["CommandPolicy", "Jail", "SsrfPolicy", "SsrfTransport"]
 
@@ -403,26 +404,6 @@ def _is_ip(host: str) -> bool:
 
 # -- commands ------------------------------------------------------------------------------------
 
-_SHELLS = frozenset(
-    {
-        "sh",
-        "bash",
-        "dash",
-        "zsh",
-        "ksh",
-        "fish",
-        "csh",
-        "tcsh",
-        "ash",
-        "busybox",
-        "powershell",
-        "powershell.exe",
-        "pwsh",
-        "cmd",
-        "cmd.exe",
-    }
-)
-_PRIVILEGE = frozenset({"sudo", "su", "doas", "pkexec", "runas"})
 _SYSTEM = frozenset(
     {
         "mkfs",
@@ -524,12 +505,12 @@ class CommandPolicy:
                 "each argument in `args` (no shell is ever used)"
             )
         base = os.path.basename(program).lower()
-        if base in _SHELLS and not self.allow_shell:
+        if base in SHELL_PROGRAMS and not self.allow_shell:
             raise _refuse(
                 f"{base} is a shell; commands run argv-only. Call the program directly, or ask an "
                 "operator to set command_allow_shell"
             )
-        if base in _PRIVILEGE:
+        if base in PRIVILEGE_PROGRAMS:
             raise _refuse(f"{base} changes privileges and is never run")
         if base in _SYSTEM or base.startswith("mkfs."):
             raise _refuse(f"{base} administers the system and is not allowed in a mission")
