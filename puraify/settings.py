@@ -80,6 +80,15 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "NORMAL"
     store_max_output_bytes: int = 256 * 1024
 
+    # Execution service (`puraify serve`).
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    dev_mode: bool = False
+    max_body_bytes: int = 1024 * 1024
+    execute_timeout_seconds: float = 60.0
+    monitoring_url: str | None = None
+    feedback_url: str | None = None
+
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "console"
 

@@ -37,9 +37,12 @@ app.add_typer(actions_app, name="actions")
 
 def _register_groups() -> None:
     from .runs import db_app, runs_app
+    from .serve import serve, tokens_app
 
     app.add_typer(runs_app, name="runs")
     app.add_typer(db_app, name="db")
+    app.add_typer(tokens_app, name="tokens")
+    app.command("serve")(serve)
 
 
 console = Console(highlight=False)

@@ -59,8 +59,10 @@ class Engine:
         step_timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         recorder: RunRecorder | None = None,
+        workspace: Path | None = None,
     ) -> None:
         self.registry = registry
+        self.workspace = workspace
         self.templates = templates
         self.runner = runner
         self.http = http
@@ -140,6 +142,7 @@ class Engine:
             step_timeout=settings.step_timeout_seconds,
             env=env,
             recorder=recorder,
+            workspace=jail.root,
         )
 
     # -- prepare -------------------------------------------------------------------------------

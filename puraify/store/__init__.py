@@ -12,13 +12,17 @@ from __future__ import annotations
 from .database import Database, sqlite_url
 from .resume import ResumePlan, resume_plan, reusable_results
 from .runs import RunRecord, RunStore, StepRow
+from .tokens import SCOPES, Principal, TokenStore
 
 __all__ = [
+    "SCOPES",
     "Database",
+    "Principal",
     "ResumePlan",
     "RunRecord",
     "RunStore",
     "StepRow",
+    "TokenStore",
     "resume_plan",
     "reusable_results",
     "sqlite_url",

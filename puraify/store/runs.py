@@ -96,6 +96,7 @@ class RunRecord:
     """A stored run with its steps (declaration order)."""
 
     id: str
+    project_id: str | None
     mission: Mission
     mission_hash: str
     context: dict[str, Any]
@@ -223,6 +224,7 @@ class RunStore:
         workspace: str | None = None,
         reuse: dict[str, StepResult] | None = None,
         run_id: str | None = None,
+        project_id: str | None = None,
     ) -> tuple[str, bool]:
         """Commit a new run (owned by this process) and its steps; ``(run_id, created)``.
 
@@ -279,6 +281,7 @@ class RunStore:
             "lease_owner": self.owner,
             "lease_until": now + timedelta(seconds=LEASE_SECONDS),
             "cancel_requested": False,
+            "project_id": project_id,
         }
         event_row = {
             "run_id": run_id,
@@ -596,9 +599,14 @@ class RunStore:
 
     # -- reading -------------------------------------------------------------------------------
 
-    async def get(self, run_id: str) -> RunRecord:
+    async def get(self, run_id: str, *, project_id: str | None = None) -> RunRecord:
+        """A run with its steps; with ``project_id``, another project's run is "not found"
+        (no existence oracle)."""
+        query = select(runs).where(runs.c.id == run_id)
+        if project_id is not None:
+            query = query.where(runs.c.project_id == project_id)
         async with self.db.engine.connect() as conn:
-            row = (await conn.execute(select(runs).where(runs.c.id == run_id))).first()
+            row = (await conn.execute(query)).first()
             if row is None:
                 raise StoreError(f"no run {run_id!r}", code="run_not_found")
             steps = (
@@ -610,6 +618,7 @@ class RunStore:
             ).all()
         return RunRecord(
             id=row.id,
+            project_id=row.project_id,
             mission=Mission.model_validate(row.mission_doc),
             mission_hash=row.mission_hash,
             context=dict(row.context or {}),
@@ -691,6 +700,7 @@ class RunStore:
         mission: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        project_id: str | None = None,
     ) -> list[dict[str, Any]]:
         query = select(
             runs.c.id,
@@ -703,6 +713,8 @@ class RunStore:
             runs.c.parent_run_id,
         )
         conditions = []
+        if project_id is not None:
+            conditions.append(runs.c.project_id == project_id)
         if status:
             conditions.append(runs.c.status == status)
         if since:

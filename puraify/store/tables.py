@@ -20,7 +20,15 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["attempts", "metadata", "run_events", "run_steps", "runs"]
+__all__ = [
+    "api_tokens",
+    "attempts",
+    "idempotency_records",
+    "metadata",
+    "run_events",
+    "run_steps",
+    "runs",
+]
 
 metadata = MetaData()
 
@@ -46,7 +54,9 @@ runs = Table(
     Column("lease_owner", String(200), nullable=True),
     Column("lease_until", DateTime(timezone=True), nullable=True),
     Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("project_id", String(200), nullable=True),
     Index("ix_runs_status_created", "status", "created_at"),
+    Index("ix_runs_project_created", "project_id", "created_at"),
     Index("ix_runs_mission_name", "mission_name"),
 )
 
@@ -101,4 +111,28 @@ run_events = Table(
     Column("step_id", String(200), nullable=True),
     Column("data", JSON, nullable=False),
     Index("ix_events_run", "run_id", "id"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project_id", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("scopes", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+idempotency_records = Table(
+    "idempotency_records",
+    metadata,
+    Column("project_id", String(200), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("response", JSON, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )

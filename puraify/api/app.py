@@ -1,0 +1,201 @@
+"""The FastAPI app factory: ``create_app(settings)`` wires store, tokens, engine, hooks and
+routers once; middleware gives every request an id, a body-size limit, a log line and metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import PuraifyError
+from ..observability.events import EventBroker
+from ..observability.metrics import Metrics, MetricsHook
+from ..observability.sinks import EventSinks
+from ..runtime.engine import Engine
+from ..settings import Settings
+from ..store import Database, RunStore, TokenStore
+from ..store.idempotency import IdempotencyStore
+from .errors import ApiError, error_body, status_for
+from .service import ExecutionService
+
+__all__ = ["create_app"]
+
+_log = structlog.get_logger("puraify.api")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestContext:
+    """Pure ASGI middleware: request id (``X-Request-ID`` in and out), body-size limit, one
+    structured log line and metrics per request."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = (
+            incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+        )
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        declared = headers.get(b"content-length")
+        status = {"code": 500}
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+                raise _BodyTooLarge
+            await self.app(scope, limited_receive, send_with_id)
+        except _BodyTooLarge:
+            error = ApiError(
+                f"request body is larger than {self.max_body} bytes", code="body_too_large"
+            )
+            response = JSONResponse(error_body(error, request_id), status_code=413)
+            await response(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            took = time.perf_counter() - started
+            self.metrics.requests.labels(path, scope["method"], str(status["code"])).inc()
+            self.metrics.request_seconds.labels(path).observe(took)
+            _log.info(
+                "request",
+                method=scope["method"],
+                route=path,
+                status=status["code"],
+                duration_ms=round(took * 1000, 2),
+            )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> FastAPI:
+    """Build the execution service; ``environ`` is the process environment (read at the edge)."""
+    metrics = Metrics()
+    broker = EventBroker()
+    sinks = EventSinks(monitoring_url=settings.monitoring_url, feedback_url=settings.feedback_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous)
+        if db.is_sqlite:
+            await db.ensure_schema()
+        elif await db.revision() != db.head():
+            raise PuraifyError(
+                "the database schema is not up to date; run `puraify db upgrade`",
+                code="store_schema",
+            )
+        store = RunStore(db, max_output_bytes=settings.store_max_output_bytes)
+        engine = Engine.from_settings(
+            settings,
+            workspace=settings.workspace or settings.home / "workspace",
+            environ=environ if environ is not None else dict(os.environ),
+            recorder=store,
+            hooks=[broker, sinks],
+        )
+        engine.hooks.hooks.append(
+            MetricsHook(metrics, {a.name: a.platform for a in engine.registry.actions()})
+        )
+        service = ExecutionService(engine, store)
+        app.state.settings = settings
+        app.state.db = db
+        app.state.store = store
+        app.state.tokens = TokenStore(db)
+        app.state.idempotency = IdempotencyStore(db)
+        app.state.engine = engine
+        app.state.service = service
+        app.state.broker = broker
+        app.state.metrics = metrics
+        sinks.start()
+        await service.resume_orphans()
+        try:
+            yield
+        finally:
+            await service.shutdown(grace_seconds=5.0)
+            await sinks.close()
+            await engine.aclose()
+            await db.dispose()
+
+    app = FastAPI(
+        title="puraify execution engine",
+        version="0.1.0",
+        description="Single actions and mission DAGs, run reliably and securely.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestContext, max_body=settings.max_body_bytes, metrics=metrics)
+
+    @app.exception_handler(PuraifyError)
+    async def puraify_error(request: Request, exc: PuraifyError) -> JSONResponse:
+        return JSONResponse(error_body(exc, _request_id(request)), status_code=status_for(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        error = ApiError(
+            f"{where or 'request'}: {first.get('msg', 'invalid')}",
+            code="invalid_request",
+            field=where or None,
+        )
+        return JSONResponse(error_body(error, _request_id(request)), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        error = ApiError(str(exc.detail), code=code)
+        return JSONResponse(error_body(error, _request_id(request)), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        _log.exception("unhandled_error", path=request.url.path)
+        return JSONResponse(error_body(exc, _request_id(request)), status_code=500)
+
+    from .routes import execution, runs, system
+
+    app.include_router(system.router)
+    app.include_router(execution.router)
+    app.include_router(runs.router)
+    return app

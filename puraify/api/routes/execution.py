@@ -1,0 +1,328 @@
+"""Execution routes: single actions (``/execute``, ``/perform_action``) and missions."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+
+from ...errors import Issue, PuraifyError, ValidationError
+from ...mission.loader import mission_from_data
+from ...mission.model import MissionStatus, StepStatus
+from ...mission.plan import Plan
+from ...store.tokens import Principal
+from ..auth import require
+from ..errors import ApiError, error_body, status_for, status_for_code
+from ..normalize import ActionRequest, normalize_execute, normalize_perform_action, resolve_action
+
+router = APIRouter(tags=["execution"])
+
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", description="Same key + same body = same answer.")
+]
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    code: str
+    retryable: bool = False
+    message: str | None = None
+
+
+class Envelope(BaseModel):
+    """The single-action answer (Execution Engine spec)."""
+
+    model_config = ConfigDict(extra="allow")
+    status: str
+    request_id: str | None = None
+    run_id: str | None = None
+    platform: str | None = None
+    action: str | None = None
+    timestamp: str | None = None
+    duration_ms: float | None = None
+    result: dict[str, Any] | None = None
+    reason: str | None = None
+    error: ErrorDetail | None = None
+
+
+class PerformActionAnswer(BaseModel):
+    """The Action Engine's answer shape."""
+
+    model_config = ConfigDict(extra="allow")
+    status: str
+    action_type: str | None = None
+    result: dict[str, Any] | None = None
+    reason: str | None = None
+    error: ErrorDetail | None = None
+    request_id: str | None = None
+    run_id: str | None = None
+
+
+_FAIL: dict[int | str, dict[str, Any]] = {
+    400: {"model": Envelope},
+    401: {"model": Envelope},
+    403: {"model": Envelope},
+    404: {"model": Envelope},
+    409: {"model": Envelope},
+    413: {"model": Envelope},
+    422: {"model": Envelope},
+    502: {"model": Envelope},
+    503: {"model": Envelope},
+    504: {"model": Envelope},
+}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+async def _idempotent(
+    request: Request, principal: Principal, key: str | None, produce: Any
+) -> JSONResponse:
+    if key is None:
+        status, payload = await produce()
+    else:
+        raw = request.url.path.encode() + b"\n" + await request.body()
+        status, payload = await request.app.state.idempotency.run(
+            principal.project_id, key, raw, produce
+        )
+    return JSONResponse(payload, status_code=status)
+
+
+async def _run_action(
+    request: Request, principal: Principal, req: ActionRequest
+) -> tuple[int, dict[str, Any]]:
+    """Run one action as a one-step mission; ``(http_status, envelope)``."""
+    app = request.app
+    request_id = getattr(request.state, "request_id", None)
+    base: dict[str, Any] = {
+        "request_id": request_id,
+        "platform": req.platform,
+        "action": req.action,
+        "timestamp": _now(),
+    }
+    started = datetime.now(UTC)
+    try:
+        if req.project_id is not None and req.project_id != principal.project_id:
+            raise ApiError("project not found", code="not_found", field="project_id")
+        step_type = resolve_action(app.state.engine.registry, req)
+        base["platform"] = req.platform or app.state.engine.registry.get(step_type).platform
+        loaded = mission_from_data(
+            {
+                "name": f"action {step_type}",
+                "steps": [
+                    {
+                        "id": "action",
+                        "step_type": step_type,
+                        "parameters": req.parameters,
+                        "timeout_seconds": app.state.settings.execute_timeout_seconds,
+                    }
+                ],
+            }
+        )
+        validated = app.state.engine.validate(loaded, context_names=list(req.context))
+        run_id, _ = await app.state.service.submit(
+            validated.mission, project_id=principal.project_id, context=req.context
+        )
+    except PuraifyError as exc:
+        return status_for(exc), {**base, **error_body(exc, request_id)}
+    base["run_id"] = run_id
+    result = await app.state.service.wait(run_id, app.state.settings.execute_timeout_seconds + 5)
+    base["duration_ms"] = round((datetime.now(UTC) - started).total_seconds() * 1000, 3)
+    if result is None:
+        error = ApiError(
+            "the action is still running; follow it at /runs/" + run_id, code="timeout"
+        )
+        return 504, {**base, **error_body(error, request_id)}
+    step = result.steps[0]
+    if step.status is StepStatus.SUCCESS:
+        return 200, {**base, "status": "success", "result": step.output or {}}
+    code = step.error.code if step.error else "cancelled"
+    message = step.error.message if step.error else "the action did not run"
+    detail: dict[str, Any] = {"code": code, "retryable": bool(step.error and step.error.retryable)}
+    if step.error and step.error.status is not None:
+        detail["status"] = step.error.status
+    return status_for_code(code), {**base, "status": "fail", "reason": message, "error": detail}
+
+
+@router.post("/execute", response_model=Envelope, responses=_FAIL, summary="Run one action")
+async def execute(
+    request: Request,
+    body: Annotated[dict[str, Any], Body(description="Any of the seed request shapes.")],
+    principal: Annotated[Principal, Depends(require("execute"))],
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """A single action, in any of the Execution Engine's request shapes, as a one-step run."""
+
+    async def produce() -> tuple[int, dict[str, Any]]:
+        try:
+            req = normalize_execute(body)
+        except PuraifyError as exc:
+            return status_for(exc), error_body(exc, getattr(request.state, "request_id", None))
+        return await _run_action(request, principal, req)
+
+    return await _idempotent(request, principal, idempotency_key, produce)
+
+
+@router.post(
+    "/perform_action",
+    response_model=PerformActionAnswer,
+    responses=_FAIL,
+    summary="Run one action (Action Engine shape)",
+)
+async def perform_action(
+    request: Request,
+    body: Annotated[dict[str, Any], Body(description="{user_id, platform, action_type, payload}")],
+    principal: Annotated[Principal, Depends(require("execute"))],
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """The Action Engine's ``/perform_action``: answers with ``action_type`` and ``result``."""
+
+    async def produce() -> tuple[int, dict[str, Any]]:
+        try:
+            req = normalize_perform_action(body)
+        except PuraifyError as exc:
+            return status_for(exc), error_body(exc, getattr(request.state, "request_id", None))
+        status, envelope = await _run_action(request, principal, req)
+        answer: dict[str, Any] = {
+            k: envelope[k]
+            for k in ("status", "request_id", "run_id", "result", "reason", "error")
+            if k in envelope
+        }
+        answer["action_type"] = req.action
+        return status, answer
+
+    return await _idempotent(request, principal, idempotency_key, produce)
+
+
+async def _mission_body(request: Request) -> tuple[bytes, str]:
+    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if ctype in ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"):
+        fmt = "yaml"
+    elif ctype in ("application/json", "text/json", ""):
+        fmt = "json"
+    else:
+        raise ApiError(
+            f"send the mission as JSON or YAML, not {ctype}", code="unsupported_media_type"
+        )
+    return await request.body(), fmt
+
+
+def _prepare(request: Request, raw: bytes, fmt: str, context: dict[str, Any]) -> Any:
+    engine = request.app.state.engine
+    text = raw.decode("utf-8", "replace")
+    if fmt == "json":
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+        # a JSON body may wrap the mission: {"mission": {...}, "context": {...}}
+        if isinstance(doc, dict) and isinstance(doc.get("mission"), dict):
+            context.update(doc.get("context") or {})
+            return engine.prepare(json.dumps(doc["mission"]), context_names=list(context))
+    return engine.prepare(text, context_names=list(context))
+
+
+_MISSION_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/missions/execute",
+    status_code=202,
+    responses=_FAIL,
+    openapi_extra=_MISSION_BODY,
+    summary="Run a mission",
+)
+async def execute_mission(
+    request: Request,
+    principal: Annotated[Principal, Depends(require("execute"))],
+    wait: Annotated[bool, Query(description="Answer with the MissionResult when it ends.")] = False,
+    dry_run: Annotated[bool, Query(description="Validate and plan only.")] = False,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """A mission (JSON or YAML body). 202 with the run id and a Location, or with ``?wait=true``
+    the MissionResult."""
+    raw, fmt = await _mission_body(request)
+
+    async def produce() -> tuple[int, Any]:
+        request_id = getattr(request.state, "request_id", None)
+        context: dict[str, Any] = {}
+        try:
+            prepared = _prepare(request, raw, fmt, context)
+        except PuraifyError as exc:
+            return status_for(exc), error_body(exc, request_id)
+        if dry_run:
+            return 200, {
+                "status": "valid",
+                "levels": prepared.levels,
+                "critical_path": prepared.critical_path,
+                "safety": prepared.safety.to_dict(),
+                "warnings": [w.to_dict() for w in prepared.warnings],
+            }
+        service = request.app.state.service
+        run_id, _ = await service.submit(
+            prepared.mission, project_id=principal.project_id, context=context
+        )
+        if wait:
+            result = await service.wait(run_id, None)
+            return 200, json.loads(result.model_dump_json())
+        return 202, {
+            "status": MissionStatus.RUNNING.value,
+            "run_id": run_id,
+            "location": f"/runs/{run_id}",
+            "request_id": request_id,
+        }
+
+    response = await _idempotent(request, principal, idempotency_key, produce)
+    if response.status_code == 202:
+        body = json.loads(bytes(response.body))
+        response.headers["Location"] = body["location"]
+    return response
+
+
+@router.post(
+    "/missions/validate", responses=_FAIL, openapi_extra=_MISSION_BODY, summary="Validate a mission"
+)
+async def validate_mission(
+    request: Request, principal: Annotated[Principal, Depends(require("execute"))]
+) -> JSONResponse:
+    """Errors, warnings, execution levels and safety findings; nothing runs."""
+    raw, fmt = await _mission_body(request)
+    try:
+        prepared = _prepare(request, raw, fmt, {})
+    except ValidationError as exc:
+        issues: list[Issue] = exc.issues
+        return JSONResponse(
+            {
+                "valid": False,
+                "errors": [i.to_dict() for i in issues if i.severity == "error"],
+                "warnings": [i.to_dict() for i in issues if i.severity != "error"],
+            }
+        )
+    except PuraifyError as exc:
+        return JSONResponse({"valid": False, "errors": [exc.to_dict()], "warnings": []})
+    return JSONResponse(
+        {
+            "valid": True,
+            "errors": [],
+            "warnings": [w.to_dict() for w in prepared.warnings],
+            "levels": prepared.levels,
+            "critical_path": prepared.critical_path,
+            "safety": prepared.safety.to_dict(),
+        }
+    )
+
+
+__all__ = ["Plan", "router"]

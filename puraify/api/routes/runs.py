@@ -1,0 +1,161 @@
+"""Run routes: history, one run, live events (Server-Sent Events), cancel and retry.
+
+Every lookup is scoped to the caller's project: another project's run is 404, exactly like a
+run that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ...store.tokens import Principal
+from ..auth import require
+from ..errors import ApiError
+
+router = APIRouter(tags=["runs"])
+
+
+def _json(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+@router.get("/runs", summary="Runs of your project, newest first")
+async def list_runs(
+    request: Request,
+    principal: Annotated[Principal, Depends(require("runs:read"))],
+    status: Annotated[str | None, Query(pattern="^(running|completed|failed|cancelled)$")] = None,
+    since: Annotated[datetime | None, Query()] = None,
+    mission: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> dict[str, Any]:
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    rows = await request.app.state.store.list_runs(
+        status=status,
+        since=since,
+        mission=mission,
+        limit=limit,
+        offset=offset,
+        project_id=principal.project_id,
+    )
+    return {"runs": _json(rows), "limit": limit, "offset": offset}
+
+
+@router.get(
+    "/runs/{run_id}",
+    summary="One run: status, steps, outputs, errors",
+    responses={404: {"description": "no such run in your project"}},
+)
+async def get_run(
+    request: Request, run_id: str, principal: Annotated[Principal, Depends(require("runs:read"))]
+) -> dict[str, Any]:
+    record = await request.app.state.store.get(run_id, project_id=principal.project_id)
+    result = json.loads(record.result().model_dump_json())
+    result["parent_run_id"] = record.parent_run_id
+    return result  # type: ignore[no-any-return]
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"event: {event.get('event', 'message')}\ndata: {json.dumps(event, default=str)}\n\n".encode()
+
+
+@router.get(
+    "/runs/{run_id}/events",
+    summary="Live step transitions (text/event-stream)",
+    responses={200: {"content": {"text/event-stream": {}}}, 404: {"description": "no such run"}},
+)
+async def run_events(
+    request: Request, run_id: str, principal: Annotated[Principal, Depends(require("runs:read"))]
+) -> StreamingResponse:
+    store = request.app.state.store
+    broker = request.app.state.broker
+    await store.get(run_id, project_id=principal.project_id)
+    queue = broker.subscribe(run_id)  # subscribe before reading state: no transition is missed
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            record = await store.get(run_id)
+            for row in record.steps:
+                if row.status.terminal:
+                    yield _sse(
+                        {
+                            "event": "step_finished",
+                            "step_id": row.step_id,
+                            "status": row.status.value,
+                            "attempts": row.attempts,
+                            "replayed": True,
+                        }
+                    )
+            if record.finished:
+                yield _sse({"event": "run_finished", "status": record.status.value})
+                return
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), 15)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    if await request.is_disconnected():
+                        return
+                    continue
+                yield _sse(event)
+                if event.get("event") == "run_finished":
+                    return
+        finally:
+            broker.unsubscribe(run_id, queue)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    summary="Cancel a run",
+    responses={404: {"description": "no such run in your project"}},
+)
+async def cancel_run(
+    request: Request, run_id: str, principal: Annotated[Principal, Depends(require("runs:write"))]
+) -> dict[str, Any]:
+    status = await request.app.state.service.cancel(run_id, principal.project_id)
+    return {"run_id": run_id, "status": status}
+
+
+@router.post(
+    "/runs/{run_id}/retry",
+    status_code=202,
+    summary="Re-run only failed, skipped and cancelled steps",
+    responses={
+        404: {"description": "no such run in your project"},
+        409: {"description": "still running"},
+    },
+)
+async def retry_run(
+    request: Request,
+    run_id: str,
+    principal: Annotated[Principal, Depends(require("execute"))],
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JSONResponse:
+    async def produce() -> tuple[int, Any]:
+        new_id = await request.app.state.service.retry(run_id, principal.project_id)
+        return 202, {"run_id": new_id, "retry_of": run_id, "location": f"/runs/{new_id}"}
+
+    if idempotency_key is None:
+        status, body = await produce()
+    else:
+        raw = f"retry:{run_id}".encode()
+        status, body = await request.app.state.idempotency.run(
+            principal.project_id, idempotency_key, raw, produce
+        )
+    if not isinstance(body, dict) or "location" not in body:
+        raise ApiError("retry failed", code="bad_request")
+    return JSONResponse(body, status_code=status, headers={"Location": body["location"]})

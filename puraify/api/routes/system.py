@@ -1,0 +1,103 @@
+"""Health, readiness, metrics, the action catalogue and the dev login."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+
+from ...store.tokens import SCOPES, Principal
+from ..auth import require
+from ..errors import ApiError
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["health"], summary="Process up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    tags=["health"],
+    summary="Ready to serve (database reachable)",
+    responses={503: {"description": "not ready"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    try:
+        async with request.app.state.db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        return JSONResponse(
+            {"status": "unavailable", "reason": f"database unreachable: {type(exc).__name__}"},
+            status_code=503,
+        )
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/metrics", tags=["health"], summary="Prometheus metrics")
+async def metrics(
+    request: Request, _: Annotated[Principal, Depends(require("metrics:read"))]
+) -> Response:
+    return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+@router.get("/actions", tags=["catalogue"], summary="Every action with its JSON Schemas")
+async def list_actions(
+    request: Request, _: Annotated[Principal, Depends(require("actions:read"))]
+) -> list[dict[str, Any]]:
+    return request.app.state.engine.registry.catalog()  # type: ignore[no-any-return]
+
+
+@router.get(
+    "/actions/{name}",
+    tags=["catalogue"],
+    summary="One action",
+    responses={404: {"description": "unknown action"}},
+)
+async def get_action(
+    request: Request, name: str, _: Annotated[Principal, Depends(require("actions:read"))]
+) -> dict[str, Any]:
+    registry = request.app.state.engine.registry
+    try:
+        return registry.get(name).describe()  # type: ignore[no-any-return]
+    except KeyError:
+        raise ApiError(f"unknown action {name!r}", code="unknown_action") from None
+
+
+@router.post(
+    "/login",
+    tags=["auth"],
+    summary="A short-lived dev token (dev mode only)",
+    responses={401: {"description": "dev mode is off"}},
+)
+async def login(
+    request: Request,
+    body: Annotated[
+        dict[str, Any], Body(examples=[{"project_id": "demo", "scopes": ["execute", "runs:read"]}])
+    ],
+) -> dict[str, Any]:
+    if not request.app.state.settings.dev_mode:
+        raise ApiError(
+            "dev login is off; use an API token (`puraify tokens create`)", code="unauthenticated"
+        )
+    project = body.get("project_id")
+    scopes = body.get("scopes") or ["execute", "runs:read", "runs:write", "actions:read"]
+    if not isinstance(project, str) or not project or not isinstance(scopes, list):
+        raise ApiError("send {project_id, scopes}", code="invalid_request")
+    if not set(scopes) <= SCOPES - {"admin"}:
+        raise ApiError("dev tokens cannot carry admin or unknown scopes", code="forbidden")
+    token_id, token = await request.app.state.tokens.create(
+        project, set(scopes), name="dev-login", ttl=timedelta(hours=1)
+    )
+    return {
+        "token": token,
+        "token_id": token_id,
+        "expires_in": 3600,
+        "project_id": project,
+        "scopes": scopes,
+    }

@@ -1,0 +1,122 @@
+"""``puraify serve`` and ``puraify tokens ...``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ..errors import PuraifyError
+
+__all__ = ["serve", "tokens_app"]
+
+tokens_app = typer.Typer(no_args_is_help=True, help="API tokens: create, list, revoke.")
+
+
+def serve(
+    service: Annotated[
+        str, typer.Argument(help="Which service: all (default) or execution.")
+    ] = "all",
+    host: Annotated[
+        str | None, typer.Option("--host", help="Bind address (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port")] = None,
+) -> None:
+    """Run the HTTP API (execution service; vault and control arrive with their issues)."""
+    import uvicorn
+
+    from ..api.app import create_app
+    from .app import _settings
+
+    if service not in ("all", "execution"):
+        raise typer.BadParameter("this release serves `execution` (and `all`, which is the same)")
+    settings = _settings()
+    app = create_app(settings, environ=dict(os.environ))
+    uvicorn.run(
+        app,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _call(fn: Any) -> Any:
+    from ..store import Database, TokenStore
+    from .app import _fail, _settings
+
+    settings = _settings()
+
+    async def go() -> Any:
+        db = Database(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous)
+        try:
+            if db.is_sqlite:
+                await db.ensure_schema()
+            return await fn(TokenStore(db))
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(go())
+    except PuraifyError as exc:
+        raise _fail(exc, False) from None
+
+
+@tokens_app.command("create")
+def create(
+    project: Annotated[str, typer.Option("--project", help="The project the token acts for.")],
+    scope: Annotated[
+        list[str],
+        typer.Option(
+            "--scope", help="execute, runs:read, runs:write, actions:read, metrics:read, admin"
+        ),
+    ],
+    name: Annotated[str, typer.Option("--name")] = "",
+    days: Annotated[int | None, typer.Option("--days", help="Expire after this many days.")] = None,
+) -> None:
+    """Create a token; it is printed once and stored only as a hash."""
+    token_id, token = _call(
+        lambda t: t.create(
+            project, set(scope), name=name, ttl=timedelta(days=days) if days else None
+        )
+    )
+    typer.echo(
+        json.dumps(
+            {"token_id": token_id, "token": token, "project_id": project, "scopes": sorted(scope)}
+        )
+    )
+
+
+@tokens_app.command("list")
+def list_tokens(project: Annotated[str | None, typer.Option("--project")] = None) -> None:
+    """Tokens (never their values)."""
+    from .app import console
+
+    rows = _call(lambda t: t.list(project))
+    table = Table(title="tokens")
+    for col in ("id", "project", "name", "scopes", "created", "revoked"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["project_id"],
+            r["name"],
+            ", ".join(r["scopes"]),
+            str(r["created_at"])[:19],
+            str(r["revoked_at"] or "")[:19],
+        )
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def revoke(token_id: Annotated[str, typer.Argument()]) -> None:
+    """Revoke a token by id; it stops working at once."""
+    ok = _call(lambda t: t.revoke(token_id))
+    typer.echo("revoked" if ok else "no such active token")
+    raise typer.Exit(0 if ok else 2)

@@ -1,0 +1,93 @@
+"""Idempotency-Key records for run-creating API calls: the same key and body return the first
+answer; the same key with another body is a conflict (409)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import PuraifyError
+from .database import Database
+from .tables import idempotency_records
+
+__all__ = ["IdempotencyConflict", "IdempotencyStore"]
+
+
+class IdempotencyConflict(PuraifyError):
+    default_code = "idempotency_conflict"
+
+
+class IdempotencyStore:
+    def __init__(self, db: Database, *, wait_seconds: float = 30.0) -> None:
+        self.db = db
+        self.wait_seconds = wait_seconds
+
+    async def run(
+        self,
+        project_id: str,
+        key: str,
+        request: bytes,
+        produce: Callable[[], Awaitable[tuple[int, Any]]],
+    ) -> tuple[int, Any]:
+        """Answer with ``produce()`` the first time; with the stored answer afterwards."""
+        if len(key) > 200:
+            raise IdempotencyConflict(
+                "Idempotency-Key is longer than 200 characters", code="bad_request"
+            )
+        digest = hashlib.sha256(request).hexdigest()
+        try:
+            async with self.db.engine.begin() as conn:
+                await conn.execute(
+                    insert(idempotency_records).values(
+                        project_id=project_id,
+                        key=key,
+                        request_hash=digest,
+                        status_code=None,
+                        response=None,
+                        created_at=datetime.now(UTC),
+                    )
+                )
+        except IntegrityError:
+            return await self._existing(project_id, key, digest)
+        status, body = await produce()
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                update(idempotency_records)
+                .where(
+                    idempotency_records.c.project_id == project_id, idempotency_records.c.key == key
+                )
+                .values(status_code=status, response=body)
+            )
+        return status, body
+
+    async def _existing(self, project_id: str, key: str, digest: str) -> tuple[int, Any]:
+        deadline = asyncio.get_running_loop().time() + self.wait_seconds
+        while True:
+            async with self.db.engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        select(idempotency_records).where(
+                            idempotency_records.c.project_id == project_id,
+                            idempotency_records.c.key == key,
+                        )
+                    )
+                ).first()
+            if row is None:
+                raise IdempotencyConflict("Idempotency-Key record vanished; retry the request")
+            if row.request_hash != digest:
+                raise IdempotencyConflict(
+                    "this Idempotency-Key was already used with a different request body"
+                )
+            if row.status_code is not None:
+                return int(row.status_code), row.response
+            if asyncio.get_running_loop().time() > deadline:
+                raise IdempotencyConflict(
+                    "a request with this Idempotency-Key is still in progress"
+                )
+            await asyncio.sleep(0.05)

@@ -1,0 +1,129 @@
+"""API tokens: random, prefixed, bound to a project with scopes, stored only as SHA-256 hashes.
+
+A token reads ``pfy_<id>_<secret>``; the id finds nothing by itself and the secret is never
+stored. Lookups go by the hash of the whole token, then compare hashes in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import insert, select, update
+
+from ..errors import StoreError
+from .database import Database
+from .tables import api_tokens
+
+__all__ = ["SCOPES", "Principal", "TokenStore"]
+
+#: Scopes a token can carry. ``admin`` implies all of them.
+SCOPES = frozenset({"execute", "runs:read", "runs:write", "actions:read", "metrics:read", "admin"})
+PREFIX = "pfy_"
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a token's project and scopes."""
+
+    token_id: str
+    project_id: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
+
+
+class TokenStore:
+    """Create, verify, list and revoke API tokens."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self,
+        project_id: str,
+        scopes: set[str] | frozenset[str],
+        *,
+        name: str = "",
+        ttl: timedelta | None = None,
+    ) -> tuple[str, str]:
+        """A new token; returns ``(token_id, token)``. The token is shown once, never stored."""
+        unknown = set(scopes) - SCOPES
+        if unknown:
+            raise StoreError(
+                f"unknown scopes {sorted(unknown)}; known: {sorted(SCOPES)}", code="invalid_scope"
+            )
+        if not project_id:
+            raise StoreError("a token needs a project", code="invalid_project")
+        token_id = secrets.token_hex(6)
+        token = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+        now = datetime.now(UTC)
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                insert(api_tokens).values(
+                    id=token_id,
+                    project_id=project_id,
+                    name=name or token_id,
+                    token_hash=_hash(token),
+                    scopes=sorted(scopes),
+                    created_at=now,
+                    expires_at=now + ttl if ttl else None,
+                    revoked_at=None,
+                )
+            )
+        return token_id, token
+
+    async def verify(self, token: str) -> Principal | None:
+        """The principal for a valid, unexpired, unrevoked token; None otherwise."""
+        if not token.startswith(PREFIX) or len(token) > 200:
+            return None
+        digest = _hash(token)
+        async with self.db.engine.connect() as conn:
+            row = (
+                await conn.execute(select(api_tokens).where(api_tokens.c.token_hash == digest))
+            ).first()
+        if row is None or not hmac.compare_digest(row.token_hash, digest):
+            return None
+        now = datetime.now(UTC)
+        expires = (
+            row.expires_at.replace(tzinfo=UTC)
+            if row.expires_at and row.expires_at.tzinfo is None
+            else row.expires_at
+        )
+        if row.revoked_at is not None or (expires is not None and expires < now):
+            return None
+        return Principal(row.id, row.project_id, frozenset(row.scopes))
+
+    async def list(self, project_id: str | None = None) -> list[dict[str, object]]:
+        query = select(
+            api_tokens.c.id,
+            api_tokens.c.project_id,
+            api_tokens.c.name,
+            api_tokens.c.scopes,
+            api_tokens.c.created_at,
+            api_tokens.c.expires_at,
+            api_tokens.c.revoked_at,
+        ).order_by(api_tokens.c.created_at)
+        if project_id:
+            query = query.where(api_tokens.c.project_id == project_id)
+        async with self.db.engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(query)).mappings().all()]
+
+    async def revoke(self, token_id: str) -> bool:
+        async with self.db.engine.begin() as conn:
+            changed = (
+                await conn.execute(
+                    update(api_tokens)
+                    .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
+                    .values(revoked_at=datetime.now(UTC))
+                )
+            ).rowcount
+        return bool(changed)
