@@ -105,8 +105,12 @@ def test_runs_cancel_stops_a_live_run(tmp_path: Path) -> None:
         "args: [-c, 'import time; time.sleep(60)']}}\n  - {id: after, step_type: noop, depends_on: [wait]}\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "puraify", "run", str(path), "--json"], cwd=tmp_path, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PURAIFY_HOME": str(home)},
+        [sys.executable, "-m", "puraify", "run", str(path), "--json"],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PURAIFY_HOME": str(home)},
     )
     run_id = None
     deadline = time.monotonic() + 20

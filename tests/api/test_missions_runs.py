@@ -1,0 +1,221 @@
+"""Missions over HTTP, run history, cross-project isolation (SEC-09), metrics and health."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from puraify.testing import RecordingSink, Reply
+from tests.api.conftest import Api
+
+MISSION = {
+    "name": "api-mission",
+    "steps": [
+        {"id": "a", "step_type": "log_message", "parameters": {"message": "one"}},
+        {
+            "id": "b",
+            "step_type": "noop",
+            "depends_on": ["a"],
+            "parameters": {"message": "{{ a.output.message }}"},
+        },
+    ],
+}
+
+
+async def test_mission_202_then_result(api: Api) -> None:
+    r = await api.client.post("/missions/execute", headers=api.auth(), json=MISSION)
+    assert r.status_code == 202, r.text
+    run_id = r.json()["run_id"]
+    assert r.headers["location"] == f"/runs/{run_id}"
+    for _ in range(100):
+        run = (await api.client.get(f"/runs/{run_id}", headers=api.auth())).json()
+        if run["status"] != "running":
+            break
+        await asyncio.sleep(0.02)
+    assert run["status"] == "completed"
+    assert run["steps"][1]["output"] == {"message": "one"}
+
+
+async def test_mission_wait_yaml_and_dry_run(api: Api) -> None:
+    yaml_body = "name: y\nsteps:\n  - {id: a, step_type: noop, parameters: {message: hi}}\n"
+    r = await api.client.post(
+        "/missions/execute?wait=true",
+        headers={**api.auth(), "Content-Type": "application/yaml"},
+        content=yaml_body,
+    )
+    assert r.status_code == 200 and r.json()["status"] == "completed"
+    r = await api.client.post("/missions/execute?dry_run=true", headers=api.auth(), json=MISSION)
+    assert r.status_code == 200 and r.json()["levels"] == [["a"], ["b"]]
+    bad = await api.client.post(
+        "/missions/execute",
+        headers={**api.auth(), "Content-Type": "application/yaml"},
+        content="steps:\n  - {id: a, step_type: nope}\n",
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "unknown_step_type"
+    hostile = await api.client.post(
+        "/missions/execute",
+        headers={**api.auth(), "Content-Type": "application/yaml"},
+        content="a: !!python/object/apply:os.system ['id']\n",
+    )
+    assert hostile.status_code == 422 and hostile.json()["error"]["code"] == "forbidden_tag"
+    assert hostile.json()["error"]["line"] == 1
+
+
+async def test_validate_endpoint(api: Api) -> None:
+    ok = (await api.client.post("/missions/validate", headers=api.auth(), json=MISSION)).json()
+    assert ok["valid"] is True and ok["levels"] == [["a"], ["b"]] and "safety" in ok
+    broken = {"steps": [{"id": "a", "step_type": "noop", "depends_on": ["zz"]}]}
+    bad = (await api.client.post("/missions/validate", headers=api.auth(), json=broken)).json()
+    assert bad["valid"] is False and bad["errors"][0]["code"] == "missing_dependency"
+
+
+async def test_cross_project_matrix(api: Api) -> None:
+    """SEC-09: project B cannot read or change A's runs, by id in the path or in the body."""
+    r = await api.client.post("/missions/execute?wait=true", headers=api.auth("a"), json=MISSION)
+    run_id = r.json()["run_id"]
+    for method, path in [
+        ("GET", f"/runs/{run_id}"),
+        ("GET", f"/runs/{run_id}/events"),
+        ("POST", f"/runs/{run_id}/cancel"),
+        ("POST", f"/runs/{run_id}/retry"),
+    ]:
+        theirs = await api.client.request(method, path, headers=api.auth("b"))
+        missing = await api.client.request(
+            method, path.replace(run_id, "0" * 32), headers=api.auth("b")
+        )
+        assert theirs.status_code == missing.status_code == 404, (method, path, theirs.text)
+        assert theirs.json()["error"] == missing.json()["error"] | {
+            "message": theirs.json()["error"]["message"]
+        }
+    assert (await api.client.get("/runs", headers=api.auth("b"))).json()["runs"] == []
+    body = {"project_id": "a", "action": "log_message", "parameters": {"message": "x"}}
+    assert (await api.client.post("/execute", headers=api.auth("b"), json=body)).status_code == 404
+
+
+async def test_runs_list_filters_and_retry(api: Api, sink: tuple[RecordingSink, str]) -> None:
+    receiver, url = sink
+    receiver.script("/flaky", Reply(400, {"error": "no"}))
+    mission = {
+        "name": "retry-me",
+        "config": {"fail_fast": False},
+        "steps": [
+            {"id": "ok", "step_type": "http", "parameters": {"url": f"{url}/ok"}},
+            {
+                "id": "flaky",
+                "step_type": "http",
+                "depends_on": ["ok"],
+                "parameters": {"url": f"{url}/flaky"},
+            },
+        ],
+    }
+    first = (
+        await api.client.post("/missions/execute?wait=true", headers=api.auth(), json=mission)
+    ).json()
+    assert first["status"] == "failed"
+    listed = (await api.client.get("/runs?status=failed&mission=retry", headers=api.auth())).json()[
+        "runs"
+    ]
+    assert [r["id"] for r in listed] == [first["run_id"]]
+    r = await api.client.post(f"/runs/{first['run_id']}/retry", headers=api.auth())
+    assert r.status_code == 202
+    new_id = r.json()["run_id"]
+    for _ in range(200):
+        run = (await api.client.get(f"/runs/{new_id}", headers=api.auth())).json()
+        if run["status"] != "running":
+            break
+        await asyncio.sleep(0.02)
+    assert run["status"] == "completed" and run["parent_run_id"] == first["run_id"]
+    assert receiver.count("/ok") == 1 and receiver.count("/flaky") == 2
+
+
+async def test_cancel_a_running_mission(api: Api, sink: tuple[RecordingSink, str]) -> None:
+    receiver, url = sink
+    receiver.hang("/slow")
+    mission = {"steps": [{"id": "slow", "step_type": "http", "parameters": {"url": f"{url}/slow"}}]}
+    run_id = (await api.client.post("/missions/execute", headers=api.auth(), json=mission)).json()[
+        "run_id"
+    ]
+    await asyncio.sleep(0.2)
+    r = await api.client.post(f"/runs/{run_id}/cancel", headers=api.auth())
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+
+
+async def test_catalogue_metrics_and_health(api: Api) -> None:
+    actions = (await api.client.get("/actions", headers=api.auth())).json()
+    assert {"http", "log_message"} <= {a["name"] for a in actions}
+    one = (await api.client.get("/actions/call_webhook", headers=api.auth())).json()
+    assert one["name"] == "http" and one["delivery"] == "keyed"
+    assert (await api.client.get("/actions/nope", headers=api.auth())).status_code == 404
+    await api.client.post(
+        "/execute",
+        headers=api.auth(),
+        json={"action": "log_message", "parameters": {"message": "m"}},
+    )
+    text = (await api.client.get("/metrics", headers=api.auth())).text
+    assert 'puraify_http_requests_total{method="POST",route="/execute",status="200"}' in text
+    assert 'puraify_action_outcomes_total{action="log_message"' in text
+    assert "puraify_step_seconds_bucket" in text and "puraify_runs_in_flight" in text
+    assert (await api.client.get("/healthz")).json() == {"status": "ok"}
+    assert (await api.client.get("/readyz")).json() == {"status": "ready"}
+
+
+async def test_dev_login_only_in_dev_mode(make_api) -> None:  # type: ignore[no-untyped-def]
+    api = await make_api()
+    assert (await api.client.post("/login", json={"project_id": "p"})).status_code == 401
+    dev = await make_api(dev_mode=True)
+    token = (
+        await dev.client.post("/login", json={"project_id": "p", "scopes": ["execute"]})
+    ).json()["token"]
+    r = await dev.client.post(
+        "/execute",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"action": "log_message", "parameters": {"message": "x"}},
+    )
+    assert r.status_code == 200
+    refused = await dev.client.post("/login", json={"project_id": "p", "scopes": ["admin"]})
+    assert refused.status_code == 403
+
+
+@pytest.mark.parametrize("header", ["", "Bearer", "Basic abc", "Bearer pfy_x_y"])
+async def test_sec09_every_route_needs_credentials(api: Api, header: str) -> None:
+    """Every route in the app's own table answers 401 without valid credentials (health excepted),
+    so a new route cannot be forgotten."""
+    # The API description is public on purpose (it holds no data): it and health are the only
+    # routes without credentials.
+    open_routes = {
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+    }
+    checked = 0
+    for path, methods in _route_table(api.app):
+        if path in open_routes:
+            continue
+        concrete = path.replace("{run_id}", "0" * 32).replace("{name}", "http")
+        for method in methods - {"HEAD"}:
+            headers = {"Authorization": header} if header else {}
+            r = await api.client.request(method, concrete, headers=headers, json={})
+            assert r.status_code == 401, (method, path, r.status_code, r.text)
+            checked += 1
+    assert checked >= 12
+
+
+def _route_table(app: object) -> list[tuple[str, set[str]]]:
+    """Every (path, methods) the app serves, walking included routers."""
+    found: list[tuple[str, set[str]]] = []
+
+    def walk(routes: list[object]) -> None:
+        for route in routes:
+            inner = getattr(route, "original_router", None)
+            if inner is not None:
+                walk(list(inner.routes))
+            elif hasattr(route, "path") and getattr(route, "methods", None):
+                found.append((route.path, set(route.methods)))  # type: ignore[attr-defined]
+
+    walk(list(app.routes))  # type: ignore[attr-defined]
+    assert {p for p, _ in found} >= set(app.openapi()["paths"])  # type: ignore[attr-defined]
+    return found
