@@ -159,11 +159,24 @@ def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> 
             await engine.aclose()
             await db.dispose()
 
+    from .routes.execution import Envelope
+
+    errors: dict[int | str, dict[str, Any]] = {
+        status: {"model": Envelope, "description": text}
+        for status, text in (
+            (400, "malformed request"),
+            (401, "no valid credentials"),
+            (403, "denied"),
+            (413, "body too large"),
+            (422, "invalid input"),
+        )
+    }
     app = FastAPI(
         title="puraify execution engine",
         version="0.1.0",
         description="Single actions and mission DAGs, run reliably and securely.",
         lifespan=lifespan,
+        responses=errors,
     )
     app.add_middleware(RequestContext, max_body=settings.max_body_bytes, metrics=metrics)
 

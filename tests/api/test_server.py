@@ -186,7 +186,7 @@ def test_rel08_sustained_load_steady_memory(
     RSS growth under 10% after warm-up."""
     import asyncio
 
-    sink, url = receiver
+    _sink, url = receiver
     seconds = float(os.environ.get("PURAIFY_REL08_SECONDS", "10"))
     rate = 50.0
     server = Server(tmp_path / "home", {"PURAIFY_SSRF_ALLOW_HOSTS": '["127.0.0.1"]'})
