@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import PuraifyError
@@ -55,7 +55,18 @@ class IdempotencyStore:
                 )
         except IntegrityError:
             return await self._existing(project_id, key, digest)
-        status, body = await produce()
+        try:
+            status, body = await produce()
+        except BaseException:
+            # nothing was answered: free the key so the caller can try again
+            async with self.db.engine.begin() as conn:
+                await conn.execute(
+                    delete(idempotency_records).where(
+                        idempotency_records.c.project_id == project_id,
+                        idempotency_records.c.key == key,
+                    )
+                )
+            raise
         async with self.db.engine.begin() as conn:
             await conn.execute(
                 update(idempotency_records)

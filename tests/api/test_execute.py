@@ -176,3 +176,10 @@ async def test_body_limit(make_api) -> None:  # type: ignore[no-untyped-def]
 async def test_request_id_is_echoed(api: Api) -> None:
     r = await api.client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert r.headers["x-request-id"] == "abc-123"
+
+
+async def test_idempotency_key_is_freed_when_the_call_fails(api: Api) -> None:
+    headers = {**api.auth(), "Idempotency-Key": "retry-missing"}
+    for _ in range(2):  # the second call must not wait on a record the first one left behind
+        r = await api.client.post(f"/runs/{'0' * 32}/retry", headers=headers)
+        assert r.status_code == 404

@@ -32,23 +32,12 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
 
-    def token(self, project: str = "p") -> str:
+    def token(
+        self, project: str = "p", scopes: tuple[str, ...] = ("execute", "runs:read", "runs:write")
+    ) -> str:
+        args = [arg for scope in scopes for arg in ("--scope", scope)]
         out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "puraify",
-                "tokens",
-                "create",
-                "--project",
-                project,
-                "--scope",
-                "execute",
-                "--scope",
-                "runs:read",
-                "--scope",
-                "runs:write",
-            ],
+            [sys.executable, "-m", "puraify", "tokens", "create", "--project", project, *args],
             env=self.env,
             capture_output=True,
             text=True,
