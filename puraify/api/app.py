@@ -20,6 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import PuraifyError
 from ..observability.events import EventBroker
+from ..observability.logging import configure_logging
+from ..observability.logging_hook import LoggingHook
 from ..observability.metrics import Metrics, MetricsHook
 from ..observability.sinks import EventSinks
 from ..runtime.engine import Engine
@@ -114,6 +116,7 @@ def _request_id(request: Request) -> str | None:
 
 def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> FastAPI:
     """Build the execution service; ``environ`` is the process environment (read at the edge)."""
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
     metrics = Metrics()
     broker = EventBroker()
     sinks = EventSinks(monitoring_url=settings.monitoring_url, feedback_url=settings.feedback_url)
@@ -136,9 +139,8 @@ def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> 
             recorder=store,
             hooks=[broker, sinks],
         )
-        engine.hooks.hooks.append(
-            MetricsHook(metrics, {a.name: a.platform for a in engine.registry.actions()})
-        )
+        platforms = {a.name: a.platform for a in engine.registry.actions()}
+        engine.hooks.hooks.extend([MetricsHook(metrics, platforms), LoggingHook(platforms)])
         service = ExecutionService(engine, store)
         app.state.settings = settings
         app.state.db = db

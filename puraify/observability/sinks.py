@@ -78,7 +78,7 @@ class EventSinks(Hooks):
                         pass
                     await asyncio.sleep(min(2.0, 0.1 * 2 ** (attempt - 1)))
                 else:
-                    _log.warning("event_sink_gave_up", url=url, event=event.get("event"))
+                    _log.warning("event_sink_gave_up", url=url, kind=event.get("event"))
             finally:
                 self.queue.task_done()
 

@@ -59,14 +59,23 @@ class Jail:
                 st = os.stat(p)
             except OSError:
                 continue
-            self._protected.add((st.st_dev, st.st_ino))
             if stat.S_ISDIR(st.st_mode):
                 resolved = p.resolve()
-                if resolved not in self._protected_dirs:
+                # a workspace inside the engine's home (the server default) stays usable; the
+                # engine's files beside it are outside the jail anyway, and their inodes are
+                # still recorded below against hard links
+                holds_root = self.root == resolved or resolved in self.root.parents
+                if not holds_root and resolved not in self._protected_dirs:
                     self._protected_dirs.append(resolved)
-                for n, (dirpath, _dirs, files) in enumerate(os.walk(p)):
+                    self._protected.add((st.st_dev, st.st_ino))
+            else:
+                self._protected.add((st.st_dev, st.st_ino))
+            if stat.S_ISDIR(st.st_mode):
+                for n, (dirpath, dirs, files) in enumerate(os.walk(p)):
                     if n > 1000:
                         break
+                    # the workspace itself is not engine state
+                    dirs[:] = [d for d in dirs if Path(dirpath, d).resolve() != self.root]
                     for name in files[:10_000]:
                         try:
                             fst = os.stat(os.path.join(dirpath, name), follow_symlinks=False)

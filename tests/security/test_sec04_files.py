@@ -180,3 +180,26 @@ async def test_parent_created_concurrently_by_another_process(
     result = await run_text(engine, step("create_file", path="new/dir/f.txt", content="x"))
     assert result.step("f").status is StepStatus.SUCCESS, result.step("f").error
     assert (workspace / "new/dir/f.txt").read_text() == "x"
+
+
+async def test_workspace_inside_engine_home(tmp_path: Path) -> None:
+    """The server default (home/workspace): files in the workspace work, the engine's DB beside
+    it stays unreachable, also through a hard link."""
+    from puraify.runtime.guards import Jail
+
+    home = tmp_path / "home"
+    (home / "workspace").mkdir(parents=True)
+    (home / "puraify.db").write_text("db")
+    (home / "workspace" / "data.txt").write_text("ok")
+    jail = Jail(home / "workspace", protected=[home])
+    with jail.open("data.txt", "r") as fh:
+        assert fh.read() == b"ok"
+    with jail.open("new.txt", "w") as fh:
+        fh.write(b"x")
+    os.link(home / "puraify.db", home / "workspace" / "db-link")
+    with pytest.raises(Exception) as info:
+        jail.open("db-link", "r")
+    assert getattr(info.value, "code", None) == "path_outside_jail"
+    with pytest.raises(Exception) as info:
+        jail.open("../puraify.db", "r")
+    assert getattr(info.value, "code", None) == "path_outside_jail"
