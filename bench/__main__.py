@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import cli_startup, engine_runs, http_fanout, load_validate, store_runs
+from . import api_load, cli_startup, engine_runs, http_fanout, load_validate, store_runs
 from ._util import Report
 
 SUITES = {
@@ -20,6 +20,7 @@ SUITES = {
     "http": http_fanout.run,
     "cli": cli_startup.run,
     "store": store_runs.run,
+    "api": api_load.run,
 }
 
 

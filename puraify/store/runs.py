@@ -10,7 +10,6 @@ this host that no longer exists (kill -9).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -24,9 +23,11 @@ from typing import Any
 import structlog
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import StoreError
 from ..mission.model import Mission, MissionResult, MissionStatus, StepError, StepResult, StepStatus
+from .commit import GroupCommit
 from .database import Database
 from .tables import attempts, run_events, run_steps, runs
 
@@ -165,16 +166,6 @@ class _NewRun:
     run: dict[str, Any]
     steps: list[dict[str, Any]]
     event: dict[str, Any]
-    done: asyncio.Future[None] | None = None
-
-
-def _settle(item: _NewRun, error: BaseException | None) -> None:
-    if item.done is None or item.done.done():
-        return
-    if error is None:
-        item.done.set_result(None)
-    else:
-        item.done.set_exception(error)
 
 
 class RunStore:
@@ -195,8 +186,7 @@ class RunStore:
         # The vault (issue D) installs the secret redactor here; until then values pass through.
         self.redact: Callable[[Any], Any] = redact or (lambda value: value)
         self.owner = owner or owner_id()
-        self._pending: list[_NewRun] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._commit = GroupCommit(db.engine)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -305,45 +295,16 @@ class RunStore:
         return run_id, True
 
     async def _insert_run(self, new: _NewRun) -> None:
-        """Group commit: runs created concurrently share one transaction (each caller still
-        returns only once its run is committed)."""
-        loop = asyncio.get_running_loop()
-        new.done = loop.create_future()
-        self._pending.append(new)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        await new.done
+        """Runs created concurrently share one transaction (group commit)."""
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await self._write(batch)
-            except IntegrityError:
-                # one row broke a constraint (an idempotency key raced): settle each alone
-                for item in batch:
-                    try:
-                        await self._write([item])
-                    except Exception as exc:
-                        _settle(item, exc)
-                    else:
-                        _settle(item, None)
-                continue
-            except Exception as exc:
-                for item in batch:
-                    _settle(item, exc)
-                continue
-            for item in batch:
-                _settle(item, None)
+        async def job(conn: AsyncConnection) -> None:
+            # Plain statements with bound parameters: compiled once, cached by SQLAlchemy.
+            await conn.execute(_INSERT_RUN, new.run)
+            if new.steps:
+                await conn.execute(_INSERT_STEPS, new.steps)
+            await conn.execute(_INSERT_EVENT, new.event)
 
-    async def _write(self, batch: list[_NewRun]) -> None:
-        # Plain statements with bound parameters: compiled once, cached by SQLAlchemy.
-        async with self.db.engine.begin() as conn:
-            await conn.execute(_INSERT_RUN, [b.run for b in batch])
-            steps = [row for b in batch for row in b.steps]
-            if steps:
-                await conn.execute(_INSERT_STEPS, steps)
-            await conn.execute(_INSERT_EVENT, [b.event for b in batch])
+        await self._commit(job)
 
     async def find_by_key(self, key: str) -> str | None:
         async with self.db.engine.connect() as conn:
@@ -358,7 +319,8 @@ class RunStore:
     ) -> dict[str, int]:
         now = _now()
         fences: dict[str, int] = {}
-        async with self.db.engine.begin() as conn:
+
+        async def job(conn: AsyncConnection) -> Any:
             for step_id, attempt in items:
                 fence = (
                     await conn.execute(
@@ -388,13 +350,16 @@ class RunStore:
                     for step_id, attempt in items
                 ],
             )
+
+        await self._commit(job)
         return fences
 
     async def steps_finished(
         self, run_id: str, items: Sequence[tuple[StepResult, int | None]]
     ) -> None:
         now = _now()
-        async with self.db.engine.begin() as conn:
+
+        async def job(conn: AsyncConnection) -> Any:
             for result, fence in items:
                 conditions = [run_steps.c.run_id == run_id, run_steps.c.step_id == result.step_id]
                 if fence is not None:
@@ -439,8 +404,10 @@ class RunStore:
                     )
                 )
 
+        await self._commit(job)
+
     async def attempt_failed(self, run_id: str, step_id: str, fence: int, error: StepError) -> None:
-        async with self.db.engine.begin() as conn:
+        async def job(conn: AsyncConnection) -> Any:
             await conn.execute(
                 update(attempts)
                 .where(
@@ -456,8 +423,10 @@ class RunStore:
                 )
             )
 
+        await self._commit(job)
+
     async def run_finished(self, result: MissionResult) -> None:
-        async with self.db.engine.begin() as conn:
+        async def job(conn: AsyncConnection) -> Any:
             await conn.execute(
                 update(runs)
                 .where(runs.c.id == result.run_id)
@@ -482,9 +451,12 @@ class RunStore:
                 )
             )
 
+        await self._commit(job)
+
     async def heartbeat(self, run_id: str) -> bool:
         now = _now()
-        async with self.db.engine.begin() as conn:
+
+        async def job(conn: AsyncConnection) -> Any:
             row = (
                 await conn.execute(
                     update(runs)
@@ -493,6 +465,9 @@ class RunStore:
                     .returning(runs.c.cancel_requested)
                 )
             ).first()
+            return row
+
+        row = await self._commit(job)
         return bool(row[0]) if row is not None else False
 
     # -- ownership -----------------------------------------------------------------------------

@@ -1,0 +1,144 @@
+"""Issue C: a load run against a real server process.
+
+``POST /execute`` of an ``http`` action to a local receiver, sustained (30 s by default,
+``PURAIFY_BENCH_API_SECONDS``) by 64 concurrent clients: actions per second (target 2,000/s),
+p50/p99 latency (target p99 50 ms), errors (target 0), server RSS before and after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from ._util import Report
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def _load(
+    url: str, token: str, target: str, seconds: float, clients: int
+) -> tuple[int, int, list[float]]:
+    latencies: list[float] = []
+    errors = 0
+    body = {
+        "action": "http_request",
+        "platform": "webhook",
+        "parameters": {"url": f"{target}/hook", "method": "POST", "body": {"n": 1}},
+    }
+    stop = time.perf_counter() + seconds
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def worker() -> None:
+        # one client (one connection) per worker: a single httpx pool of many connections is
+        # itself the bottleneck (see docs/benchmarks.md), and would measure the load generator
+        nonlocal errors
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post("/execute", json=body)
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - t0)
+                if not ok:
+                    errors += 1
+
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return len(latencies), errors, latencies
+
+
+def run(report: Report) -> None:
+    seconds = float(os.environ.get("PURAIFY_BENCH_API_SECONDS", "30"))
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "PURAIFY_HOME": str(Path(tmp) / "home"),
+            "PURAIFY_MODE": "server",
+            "PURAIFY_SSRF_ALLOW_HOSTS": '["127.0.0.1"]',
+            "PURAIFY_LOG_LEVEL": "WARNING",
+        }
+        token = json.loads(
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "puraify",
+                    "tokens",
+                    "create",
+                    "--project",
+                    "bench",
+                    "--scope",
+                    "execute",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )["token"]
+        receiver = subprocess.Popen(
+            [sys.executable, "-m", "puraify.testing.serve"], stdout=subprocess.PIPE, text=True
+        )
+        assert receiver.stdout is not None
+        target = receiver.stdout.readline().split()[1]
+        port = _port()
+        log = open(Path(tmp) / "server.log", "w")  # noqa: SIM115
+        server = subprocess.Popen(
+            [sys.executable, "-m", "puraify", "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(100):
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            asyncio.run(_load(url, token, target, 3.0, 32))  # warm-up
+            before = _rss_mb(server.pid)
+            count, errors, lat = asyncio.run(_load(url, token, target, seconds, 64))
+            after = _rss_mb(server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            receiver.terminate()
+            receiver.wait(timeout=10)
+            log.close()
+    lat.sort()
+    report.add(
+        f"POST /execute (http action), {seconds:.0f} s, 64 clients",
+        count / seconds,
+        "act/s",
+        target=2000.0,
+        higher_is_better=True,
+    )
+    report.add("  p50 latency", statistics.median(lat) * 1000, "ms")
+    report.add("  p99 latency", lat[int(len(lat) * 0.99) - 1] * 1000, "ms", target=50.0)
+    report.add("  errors", float(errors), "count", target=0.0)
+    report.add("  server RSS before / after (MB)", after, "MB", note=f"before {before:.1f} MB")
