@@ -37,6 +37,14 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _tree_rss_mb(pid: int) -> float:
+    """RSS of the server and its worker processes."""
+    total = _rss_mb(pid)
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        total += _rss_mb(int(child))
+    return total
+
+
 async def _load(
     url: str, token: str, target: str, seconds: float, clients: int
 ) -> tuple[int, int, list[float]]:
@@ -106,8 +114,9 @@ def run(report: Report) -> None:
         target = receiver.stdout.readline().split()[1]
         port = _port()
         log = open(Path(tmp) / "server.log", "w")  # noqa: SIM115
+        workers = os.environ.get("PURAIFY_BENCH_API_WORKERS", "2")
         server = subprocess.Popen(
-            [sys.executable, "-m", "puraify", "serve", "--port", str(port)],
+            [sys.executable, "-m", "puraify", "serve", "--port", str(port), "--workers", workers],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -121,9 +130,9 @@ def run(report: Report) -> None:
                 except httpx.HTTPError:
                     time.sleep(0.1)
             asyncio.run(_load(url, token, target, 3.0, 32))  # warm-up
-            before = _rss_mb(server.pid)
+            before = _tree_rss_mb(server.pid)
             count, errors, lat = asyncio.run(_load(url, token, target, seconds, 64))
-            after = _rss_mb(server.pid)
+            after = _tree_rss_mb(server.pid)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -132,7 +141,7 @@ def run(report: Report) -> None:
             log.close()
     lat.sort()
     report.add(
-        f"POST /execute (http action), {seconds:.0f} s, 64 clients",
+        f"POST /execute (http action), {seconds:.0f} s, 64 clients, {workers} workers",
         count / seconds,
         "act/s",
         target=2000.0,

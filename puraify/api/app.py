@@ -31,7 +31,7 @@ from ..store.idempotency import IdempotencyStore
 from .errors import ApiError, error_body, status_for
 from .service import ExecutionService
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_app_from_environment"]
 
 _log = structlog.get_logger("puraify.api")
 
@@ -214,3 +214,9 @@ def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> 
     app.include_router(execution.router)
     app.include_router(runs.router)
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory`` worker processes: settings from ``PURAIFY_*``."""
+    settings = Settings()
+    return create_app(settings, environ=dict(os.environ))

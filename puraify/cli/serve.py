@@ -26,6 +26,12 @@ def serve(
         str | None, typer.Option("--host", help="Bind address (default 127.0.0.1).")
     ] = None,
     port: Annotated[int | None, typer.Option("--port")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=1, max=64, help="API processes (stateless; share the store)."
+        ),
+    ] = 1,
 ) -> None:
     """Run the HTTP API (execution service; vault and control arrive with their issues)."""
     import uvicorn
@@ -36,15 +42,20 @@ def serve(
     if service not in ("all", "execution"):
         raise typer.BadParameter("this release serves `execution` (and `all`, which is the same)")
     settings = _settings()
-    app = create_app(settings, environ=dict(os.environ))
-    uvicorn.run(
-        app,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    options: dict[str, Any] = {
+        "host": host or settings.api_host,
+        "port": port or settings.api_port,
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers > 1:
+        # separate processes, each with its own engine; runs are shared through the store
+        uvicorn.run(
+            "puraify.api.app:create_app_from_environment", factory=True, workers=workers, **options
+        )
+    else:
+        uvicorn.run(create_app(settings, environ=dict(os.environ)), **options)
 
 
 def _call(fn: Any) -> Any:
