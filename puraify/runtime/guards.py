@@ -446,28 +446,8 @@ _ENV_REFUSED = re.compile(
     r"PERL5LIB$|NODE_OPTIONS$|RUBYOPT$|BASH_ENV$|ENV$|IFS$|PATH$|"
     r"GCONV_PATH$|MALLOC_|GLIBC_TUNABLES$)"
 )
-_SYSTEM_PATHS = (
-    "/",
-    "/*",
-    "~",
-    "~/",
-    "/etc",
-    "/usr",
-    "/bin",
-    "/sbin",
-    "/boot",
-    "/var",
-    "/lib",
-    "/home",
-    "/root",
-    "/dev",
-    "/proc",
-    "/sys",
-    ".",
-    "./",
-    "..",
-    "*",
-)
+# Targets that mean "everything here" (absolute paths are refused on their own).
+_WIDE_TARGETS = ("~", "~/", ".", "./", "..", "*")
 
 
 def _refuse(message: str) -> GuardError:
@@ -527,16 +507,12 @@ class CommandPolicy:
         if base == "rm":
             targets = [a for a in args if not a.startswith("-")]
             for t in targets:
-                if (
-                    t.rstrip("/") in ("", "~", ".", "..", "*")
-                    or t in _SYSTEM_PATHS
-                    or t.startswith("/")
-                ):
+                if t in _WIDE_TARGETS or t.rstrip("/") in ("", *_WIDE_TARGETS) or t.startswith("/"):
                     raise _refuse(f"rm of {t!r} is refused; remove files inside the workspace only")
         if base == "dd" and any(a.startswith("of=/dev/") for a in args):
             raise _refuse("dd onto a device is refused")
         if base in ("chmod", "chown", "chgrp") and any(
-            a in _SYSTEM_PATHS or a.startswith("/") for a in args if not a.startswith("-")
+            a in _WIDE_TARGETS or a.startswith("/") for a in args if not a.startswith("-")
         ):
             raise _refuse(f"{base} on a system path is refused")
         if base == "kill" and any(a in ("1", "-1") for a in args):
