@@ -21,13 +21,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import StoreError
 from ..mission.model import Mission, MissionResult, MissionStatus, StepError, StepResult, StepStatus
-from .commit import GroupCommit
+from .commit import GroupCommit, Statement, Write
 from .database import Database
 from .tables import attempts, run_events, run_steps, runs
 
@@ -56,9 +56,86 @@ def mission_hash(mission: Mission) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-_INSERT_RUN = insert(runs)
-_INSERT_STEPS = insert(run_steps)
-_INSERT_EVENT = insert(run_events)
+#: A fence is ``epoch * FENCE_SPAN + attempt``: later attempts and later owners (a takeover
+#: raises the run's lease epoch) always hold higher fences than anything before them.
+FENCE_SPAN = 1_000_000
+
+# Cached statements with bound parameters, ranked parents first (see store.commit).
+_INSERT_RUN = Statement(insert(runs), 0)
+_INSERT_STEPS = Statement(insert(run_steps), 1)
+_START_STEP = Statement(
+    update(run_steps)
+    .where(
+        run_steps.c.run_id == bindparam("p_run"),
+        run_steps.c.step_id == bindparam("p_step"),
+        run_steps.c.fence < bindparam("p_fence"),
+    )
+    .values(
+        fence=bindparam("p_fence"),
+        status=StepStatus.RUNNING.value,
+        attempts=bindparam("p_attempt"),
+        started_at=func.coalesce(run_steps.c.started_at, bindparam("p_now")),
+    ),
+    2,
+)
+_INSERT_ATTEMPT = Statement(insert(attempts), 3)
+_FINISH_FIELDS = {
+    "status": bindparam("p_status"),
+    "attempts": bindparam("p_attempts"),
+    "finished_at": bindparam("p_finished"),
+    "duration_ms": bindparam("p_duration"),
+    "output": bindparam("p_output", type_=run_steps.c.output.type),
+    "error_code": bindparam("p_code"),
+    "error_message": bindparam("p_message"),
+}
+_FINISH_STEP = Statement(  # a result of a dispatched attempt: only if its fence is the latest
+    update(run_steps)
+    .where(
+        run_steps.c.run_id == bindparam("p_run"),
+        run_steps.c.step_id == bindparam("p_step"),
+        run_steps.c.fence == bindparam("p_fence"),
+    )
+    .values(**_FINISH_FIELDS),
+    4,
+)
+_DECIDE_STEP = Statement(  # decided without running (skipped, cancelled, unknown_outcome)
+    update(run_steps)
+    .where(run_steps.c.run_id == bindparam("p_run"), run_steps.c.step_id == bindparam("p_step"))
+    .values(**_FINISH_FIELDS),
+    4,
+)
+_FINISH_ATTEMPT = Statement(
+    update(attempts)
+    .where(
+        attempts.c.run_id == bindparam("p_run"),
+        attempts.c.step_id == bindparam("p_step"),
+        attempts.c.fence == bindparam("p_fence"),
+    )
+    .values(
+        status=bindparam("p_status"),
+        finished_at=bindparam("p_finished"),
+        duration_ms=bindparam("p_duration"),
+        error_code=bindparam("p_code"),
+        error_message=bindparam("p_message"),
+    ),
+    5,
+)
+_FINISH_RUN = Statement(
+    update(runs)
+    .where(runs.c.id == bindparam("p_run"))
+    .values(
+        status=bindparam("p_status"),
+        finished_at=bindparam("p_finished"),
+        duration_ms=bindparam("p_duration"),
+        error_code=bindparam("p_code"),
+        error_message=bindparam("p_message"),
+        warnings=bindparam("p_warnings", type_=runs.c.warnings.type),
+        lease_owner=None,
+        lease_until=None,
+    ),
+    6,
+)
+_INSERT_EVENT = Statement(insert(run_events), 7)
 
 
 @dataclass(frozen=True)
@@ -187,6 +264,7 @@ class RunStore:
         self.redact: Callable[[Any], Any] = redact or (lambda value: value)
         self.owner = owner or owner_id()
         self._commit = GroupCommit(db.engine)
+        self._epochs: dict[str, int] = {}  # run -> lease epoch held by this store
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -272,6 +350,7 @@ class RunStore:
             "lease_until": now + timedelta(seconds=LEASE_SECONDS),
             "cancel_requested": False,
             "project_id": project_id,
+            "lease_epoch": 1,
         }
         event_row = {
             "run_id": run_id,
@@ -296,15 +375,14 @@ class RunStore:
 
     async def _insert_run(self, new: _NewRun) -> None:
         """Runs created concurrently share one transaction (group commit)."""
-
-        async def job(conn: AsyncConnection) -> None:
-            # Plain statements with bound parameters: compiled once, cached by SQLAlchemy.
-            await conn.execute(_INSERT_RUN, new.run)
-            if new.steps:
-                await conn.execute(_INSERT_STEPS, new.steps)
-            await conn.execute(_INSERT_EVENT, new.event)
-
-        await self._commit(job)
+        await self._commit.write(
+            [
+                Write(_INSERT_RUN, new.run),
+                *(Write(_INSERT_STEPS, row) for row in new.steps),
+                Write(_INSERT_EVENT, new.event),
+            ]
+        )
+        self._epochs[new.run["id"]] = 1
 
     async def find_by_key(self, key: str) -> str | None:
         async with self.db.engine.connect() as conn:
@@ -314,144 +392,133 @@ class RunStore:
 
     # -- recorder ------------------------------------------------------------------------------
 
+    async def _epoch(self, run_id: str) -> int:
+        epoch = self._epochs.get(run_id)
+        if epoch is None:
+            async with self.db.engine.connect() as conn:
+                epoch = (
+                    await conn.execute(select(runs.c.lease_epoch).where(runs.c.id == run_id))
+                ).scalar()
+            if epoch is None:
+                raise StoreError(f"no run {run_id!r}", code="run_not_found")
+            self._epochs[run_id] = int(epoch)
+        return int(epoch)
+
     async def attempts_started(
         self, run_id: str, items: Sequence[tuple[str, int]]
     ) -> dict[str, int]:
         now = _now()
-        fences: dict[str, int] = {}
-
-        async def job(conn: AsyncConnection) -> Any:
-            for step_id, attempt in items:
-                fence = (
-                    await conn.execute(
-                        update(run_steps)
-                        .where(run_steps.c.run_id == run_id, run_steps.c.step_id == step_id)
-                        .values(
-                            fence=run_steps.c.fence + 1,
-                            status=StepStatus.RUNNING.value,
-                            attempts=attempt,
-                            started_at=func.coalesce(run_steps.c.started_at, now),
-                        )
-                        .returning(run_steps.c.fence)
-                    )
-                ).scalar_one()
-                fences[step_id] = int(fence)
-            await conn.execute(
-                insert(attempts),
-                [
+        epoch = await self._epoch(run_id)
+        fences = {step_id: epoch * FENCE_SPAN + attempt for step_id, attempt in items}
+        writes: list[Write] = []
+        for step_id, attempt in items:
+            fence = fences[step_id]
+            writes.append(
+                Write(
+                    _START_STEP,
+                    {
+                        "p_run": run_id,
+                        "p_step": step_id,
+                        "p_fence": fence,
+                        "p_attempt": attempt,
+                        "p_now": now,
+                    },
+                )
+            )
+            writes.append(
+                Write(
+                    _INSERT_ATTEMPT,
                     {
                         "run_id": run_id,
                         "step_id": step_id,
                         "attempt": attempt,
-                        "fence": fences[step_id],
+                        "fence": fence,
                         "status": StepStatus.RUNNING.value,
                         "started_at": now,
-                    }
-                    for step_id, attempt in items
-                ],
+                        "finished_at": None,
+                        "duration_ms": None,
+                        "error_code": None,
+                        "error_message": None,
+                    },
+                )
             )
-
-        await self._commit(job)
+        await self._commit.write(writes)
         return fences
 
     async def steps_finished(
         self, run_id: str, items: Sequence[tuple[StepResult, int | None]]
     ) -> None:
         now = _now()
-
-        async def job(conn: AsyncConnection) -> Any:
-            for result, fence in items:
-                conditions = [run_steps.c.run_id == run_id, run_steps.c.step_id == result.step_id]
-                if fence is not None:
-                    conditions.append(run_steps.c.fence == fence)
-                error = result.error
-                changed = (
-                    await conn.execute(
-                        update(run_steps)
-                        .where(*conditions)
-                        .values(
-                            status=result.status.value,
-                            attempts=result.attempts,
-                            finished_at=result.finished_at or now,
-                            duration_ms=result.duration_ms,
-                            output=self._cap(result.output),
-                            error_code=error.code if error else None,
-                            error_message=self._message(error.message if error else None),
-                        )
-                    )
-                ).rowcount
-                if fence is None:
-                    continue
-                if not changed:
-                    # I5: a newer attempt owns this step; this late result is dropped.
-                    _log.warning(
-                        "stale_result_dropped", run_id=run_id, step_id=result.step_id, fence=fence
-                    )
-                    continue
-                await conn.execute(
-                    update(attempts)
-                    .where(
-                        attempts.c.run_id == run_id,
-                        attempts.c.step_id == result.step_id,
-                        attempts.c.fence == fence,
-                    )
-                    .values(
-                        status=result.status.value,
-                        finished_at=result.finished_at or now,
-                        duration_ms=result.duration_ms,
-                        error_code=error.code if error else None,
-                        error_message=self._message(error.message if error else None),
-                    )
-                )
-
-        await self._commit(job)
+        writes: list[Write] = []
+        for result, fence in items:
+            error = result.error
+            params = {
+                "p_run": run_id,
+                "p_step": result.step_id,
+                "p_fence": fence,
+                "p_status": result.status.value,
+                "p_attempts": result.attempts,
+                "p_finished": result.finished_at or now,
+                "p_duration": result.duration_ms,
+                "p_output": self._cap(result.output),
+                "p_code": error.code if error else None,
+                "p_message": self._message(error.message if error else None),
+            }
+            if fence is None:
+                writes.append(Write(_DECIDE_STEP, params))
+                continue
+            # I5: the WHERE on the fence drops a late result of an earlier attempt or lease.
+            writes.append(Write(_FINISH_STEP, params))
+            writes.append(Write(_FINISH_ATTEMPT, params))
+        await self._commit.write(writes)
 
     async def attempt_failed(self, run_id: str, step_id: str, fence: int, error: StepError) -> None:
-        async def job(conn: AsyncConnection) -> Any:
-            await conn.execute(
-                update(attempts)
-                .where(
-                    attempts.c.run_id == run_id,
-                    attempts.c.step_id == step_id,
-                    attempts.c.fence == fence,
+        await self._commit.write(
+            [
+                Write(
+                    _FINISH_ATTEMPT,
+                    {
+                        "p_run": run_id,
+                        "p_step": step_id,
+                        "p_fence": fence,
+                        "p_status": StepStatus.FAILED.value,
+                        "p_finished": _now(),
+                        "p_duration": None,
+                        "p_code": error.code,
+                        "p_message": self._message(error.message),
+                    },
                 )
-                .values(
-                    status=StepStatus.FAILED.value,
-                    finished_at=_now(),
-                    error_code=error.code,
-                    error_message=self._message(error.message),
-                )
-            )
-
-        await self._commit(job)
+            ]
+        )
 
     async def run_finished(self, result: MissionResult) -> None:
-        async def job(conn: AsyncConnection) -> Any:
-            await conn.execute(
-                update(runs)
-                .where(runs.c.id == result.run_id)
-                .values(
-                    status=result.status.value,
-                    finished_at=result.finished_at,
-                    duration_ms=result.duration_ms,
-                    error_code=result.error.code if result.error else None,
-                    error_message=self._message(result.error.message if result.error else None),
-                    warnings=[self._message(w) for w in result.warnings],
-                    lease_owner=None,
-                    lease_until=None,
-                )
-            )
-            await conn.execute(
-                insert(run_events).values(
-                    run_id=result.run_id,
-                    at=_now(),
-                    kind="run_finished",
-                    step_id=None,
-                    data={"status": result.status.value},
-                )
-            )
-
-        await self._commit(job)
+        await self._commit.write(
+            [
+                Write(
+                    _FINISH_RUN,
+                    {
+                        "p_run": result.run_id,
+                        "p_status": result.status.value,
+                        "p_finished": result.finished_at,
+                        "p_duration": result.duration_ms,
+                        "p_code": result.error.code if result.error else None,
+                        "p_message": self._message(result.error.message if result.error else None),
+                        "p_warnings": [self._message(w) for w in result.warnings],
+                    },
+                ),
+                Write(
+                    _INSERT_EVENT,
+                    {
+                        "run_id": result.run_id,
+                        "at": _now(),
+                        "kind": "run_finished",
+                        "step_id": None,
+                        "data": {"status": result.status.value},
+                    },
+                ),
+            ]
+        )
+        self._epochs.pop(result.run_id, None)
 
     async def heartbeat(self, run_id: str) -> bool:
         now = _now()
@@ -486,7 +553,7 @@ class RunStore:
         ):
             return False
         async with self.db.engine.begin() as conn:
-            changed = (
+            epoch = (
                 await conn.execute(
                     update(runs)
                     .where(
@@ -495,11 +562,16 @@ class RunStore:
                         or_(runs.c.lease_owner.is_(None), runs.c.lease_owner == record.lease_owner),
                     )
                     .values(
-                        lease_owner=self.owner, lease_until=now + timedelta(seconds=LEASE_SECONDS)
+                        lease_owner=self.owner,
+                        lease_until=now + timedelta(seconds=LEASE_SECONDS),
+                        lease_epoch=runs.c.lease_epoch + 1,  # fences of the old owner go stale
                     )
+                    .returning(runs.c.lease_epoch)
                 )
-            ).rowcount
+            ).scalar()
+            changed = epoch is not None
             if changed:
+                self._epochs[run_id] = int(epoch)
                 await conn.execute(
                     insert(run_events).values(
                         run_id=run_id,

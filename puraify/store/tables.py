@@ -55,6 +55,7 @@ runs = Table(
     Column("lease_until", DateTime(timezone=True), nullable=True),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("project_id", String(200), nullable=True),
+    Column("lease_epoch", Integer, nullable=False, default=1),
     Index("ix_runs_status_created", "status", "created_at"),
     Index("ix_runs_project_created", "project_id", "created_at"),
     Index("ix_runs_mission_name", "mission_name"),

@@ -236,7 +236,7 @@ async def test_list_cancel_and_prune(tmp_path: Path, store: RunStore) -> None:
 
 
 async def test_schema_is_at_head(database: Database) -> None:
-    assert await database.revision() == database.head() == "0002"
+    assert await database.revision() == database.head() == "0003"
 
 
 def test_store_url_defaults_to_home(tmp_path: Path) -> None:
