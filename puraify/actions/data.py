@@ -15,7 +15,6 @@ from typing import Any, ClassVar, Literal
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
-import jsonschema
 from defusedxml import DefusedXmlException
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
@@ -173,6 +172,8 @@ class ValidateSchema(Action):
         if isinstance(data, str) and params.data_file is None:
             with contextlib.suppress(ValueError):
                 data = json.loads(data)
+        import jsonschema  # imported on first use: ~70 ms that a CLI run should not pay
+
         try:
             cls = jsonschema.validators.validator_for(schema)
             cls.check_schema(schema)

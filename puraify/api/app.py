@@ -27,6 +27,7 @@ from ..observability.sinks import EventSinks
 from ..runtime.engine import Engine
 from ..settings import Settings
 from ..store import Database, RunStore, TokenStore
+from ..store.database import HEAD_REVISION
 from ..store.idempotency import IdempotencyStore
 from .errors import ApiError, error_body, status_for
 from .service import ExecutionService
@@ -126,7 +127,7 @@ def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> 
         db = Database(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous)
         if db.is_sqlite:
             await db.ensure_schema()
-        elif await db.revision() != db.head():
+        elif await db.revision() != HEAD_REVISION:
             raise PuraifyError(
                 "the database schema is not up to date; run `puraify db upgrade`",
                 code="store_schema",

@@ -150,6 +150,7 @@ def run(
                     variables=variables,
                     hooks=hooks,
                     idempotency_key=idempotency_key,
+                    registry=engine.registry,
                 )
             )
     except PuraifyError as exc:

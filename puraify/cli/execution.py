@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..actions.registry import ActionRegistry
 from ..errors import StoreError
 from ..mission.model import Mission, MissionResult
 from ..runtime.engine import Engine
@@ -22,6 +23,7 @@ from ..runtime.executor import RunHandle
 from ..runtime.hooks import Hooks
 from ..settings import Settings
 from ..store import Database, RunStore, resume_plan, reusable_results
+from ..store.database import HEAD_REVISION
 
 __all__ = ["open_store", "resume_run", "retry_run", "start_run"]
 
@@ -31,7 +33,7 @@ async def open_store(settings: Settings) -> RunStore:
     db = Database(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous)
     if db.is_sqlite:
         await db.ensure_schema()
-    elif await db.revision() != db.head():
+    elif await db.revision() != HEAD_REVISION:
         await db.dispose()
         raise StoreError(
             "the database schema is not up to date; run `puraify db upgrade`", code="store_schema"
@@ -40,10 +42,19 @@ async def open_store(settings: Settings) -> RunStore:
 
 
 def _engine(
-    settings: Settings, store: RunStore, hooks: Sequence[Hooks], workspace: Path | None
+    settings: Settings,
+    store: RunStore,
+    hooks: Sequence[Hooks],
+    workspace: Path | None,
+    registry: ActionRegistry | None = None,
 ) -> Engine:
     return Engine.from_settings(
-        settings, workspace=workspace, hooks=hooks, environ=dict(os.environ), recorder=store
+        settings,
+        workspace=workspace,
+        hooks=hooks,
+        environ=dict(os.environ),
+        recorder=store,
+        registry=registry,
     )
 
 
@@ -67,8 +78,11 @@ async def start_run(
     variables: dict[str, Any],
     hooks: Sequence[Hooks],
     idempotency_key: str | None = None,
+    registry: ActionRegistry | None = None,
 ) -> MissionResult:
-    """Create (or, for a known idempotency key, continue) a run and execute it."""
+    """Create (or, for a known idempotency key, continue) a run and execute it.
+
+    ``registry``: the one the mission was validated with (saves building it twice)."""
     store = await open_store(settings)
     try:
         workspace = (settings.workspace or Path.cwd()).resolve()
@@ -77,7 +91,7 @@ async def start_run(
         )
         if not created:
             return await _continue(settings, store, run_id, hooks)
-        engine = _engine(settings, store, hooks, workspace)
+        engine = _engine(settings, store, hooks, workspace, registry)
         return await _drive(engine, mission, run_id, context=variables)
     finally:
         await store.db.dispose()

@@ -22,21 +22,29 @@ class ShardedTransport(httpx.AsyncBaseTransport):
     """Route each request to the least busy of ``shards`` independent connection pools."""
 
     def __init__(self, *, shards: int = 32, connections_per_shard: int = 8) -> None:
-        options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # no delayed-ACK stalls
-        tls = ssl.create_default_context(cafile=certifi.where())  # loaded once, shared by all
-        self.pools = [
-            httpx.AsyncHTTPTransport(
-                retries=0,
-                verify=tls,
-                socket_options=options,
-                limits=httpx.Limits(
-                    max_connections=connections_per_shard,
-                    max_keepalive_connections=connections_per_shard,
-                ),
-            )
-            for _ in range(shards)
-        ]
+        self.shards = shards
+        self.connections_per_shard = connections_per_shard
+        self._pools: list[httpx.AsyncHTTPTransport] | None = None
         self.busy = [0] * shards
+
+    @property
+    def pools(self) -> list[httpx.AsyncHTTPTransport]:
+        # Built on first use: a CLI run without HTTP steps never pays for 32 pools and a TLS
+        # context (~50 ms).
+        if self._pools is None:
+            options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # no delayed-ACK stalls
+            tls = ssl.create_default_context(cafile=certifi.where())  # loaded once, shared by all
+            limits = httpx.Limits(
+                max_connections=self.connections_per_shard,
+                max_keepalive_connections=self.connections_per_shard,
+            )
+            self._pools = [
+                httpx.AsyncHTTPTransport(
+                    retries=0, verify=tls, socket_options=options, limits=limits
+                )
+                for _ in range(self.shards)
+            ]
+        return self._pools
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         i = min(range(len(self.pools)), key=self.busy.__getitem__)
@@ -53,7 +61,7 @@ class ShardedTransport(httpx.AsyncBaseTransport):
         return response
 
     async def aclose(self) -> None:
-        for pool in self.pools:
+        for pool in self._pools or []:
             await pool.aclose()
 
 

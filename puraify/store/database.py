@@ -12,18 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import StoreError
 
-__all__ = ["Database", "sqlite_url"]
+__all__ = ["HEAD_REVISION", "Database", "sqlite_url"]
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+#: The newest migration. A test keeps it equal to Alembic's head, so the common path (schema
+#: already current) can check it with one query and never import Alembic (~0.25 s).
+HEAD_REVISION = "0003"
 
 
 def sqlite_url(path: Path) -> str:
@@ -60,7 +60,9 @@ class Database:
                 cur.execute("PRAGMA busy_timeout=10000")
                 cur.close()
 
-    def _alembic(self) -> Config:
+    def _alembic(self) -> Any:
+        from alembic.config import Config
+
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS))
         return cfg
@@ -68,15 +70,21 @@ class Database:
     async def revision(self) -> str | None:
         """The schema's current Alembic revision (None on an empty database)."""
         async with self.engine.connect() as conn:
-            return await conn.run_sync(
-                lambda c: MigrationContext.configure(c).get_current_revision()
-            )
+            exists = await conn.run_sync(lambda c: c.dialect.has_table(c, "alembic_version"))
+            if not exists:
+                return None
+            return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
 
     def head(self) -> str | None:
+        """Alembic's head revision, read from the migration scripts."""
+        from alembic.script import ScriptDirectory
+
         return ScriptDirectory.from_config(self._alembic()).get_current_head()
 
     async def upgrade(self) -> str | None:
         """Apply every pending migration; returns the revision reached."""
+        from alembic import command
+
         cfg = self._alembic()
         try:
             async with self.engine.begin() as conn:
@@ -94,7 +102,7 @@ class Database:
 
     async def ensure_schema(self) -> None:
         """Upgrade if behind (used on first use of the embedded default)."""
-        if await self.revision() != self.head():
+        if await self.revision() != HEAD_REVISION:
             await self.upgrade()
 
     async def integrity_check(self) -> str:

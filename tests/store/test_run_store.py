@@ -236,7 +236,9 @@ async def test_list_cancel_and_prune(tmp_path: Path, store: RunStore) -> None:
 
 
 async def test_schema_is_at_head(database: Database) -> None:
-    assert await database.revision() == database.head() == "0003"
+    from puraify.store.database import HEAD_REVISION
+
+    assert await database.revision() == database.head() == HEAD_REVISION == "0003"
 
 
 def test_store_url_defaults_to_home(tmp_path: Path) -> None:
