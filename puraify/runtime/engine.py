@@ -27,7 +27,7 @@ from .guards import CommandPolicy, Jail, SsrfPolicy, SsrfTransport
 from .hooks import Hooks, HookSet
 from .recorder import RunRecorder
 from .runner import InProcessRunner, StepRunner
-from .transport import ShardedTransport
+from .transport import AiohttpTransport
 
 __all__ = ["Engine", "Prepared"]
 
@@ -105,7 +105,7 @@ class Engine:
             only_allowlisted=settings.egress_only_allowlisted,
         )
         http = httpx.AsyncClient(
-            transport=SsrfTransport(policy, ShardedTransport()),
+            transport=SsrfTransport(policy, AiohttpTransport()),
             trust_env=False,
             max_redirects=settings.http_max_redirects,
             headers={"User-Agent": "puraify/0.1"},

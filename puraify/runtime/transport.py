@@ -1,83 +1,170 @@
-"""The engine's HTTP transport: several small httpcore pools instead of one large one.
+"""The engine's HTTP transport: httpx's client API over one aiohttp connection pool.
 
-httpcore's connection pool re-examines every queued request against every connection each
-time one finishes, so its cost grows with (requests x connections): measured here, 1,000
-requests at concurrency 100 through one pool of 100 connections take ~6 s, while the receiver
-alone answers them in 0.13 s. Spreading requests over ``shards`` pools of a few connections
-each (least busy first) keeps every pool small and brings the same load to ~0.6 s.
+Actions keep the ``httpx.AsyncClient`` interface (requests, responses, redirects, cookies,
+exceptions, and the SSRF guard as an httpx transport); this module only moves the bytes. It
+replaced httpcore because of what the two cost on the 2-core development machine, one process,
+32 concurrent POSTs to a local receiver (``bench http`` and docs/benchmarks.md):
+
+- httpcore, one pool of 32 connections: ~2,150 us of CPU per request (its pool re-examines
+  every queued request against every connection, so the cost grows with requests x connections);
+  32 sharded pools of 8 brought it to ~630 us;
+- aiohttp's connector: ~65 us per request, and httpx's own client layer on top ~90 us.
+
+aiohttp does no redirects, cookies or decompression here: httpx does them, so every redirect hop
+passes the SSRF guard again and decoded bodies are capped by the action as before. Requests reach
+this transport with their host already pinned to a checked address (``SsrfTransport``); TLS then
+verifies the name the caller asked for (``sni_hostname``).
 """
 
 from __future__ import annotations
 
-import socket
+import asyncio
 import ssl
+from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
 import certifi
 import httpx
+from yarl import URL
 
-__all__ = ["ShardedTransport"]
+__all__ = ["AiohttpTransport"]
+
+# Set from the request body (always read in full: actions build bodies in memory).
+_DROP_HEADERS = frozenset({"transfer-encoding"})
 
 
-class ShardedTransport(httpx.AsyncBaseTransport):
-    """Route each request to the least busy of ``shards`` independent connection pools."""
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """Send httpx requests through one shared ``aiohttp`` connection pool."""
 
-    def __init__(self, *, shards: int = 32, connections_per_shard: int = 8) -> None:
-        self.shards = shards
-        self.connections_per_shard = connections_per_shard
-        self._pools: list[httpx.AsyncHTTPTransport] | None = None
-        self.busy = [0] * shards
+    def __init__(self, *, max_connections: int = 256, keepalive_seconds: float = 15.0) -> None:
+        self.max_connections = max_connections
+        self.keepalive_seconds = keepalive_seconds
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tls: ssl.SSLContext | None = None
+        self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
 
-    @property
-    def pools(self) -> list[httpx.AsyncHTTPTransport]:
-        # Built on first use: a CLI run without HTTP steps never pays for 32 pools and a TLS
-        # context (~50 ms).
-        if self._pools is None:
-            options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # no delayed-ACK stalls
-            tls = ssl.create_default_context(cafile=certifi.where())  # loaded once, shared by all
-            limits = httpx.Limits(
-                max_connections=self.connections_per_shard,
-                max_keepalive_connections=self.connections_per_shard,
+    def _current_session(self) -> aiohttp.ClientSession:
+        # Built on first use, inside the loop that will use it: a CLI run without HTTP steps
+        # never pays for the TLS context (~50 ms), and a pool never outlives its event loop.
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            if self._tls is None:
+                self._tls = ssl.create_default_context(cafile=certifi.where())
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections,
+                limit_per_host=0,
+                ssl=self._tls,
+                keepalive_timeout=self.keepalive_seconds,
             )
-            self._pools = [
-                httpx.AsyncHTTPTransport(
-                    retries=0, verify=tls, socket_options=options, limits=limits
-                )
-                for _ in range(self.shards)
-            ]
-        return self._pools
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies
+                auto_decompress=False,  # httpx decodes (and the action caps the decoded size)
+                trust_env=False,  # never a proxy or .netrc from the environment
+                timeout=aiohttp.ClientTimeout(total=None),
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+            )
+            self._loop = loop
+        return self._session
+
+    def _timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
+        spec = request.extensions.get("timeout") or {}
+        key = (spec.get("connect"), spec.get("read"), spec.get("pool"))
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            connect, read, pool = key
+            acquire = None if connect is None or pool is None else connect + pool
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=acquire, sock_connect=connect, sock_read=read
+            )
+            if len(self._timeouts) < 64:
+                self._timeouts[key] = timeout
+        return timeout
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        i = min(range(len(self.pools)), key=self.busy.__getitem__)
-        self.busy[i] += 1
+        session = self._current_session()
+        body = await request.aread()
+        headers = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in request.headers.raw
+            if name.lower().decode("latin-1") not in _DROP_HEADERS
+        ]
+        if body and not any(name.lower() == "content-length" for name, _ in headers):
+            headers.append(("Content-Length", str(len(body))))
+        url = request.url.copy_with(username=None, password=None)
+        sni = request.extensions.get("sni_hostname")
         try:
-            response = await self.pools[i].handle_async_request(request)
-        except BaseException:
-            self.busy[i] -= 1
-            raise
-        # The body is still streaming: count the pool busy until the response is closed.
-        stream = response.stream
-        assert isinstance(stream, httpx.AsyncByteStream)
-        response.stream = _Release(stream, self, i)
-        return response
+            response = await session.request(
+                request.method,
+                URL(str(url), encoded=True),
+                headers=headers,
+                data=body or None,
+                allow_redirects=False,
+                timeout=self._timeout(request),
+                server_hostname=sni if isinstance(sni, str) else None,
+            )
+        except Exception as exc:
+            raise _translate(exc, request, connecting=True) from exc
+        return httpx.Response(
+            status_code=response.status,
+            headers=list(response.raw_headers),
+            stream=_ResponseStream(response, request),
+            extensions={
+                "http_version": b"HTTP/%d.%d" % (response.version or (1, 1)),
+                "reason_phrase": (response.reason or "").encode("latin-1", "replace"),
+            },
+        )
 
     async def aclose(self) -> None:
-        for pool in self._pools or []:
-            await pool.aclose()
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:  # pragma: no cover - aclose is always awaited in a loop
+                running = None
+            if running is self._loop:
+                await session.close()
 
 
-class _Release(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.AsyncByteStream, owner: ShardedTransport, index: int) -> None:
-        self.inner = inner
-        self.owner = owner
-        self.index = index
-        self.released = False
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self.response = response
+        self.request = request
 
-    async def __aiter__(self):  # type: ignore[no-untyped-def]
-        async for chunk in self.inner:
-            yield chunk
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.content.iter_any():
+                yield chunk
+        except Exception as exc:
+            raise _translate(exc, self.request, connecting=False) from exc
 
     async def aclose(self) -> None:
-        if not self.released:
-            self.released = True
-            self.owner.busy[self.index] -= 1
-        await self.inner.aclose()
+        # A body read to the end frees the connection for reuse; a cut one closes it.
+        if self.response.content.at_eof():
+            self.response.release()
+        else:
+            self.response.close()
+
+
+def _translate(exc: Exception, request: httpx.Request, *, connecting: bool) -> Exception:
+    """aiohttp's errors as the httpx exceptions actions already handle."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(message, request=request)
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        if connecting and not isinstance(exc, aiohttp.ServerTimeoutError):
+            return httpx.PoolTimeout(message, request=request)
+        return httpx.ReadTimeout(message, request=request)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(message, request=request)
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return httpx.RemoteProtocolError(message, request=request)
+    if isinstance(exc, aiohttp.ClientResponseError):  # malformed status line or headers
+        return httpx.RemoteProtocolError(message, request=request)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.InvalidURL(message)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return httpx.ReadError(message, request=request)
+    return exc

@@ -1,0 +1,164 @@
+"""The engine's HTTP transport (httpx over aiohttp) against real servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from puraify.runtime.transport import AiohttpTransport
+from puraify.testing import LocalServer
+
+
+class Echo:
+    """Answers with what it saw: client port, headers, body; ``/gzip`` compresses, ``/big``
+    sends 4 MiB, ``/hang`` never answers."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path = scope["path"]
+        if path == "/hang":
+            await asyncio.Event().wait()
+        headers = [(b"content-type", b"application/json")]
+        if path == "/big":
+            data = b"x" * (4 * 1024 * 1024)
+        else:
+            seen = {
+                "port": scope["client"][1],
+                "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
+                "body": body.decode(),
+                "method": scope["method"],
+            }
+            data = json.dumps(seen).encode()
+        if path == "/gzip":
+            data = gzip.compress(data)
+            headers.append((b"content-encoding", b"gzip"))
+        headers.append((b"content-length", str(len(data)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[LocalServer]:
+    with LocalServer(Echo()) as server:
+        yield server
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=AiohttpTransport(), trust_env=False) as c:
+        yield c
+
+
+def _header(seen: dict[str, Any], name: str) -> list[str]:
+    return [v for k, v in seen["headers"] if k.lower() == name]
+
+
+async def test_request_headers_and_body_arrive_as_sent(
+    echo: LocalServer, client: httpx.AsyncClient
+) -> None:
+    r = await client.post(
+        f"{echo.url}/x", json={"a": 1}, headers={"Host": "api.example.test", "X-One": "1"}
+    )
+    seen = r.json()
+    assert seen["method"] == "POST"
+    assert json.loads(seen["body"]) == {"a": 1}
+    assert _header(seen, "host") == ["api.example.test"]  # pinned address, caller's Host
+    assert _header(seen, "x-one") == ["1"]
+    assert _header(seen, "content-length") == [str(len(seen["body"]))]
+    assert _header(seen, "transfer-encoding") == []
+
+
+async def test_userinfo_becomes_one_authorization_header(
+    echo: LocalServer, client: httpx.AsyncClient
+) -> None:
+    url = echo.url.replace("http://", "http://user:secret@")
+    seen = (await client.get(f"{url}/x")).json()
+    assert len(_header(seen, "authorization")) == 1
+
+
+async def test_gzip_body_is_decoded_once(echo: LocalServer, client: httpx.AsyncClient) -> None:
+    r = await client.get(f"{echo.url}/gzip")
+    assert r.headers["content-encoding"] == "gzip"
+    assert r.json()["method"] == "GET"
+
+
+async def test_keep_alive_reuses_one_connection(
+    echo: LocalServer, client: httpx.AsyncClient
+) -> None:
+    ports = {(await client.get(f"{echo.url}/x")).json()["port"] for _ in range(20)}
+    assert len(ports) == 1
+
+
+async def test_a_body_read_halfway_closes_its_connection(
+    echo: LocalServer, client: httpx.AsyncClient
+) -> None:
+    async with client.stream("GET", f"{echo.url}/big") as r:
+        async for chunk in r.aiter_raw():
+            assert chunk
+            break
+    first = (await client.get(f"{echo.url}/x")).json()["port"]
+    second = (await client.get(f"{echo.url}/x")).json()["port"]
+    assert first == second  # the follow-up requests work and share a fresh connection
+
+
+async def test_read_timeout_is_httpx_read_timeout(
+    echo: LocalServer, client: httpx.AsyncClient
+) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        await client.get(f"{echo.url}/hang", timeout=0.3)
+
+
+async def test_refused_connection_is_connect_error(client: httpx.AsyncClient) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: refused
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{port}/")
+
+
+async def test_body_cut_short_is_a_protocol_error(client: httpx.AsyncClient) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly a part")
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get(f"http://127.0.0.1:{listener.getsockname()[1]}/")
+    finally:
+        thread.join(timeout=5)
+        listener.close()
+
+
+async def test_a_pool_follows_its_event_loop(echo: LocalServer) -> None:
+    transport = AiohttpTransport()
+
+    async def once() -> int:
+        async with httpx.AsyncClient(transport=transport) as c:
+            return (await c.get(f"{echo.url}/x")).status_code
+
+    assert await once() == 200
+    # a second client on the same transport (closed by the first) builds a new pool
+    assert await once() == 200
