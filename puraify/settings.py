@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     dev_mode: bool = False
+    # how long a server trusts a token it verified before asking the store again: a revoked
+    # token is refused by every process within this time (0: ask the store on every request)
+    token_cache_seconds: float = Field(default=2.0, ge=0, le=60)
     max_body_bytes: int = 1024 * 1024
     execute_timeout_seconds: float = 60.0
     monitoring_url: str | None = None

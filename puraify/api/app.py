@@ -115,9 +115,13 @@ def _request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
-def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> FastAPI:
-    """Build the execution service; ``environ`` is the process environment (read at the edge)."""
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
+def create_app(
+    settings: Settings, *, environ: dict[str, str] | None = None, server_process: bool = False
+) -> FastAPI:
+    """Build the execution service; ``environ`` is the process environment (read at the edge).
+    ``server_process``: this process only serves this app (loggers resolve their configuration
+    once)."""
+    configure_logging(level=settings.log_level, fmt=settings.log_format, cache=server_process)
     metrics = Metrics()
     broker = EventBroker()
     sinks = EventSinks(monitoring_url=settings.monitoring_url, feedback_url=settings.feedback_url)
@@ -146,7 +150,7 @@ def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> 
         app.state.settings = settings
         app.state.db = db
         app.state.store = store
-        app.state.tokens = TokenStore(db)
+        app.state.tokens = TokenStore(db, cache_seconds=settings.token_cache_seconds)
         app.state.idempotency = IdempotencyStore(db)
         app.state.engine = engine
         app.state.service = service
@@ -220,4 +224,4 @@ def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> 
 def create_app_from_environment() -> FastAPI:
     """Factory for ``uvicorn --factory`` worker processes: settings from ``PURAIFY_*``."""
     settings = Settings()
-    return create_app(settings, environ=dict(os.environ))
+    return create_app(settings, environ=dict(os.environ), server_process=True)

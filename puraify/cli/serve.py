@@ -55,7 +55,9 @@ def serve(
             "puraify.api.app:create_app_from_environment", factory=True, workers=workers, **options
         )
     else:
-        uvicorn.run(create_app(settings, environ=dict(os.environ)), **options)
+        uvicorn.run(
+            create_app(settings, environ=dict(os.environ), server_process=True), **options
+        )
 
 
 def _call(fn: Any) -> Any:
@@ -127,7 +129,7 @@ def list_tokens(project: Annotated[str | None, typer.Option("--project")] = None
 
 @tokens_app.command("revoke")
 def revoke(token_id: Annotated[str, typer.Argument()]) -> None:
-    """Revoke a token by id; it stops working at once."""
+    """Revoke a token by id; running servers refuse it within `token_cache_seconds` (2 s)."""
     ok = _call(lambda t: t.revoke(token_id))
     typer.echo("revoked" if ok else "no such active token")
     raise typer.Exit(0 if ok else 2)

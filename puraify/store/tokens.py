@@ -2,6 +2,10 @@
 
 A token reads ``pfy_<id>_<secret>``; the id finds nothing by itself and the secret is never
 stored. Lookups go by the hash of the whole token, then compare hashes in constant time.
+
+A server may keep a verified token's principal for ``cache_seconds`` (keyed by the hash, never
+the token), so that a busy API does not read the store on every request; a revocation by another
+process takes effect within that time, one by this process at once. Failures are never cached.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -44,8 +49,11 @@ class Principal:
 class TokenStore:
     """Create, verify, list and revoke API tokens."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, cache_seconds: float = 0.0, cache_size: int = 4096) -> None:
         self.db = db
+        self.cache_seconds = cache_seconds
+        self.cache_size = cache_size
+        self._cache: dict[str, tuple[Principal, float]] = {}  # hash -> (principal, valid until)
 
     async def create(
         self,
@@ -86,6 +94,11 @@ class TokenStore:
         if not token.startswith(PREFIX) or len(token) > 200:
             return None
         digest = _hash(token)
+        cached = self._cache.get(digest)
+        if cached is not None:
+            if cached[1] > time.monotonic():
+                return cached[0]
+            del self._cache[digest]
         async with self.db.engine.connect() as conn:
             row = (
                 await conn.execute(select(api_tokens).where(api_tokens.c.token_hash == digest))
@@ -100,7 +113,15 @@ class TokenStore:
         )
         if row.revoked_at is not None or (expires is not None and expires < now):
             return None
-        return Principal(row.id, row.project_id, frozenset(row.scopes))
+        principal = Principal(row.id, row.project_id, frozenset(row.scopes))
+        if self.cache_seconds > 0:
+            ttl = self.cache_seconds
+            if expires is not None:
+                ttl = min(ttl, (expires - now).total_seconds())
+            if len(self._cache) >= self.cache_size:
+                self._cache.pop(next(iter(self._cache)))  # the oldest entry
+            self._cache[digest] = (principal, time.monotonic() + ttl)
+        return principal
 
     async def list(self, project_id: str | None = None) -> list[dict[str, object]]:
         query = select(
@@ -118,6 +139,7 @@ class TokenStore:
             return [dict(r) for r in (await conn.execute(query)).mappings().all()]
 
     async def revoke(self, token_id: str) -> bool:
+        self._cache = {h: v for h, v in self._cache.items() if v[0].token_id != token_id}
         async with self.db.engine.begin() as conn:
             changed = (
                 await conn.execute(
