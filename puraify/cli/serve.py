@@ -55,9 +55,7 @@ def serve(
             "puraify.api.app:create_app_from_environment", factory=True, workers=workers, **options
         )
     else:
-        uvicorn.run(
-            create_app(settings, environ=dict(os.environ), server_process=True), **options
-        )
+        uvicorn.run(create_app(settings, environ=dict(os.environ), server_process=True), **options)
 
 
 def _call(fn: Any) -> Any:
