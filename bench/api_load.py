@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
+import uvloop
 
 from ._util import Report
 
@@ -48,33 +49,46 @@ def _tree_rss_mb(pid: int) -> float:
 async def _load(
     url: str, token: str, target: str, seconds: float, clients: int
 ) -> tuple[int, int, list[float]]:
+    """``clients`` closed-loop callers, each with one request in flight, for ``seconds``.
+
+    The load generator shares the two cores with the server, so it must cost far less than the
+    server per request: aiohttp spends ~65 us of CPU on a request here, httpx ~600 us (which
+    would eat a core at 2,000 requests/s and measure itself; see docs/benchmarks.md).
+    """
+    import aiohttp
+
     latencies: list[float] = []
     errors = 0
-    body = {
-        "action": "http_request",
-        "platform": "webhook",
-        "parameters": {"url": f"{target}/hook", "method": "POST", "body": {"n": 1}},
-    }
+    body = json.dumps(
+        {
+            "action": "http_request",
+            "platform": "webhook",
+            "parameters": {"url": f"{target}/hook", "method": "POST", "body": {"n": 1}},
+        }
+    ).encode()
     stop = time.perf_counter() + seconds
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(
+        base_url=url, headers=headers, connector=connector, timeout=timeout
+    ) as session:
 
-    async def worker() -> None:
-        # one client (one connection) per worker: a single httpx pool of many connections is
-        # itself the bottleneck (see docs/benchmarks.md), and would measure the load generator
-        nonlocal errors
-        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+        async def worker() -> None:
+            nonlocal errors
             while time.perf_counter() < stop:
                 t0 = time.perf_counter()
                 try:
-                    r = await client.post("/execute", json=body)
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
+                    async with session.post("/execute", data=body) as r:
+                        await r.read()
+                        ok = r.status == 200
+                except (aiohttp.ClientError, TimeoutError):
                     ok = False
                 latencies.append(time.perf_counter() - t0)
                 if not ok:
                     errors += 1
 
-    await asyncio.gather(*(worker() for _ in range(clients)))
+        await asyncio.gather(*(worker() for _ in range(clients)))
     return len(latencies), errors, latencies
 
 
@@ -129,9 +143,9 @@ def run(report: Report) -> None:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.1)
-            asyncio.run(_load(url, token, target, 3.0, 32))  # warm-up
+            uvloop.run(_load(url, token, target, 3.0, 32))  # warm-up
             before = _tree_rss_mb(server.pid)
-            count, errors, lat = asyncio.run(_load(url, token, target, seconds, 64))
+            count, errors, lat = uvloop.run(_load(url, token, target, seconds, 64))
             after = _tree_rss_mb(server.pid)
         finally:
             server.terminate()

@@ -41,6 +41,7 @@ class ExecutionService:
 
         def done(t: asyncio.Task[MissionResult]) -> None:
             self.live.pop(run_id, None)
+            self.store.forget(run_id)
             if not t.cancelled() and t.exception() is not None:
                 _log.error("run_crashed", run_id=run_id, error=repr(t.exception()))
 
@@ -53,14 +54,18 @@ class ExecutionService:
         project_id: str,
         context: dict[str, Any],
         idempotency_key: str | None = None,
+        defer: bool = False,
     ) -> tuple[str, bool]:
-        """Commit a run and start it; returns ``(run_id, created)``."""
+        """Commit a run and start it; returns ``(run_id, created)``. ``defer``: the caller shows
+        the run id only after the run ended, so the run may be committed with its first attempt
+        (``RunStore.create_run``)."""
         run_id, created = await self.store.create_run(
             mission,
             context=context,
             project_id=project_id,
             idempotency_key=idempotency_key,
             workspace=str(self.engine.workspace) if self.engine.workspace else None,
+            defer=defer,
         )
         if created:
             self._start(run_id, mission, context)

@@ -176,7 +176,8 @@ class Executor:
             await self.hooks.after_step(run, result)
 
         async def flush() -> None:
-            # Durable before anything that depends on these results starts.
+            # Durable before anything that depends on these results starts; the last results
+            # of a run are written with the run's end instead (one transaction).
             if unrecorded:
                 batch = list(unrecorded)
                 unrecorded.clear()
@@ -227,7 +228,8 @@ class Executor:
         try:
             while True:
                 if outcome is None:
-                    await flush()
+                    if running or plan.has_ready():
+                        await flush()
                     starting: list[_Record] = []
                     for step_id in plan.ready(limit - len(running)):
                         rec = records[step_id]
@@ -329,8 +331,9 @@ class Executor:
                 await cancel_wait
 
         result = self._result(mission, handle.run_id, records, outcome, started_at, t_start)
-        await flush()
-        await self.recorder.run_finished(result)
+        last = list(unrecorded)
+        unrecorded.clear()
+        await self.recorder.run_finished(result, last)
         await self.hooks.on_run_end(run, result)
         return result
 

@@ -3,7 +3,8 @@
 The executor calls the recorder at the two moments that matter for crash safety:
 ``attempts_started`` is committed *before* an attempt is dispatched (so an interrupted unsafe
 step is known to have been in flight), and ``steps_finished`` is committed *before* any step that
-depends on those results starts. Calls are batched per scheduler tick. Each attempt gets a
+depends on those results starts, or with the run's end (``run_finished``) when nothing else
+starts. Calls are batched per scheduler tick. Each attempt gets a
 fencing token: a result is stored only if its fence is still the step's latest (I5).
 """
 
@@ -31,8 +32,11 @@ class RunRecorder(Protocol):
     async def attempt_failed(self, run_id: str, step_id: str, fence: int, error: StepError) -> None:
         """An attempt failed and the step will retry (attempt history only)."""
 
-    async def run_finished(self, result: MissionResult) -> None:
-        """Record the run's final result."""
+    async def run_finished(
+        self, result: MissionResult, steps: Sequence[tuple[StepResult, int | None]] = ()
+    ) -> None:
+        """Record the run's final result, with the step results not recorded yet (``steps``,
+        as for ``steps_finished``), in one transaction."""
 
     async def heartbeat(self, run_id: str) -> bool:
         """Keep the run's lease; True when someone asked to cancel it."""
@@ -65,8 +69,10 @@ class NullRecorder:
     async def attempt_failed(self, run_id: str, step_id: str, fence: int, error: StepError) -> None:
         return None
 
-    async def run_finished(self, result: MissionResult) -> None:
-        return None
+    async def run_finished(
+        self, result: MissionResult, steps: Sequence[tuple[StepResult, int | None]] = ()
+    ) -> None:
+        await self.steps_finished(result.run_id, steps)
 
     async def heartbeat(self, run_id: str) -> bool:
         return False

@@ -244,3 +244,65 @@ async def test_schema_is_at_head(database: Database) -> None:
 def test_store_url_defaults_to_home(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     assert settings.store_url == f"sqlite+aiosqlite:///{tmp_path / 'home' / 'puraify.db'}"
+
+
+async def test_a_deferred_run_is_committed_with_its_first_attempt(
+    tmp_path: Path, store: RunStore
+) -> None:
+    engine = engine_for(tmp_path, store)
+    prepared = engine.prepare("steps:\n  - {id: only, step_type: noop}\n")
+    run_id, created = await store.create_run(prepared.mission, project_id="p", defer=True)
+    assert created
+    assert await store.list_runs() == []  # nothing is written before the run starts ...
+    writes: list[int] = []
+    real_write = store._commit.write
+
+    async def counting(batch: Any) -> None:
+        writes.append(len(batch))
+        await real_write(batch)
+
+    store._commit.write = counting  # type: ignore[method-assign]
+    fences = await store.attempts_started(run_id, [("only", 1)])
+    record = await store.get(run_id)  # ... and the run arrives with its attempt
+    assert record.status is MissionStatus.RUNNING
+    assert [(s.step_id, s.status, s.fence) for s in record.steps] == [
+        ("only", StepStatus.RUNNING, fences["only"])
+    ]
+    assert len(writes) == 1
+    await engine.aclose()
+
+
+async def test_a_one_step_run_costs_two_transactions(tmp_path: Path, store: RunStore) -> None:
+    engine = engine_for(tmp_path, store)
+    prepared = engine.prepare("steps:\n  - {id: only, step_type: noop}\n")
+    writes: list[int] = []
+    real_write = store._commit.write
+
+    async def counting(batch: Any) -> None:
+        writes.append(len(batch))
+        await real_write(batch)
+
+    store._commit.write = counting  # type: ignore[method-assign]
+    run_id, _ = await store.create_run(prepared.mission, defer=True)
+    result = await engine.run(prepared.mission, handle=RunHandle(run_id=run_id))
+    await engine.aclose()
+    assert result.status is MissionStatus.COMPLETED
+    # creation + attempt before dispatch; step result + run end after it
+    assert len(writes) == 2
+    record = await store.get(run_id)
+    assert record.status is MissionStatus.COMPLETED
+    assert record.steps[0].status is StepStatus.SUCCESS
+    kinds = [e["kind"] for e in await store.events(run_id)]
+    assert kinds == ["run_created", "run_finished"]
+
+
+async def test_a_deferred_run_that_never_started_leaves_nothing(
+    tmp_path: Path, store: RunStore
+) -> None:
+    engine = engine_for(tmp_path, store)
+    prepared = engine.prepare("steps:\n  - {id: only, step_type: noop}\n")
+    run_id, _ = await store.create_run(prepared.mission, defer=True)
+    store.forget(run_id)  # what the service does when a run's task ends
+    assert await store.list_runs() == []
+    assert store._deferred == {}
+    await engine.aclose()
