@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,9 @@ class Engine:
         http = httpx.AsyncClient(
             transport=SsrfTransport(policy, AiohttpTransport()),
             trust_env=False,
+            # One client serves every run and project: a cookie one platform sets must never
+            # ride along on another run's request, so the client keeps none.
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             max_redirects=settings.http_max_redirects,
             headers={"User-Agent": "puraify/0.1"},
         )

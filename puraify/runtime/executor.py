@@ -8,11 +8,10 @@ mission always ends ``completed``, ``failed`` or ``cancelled`` with every step a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -79,15 +78,19 @@ class RunHandle:
     """A live run's id and its cancel switch (Ctrl-C, API cancel)."""
 
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    _cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    _cancelled: bool = False
+    _listeners: list[Callable[[], None]] = field(default_factory=list)
 
     def cancel(self) -> None:
         """Ask the run to stop: running steps are cancelled, pending ones never start."""
-        self._cancel.set()
+        if not self._cancelled:
+            self._cancelled = True
+            for listener in list(self._listeners):
+                listener()
 
     @property
     def cancelled(self) -> bool:
-        return self._cancel.is_set()
+        return self._cancelled
 
 
 class Executor:
@@ -141,7 +144,16 @@ class Executor:
             t_start + mission.config.timeout_seconds if mission.config.timeout_seconds else None
         )
         running: dict[asyncio.Future[Any], str] = {}
-        cancel_wait: asyncio.Future[Any] = asyncio.ensure_future(handle._cancel.wait())
+        # resolved by handle.cancel(); a plain future, not a task waiting on an event
+        cancel_wait: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def on_cancel() -> None:
+            if not cancel_wait.done():
+                cancel_wait.set_result(None)
+
+        handle._listeners.append(on_cancel)
+        if handle.cancelled:
+            on_cancel()
         # Finished tasks report here, so each completion costs O(1) instead of re-waiting on
         # every running task (asyncio.wait registers a callback on each, every time).
         finished: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()
@@ -326,9 +338,8 @@ class Executor:
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
+            handle._listeners.remove(on_cancel)
             cancel_wait.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await cancel_wait
 
         result = self._result(mission, handle.run_id, records, outcome, started_at, t_start)
         last = list(unrecorded)
@@ -337,21 +348,11 @@ class Executor:
         await self.hooks.on_run_end(run, result)
         return result
 
-    def _start_heartbeat(self, handle: RunHandle) -> asyncio.Task[None] | None:
+    def _start_heartbeat(self, handle: RunHandle) -> _Heartbeat | None:
         interval = getattr(self.recorder, "heartbeat_interval", None)
         if not interval:
             return None
-
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                try:
-                    if await self.recorder.heartbeat(handle.run_id):
-                        handle.cancel()
-                except Exception as exc:  # the lease expires on its own if this keeps failing
-                    _log.warning("heartbeat_failed", run_id=handle.run_id, error=repr(exc))
-
-        return asyncio.create_task(beat())
+        return _Heartbeat(self.recorder, handle, interval)
 
     async def _when_says_skip(self, rec: _Record, scope: Scope) -> StepError | None:
         when = rec.step.when
@@ -495,6 +496,38 @@ class Executor:
             warnings=warnings,
             error=error,
         )
+
+
+class _Heartbeat:
+    """Renews a run's lease every ``interval`` seconds and relays cancel requests.
+
+    A timer until the first beat is due, and a task only after that: most runs (single actions)
+    end long before their first beat, and a timer costs far less to start and stop.
+    """
+
+    def __init__(self, recorder: RunRecorder, handle: RunHandle, interval: float) -> None:
+        self.recorder = recorder
+        self.handle = handle
+        self.interval = interval
+        self.task: asyncio.Task[None] | None = None
+        self.timer = asyncio.get_running_loop().call_later(interval, self._first)
+
+    def _first(self) -> None:
+        self.task = asyncio.create_task(self._beat())
+
+    async def _beat(self) -> None:
+        while True:
+            try:
+                if await self.recorder.heartbeat(self.handle.run_id):
+                    self.handle.cancel()
+            except Exception as exc:  # the lease expires on its own if this keeps failing
+                _log.warning("heartbeat_failed", run_id=self.handle.run_id, error=repr(exc))
+            await asyncio.sleep(self.interval)
+
+    def cancel(self) -> None:
+        self.timer.cancel()
+        if self.task is not None:
+            self.task.cancel()
 
 
 async def _next_finished(

@@ -9,6 +9,7 @@ to survive that too, at the cost of an fsync per commit. PostgreSQL through
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import StoreError
+from .sqlite_writer import SqliteWriter
 
 __all__ = ["HEAD_REVISION", "Database", "sqlite_url"]
 
@@ -46,6 +48,9 @@ class Database:
         else:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self._writer: SqliteWriter | None = None
+        self._path = url.split("///", 1)[-1] if self.is_sqlite else ""
+        self.sqlite_synchronous = sqlite_synchronous.upper()
         if self.is_sqlite:
             sync = sqlite_synchronous.upper()
             if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
@@ -121,5 +126,17 @@ class Database:
             ).scalar()
             return "ok" if orphans == 0 else f"{orphans} orphaned rows"
 
+    @property
+    def writer(self) -> SqliteWriter | None:
+        """The batch writer for a SQLite file (None for PostgreSQL and in-memory SQLite)."""
+        if self._writer is None and self.is_sqlite and self._path not in ("", ":memory:"):
+            self._writer = SqliteWriter(
+                self._path, self.engine.dialect, synchronous=self.sqlite_synchronous
+            )
+        return self._writer
+
     async def dispose(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await asyncio.get_running_loop().run_in_executor(None, writer.close)
         await self.engine.dispose()

@@ -270,7 +270,7 @@ class RunStore:
         # The vault (issue D) installs the secret redactor here; until then values pass through.
         self.redact: Callable[[Any], Any] = redact or (lambda value: value)
         self.owner = owner or owner_id()
-        self._commit = GroupCommit(db.engine)
+        self._commit = GroupCommit(db.engine, writer=db.writer)
         self._epochs: dict[str, int] = {}  # run -> lease epoch held by this store
         self._deferred: dict[str, list[Write]] = {}  # run -> its creation, not yet written
 

@@ -13,8 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
+from puraify.mission.model import StepStatus
+from puraify.runtime.engine import Engine
 from puraify.runtime.transport import AiohttpTransport
-from puraify.testing import LocalServer
+from puraify.testing import LocalServer, RecordingSink, Reply
+from tests.conftest import run_text
 
 
 class Echo:
@@ -162,3 +165,21 @@ async def test_a_pool_follows_its_event_loop(echo: LocalServer) -> None:
     assert await once() == 200
     # a second client on the same transport (closed by the first) builds a new pool
     assert await once() == 200
+
+
+async def test_the_shared_client_keeps_no_cookies_between_runs(
+    engine: Engine, sink: tuple[RecordingSink, str]
+) -> None:
+    """One client serves every run and project: a cookie must not ride along to the next."""
+    receiver, url = sink
+    receiver.script("/login", Reply(200, {"ok": True}, {"Set-Cookie": "session=secret; Path=/"}))
+    first = await run_text(
+        engine, f"steps:\n  - {{id: a, step_type: http, parameters: {{url: '{url}/login'}}}}\n"
+    )
+    second = await run_text(
+        engine, f"steps:\n  - {{id: b, step_type: http, parameters: {{url: '{url}/next'}}}}\n"
+    )
+    assert first.step("a").status is StepStatus.SUCCESS
+    assert second.step("b").status is StepStatus.SUCCESS
+    assert [r.path for r in receiver.requests] == ["/login", "/next"]
+    assert "cookie" not in receiver.requests[1].headers

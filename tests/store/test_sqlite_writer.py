@@ -1,0 +1,131 @@
+"""SQLite's batch writer stores rows exactly as the async engine does, in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from puraify.store import Database, sqlite_url
+from puraify.store.commit import GroupCommit, Statement, Write
+from puraify.store.runs import _FINISH_RUN, _INSERT_EVENT, _INSERT_RUN, _INSERT_STEPS
+
+
+def _rows(when: datetime) -> list[Write]:
+    run = {
+        "id": "r1",
+        "mission_name": "m",
+        "mission_hash": "h",
+        "mission_doc": {"steps": [{"id": "a", "parameters": {"x": [1, 2.5, None, "é"]}}]},
+        "context": {},
+        "status": "running",
+        "idempotency_key": None,
+        "parent_run_id": None,
+        "workspace": None,
+        "created_at": when,
+        "started_at": when,
+        "finished_at": None,
+        "duration_ms": None,
+        "error_code": None,
+        "error_message": None,
+        "warnings": [],
+        "lease_owner": "me",
+        "lease_until": when,
+        "cancel_requested": False,
+        "project_id": "p",
+        "lease_epoch": 1,
+    }
+    step = {
+        "run_id": "r1",
+        "step_id": "a",
+        "position": 0,
+        "step_type": "noop",
+        "status": "pending",
+        "attempts": 0,
+        "fence": 0,
+        "started_at": None,
+        "finished_at": None,
+        "duration_ms": None,
+        "output": None,
+        "error_code": None,
+        "error_message": None,
+        "reused_from": None,
+    }
+    event = {"run_id": "r1", "at": when, "kind": "run_created", "step_id": None, "data": {"k": 1}}
+    finish = {
+        "p_run": "r1",
+        "p_status": "completed",
+        "p_finished": when,
+        "p_duration": 1.5,
+        "p_code": None,
+        "p_message": None,
+        "p_warnings": ["w"],
+    }
+    return [
+        Write(_INSERT_RUN, run),
+        Write(_INSERT_STEPS, step),
+        Write(_INSERT_EVENT, event),
+        Write(_FINISH_RUN, finish),
+    ]
+
+
+def _dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    with sqlite3.connect(path) as conn:
+        return {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+            for table in ("runs", "run_steps", "run_events")
+        }
+
+
+async def test_rows_are_stored_exactly_as_the_async_engine_stores_them(tmp_path: Path) -> None:
+    when = datetime(2026, 11, 22, 12, 30, 45, 123456, tzinfo=UTC)
+    dumps = []
+    for name, direct in (("engine.db", False), ("writer.db", True)):
+        db = Database(sqlite_url(tmp_path / name))
+        await db.upgrade()
+        commit = GroupCommit(db.engine, writer=db.writer if direct else None)
+        await commit.write(_rows(when))
+        await db.dispose()
+        dumps.append(_dump(tmp_path / name))
+    assert dumps[0] == dumps[1]
+    assert dumps[0]["runs"][0][2] == "h"  # and something was written at all
+
+
+async def test_a_failing_batch_commits_nothing_and_raises_sqlalchemys_error(
+    tmp_path: Path,
+) -> None:
+    db = Database(sqlite_url(tmp_path / "p.db"))
+    await db.upgrade()
+    writer = db.writer
+    assert writer is not None
+    when = datetime.now(UTC)
+    rows = _rows(when)
+    groups = [(w.statement.sql, [w.params]) for w in rows[:1]]
+    await writer.apply(groups)
+    duplicate_step_twice = [(rows[1].statement.sql, [rows[1].params, rows[1].params])]
+    with pytest.raises(IntegrityError):
+        await writer.apply(duplicate_step_twice)
+    await db.dispose()
+    dump = _dump(tmp_path / "p.db")
+    assert len(dump["runs"]) == 1 and dump["run_steps"] == []
+
+
+async def test_group_commit_falls_back_to_each_caller_alone(tmp_path: Path) -> None:
+    """One caller's bad write must not fail the others batched with it."""
+    db = Database(sqlite_url(tmp_path / "g.db"))
+    await db.upgrade()
+    commit = GroupCommit(db.engine, writer=db.writer)
+    when = datetime.now(UTC)
+    good = _rows(when)[:2]
+    bad = [Write(Statement(_INSERT_STEPS.sql, 1), {**good[1].params, "run_id": "missing"})]
+    results = await asyncio.gather(commit.write(good), commit.write(bad), return_exceptions=True)
+    assert results[0] is None
+    assert isinstance(results[1], IntegrityError)  # foreign key: no such run
+    await db.dispose()
+    dump = _dump(tmp_path / "g.db")
+    assert len(dump["runs"]) == 1 and len(dump["run_steps"]) == 1
