@@ -122,7 +122,11 @@ def run(report: Report) -> None:
             ).stdout
         )["token"]
         receiver = subprocess.Popen(
-            [sys.executable, "-m", "puraify.testing.serve"], stdout=subprocess.PIPE, text=True
+            # keeps no requests: a receiver whose memory grows with the run would add its own
+            # collector pauses to the latencies measured
+            [sys.executable, "-m", "puraify.testing.serve", "--keep", "0"],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert receiver.stdout is not None
         target = receiver.stdout.readline().split()[1]

@@ -17,11 +17,14 @@ from .servers import LocalServer, RecordingSink
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--keep", type=int, default=None, help="Keep only this many recent requests (load runs)."
+    )
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with LocalServer(RecordingSink(), port=args.port) as server:
+    with LocalServer(RecordingSink(keep=args.keep), port=args.port) as server:
         print(f"LISTENING {server.url}", flush=True)
         stop.wait()
     return 0

@@ -110,7 +110,12 @@ class RecordedRequest:
 class RecordingSink:
     """An ASGI receiver that records requests and answers from a script (default: 200 JSON)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep: int | None = None) -> None:
+        """``keep``: how many recent requests to keep (all by default, with effects counted per
+        idempotency key); a long load run keeps none and counts only ``total``, so the
+        receiver's memory and collector pauses stay flat."""
+        self.keep = keep
+        self.total = 0
         self.requests: list[RecordedRequest] = []
         self.applied: dict[str, int] = {}  # idempotency key -> deliveries seen
         self._script: dict[str, list[Reply]] = {}
@@ -182,11 +187,16 @@ class RecordingSink:
             200, {"ok": True, "path": scope["path"], "method": scope["method"]}
         )
         with self._lock:
-            self.requests.append(record)
+            self.total += 1
             key = headers.get("idempotency-key")
             duplicate = key is not None and key in self.applied
-            if key is not None and 200 <= reply.status < 300:
-                self.applied[key] = self.applied.get(key, 0) + 1
+            if self.keep is None:
+                self.requests.append(record)
+                if key is not None and 200 <= reply.status < 300:
+                    self.applied[key] = self.applied.get(key, 0) + 1
+            elif self.keep > 0:
+                self.requests.append(record)
+                del self.requests[: -self.keep]
         if reply.hang:
             await asyncio.Event().wait()
         if reply.delay:
