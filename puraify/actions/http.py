@@ -168,7 +168,7 @@ class Http(Action):
             "status": status,
             "headers": dict(response.headers),
             "body": _parse(body_bytes, response, params.response_format),
-            "url": _safe(str(response.url)),
+            "url": _safe_url(response.url),
             "elapsed_ms": round(elapsed, 3),
         }
 
@@ -202,6 +202,13 @@ def _invalid_url(url: str) -> ActionError:
         code="ssrf_blocked",
         field="url",
     )
+
+
+def _safe_url(url: httpx.URL) -> str:
+    """``url`` without credentials or query (they may carry secrets)."""
+    if not url.userinfo and not url.query:
+        return str(url)
+    return str(url.copy_with(username=None, password=None, query=None))
 
 
 def _safe(url: str) -> str:

@@ -44,6 +44,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tls: ssl.SSLContext | None = None
         self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
+        self._urls: dict[str, URL] = {}
 
     def _current_session(self) -> aiohttp.ClientSession:
         # Built on first use, inside the loop that will use it: a CLI run without HTTP steps
@@ -83,6 +84,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 self._timeouts[key] = timeout
         return timeout
 
+    def _yarl(self, url: str) -> URL:
+        # The same few URLs (a webhook, a platform's API) come back all the time.
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = URL(url, encoded=True)
+            if len(self._urls) >= 1024:
+                self._urls.clear()
+            self._urls[url] = parsed
+        return parsed
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._current_session()
         body = await request.aread()
@@ -93,12 +104,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         ]
         if body and not any(name.lower() == "content-length" for name, _ in headers):
             headers.append(("Content-Length", str(len(body))))
-        url = request.url.copy_with(username=None, password=None)
+        url = request.url
+        if url.userinfo:  # httpx already turned it into an Authorization header
+            url = url.copy_with(username=None, password=None)
         sni = request.extensions.get("sni_hostname")
         try:
             response = await session.request(
                 request.method,
-                URL(str(url), encoded=True),
+                self._yarl(str(url)),
                 headers=headers,
                 data=body or None,
                 allow_redirects=False,

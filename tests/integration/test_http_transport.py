@@ -183,3 +183,21 @@ async def test_the_shared_client_keeps_no_cookies_between_runs(
     assert second.step("b").status is StepStatus.SUCCESS
     assert [r.path for r in receiver.requests] == ["/login", "/next"]
     assert "cookie" not in receiver.requests[1].headers
+
+
+async def test_the_output_url_carries_no_credentials_or_query(
+    engine: Engine, sink: tuple[RecordingSink, str]
+) -> None:
+    receiver, url = sink
+    secret_url = url.replace("http://", "http://user:pw@") + "/x?token=s3cret"
+    result = await run_text(
+        engine, f"steps:\n  - {{id: a, step_type: http, parameters: {{url: '{secret_url}'}}}}\n"
+    )
+    step = result.step("a")
+    assert step.status is StepStatus.SUCCESS and step.output is not None
+    assert step.output["url"] == f"{url}/x"
+    assert receiver.requests[0].query == "token=s3cret"  # sent, just not echoed back
+    plain = await run_text(
+        engine, f"steps:\n  - {{id: b, step_type: http, parameters: {{url: '{url}/y'}}}}\n"
+    )
+    assert plain.step("b").output["url"] == f"{url}/y"  # type: ignore[index]
