@@ -46,6 +46,7 @@ def test_sec09_schemathesis(tmp_path: Path) -> None:
             capture_output=True,
             text=True,
             timeout=280,
+            cwd=tmp_path,  # its cache of found failures stays out of the repository
         )
     finally:
         server.stop()
