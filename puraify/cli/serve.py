@@ -50,10 +50,11 @@ def serve(
         "timeout_graceful_shutdown": 10,
     }
     if workers > 1:
-        # separate processes, each with its own engine; runs are shared through the store
-        uvicorn.run(
-            "puraify.api.app:create_app_from_environment", factory=True, workers=workers, **options
-        )
+        # separate processes, each with its own engine and its own SO_REUSEPORT socket; runs
+        # are shared through the store
+        from ..api.supervisor import serve_workers
+
+        serve_workers(options.pop("host"), options.pop("port"), workers, options)
     else:
         uvicorn.run(create_app(settings, environ=dict(os.environ), server_process=True), **options)
 

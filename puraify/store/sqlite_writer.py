@@ -94,6 +94,14 @@ class SqliteWriter:
         self._conn: sqlite3.Connection | None = None
         self._compiled: dict[tuple[int, tuple[str, ...]], _Compiled] = {}
         self._lock = threading.Lock()
+        # Without an fsync per commit (NORMAL, OFF), a batch is a few hundred microseconds of C
+        # and runs in the event loop itself (checkpoints, which do fsync, on their own thread);
+        # with FULL or EXTRA every commit waits for the disk, so batches go to the thread.
+        self.inline = synchronous.upper() in ("NORMAL", "OFF")
+        self.checkpoint_seconds = 0.5
+        self._inline: sqlite3.Connection | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def compile(self, sql: Executable, keys: Sequence[str]) -> _Compiled:
         key = (id(sql), tuple(keys))
@@ -113,13 +121,56 @@ class SqliteWriter:
         for sql, params in groups:
             compiled = self.compile(sql, list(params[0]))
             prepared.append((compiled.text, compiled.rows(params)))
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._run, prepared)
+        if self.inline:
+            await self._apply_inline(prepared)
+        else:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._run, prepared)
 
-    def _connect(self) -> sqlite3.Connection:
+    async def _apply_inline(self, prepared: list[tuple[str, Rows]]) -> None:
+        conn = self._inline_connection()
+        deadline = time.monotonic() + self.busy_seconds
+        delay = 100e-6
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                busy = getattr(exc, "sqlite_errorcode", None) in (_SQLITE_BUSY, _SQLITE_LOCKED)
+                if not busy or time.monotonic() >= deadline:
+                    raise _translate(exc, "BEGIN IMMEDIATE") from exc
+            await asyncio.sleep(delay)  # the loop serves others while another process writes
+            delay = min(delay * 2, 2e-4)
+        self._body(conn, prepared)
+
+    def _inline_connection(self) -> sqlite3.Connection:
+        if self._inline is None:
+            conn = self._connect(check_same_thread=False)
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
+            self._inline = conn
+            self._checkpointer = threading.Thread(
+                target=self._checkpoints, name="puraify-sqlite-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+        return self._inline
+
+    def _checkpoints(self) -> None:
+        conn = self._connect()
+        try:
+            while not self._stop.wait(self.checkpoint_seconds):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    continue  # the next round tries again
+        finally:
+            conn.close()
+
+    def _connect(self, *, check_same_thread: bool = True) -> sqlite3.Connection:
         # busy_timeout 0: waiting for another process's write lock is done by _begin, because
         # SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between tries, which
         # under two API processes turned into a p99 of ~200 ms for ~1 ms of actual waiting.
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, timeout=0, check_same_thread=check_same_thread
+        )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
@@ -144,9 +195,17 @@ class SqliteWriter:
         if self._conn is None:
             self._conn = self._connect()
         conn = self._conn
-        text = "BEGIN IMMEDIATE"  # take the write lock now, not halfway through
         try:
-            self._begin(conn)
+            self._begin(conn)  # take the write lock now, not halfway through
+        except sqlite3.Error as exc:
+            raise _translate(exc, "BEGIN IMMEDIATE") from exc
+        self._body(conn, prepared)
+
+    @staticmethod
+    def _body(conn: sqlite3.Connection, prepared: list[tuple[str, Rows]]) -> None:
+        """The batch's statements and COMMIT, in a transaction already begun."""
+        text = ""
+        try:
             try:
                 for text, rows in prepared:
                     if len(rows) == 1:
@@ -169,6 +228,13 @@ class SqliteWriter:
             self._conn = None
 
     def close(self) -> None:
-        """Close the connection and stop the thread (waits for a batch under way)."""
+        """Close the connections and stop the threads (waits for a batch under way)."""
         self._pool.submit(self._close).result()
         self._pool.shutdown(wait=True)
+        self._stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=10)
+        if self._inline is not None:
+            self._inline.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._inline.close()
+            self._inline = None

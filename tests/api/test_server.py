@@ -46,11 +46,15 @@ class Server:
         ).stdout
         return str(json.loads(out)["token"])
 
-    def start(self) -> Server:
+    def start(self, workers: int = 1) -> Server:
         # the log goes to a file: an unread pipe would fill up and stall the server
         self.log = open(self.home.parent / f"server-{self.port}.log", "a")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "puraify", "serve", "--port", str(self.port)],
+            [
+                sys.executable,
+                *("-m", "puraify", "serve", "--port", str(self.port)),
+                *("--workers", str(workers)),
+            ],
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from puraify.store import Database, sqlite_url
 from puraify.store.commit import GroupCommit, Statement, Write
@@ -82,11 +82,16 @@ def _dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
-async def test_rows_are_stored_exactly_as_the_async_engine_stores_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])  # in the loop / on its thread
+async def test_rows_are_stored_exactly_as_the_async_engine_stores_them(
+    tmp_path: Path, synchronous: str
+) -> None:
     when = datetime(2026, 11, 22, 12, 30, 45, 123456, tzinfo=UTC)
     dumps = []
     for name, direct in (("engine.db", False), ("writer.db", True)):
-        db = Database(sqlite_url(tmp_path / name))
+        db = Database(sqlite_url(tmp_path / name), sqlite_synchronous=synchronous)
+        if direct:
+            assert db.writer is not None and db.writer.inline is (synchronous == "NORMAL")
         await db.upgrade()
         commit = GroupCommit(db.engine, writer=db.writer if direct else None)
         await commit.write(_rows(when))
@@ -96,10 +101,11 @@ async def test_rows_are_stored_exactly_as_the_async_engine_stores_them(tmp_path:
     assert dumps[0]["runs"][0][2] == "h"  # and something was written at all
 
 
+@pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])
 async def test_a_failing_batch_commits_nothing_and_raises_sqlalchemys_error(
-    tmp_path: Path,
+    tmp_path: Path, synchronous: str
 ) -> None:
-    db = Database(sqlite_url(tmp_path / "p.db"))
+    db = Database(sqlite_url(tmp_path / "p.db"), sqlite_synchronous=synchronous)
     await db.upgrade()
     writer = db.writer
     assert writer is not None
@@ -129,3 +135,38 @@ async def test_group_commit_falls_back_to_each_caller_alone(tmp_path: Path) -> N
     await db.dispose()
     dump = _dump(tmp_path / "g.db")
     assert len(dump["runs"]) == 1 and len(dump["run_steps"]) == 1
+
+
+async def test_a_writer_waits_for_another_connections_write_lock(tmp_path: Path) -> None:
+    """Another process holding the write lock delays a batch; it does not fail it."""
+    db = Database(sqlite_url(tmp_path / "l.db"))
+    await db.upgrade()
+    writer = db.writer
+    assert writer is not None
+    other = sqlite3.connect(tmp_path / "l.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    rows = _rows(datetime.now(UTC))
+    task = asyncio.create_task(writer.apply([(rows[0].statement.sql, [rows[0].params])]))
+    await asyncio.sleep(0.3)
+    assert not task.done()  # waiting, and the event loop is free meanwhile
+    other.execute("COMMIT")
+    other.close()
+    await asyncio.wait_for(task, 5)
+    await db.dispose()
+    assert len(_dump(tmp_path / "l.db")["runs"]) == 1
+
+
+async def test_a_writer_gives_up_after_its_busy_time(tmp_path: Path) -> None:
+    db = Database(sqlite_url(tmp_path / "b.db"))
+    await db.upgrade()
+    writer = db.writer
+    assert writer is not None
+    writer.busy_seconds = 0.2
+    other = sqlite3.connect(tmp_path / "b.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    rows = _rows(datetime.now(UTC))
+    with pytest.raises(OperationalError):
+        await writer.apply([(rows[0].statement.sql, [rows[0].params])])
+    other.execute("ROLLBACK")
+    other.close()
+    await db.dispose()

@@ -1,0 +1,99 @@
+"""``puraify serve --workers N``: every worker takes connections, a dead one is replaced, and
+SIGTERM stops them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api.test_server import Server
+
+
+def _workers(pid: int) -> list[int]:
+    """The API worker processes of the server ``pid`` (not multiprocessing's helpers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    found = []
+    for child in children:
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            found.append(int(child))
+    return found
+
+
+def _established(pid: int, port: int) -> int:
+    """How many established connections to ``port`` the process ``pid`` holds."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(int(link[8:-1]))
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if fields[3] == "01" and local_port == port and int(fields[9]) in inodes:
+                count += 1
+    return count
+
+
+def _wait_for(predicate, seconds: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_workers_share_connections_and_a_dead_one_is_replaced(tmp_path: Path) -> None:
+    server = Server(tmp_path / "home", {})
+    token = server.token()
+    server.start(workers=2)
+    assert server.proc is not None
+    parent = server.proc.pid
+    clients: list[httpx.Client] = []
+    try:
+        _wait_for(lambda: len(_workers(parent)) == 2)
+        workers = _workers(parent)
+        # 32 connections opened at once: with one shared socket they could all land on one
+        # worker; with a socket each, the kernel spreads them (all on one: probability 2^-31)
+        clients = [httpx.Client(base_url=server.url, timeout=10) for _ in range(32)]
+        for client in clients:
+            assert client.get("/healthz").status_code == 200
+        held = {pid: _established(pid, server.port) for pid in workers}
+        assert sum(held.values()) == 32 and all(n > 0 for n in held.values()), held
+        r = clients[0].post(
+            "/execute",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"action": "log_message", "parameters": {"message": "hi"}},
+        )
+        assert r.status_code == 200 and r.json()["status"] == "success"
+
+        os.kill(workers[0], signal.SIGKILL)
+        _wait_for(lambda: len(_workers(parent)) == 2 and workers[0] not in _workers(parent))
+        for client in clients:
+            client.close()
+        clients = []
+        with httpx.Client(base_url=server.url, timeout=10) as fresh:
+            _wait_for(lambda: fresh.get("/readyz").status_code == 200)
+    finally:
+        for client in clients:
+            client.close()
+        server.stop(signal.SIGTERM)
+    assert server.proc is None
+    for pid in workers[1:]:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
