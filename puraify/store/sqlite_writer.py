@@ -18,7 +18,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -75,6 +75,27 @@ def _translate(exc: sqlite3.Error, statement: str) -> DBAPIError:
     return DatabaseError(statement, None, exc)
 
 
+def _try_begin(conn: sqlite3.Connection) -> bool:
+    """``BEGIN IMMEDIATE``; False while another connection holds the write lock."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorcode", None) not in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            raise
+        return False
+    return True
+
+
+def _backoff(seconds: float, *, cap: float = 2e-4) -> Iterator[float]:
+    """Pauses between tries for the write lock: 50 us doubling up to ``cap``, for ``seconds``."""
+    deadline = time.monotonic() + seconds
+    delay = 50e-6
+    while time.monotonic() < deadline:
+        yield delay
+        delay = min(delay * 2, cap)
+    raise sqlite3.OperationalError(f"database is locked (waited {seconds:g}s)")
+
+
 class SqliteWriter:
     """Applies batches of writes to a SQLite file on one dedicated thread."""
 
@@ -128,18 +149,13 @@ class SqliteWriter:
 
     async def _apply_inline(self, prepared: list[tuple[str, Rows]]) -> None:
         conn = self._inline_connection()
-        deadline = time.monotonic() + self.busy_seconds
-        delay = 100e-6
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:
-                busy = getattr(exc, "sqlite_errorcode", None) in (_SQLITE_BUSY, _SQLITE_LOCKED)
-                if not busy or time.monotonic() >= deadline:
-                    raise _translate(exc, "BEGIN IMMEDIATE") from exc
-            await asyncio.sleep(delay)  # the loop serves others while another process writes
-            delay = min(delay * 2, 2e-4)
+        delays = _backoff(self.busy_seconds)
+        try:
+            # another process's lock: nothing here can signal its release, so poll
+            while not _try_begin(conn):  # noqa: ASYNC110
+                await asyncio.sleep(next(delays))  # the loop serves others meanwhile
+        except sqlite3.Error as exc:
+            raise _translate(exc, "BEGIN IMMEDIATE") from exc
         self._body(conn, prepared)
 
     def _inline_connection(self) -> sqlite3.Connection:
@@ -165,9 +181,9 @@ class SqliteWriter:
             conn.close()
 
     def _connect(self, *, check_same_thread: bool = True) -> sqlite3.Connection:
-        # busy_timeout 0: waiting for another process's write lock is done by _begin, because
-        # SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between tries, which
-        # under two API processes turned into a p99 of ~200 ms for ~1 ms of actual waiting.
+        # busy_timeout 0: waiting for another process's write lock is done by _try_begin and
+        # _backoff, because SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... ms
+        # between tries, for a lock that another API process holds well under a millisecond.
         conn = sqlite3.connect(
             self.path, isolation_level=None, timeout=0, check_same_thread=check_same_thread
         )
@@ -176,27 +192,14 @@ class SqliteWriter:
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         return conn
 
-    def _begin(self, conn: sqlite3.Connection) -> None:
-        """``BEGIN IMMEDIATE``, retried with short sleeps while another connection writes."""
-        deadline = time.monotonic() + self.busy_seconds
-        delay = 50e-6
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                busy = getattr(exc, "sqlite_errorcode", None) in (_SQLITE_BUSY, _SQLITE_LOCKED)
-                if not busy or time.monotonic() >= deadline:
-                    raise
-            time.sleep(delay)
-            delay = min(delay * 2, 2e-3)
-
     def _run(self, prepared: list[tuple[str, Rows]]) -> None:
         if self._conn is None:
             self._conn = self._connect()
         conn = self._conn
+        delays = _backoff(self.busy_seconds)
         try:
-            self._begin(conn)  # take the write lock now, not halfway through
+            while not _try_begin(conn):  # take the write lock now, not halfway through
+                time.sleep(next(delays))
         except sqlite3.Error as exc:
             raise _translate(exc, "BEGIN IMMEDIATE") from exc
         self._body(conn, prepared)

@@ -246,14 +246,8 @@ def test_store_url_defaults_to_home(tmp_path: Path) -> None:
     assert settings.store_url == f"sqlite+aiosqlite:///{tmp_path / 'home' / 'puraify.db'}"
 
 
-async def test_a_deferred_run_is_committed_with_its_first_attempt(
-    tmp_path: Path, store: RunStore
-) -> None:
-    engine = engine_for(tmp_path, store)
-    prepared = engine.prepare("steps:\n  - {id: only, step_type: noop}\n")
-    run_id, created = await store.create_run(prepared.mission, project_id="p", defer=True)
-    assert created
-    assert await store.list_runs() == []  # nothing is written before the run starts ...
+def _count_transactions(store: RunStore) -> list[int]:
+    """Every group-commit write the store asks for from now on (its size), in order."""
     writes: list[int] = []
     real_write = store._commit.write
 
@@ -262,6 +256,18 @@ async def test_a_deferred_run_is_committed_with_its_first_attempt(
         await real_write(batch)
 
     store._commit.write = counting  # type: ignore[method-assign]
+    return writes
+
+
+async def test_a_deferred_run_is_committed_with_its_first_attempt(
+    tmp_path: Path, store: RunStore
+) -> None:
+    engine = engine_for(tmp_path, store)
+    prepared = engine.prepare("steps:\n  - {id: only, step_type: noop}\n")
+    run_id, created = await store.create_run(prepared.mission, project_id="p", defer=True)
+    assert created
+    assert await store.list_runs() == []  # nothing is written before the run starts ...
+    writes = _count_transactions(store)
     fences = await store.attempts_started(run_id, [("only", 1)])
     record = await store.get(run_id)  # ... and the run arrives with its attempt
     assert record.status is MissionStatus.RUNNING
@@ -275,14 +281,7 @@ async def test_a_deferred_run_is_committed_with_its_first_attempt(
 async def test_a_one_step_run_costs_two_transactions(tmp_path: Path, store: RunStore) -> None:
     engine = engine_for(tmp_path, store)
     prepared = engine.prepare("steps:\n  - {id: only, step_type: noop}\n")
-    writes: list[int] = []
-    real_write = store._commit.write
-
-    async def counting(batch: Any) -> None:
-        writes.append(len(batch))
-        await real_write(batch)
-
-    store._commit.write = counting  # type: ignore[method-assign]
+    writes = _count_transactions(store)
     run_id, _ = await store.create_run(prepared.mission, defer=True)
     result = await engine.run(prepared.mission, handle=RunHandle(run_id=run_id))
     await engine.aclose()
