@@ -34,6 +34,9 @@ def bind_reuseport(host: str, port: int, *, backlog: int = 2048) -> socket.socke
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    # accepted sockets inherit it: a response written in two parts must not wait for the
+    # client's delayed ACK (Nagle)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(backlog)
     return sock

@@ -10,6 +10,7 @@ process takes effect within that time, one by this process at once. Failures are
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -54,6 +55,7 @@ class TokenStore:
         self.cache_seconds = cache_seconds
         self.cache_size = cache_size
         self._cache: dict[str, tuple[Principal, float]] = {}  # hash -> (principal, valid until)
+        self._pending: dict[str, asyncio.Future[Principal | None]] = {}  # lookups under way
 
     async def create(
         self,
@@ -99,6 +101,19 @@ class TokenStore:
             if cached[1] > time.monotonic():
                 return cached[0]
             del self._cache[digest]
+        if self.cache_seconds <= 0:
+            return await self._lookup(digest)
+        # One lookup per token at a time: when a busy token's entry expires, every request
+        # arriving meanwhile waits for the same read instead of queueing one read each on the
+        # store (measured: a burst of ~300 ms requests every cache period under load).
+        pending = self._pending.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(self._lookup(digest))
+            self._pending[digest] = pending
+            pending.add_done_callback(lambda _: self._pending.pop(digest, None))
+        return await asyncio.shield(pending)
+
+    async def _lookup(self, digest: str) -> Principal | None:
         async with self.db.engine.connect() as conn:
             row = (
                 await conn.execute(select(api_tokens).where(api_tokens.c.token_hash == digest))

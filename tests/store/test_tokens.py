@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from puraify.store import Database, TokenStore
 
@@ -57,3 +58,25 @@ async def test_failures_are_not_cached_and_the_cache_is_bounded(database: Databa
     assert len(server._cache) == 3
     assert await server.verify("pfy_unknown_token") is None
     assert len(server._cache) == 3
+
+
+async def test_concurrent_verifications_share_one_lookup(database: Database) -> None:
+    """When a busy token's cache entry expires, the requests arriving together wait for one
+    read of the store, not one read each."""
+    server = TokenStore(database, cache_seconds=0.2)
+    _, token = await server.create("p", {"execute"})
+    lookups = 0
+    real = server._lookup
+
+    async def counting(digest: str) -> Any:
+        nonlocal lookups
+        lookups += 1
+        return await real(digest)
+
+    server._lookup = counting  # type: ignore[method-assign]
+    results = await asyncio.gather(*(server.verify(token) for _ in range(50)))
+    assert all(r is not None and r.project_id == "p" for r in results)
+    assert lookups == 1
+    await asyncio.sleep(0.3)  # expired: the next wave again costs one lookup
+    results = await asyncio.gather(*(server.verify(token) for _ in range(50)))
+    assert all(r is not None for r in results) and lookups == 2
