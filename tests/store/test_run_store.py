@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -305,3 +306,17 @@ async def test_a_deferred_run_that_never_started_leaves_nothing(
     assert await store.list_runs() == []
     assert store._deferred == {}
     await engine.aclose()
+
+
+def test_run_ids_are_unique_and_grow_with_time() -> None:
+    from puraify.store.runs import new_run_id
+
+    ids = []
+    for _ in range(3):
+        ids += [new_run_id() for _ in range(1000)]
+        time.sleep(0.002)
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    # ordered across milliseconds (within one millisecond the random part decides)
+    assert [i[:12] for i in ids] == sorted(i[:12] for i in ids)
+    assert ids[0] < ids[-1]
