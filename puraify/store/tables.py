@@ -58,7 +58,6 @@ runs = Table(
     Column("lease_epoch", Integer, nullable=False, default=1),
     Index("ix_runs_status_created", "status", "created_at"),
     Index("ix_runs_project_created", "project_id", "created_at"),
-    Index("ix_runs_mission_name", "mission_name"),
 )
 
 run_steps = Table(
@@ -97,7 +96,6 @@ attempts = Table(
     Column("error_code", String(64), nullable=True),
     Column("error_message", Text, nullable=True),
     UniqueConstraint("run_id", "step_id", "fence", name="uq_attempt_fence"),
-    Index("ix_attempts_run", "run_id", "step_id"),
 )
 
 run_events = Table(

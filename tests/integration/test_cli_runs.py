@@ -67,7 +67,7 @@ def test_history_retry_export_prune(tmp_path: Path) -> None:
 def test_unknown_run_and_db_upgrade(tmp_path: Path) -> None:
     home = tmp_path / "home"
     up = puraify("db", "upgrade", home=home, cwd=tmp_path)
-    assert up.returncode == 0 and "revision 0003" in up.stdout
+    assert up.returncode == 0 and "revision 0004" in up.stdout
     missing = puraify("runs", "show", "nope", home=home, cwd=tmp_path)
     assert missing.returncode == 2 and "run_not_found" in missing.stderr
     assert "Traceback" not in missing.stderr
