@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import certifi
 import httpx
-from yarl import URL
+
+if TYPE_CHECKING:  # imported on first request: a CLI run without HTTP steps never pays ~0.1 s
+    import aiohttp
+    from yarl import URL
 
 __all__ = ["AiohttpTransport"]
 
@@ -49,6 +51,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def _current_session(self) -> aiohttp.ClientSession:
         # Built on first use, inside the loop that will use it: a CLI run without HTTP steps
         # never pays for the TLS context (~50 ms), and a pool never outlives its event loop.
+        import aiohttp
+
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
             if self._tls is None:
@@ -71,6 +75,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     def _timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
+        import aiohttp
+
         spec = request.extensions.get("timeout") or {}
         key = (spec.get("connect"), spec.get("read"), spec.get("pool"))
         timeout = self._timeouts.get(key)
@@ -88,6 +94,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # The same few URLs (a webhook, a platform's API) come back all the time.
         parsed = self._urls.get(url)
         if parsed is None:
+            from yarl import URL
+
             parsed = URL(url, encoded=True)
             if len(self._urls) >= 1024:
                 self._urls.clear()
@@ -163,6 +171,8 @@ class _ResponseStream(httpx.AsyncByteStream):
 
 def _translate(exc: Exception, request: httpx.Request, *, connecting: bool) -> Exception:
     """aiohttp's errors as the httpx exceptions actions already handle."""
+    import aiohttp
+
     message = str(exc) or type(exc).__name__
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return httpx.ConnectTimeout(message, request=request)
