@@ -58,12 +58,16 @@ def serve_workers(host: str, port: int, workers: int, options: dict[str, Any]) -
     ctx = multiprocessing.get_context("spawn")
     stopping = False
 
+    started: dict[int, float] = {}
+    quick_failures = 0
+
     def start() -> BaseProcess:
         process = ctx.Process(target=_worker, args=(host, port, options), name="puraify-api")
         process.start()
+        started[id(process)] = time.monotonic()
         return process
 
-    def stop(signum: int, _frame: object) -> None:
+    def stop(signum: int, _frame: object | None) -> None:
         nonlocal stopping
         stopping = True
         for process in procs:
@@ -72,14 +76,23 @@ def serve_workers(host: str, port: int, workers: int, options: dict[str, Any]) -
 
     procs = [start() for _ in range(workers)]
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    code = 0
     try:
         while not stopping:
             wait([p.sentinel for p in procs], timeout=1.0)
             for i, process in enumerate(procs):
-                if not process.is_alive() and not stopping:
-                    _log.warning("worker_died", pid=process.pid, exitcode=process.exitcode)
-                    time.sleep(0.5)  # no tight restart loop if a worker cannot start
-                    procs[i] = start()
+                if process.is_alive() or stopping:
+                    continue
+                _log.warning("worker_died", pid=process.pid, exitcode=process.exitcode)
+                lived = time.monotonic() - started.pop(id(process), 0.0)
+                quick_failures = quick_failures + 1 if lived < 5 else 0
+                if quick_failures >= 5:  # it cannot start (settings, database): stop trying
+                    _log.error("workers_cannot_start", exitcode=process.exitcode)
+                    stop(signal.SIGTERM, None)
+                    code = 1
+                    break
+                time.sleep(0.5)  # no tight restart loop
+                procs[i] = start()
         deadline = time.monotonic() + 30
         for process in procs:
             process.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -89,4 +102,4 @@ def serve_workers(host: str, port: int, workers: int, options: dict[str, Any]) -
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 0
+    return code

@@ -54,7 +54,13 @@ def serve(
         # are shared through the store
         from ..api.supervisor import serve_workers
 
-        serve_workers(options.pop("host"), options.pop("port"), workers, options)
+        bind_host, bind_port = options.pop("host"), options.pop("port")
+        try:
+            code = serve_workers(bind_host, bind_port, workers, options)
+        except (OSError, ValueError) as exc:
+            typer.echo(f"error: cannot serve on {bind_host}:{bind_port}: {exc}", err=True)
+            raise typer.Exit(2) from None
+        raise typer.Exit(code)
     else:
         uvicorn.run(create_app(settings, environ=dict(os.environ), server_process=True), **options)
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -97,3 +100,37 @@ def test_workers_share_connections_and_a_dead_one_is_replaced(tmp_path: Path) ->
     assert server.proc is None
     for pid in workers[1:]:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def _serve(tmp_path: Path, port: int, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "puraify", "serve", "--port", str(port), "--workers", "2"],
+        env={**os.environ, "PURAIFY_HOME": str(tmp_path / "home"), **env},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        proc = _serve(tmp_path, taken.getsockname()[1], {})
+    assert proc.returncode == 2
+    assert "cannot serve on 127.0.0.1" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_workers_that_cannot_start_end_the_server(tmp_path: Path) -> None:
+    """No endless restart loop: a store that cannot be opened stops the server with exit 1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    missing = tmp_path / "not-a-dir" / "file"
+    missing.parent.write_text("a file where the database's folder should be")
+    proc = _serve(tmp_path, port, {"PURAIFY_DATABASE_URL": f"sqlite+aiosqlite:///{missing}/x.db"})
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "workers_cannot_start" in proc.stderr
