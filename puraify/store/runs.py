@@ -446,21 +446,29 @@ class RunStore:
         now = _now()
         epoch = await self._epoch(run_id)
         fences = {step_id: epoch * FENCE_SPAN + attempt for step_id, attempt in items}
-        writes: list[Write] = []
+        creation = self._deferred.pop(run_id, None)
+        # A deferred run's steps are inserted in this very transaction: insert them already
+        # running instead of inserting and then updating them.
+        unwritten = {
+            w.params["step_id"]: w.params for w in creation or () if w.statement is _INSERT_STEPS
+        }
+        writes: list[Write] = list(creation or ())
         for step_id, attempt in items:
             fence = fences[step_id]
-            writes.append(
-                Write(
-                    _START_STEP,
-                    {
-                        "p_run": run_id,
-                        "p_step": step_id,
-                        "p_fence": fence,
-                        "p_attempt": attempt,
-                        "p_now": now,
-                    },
+            row = unwritten.get(step_id)
+            if row is not None:
+                row.update(
+                    status=StepStatus.RUNNING.value, fence=fence, attempts=attempt, started_at=now
                 )
-            )
+            else:
+                params = {
+                    "p_run": run_id,
+                    "p_step": step_id,
+                    "p_fence": fence,
+                    "p_attempt": attempt,
+                    "p_now": now,
+                }
+                writes.append(Write(_START_STEP, params))
             writes.append(
                 Write(
                     _INSERT_ATTEMPT,
@@ -478,7 +486,7 @@ class RunStore:
                     },
                 )
             )
-        await self._commit.write(self._with_creation(run_id, writes))
+        await self._commit.write(writes)
         return fences
 
     async def steps_finished(
