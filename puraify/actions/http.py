@@ -213,7 +213,6 @@ def _safe_url(url: httpx.URL) -> str:
 
 def _safe(url: str) -> str:
     try:
-        parsed = httpx.URL(url)
+        return _safe_url(httpx.URL(url))
     except httpx.InvalidURL:
         return "<invalid url>"
-    return str(parsed.copy_with(username=None, password=None, query=None))

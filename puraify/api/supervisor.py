@@ -58,13 +58,11 @@ def serve_workers(host: str, port: int, workers: int, options: dict[str, Any]) -
     ctx = multiprocessing.get_context("spawn")
     stopping = False
 
-    started: dict[int, float] = {}
     quick_failures = 0
 
     def start() -> BaseProcess:
         process = ctx.Process(target=_worker, args=(host, port, options), name="puraify-api")
         process.start()
-        started[id(process)] = time.monotonic()
         return process
 
     def stop(signum: int, _frame: object | None) -> None:
@@ -75,6 +73,7 @@ def serve_workers(host: str, port: int, workers: int, options: dict[str, Any]) -
                 process.terminate()  # SIGTERM: graceful shutdown in the worker
 
     procs = [start() for _ in range(workers)]
+    born = [time.monotonic()] * workers  # when procs[i] was started
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     code = 0
     try:
@@ -84,15 +83,14 @@ def serve_workers(host: str, port: int, workers: int, options: dict[str, Any]) -
                 if process.is_alive() or stopping:
                     continue
                 _log.warning("worker_died", pid=process.pid, exitcode=process.exitcode)
-                lived = time.monotonic() - started.pop(id(process), 0.0)
-                quick_failures = quick_failures + 1 if lived < 5 else 0
+                quick_failures = quick_failures + 1 if time.monotonic() - born[i] < 5 else 0
                 if quick_failures >= 5:  # it cannot start (settings, database): stop trying
                     _log.error("workers_cannot_start", exitcode=process.exitcode)
                     stop(signal.SIGTERM, None)
                     code = 1
                     break
                 time.sleep(0.5)  # no tight restart loop
-                procs[i] = start()
+                procs[i], born[i] = start(), time.monotonic()
         deadline = time.monotonic() + 30
         for process in procs:
             process.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -329,19 +329,10 @@ class SsrfPolicy:
         self.only_allowlisted = only_allowlisted
         # The policy never changes, so a verdict per address string can be kept (bounded):
         # parsing and range checks cost ~20 us a request otherwise.
-        self._verdicts: dict[str, bool] = {}
+        self.address_allowed = functools.lru_cache(maxsize=4096)(self._address_allowed)
 
     def host_allowlisted(self, host: str) -> bool:
         return host.lower().rstrip(".") in self.allow_names
-
-    def address_allowed(self, address: str) -> bool:
-        verdict = self._verdicts.get(address)
-        if verdict is None:
-            verdict = self._address_allowed(address)
-            if len(self._verdicts) >= 4096:
-                self._verdicts.clear()
-            self._verdicts[address] = verdict
-        return verdict
 
     def _address_allowed(self, address: str) -> bool:
         ip = ipaddress.ip_address(address.split("%", 1)[0])

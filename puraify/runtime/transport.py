@@ -19,9 +19,10 @@ verifies the name the caller asked for (``sni_hostname``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import certifi
 import httpx
@@ -31,9 +32,6 @@ if TYPE_CHECKING:  # imported on first request: a CLI run without HTTP steps nev
     from yarl import URL
 
 __all__ = ["AiohttpTransport"]
-
-# Set from the request body (always read in full: actions build bodies in memory).
-_DROP_HEADERS = frozenset({"transfer-encoding"})
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -45,8 +43,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tls: ssl.SSLContext | None = None
-        self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
-        self._urls: dict[str, URL] = {}
 
     def _current_session(self) -> aiohttp.ClientSession:
         # Built on first use, inside the loop that will use it: a CLI run without HTTP steps
@@ -74,56 +70,29 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._loop = loop
         return self._session
 
-    def _timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
-        import aiohttp
-
-        spec = request.extensions.get("timeout") or {}
-        key = (spec.get("connect"), spec.get("read"), spec.get("pool"))
-        timeout = self._timeouts.get(key)
-        if timeout is None:
-            connect, read, pool = key
-            acquire = None if connect is None or pool is None else connect + pool
-            timeout = aiohttp.ClientTimeout(
-                total=None, connect=acquire, sock_connect=connect, sock_read=read
-            )
-            if len(self._timeouts) < 64:
-                self._timeouts[key] = timeout
-        return timeout
-
-    def _yarl(self, url: str) -> URL:
-        # The same few URLs (a webhook, a platform's API) come back all the time.
-        parsed = self._urls.get(url)
-        if parsed is None:
-            from yarl import URL
-
-            parsed = URL(url, encoded=True)
-            if len(self._urls) >= 1024:
-                self._urls.clear()
-            self._urls[url] = parsed
-        return parsed
-
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._current_session()
-        body = await request.aread()
+        body = await request.aread()  # actions build bodies in memory: always sent in full
         headers = [
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in request.headers.raw
-            if name.lower().decode("latin-1") not in _DROP_HEADERS
+            if name.lower() != b"transfer-encoding"
         ]
-        if body and not any(name.lower() == "content-length" for name, _ in headers):
+        if body and "content-length" not in request.headers:
             headers.append(("Content-Length", str(len(body))))
         url = request.url
         if url.userinfo:  # httpx already turned it into an Authorization header
             url = url.copy_with(username=None, password=None)
         sni = request.extensions.get("sni_hostname")
+        spec = request.extensions.get("timeout") or {}
         try:
             response = await session.request(
                 request.method,
-                self._yarl(str(url)),
+                _yarl(str(url)),
                 headers=headers,
                 data=body or None,
                 allow_redirects=False,
-                timeout=self._timeout(request),
+                timeout=_timeout(spec.get("connect"), spec.get("read"), spec.get("pool")),
                 server_hostname=sni if isinstance(sni, str) else None,
             )
         except Exception as exc:
@@ -147,6 +116,26 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 running = None
             if running is self._loop:
                 await session.close()
+
+
+# The same few URLs (a webhook, a platform's API) and timeouts come back all the time.
+@functools.lru_cache(maxsize=1024)
+def _yarl(url: str) -> URL:
+    from yarl import URL
+
+    return URL(url, encoded=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(
+    connect: float | None, read: float | None, pool: float | None
+) -> aiohttp.ClientTimeout:
+    """httpx's timeouts as aiohttp's: acquiring a connection may take the pool wait plus the
+    connect time."""
+    import aiohttp
+
+    acquire = None if connect is None or pool is None else connect + pool
+    return aiohttp.ClientTimeout(total=None, connect=acquire, sock_connect=connect, sock_read=read)
 
 
 class _ResponseStream(httpx.AsyncByteStream):

@@ -38,21 +38,19 @@ class Database:
     def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL", echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.sqlite_synchronous = sync = sqlite_synchronous.upper()
+        self._path = url.split("///", 1)[-1] if self.is_sqlite else ""
+        self._writer: SqliteWriter | None = None
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             # One connection: writes are serialised anyway, and no "database is locked" surprises.
             kwargs.update(pool_size=1, max_overflow=0)
-            path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if self._path and self._path != ":memory:":
+                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         else:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
-        self._writer: SqliteWriter | None = None
-        self._path = url.split("///", 1)[-1] if self.is_sqlite else ""
-        self.sqlite_synchronous = sqlite_synchronous.upper()
         if self.is_sqlite:
-            sync = sqlite_synchronous.upper()
             if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
                 raise StoreError(f"sqlite_synchronous must be NORMAL, FULL or EXTRA, not {sync!r}")
 

@@ -564,9 +564,7 @@ class RunStore:
         self._epochs.pop(run_id, None)
 
     async def heartbeat(self, run_id: str) -> bool:
-        creation = self._deferred.pop(run_id, None)
-        if creation is not None:
-            await self._commit.write(creation)
+        await self._commit.write(self._with_creation(run_id, []))  # nothing if already written
         now = _now()
 
         async def job(conn: AsyncConnection) -> Any:

@@ -43,16 +43,14 @@ class _Compiled:
             raise ValueError(f"{sql} needs values for every column with a Python default")
         self.text = compiled.string
         self.compiled = compiled
-        names = compiled.positiontup or []
-        processors: list[Callable[[Any], Any] | None] = []
-        for name in names:
-            bind = compiled.binds[name]
-            processors.append(bind.type.dialect_impl(dialect).bind_processor(dialect))
-        self.names = list(names)
-        self.plan = list(zip(self.names, processors, strict=True))
+        names: list[str] = list(compiled.positiontup or [])
+        self.plan: list[tuple[str, Callable[[Any], Any] | None]] = [
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in names
+        ]
         # Our statements name every bind after a parameter key; anything else (a literal
         # bind, a renamed one) goes through SQLAlchemy's construct_params.
-        self.direct = set(self.names) <= set(keys)
+        self.direct = set(names) <= set(keys)
 
     def rows(self, params: list[dict[str, Any]]) -> Rows:
         plan = self.plan
@@ -66,12 +64,10 @@ class _Compiled:
 
 
 def _translate(exc: sqlite3.Error, statement: str) -> DBAPIError:
-    for driver, ours in (
-        (sqlite3.IntegrityError, IntegrityError),
-        (sqlite3.OperationalError, OperationalError),
-    ):
-        if isinstance(exc, driver):
-            return ours(statement, None, exc)
+    if isinstance(exc, sqlite3.IntegrityError):
+        return IntegrityError(statement, None, exc)
+    if isinstance(exc, sqlite3.OperationalError):
+        return OperationalError(statement, None, exc)
     return DatabaseError(statement, None, exc)
 
 
@@ -114,7 +110,6 @@ class SqliteWriter:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="puraify-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._compiled: dict[tuple[int, tuple[str, ...]], _Compiled] = {}
-        self._lock = threading.Lock()
         # Without an fsync per commit (NORMAL, OFF), a batch is a few hundred microseconds of C
         # and runs in the event loop itself (checkpoints, which do fsync, on their own thread);
         # with FULL or EXTRA every commit waits for the disk, so batches go to the thread.
@@ -125,14 +120,11 @@ class SqliteWriter:
         self._stop = threading.Event()
 
     def compile(self, sql: Executable, keys: Sequence[str]) -> _Compiled:
+        """``sql`` compiled for these parameter names, once (callers are on the event loop)."""
         key = (id(sql), tuple(keys))
         compiled = self._compiled.get(key)
         if compiled is None:
-            with self._lock:
-                compiled = self._compiled.get(key)
-                if compiled is None:
-                    compiled = _Compiled(sql, keys, self.dialect)
-                    self._compiled[key] = compiled
+            compiled = self._compiled[key] = _Compiled(sql, keys, self.dialect)
         return compiled
 
     async def apply(self, groups: list[tuple[Executable, list[dict[str, Any]]]]) -> None:

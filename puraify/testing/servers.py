@@ -112,10 +112,9 @@ class RecordingSink:
 
     def __init__(self, *, keep: int | None = None) -> None:
         """``keep``: how many recent requests to keep (all by default, with effects counted per
-        idempotency key); a long load run keeps none and counts only ``total``, so the
-        receiver's memory and collector pauses stay flat."""
+        idempotency key); a long load run keeps none, so the receiver's memory and collector
+        pauses stay flat."""
         self.keep = keep
-        self.total = 0
         self.requests: list[RecordedRequest] = []
         self.applied: dict[str, int] = {}  # idempotency key -> deliveries seen
         self._script: dict[str, list[Reply]] = {}
@@ -187,7 +186,6 @@ class RecordingSink:
             200, {"ok": True, "path": scope["path"], "method": scope["method"]}
         )
         with self._lock:
-            self.total += 1
             key = headers.get("idempotency-key")
             duplicate = key is not None and key in self.applied
             if self.keep is None:
