@@ -224,6 +224,14 @@ class _YamlBuilder:
             return self._walk(loader.get_event), self.positions
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
+            if "nesting depth" in str(exc.problem):
+                # libyaml (PyYAML >= 6.0.3) has its own depth limit, which can be reached
+                # before ours: the same document is refused with the same code either way
+                raise self.error(
+                    f"document nests deeper than {self.limits.max_depth} levels",
+                    "document_too_deep",
+                    mark,
+                ) from None
             raise self.error(
                 f"invalid YAML: {exc.problem or exc.context}", "yaml_syntax", mark
             ) from None
