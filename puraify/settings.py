@@ -1,17 +1,25 @@
 """Settings, read once at the edges (CLI, app factory, worker) and passed down as plain values.
 
 Sources, highest first: keyword arguments, ``PURAIFY_*`` environment variables, an optional
-``puraify.toml`` (path in ``PURAIFY_CONFIG``, else ``./puraify.toml``), then the defaults below.
-List values in the environment are JSON (``PURAIFY_SSRF_ALLOW_HOSTS='["api.internal"]'``).
+config file, then the defaults below. The config file is ``$PURAIFY_CONFIG`` when set, else
+``puraify.toml`` in the engine's home (``$PURAIFY_HOME``, default ``~/.puraify``): places no
+mission step can write (the home is outside every workspace, or refused by the jail), never the
+current directory. List values in the environment are JSON
+(``PURAIFY_SSRF_ALLOW_HOSTS='["api.internal"]'``).
+
+The safety profile (``server`` or ``local``) is not a setting with a default: ``mode`` is unset
+unless the operator sets it, and ``Settings.profile(name)`` resolves a profile, with every default it
+implies, into a frozen ``Profile``. Anything that listens on a socket runs ``server``.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,7 +27,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["Settings"]
+__all__ = ["Mode", "Profile", "Settings", "config_path"]
 
 Mode = Literal["local", "server"]
 
@@ -28,15 +36,50 @@ def _default_home() -> Path:
     return Path.home() / ".puraify"
 
 
+def config_path(environ: dict[str, str] | None = None) -> Path:
+    """Where the config file is read from: ``$PURAIFY_CONFIG``, else ``<home>/puraify.toml``."""
+    env = os.environ if environ is None else environ
+    if env.get("PURAIFY_CONFIG"):
+        return Path(env["PURAIFY_CONFIG"]).expanduser().resolve()
+    home = Path(env["PURAIFY_HOME"]).expanduser() if env.get("PURAIFY_HOME") else _default_home()
+    return (home / "puraify.toml").resolve()
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The safety decisions of one profile, resolved once from settings.
+
+    ``server``: for anything others can reach. Loopback and private addresses refused,
+    ``command`` steps off, no environment variable readable by templates, one workspace per
+    project. ``local``: for a developer's own machine (``puraify run``). Each setting the
+    operator gave explicitly wins over the profile's default.
+    """
+
+    name: Mode
+    allow_loopback: bool
+    commands_enabled: bool
+    env_allow: tuple[str, ...]
+
+    @property
+    def server(self) -> bool:
+        return self.name == "server"
+
+
 class Settings(BaseSettings):
     """Every knob puraify reads. ``mode`` picks safe defaults: ``local`` for the CLI on a
     developer's machine, ``server`` for anything reachable by others."""
 
     model_config = SettingsConfigDict(env_prefix="PURAIFY_", extra="ignore", frozen=True)
 
-    mode: Mode = "local"
+    # unset: the edge's default profile (server for anything that listens on a socket)
+    mode: Mode | None = None
     home: Path = Field(default_factory=_default_home)
+    # local profile: the one workspace (default: the current directory); server profile: the
+    # directory holding one workspace per project (default: <home>/workspaces)
     workspace: Path | None = None
+    # where the config file is read from (resolved once, whether it exists or not): no step
+    # may create, change or replace it
+    config_file: Path | None = None
 
     # HTTP egress (SSRF guard). Loopback is allowed in local mode unless set explicitly.
     ssrf_allow_hosts: tuple[str, ...] = ()
@@ -93,7 +136,8 @@ class Settings(BaseSettings):
     feedback_url: str | None = None
 
     log_level: str = "INFO"
-    log_format: Literal["json", "console"] = "console"
+    # auto: JSON lines when stderr is not a terminal, coloured text when it is
+    log_format: Literal["json", "console", "auto"] = "auto"
 
     @classmethod
     def settings_customise_sources(
@@ -104,29 +148,37 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = Path(os.environ.get("PURAIFY_CONFIG", "puraify.toml"))
+        toml_path = config_path()
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if toml_path.is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         return tuple(sources)
 
-    @property
-    def allow_loopback(self) -> bool:
-        if self.ssrf_allow_loopback is not None:
-            return self.ssrf_allow_loopback
-        return self.mode == "local"
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> Settings:
+        # frozen model: derived values are set once here, never recomputed at use time
+        if self.config_file is None:
+            object.__setattr__(self, "config_file", config_path())
+        object.__setattr__(self, "home", self.home.expanduser())
+        return self
 
-    @property
-    def commands_enabled(self) -> bool:
-        if self.command_enabled is not None:
-            return self.command_enabled
-        return self.mode == "local"
-
-    @property
-    def env_allow(self) -> tuple[str, ...]:
-        if self.template_env_allow is not None:
-            return self.template_env_allow
-        return ("*",) if self.mode == "local" else ()
+    def profile(self, name: Mode) -> Profile:
+        """The named safety profile with every default it implies; each explicitly given
+        setting (``ssrf_allow_loopback``, ``command_enabled``, ``template_env_allow``) wins
+        over the profile's own default. Which profile an edge runs is decided in one place
+        (``puraify.service.compose``): ``mode`` when the operator set it, else ``server`` for
+        anything that listens on a socket."""
+        local = name == "local"
+        return Profile(
+            name=name,
+            allow_loopback=local if self.ssrf_allow_loopback is None else self.ssrf_allow_loopback,
+            commands_enabled=local if self.command_enabled is None else self.command_enabled,
+            env_allow=(
+                (("*",) if local else ())
+                if self.template_env_allow is None
+                else self.template_env_allow
+            ),
+        )
 
     @property
     def store_url(self) -> str:
@@ -136,8 +188,5 @@ class Settings(BaseSettings):
 
     @property
     def protected_paths(self) -> tuple[Path, ...]:
-        """Files no step may touch even inside the workspace: the engine's own state."""
-        paths = [self.home]
-        config = Path(os.environ.get("PURAIFY_CONFIG", "puraify.toml")).resolve()
-        paths.append(config)
-        return tuple(paths)
+        """Files no step may touch even inside a workspace: the engine's own state and config."""
+        return (self.home, self.config_file) if self.config_file else (self.home,)

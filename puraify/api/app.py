@@ -1,5 +1,6 @@
-"""The FastAPI app factory: ``create_app(settings)`` wires store, tokens, engine, hooks and
-routers once; middleware gives every request an id, a body-size limit, a log line and metrics.
+"""The FastAPI app factory: ``create_app(settings)`` puts the HTTP edge over the application
+that ``puraify.service.compose`` builds; middleware gives every request an id, a body-size
+limit, a log line and metrics. Routes translate HTTP into calls on ``app.state.service``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -19,19 +21,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..actions import default_registry
 from ..errors import PuraifyError
-from ..observability.events import EventBroker
 from ..observability.logging import configure_logging
 from ..observability.logging_hook import LoggingHook
 from ..observability.metrics import Metrics, MetricsHook
-from ..observability.sinks import EventSinks
-from ..runtime.engine import Engine
+from ..service import compose
 from ..settings import Settings
-from ..store import Database, RunStore, TokenStore
-from ..store.database import HEAD_REVISION
-from ..store.idempotency import IdempotencyStore
 from .errors import ApiError, error_body, status_for
-from .service import ExecutionService
 
 __all__ = ["create_app", "create_app_from_environment"]
 
@@ -117,61 +114,50 @@ def _request_id(request: Request) -> str | None:
 
 
 def create_app(
-    settings: Settings, *, environ: dict[str, str] | None = None, server_process: bool = False
+    settings: Settings,
+    *,
+    environ: dict[str, str] | None = None,
+    host: str | None = None,
+    server_process: bool = False,
 ) -> FastAPI:
-    """Build the execution service; ``environ`` is the process environment (read at the edge).
-    ``server_process``: this process only serves this app (loggers resolve their configuration
-    once)."""
+    """Build the HTTP API over the application ``compose`` builds; ``environ`` is the process
+    environment (read at the edge). The API always listens, so it runs the server profile
+    unless the operator set ``PURAIFY_MODE=local``; ``host`` (default ``api_host``) is where it
+    listens, for the warning that mode gives. ``server_process``: this process only serves
+    this app (loggers resolve their configuration once)."""
     configure_logging(level=settings.log_level, fmt=settings.log_format, cache=server_process)
     metrics = Metrics()
-    broker = EventBroker()
-    sinks = EventSinks(monitoring_url=settings.monitoring_url, feedback_url=settings.feedback_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous)
-        if db.is_sqlite:
-            await db.ensure_schema()
-        elif await db.revision() != HEAD_REVISION:
-            raise PuraifyError(
-                "the database schema is not up to date; run `puraify db upgrade`",
-                code="store_schema",
-            )
-        store = RunStore(db, max_output_bytes=settings.store_max_output_bytes)
-        engine = Engine.from_settings(
+        registry = default_registry()
+        platforms = {a.name: a.platform for a in registry.actions()}
+        async with compose(
             settings,
-            workspace=settings.workspace or settings.home / "workspace",
+            listen=host or settings.api_host,
             environ=environ if environ is not None else dict(os.environ),
-            recorder=store,
-            hooks=[broker, sinks],
-        )
-        platforms = {a.name: a.platform for a in engine.registry.actions()}
-        engine.hooks.hooks.extend([MetricsHook(metrics, platforms), LoggingHook(platforms)])
-        service = ExecutionService(engine, store)
-        app.state.settings = settings
-        app.state.db = db
-        app.state.store = store
-        app.state.tokens = TokenStore(db, cache_seconds=settings.token_cache_seconds)
-        app.state.idempotency = IdempotencyStore(db)
-        app.state.engine = engine
-        app.state.service = service
-        app.state.broker = broker
-        app.state.metrics = metrics
-        sinks.start()
-        await service.resume_orphans()
-        if server_process:
-            # Everything built so far (modules, app, engine, SQLAlchemy's caches) lives as long
-            # as the process: keep it out of the cyclic collector's full passes, which otherwise
-            # walk it all every few seconds under load (the p99 latency).
-            gc.collect()
-            gc.freeze()
-        try:
+            cwd=Path.cwd(),
+            registry=registry,
+            hooks=[MetricsHook(metrics, platforms), LoggingHook(platforms)],
+        ) as application:
+            state = app.state
+            state.application = application
+            state.settings = settings
+            state.db = application.db
+            state.store = application.store
+            state.tokens = application.tokens
+            state.idempotency = application.idempotency
+            state.service = application.runs
+            state.registry = application.registry
+            state.metrics = metrics
+            await application.runs.resume_orphans()
+            if server_process:
+                # Everything built so far (modules, app, engine, SQLAlchemy's caches) lives as
+                # long as the process: keep it out of the cyclic collector's full passes, which
+                # otherwise walk it all every few seconds under load (the p99 latency).
+                gc.collect()
+                gc.freeze()
             yield
-        finally:
-            await service.shutdown(grace_seconds=5.0)
-            await sinks.close()
-            await engine.aclose()
-            await db.dispose()
 
     from .routes.execution import Envelope
 
@@ -228,7 +214,8 @@ def create_app(
     return app
 
 
-def create_app_from_environment() -> FastAPI:
-    """Factory for ``uvicorn --factory`` worker processes: settings from ``PURAIFY_*``."""
+def create_app_from_environment(host: str | None = None) -> FastAPI:
+    """Factory for ``uvicorn --factory`` and worker processes: settings from ``PURAIFY_*``;
+    the server profile unless ``PURAIFY_MODE=local``."""
     settings = Settings()
-    return create_app(settings, environ=dict(os.environ), server_process=True)
+    return create_app(settings, environ=dict(os.environ), host=host, server_process=True)

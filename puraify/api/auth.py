@@ -8,6 +8,7 @@ from fastapi import Request
 
 from ..store.tokens import Principal
 from .errors import ApiError
+from .state import application
 
 __all__ = ["require"]
 
@@ -20,12 +21,12 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
         kind, _, token = header.partition(" ")
         if kind.lower() != "bearer" or not token.strip():
             raise ApiError("send `Authorization: Bearer <token>`", code="unauthenticated")
-        principal = await request.app.state.tokens.verify(token.strip())
+        principal = await application(request).tokens.verify(token.strip())
         if principal is None:
             raise ApiError("the token is unknown, expired or revoked", code="unauthenticated")
         if not principal.allows(scope):
             raise ApiError(f"the token lacks the {scope!r} scope", code="forbidden")
         request.state.principal = principal
-        return principal  # type: ignore[no-any-return]
+        return principal
 
     return dependency

@@ -5,7 +5,7 @@
 - the PURAIFY execution README: ``{action, project, params}``
 - the Action Engine: ``POST /perform_action {user_id, platform, action_type, payload}``
 
-Action names resolve through the registry: the name itself, then ``platform.name``.
+The run service resolves action names (``RunService.resolve_action``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..actions.registry import ActionRegistry
 from .errors import ApiError
 
 __all__ = ["ActionRequest", "normalize_execute", "normalize_perform_action"]
@@ -89,22 +88,4 @@ def normalize_perform_action(body: Any) -> ActionRequest:
         _text(body.get("platform"), "platform"),
         _object(body.get("payload"), "payload"),
         {"user": user},
-    )
-
-
-def resolve_action(registry: ActionRegistry, request: ActionRequest) -> str:
-    """The canonical step type for a request's action (and platform)."""
-    candidates = [request.action]
-    if request.platform:
-        candidates.append(f"{request.platform}.{request.action}")
-    for name in candidates:
-        canonical = registry.canonical(name)
-        if canonical is not None:
-            return canonical
-    raise ApiError(
-        f"unknown action {request.action!r}"
-        + (f" on platform {request.platform!r}" if request.platform else "")
-        + "; GET /actions lists what this engine can do",
-        code="unknown_action",
-        field="action",
     )

@@ -43,10 +43,15 @@ def bind_reuseport(host: str, port: int, *, backlog: int = 2048) -> socket.socke
 
 
 def _worker(host: str, port: int, options: dict[str, Any]) -> None:
+    import functools
+
     import uvicorn
 
+    from .app import create_app_from_environment
+
     sock = bind_reuseport(host, port)
-    config = uvicorn.Config("puraify.api.app:create_app_from_environment", factory=True, **options)
+    factory = functools.partial(create_app_from_environment, host=host)
+    config = uvicorn.Config(factory, factory=True, **options)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -3,18 +3,24 @@ the root app, shared options and the error boundary."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from ..errors import PuraifyError
+from ._shared import (
+    console,
+    err_console,
+    fail,
+    follow,
+    load_settings,
+    print_result,
+    with_application,
+)
 from .errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, report_error
 
 # Heavy modules (pydantic models, httpx, Jinja2) are imported inside the commands, so that
@@ -45,30 +51,16 @@ def _register_groups() -> None:
     app.command("serve")(serve)
 
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
 FileArg = Annotated[Path, typer.Argument(help="Mission file (YAML or JSON).", show_default=False)]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Unknown keys are errors, not warnings.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
-def _settings(workspace: Path | None = None) -> Any:
-    from ..observability.logging import configure_logging
-    from ..settings import Settings
+def _preparer(settings: Any) -> Any:
+    """Validation needs the catalogue and the limits, never a runtime engine or the store."""
+    from ..runtime.prepare import Preparer
 
-    overrides: dict[str, Any] = {}
-    if workspace is not None:
-        overrides["workspace"] = workspace
-    settings = Settings(**overrides)
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
-    return settings
-
-
-def _engine(settings: Any, hooks: list[Any] | None = None) -> Any:
-    from ..runtime.engine import Engine
-
-    return Engine.from_settings(settings, hooks=hooks or [], environ=dict(os.environ))
+    return Preparer.from_settings(settings)
 
 
 def _parse_vars(pairs: list[str]) -> dict[str, Any]:
@@ -82,10 +74,6 @@ def _parse_vars(pairs: list[str]) -> dict[str, Any]:
         except ValueError:
             out[key.strip()] = value
     return out
-
-
-def _fail(error: BaseException, as_json: bool) -> typer.Exit:
-    return typer.Exit(report_error(console if as_json else err_console, error, as_json=as_json))
 
 
 @app.command()
@@ -119,67 +107,53 @@ def run(
     ] = None,
 ) -> None:
     """Run a mission, with a live view of its steps. Every run is recorded in the run store."""
-    from .execution import resume_run, start_run
     from .progress import LiveProgress
 
     if file is None and resume is None:
         raise typer.BadParameter("give a mission FILE, or --resume RUN_ID")
     hooks = [] if as_json else [LiveProgress(console)]
     try:
-        settings = _settings(workspace)
+        settings = load_settings(workspace)
         if resume is not None:
-            result = asyncio.run(resume_run(settings, resume, hooks=hooks))
-        else:
-            assert file is not None
-            variables = _parse_vars(var or [])
-            engine = _engine(settings)
-            prepared = engine.prepare(file, strict=strict, context_names=variables)
-            for warning in prepared.warnings:
-                err_console.print(
-                    f"[yellow]warning[/] {escape(('line ' + str(warning.line) + ': ' if warning.line else '') + warning.message)}"
-                )
-            if dry_run:
-                _print_dry_run(prepared, engine, as_json)
-                asyncio.run(engine.aclose())
-                raise typer.Exit(EXIT_OK)
-            asyncio.run(engine.aclose())
-            result = asyncio.run(
-                start_run(
-                    settings,
-                    prepared.mission,
-                    variables=variables,
-                    hooks=hooks,
-                    idempotency_key=idempotency_key,
-                    registry=engine.registry,
-                )
+
+            async def go(app: Any) -> Any:
+                await app.runs.resume(resume)
+                return await follow(app, resume)
+
+            result = with_application(settings, go, hooks=hooks)
+            raise typer.Exit(print_result(result, as_json))
+        assert file is not None
+        variables = _parse_vars(var or [])
+        preparer = _preparer(settings)
+        prepared = preparer.prepare(file, strict=strict, context_names=variables)
+        for warning in prepared.warnings:
+            err_console.print(
+                f"[yellow]warning[/] {escape(('line ' + str(warning.line) + ': ' if warning.line else '') + warning.message)}"
             )
+        if dry_run:
+            _print_dry_run(prepared, preparer.registry, as_json)
+            raise typer.Exit(EXIT_OK)
+
+        async def start(app: Any) -> Any:
+            run_id, _ = await app.runs.submit(
+                prepared.mission,
+                project_id=None,
+                context=variables,
+                idempotency_key=idempotency_key,
+            )
+            return await follow(app, run_id)
+
+        result = with_application(settings, start, hooks=hooks)
     except PuraifyError as exc:
-        raise _fail(exc, as_json) from None
+        raise fail(exc, as_json) from None
     raise typer.Exit(print_result(result, as_json))
 
 
-def print_result(result: Any, as_json: bool) -> int:
-    """Print a run's result (JSON or the summary table); return the exit code it means."""
-    from ..mission.model import MissionStatus
-    from .progress import summary_table
-
-    if as_json:
-        console.print_json(result.model_dump_json())
-    else:
-        console.print(summary_table(result))
-        for w in result.warnings:
-            console.print(f"[yellow]warning[/] {escape(w)}")
-        console.print(
-            f"[bold]{result.status.value}[/] in {result.duration_ms / 1000:.2f}s [dim](run {result.run_id})[/]"
-        )
-    return EXIT_OK if result.status is MissionStatus.COMPLETED else EXIT_FAILED
-
-
-def _print_dry_run(prepared: Any, engine: Any, as_json: bool) -> None:
+def _print_dry_run(prepared: Any, registry: Any, as_json: bool) -> None:
     mission = prepared.mission
     steps_info = []
     for step in mission.steps:
-        action = engine.registry.get(step.step_type)
+        action = registry.get(step.step_type)
         steps_info.append(
             {
                 "id": step.id,
@@ -232,13 +206,9 @@ def _print_dry_run(prepared: Any, engine: Any, as_json: bool) -> None:
 def validate(file: FileArg, strict: StrictOpt = False, as_json: JsonOpt = False) -> None:
     """Check a mission (structure, types, parameters, templates) without running it."""
     try:
-        engine = _engine(_settings())
-        prepared = engine.prepare(file, strict=strict)
+        prepared = _preparer(load_settings()).prepare(file, strict=strict)
     except PuraifyError as exc:
-        raise _fail(exc, as_json) from None
-    finally:
-        pass
-    asyncio.run(engine.aclose())
+        raise fail(exc, as_json) from None
     if as_json:
         console.print_json(
             json.dumps(
@@ -274,11 +244,9 @@ def safety_validate(
     if level not in ("permissive", "standard", "strict"):
         raise typer.BadParameter("level must be permissive, standard or strict")
     try:
-        engine = _engine(_settings())
-        prepared = engine.prepare(file)
+        prepared = _preparer(load_settings()).prepare(file)
     except PuraifyError as exc:
-        raise _fail(exc, as_json) from None
-    asyncio.run(engine.aclose())
+        raise fail(exc, as_json) from None
     report = prepared.safety.to_dict(level)
     if as_json:
         console.print_json(json.dumps(report))
@@ -306,11 +274,9 @@ def graph(
     if fmt not in renderers:
         raise typer.BadParameter("format must be mermaid, dot or svg")
     try:
-        engine = _engine(_settings())
-        prepared = engine.prepare(file)
+        prepared = _preparer(load_settings()).prepare(file)
     except PuraifyError as exc:
-        raise _fail(exc, False) from None
-    asyncio.run(engine.aclose())
+        raise fail(exc, False) from None
     sys.stdout.write(renderers[fmt](prepared.mission))
 
 

@@ -13,6 +13,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import PuraifyError, StoreError
+from ._shared import (
+    console,
+    err_console,
+    fail,
+    follow,
+    load_settings,
+    print_result,
+    with_application,
+    with_store,
+)
+from .errors import EXIT_OK, report_error
 
 __all__ = ["db_app", "runs_app"]
 
@@ -42,26 +53,9 @@ def parse_age(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _ctx() -> tuple[Any, Any, Any]:
-    from .app import _fail, _settings, console
-
-    return _settings(), console, _fail
-
-
 def _store_call(fn: Any) -> Any:
-    settings, _console, fail = _ctx()
-
-    async def go() -> Any:
-        from .execution import open_store
-
-        store = await open_store(settings)
-        try:
-            return await fn(store)
-        finally:
-            await store.db.dispose()
-
     try:
-        return asyncio.run(go())
+        return with_store(load_settings(), fn)
     except PuraifyError as exc:
         raise fail(exc, False) from None
 
@@ -85,7 +79,6 @@ def list_runs(
     rows = _store_call(
         lambda s: s.list_runs(status=status, since=since_at, mission=mission, limit=limit)
     )
-    _, console, _ = _ctx()
     if as_json:
         console.print_json(json.dumps(rows, default=str))
         return
@@ -132,7 +125,6 @@ def show(run_id: RunArg, as_json: JsonOpt = False) -> None:
         return await store.get(run_id), await store.attempts_of(run_id)
 
     record, tries = _store_call(load)
-    _, console, _ = _ctx()
     if as_json:
         console.print_json(record.result().model_dump_json())
         return
@@ -190,15 +182,14 @@ def export(run_id: RunArg) -> None:
 @runs_app.command("retry")
 def retry(run_id: RunArg, as_json: JsonOpt = False) -> None:
     """Re-run only what failed, was skipped or was cancelled, reusing every successful output."""
-    from .app import print_result
-    from .execution import retry_run
     from .progress import LiveProgress
 
-    settings, console, fail = _ctx()
+    async def go(app: Any) -> Any:
+        return await follow(app, await app.runs.retry(run_id))
+
+    hooks = [] if as_json else [LiveProgress(console)]
     try:
-        result = asyncio.run(
-            retry_run(settings, run_id, hooks=[] if as_json else [LiveProgress(console)])
-        )
+        result = with_application(load_settings(), go, hooks=hooks)
     except PuraifyError as exc:
         raise fail(exc, as_json) from None
     raise typer.Exit(print_result(result, as_json))
@@ -212,34 +203,37 @@ def resume(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Continue runs left `running` by an engine that stopped (what an engine does at start)."""
-    from .app import print_result
-    from .execution import open_store, resume_run
+    """Continue runs left `running` by an engine that stopped (what an engine does at start).
+
+    Each run continues under the safety profile it was created with: a run that came in
+    through the API keeps the server profile, whoever resumes it."""
     from .progress import LiveProgress
 
-    settings, console, fail = _ctx()
     if not all_runs and run_id is None:
         raise typer.BadParameter("give a RUN_ID or --all")
 
-    async def orphans() -> list[str]:
-        store = await open_store(settings)
-        try:
-            return list(await store.orphans())
-        finally:
-            await store.db.dispose()
-
-    try:
-        ids = asyncio.run(orphans()) if all_runs else [run_id]
-        code = 0
+    async def go(app: Any) -> tuple[int, int]:
+        ids: list[str] = list(await app.store.orphans()) if all_runs else [str(run_id)]
+        code = EXIT_OK
         for rid in ids:
-            assert rid is not None
-            result = asyncio.run(
-                resume_run(settings, rid, hooks=[] if as_json else [LiveProgress(console)])
-            )
+            try:
+                await app.runs.resume(rid)
+                result = await follow(app, rid)
+            except PuraifyError as exc:
+                if not all_runs:
+                    raise
+                # one run that cannot continue must not keep the others from continuing
+                code = max(code, report_error(err_console, exc, as_json=False))
+                continue
             code = max(code, print_result(result, as_json))
+        return code, len(ids)
+
+    hooks = [] if as_json else [LiveProgress(console)]
+    try:
+        code, count = with_application(load_settings(), go, hooks=hooks)
     except PuraifyError as exc:
         raise fail(exc, as_json) from None
-    if all_runs and not ids:
+    if all_runs and not count:
         console.print("no run to resume")
     raise typer.Exit(code)
 
@@ -247,13 +241,15 @@ def resume(
 @runs_app.command("cancel")
 def cancel(run_id: RunArg) -> None:
     """Cancel a run: its engine stops it within seconds; a run with no live engine ends now."""
-    status = _store_call(lambda s: s.request_cancel(run_id))
-    _, console, _ = _ctx()
+    try:
+        status = with_application(load_settings(), lambda app: app.runs.cancel(run_id))
+    except PuraifyError as exc:
+        raise fail(exc, False) from None
     console.print(
-        f"run {run_id}: {status.value}"
+        f"run {run_id}: {status}"
         + (
             " (cancellation requested; its engine stops it at the next heartbeat)"
-            if status.value == "running"
+            if status == "running"
             else ""
         )
     )
@@ -266,7 +262,6 @@ def prune(
     """Delete finished runs older than the given age, with their steps and events."""
     cutoff = parse_age(older_than)
     count = _store_call(lambda s: s.prune(cutoff))
-    _, console, _ = _ctx()
     console.print(f"pruned {count} run(s) created before {_iso(cutoff)}")
 
 
@@ -275,7 +270,7 @@ def upgrade() -> None:
     """Apply the run store's migrations (PostgreSQL needs this once per release)."""
     from ..store import Database
 
-    settings, console, fail = _ctx()
+    settings = load_settings()
 
     async def go() -> str | None:
         db = Database(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous)

@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from ..errors import PuraifyError
+from ._shared import console, fail, load_settings
 
 __all__ = ["serve", "tokens_app"]
 
@@ -33,15 +34,15 @@ def serve(
         ),
     ] = 1,
 ) -> None:
-    """Run the HTTP API (execution service; vault and control arrive with their issues)."""
+    """Run the HTTP API: the execution service, in the server safety profile (set
+    PURAIFY_MODE=local to serve with the local profile's powers)."""
     import uvicorn
 
     from ..api.app import create_app
-    from .app import _settings
 
     if service not in ("all", "execution"):
         raise typer.BadParameter("this release serves `execution` (and `all`, which is the same)")
-    settings = _settings()
+    settings = load_settings()
     options: dict[str, Any] = {
         "host": host or settings.api_host,
         "port": port or settings.api_port,
@@ -62,20 +63,21 @@ def serve(
             raise typer.Exit(2) from None
         raise typer.Exit(code)
     else:
-        uvicorn.run(create_app(settings, environ=dict(os.environ), server_process=True), **options)
+        app = create_app(
+            settings, environ=dict(os.environ), host=options["host"], server_process=True
+        )
+        uvicorn.run(app, **options)
 
 
 def _call(fn: Any) -> Any:
-    from ..store import Database, TokenStore
-    from .app import _fail, _settings
+    from ..service import open_database
+    from ..store import TokenStore
 
-    settings = _settings()
+    settings = load_settings()
 
     async def go() -> Any:
-        db = Database(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous)
+        db = await open_database(settings)
         try:
-            if db.is_sqlite:
-                await db.ensure_schema()
             return await fn(TokenStore(db))
         finally:
             await db.dispose()
@@ -83,7 +85,7 @@ def _call(fn: Any) -> Any:
     try:
         return asyncio.run(go())
     except PuraifyError as exc:
-        raise _fail(exc, False) from None
+        raise fail(exc, False) from None
 
 
 @tokens_app.command("create")
@@ -114,8 +116,6 @@ def create(
 @tokens_app.command("list")
 def list_tokens(project: Annotated[str | None, typer.Option("--project")] = None) -> None:
     """Tokens (never their values)."""
-    from .app import console
-
     rows = _call(lambda t: t.list(project))
     table = Table(title="tokens")
     for col in ("id", "project", "name", "scopes", "created", "revoked"):

@@ -16,7 +16,7 @@ __all__ = ["configure_logging"]
 def configure_logging(
     *,
     level: str = "INFO",
-    fmt: Literal["json", "console"] = "console",
+    fmt: Literal["json", "console", "auto"] = "auto",
     stream: TextIO | None = None,
     cache: bool = False,
 ) -> None:
@@ -25,8 +25,12 @@ def configure_logging(
 
     ``cache`` lets each module's logger resolve its configuration once (long-lived processes:
     the server resolves a logger per request otherwise, ~2 % of a request's CPU); leave it off
-    where logging is reconfigured later in the same process (tests).
+    where logging is reconfigured later in the same process (tests). ``fmt="auto"``: JSON
+    lines unless the stream is a terminal.
     """
+    stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "console" if stream.isatty() else "json"
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -43,6 +47,6 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=cache,
     )

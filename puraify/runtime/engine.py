@@ -6,42 +6,47 @@ the shared HTTP client, the runner, the executor and hooks. Built once per proce
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from ..actions import ActionRegistry, default_registry
-from ..errors import Issue
-from ..mission.loader import LoadedMission, load_mission
+from ..actions import ActionRegistry
+from ..mission.loader import LoadedMission
 from ..mission.model import Mission, MissionResult
 from ..mission.parse import ParseLimits
-from ..mission.plan import Plan
-from ..mission.safety import SafetyReport, analyze
-from ..mission.validate import ValidatedMission, validate_mission
-from ..settings import Settings
+from ..mission.validate import ValidatedMission
+from ..settings import Profile, Settings
 from ..templating.render import TemplateEngine
 from .executor import Executor, RunHandle
 from .guards import CommandPolicy, Jail, SsrfPolicy, SsrfTransport
 from .hooks import Hooks, HookSet
+from .prepare import Prepared, Preparer
 from .recorder import RunRecorder
 from .runner import InProcessRunner, StepRunner
 from .transport import AiohttpTransport
 
-__all__ = ["Engine", "Prepared"]
+__all__ = ["Engine", "Prepared", "http_client"]
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A mission that loaded and validated, with its plan levels and safety report."""
-
-    mission: Mission
-    warnings: tuple[Issue, ...]
-    levels: list[list[str]]
-    critical_path: list[str]
-    safety: SafetyReport
+def http_client(settings: Settings, profile: Profile) -> httpx.AsyncClient:
+    """The guarded HTTP client of one safety profile: every request and redirect hop passes
+    the SSRF policy, addresses are pinned after the check, and no cookie is ever kept."""
+    policy = SsrfPolicy(
+        allow_hosts=settings.ssrf_allow_hosts,
+        allow_loopback=profile.allow_loopback,
+        only_allowlisted=settings.egress_only_allowlisted,
+    )
+    return httpx.AsyncClient(
+        transport=SsrfTransport(policy, AiohttpTransport()),
+        trust_env=False,
+        # One client serves every run and project: a cookie one platform sets must never
+        # ride along on another run's request, so the client keeps none.
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+        max_redirects=settings.http_max_redirects,
+        headers={"User-Agent": "puraify/0.1"},
+    )
 
 
 class Engine:
@@ -61,15 +66,18 @@ class Engine:
         env: Mapping[str, str] | None = None,
         recorder: RunRecorder | None = None,
         workspace: Path | None = None,
+        owns_http: bool = True,
     ) -> None:
         self.registry = registry
+        self._owns_http = owns_http
         self.workspace = workspace
         self.templates = templates
         self.runner = runner
         self.http = http
         self.hooks = HookSet(hooks)
-        self.parse_limits = parse_limits
-        self.max_steps = max_steps
+        self.preparer = Preparer(
+            registry=registry, templates=templates, parse_limits=parse_limits, max_steps=max_steps
+        )
         self.executor = Executor(
             runner,
             templates=templates,
@@ -89,33 +97,25 @@ class Engine:
         registry: ActionRegistry | None = None,
         environ: Mapping[str, str] | None = None,
         recorder: RunRecorder | None = None,
+        profile: Profile | None = None,
+        http: httpx.AsyncClient | None = None,
+        preparer: Preparer | None = None,
     ) -> Engine:
         """Build the engine an operator configured; ``environ`` is the process environment
-        (read by the caller, which is an edge)."""
+        (read by the caller, which is an edge). ``profile``: the safety profile (default: the
+        one ``settings.mode`` names, else ``server``). ``http``: a client shared with other
+        engines of the same profile (built by ``http_client``; the caller closes it).
+        ``preparer``: the catalogue and template engine, when shared with other engines."""
         environ = environ if environ is not None else {}
-        registry = registry or default_registry()
-        templates = TemplateEngine(
-            max_output_bytes=settings.template_max_output_bytes,
-            max_render_seconds=settings.template_max_render_seconds,
-        )
+        profile = profile or settings.profile(settings.mode or "server")
+        preparer = preparer or Preparer.from_settings(settings, registry=registry)
+        registry = preparer.registry
         root = workspace or settings.workspace or Path.cwd()
         jail = Jail(root, protected=settings.protected_paths)
-        policy = SsrfPolicy(
-            allow_hosts=settings.ssrf_allow_hosts,
-            allow_loopback=settings.allow_loopback,
-            only_allowlisted=settings.egress_only_allowlisted,
-        )
-        http = httpx.AsyncClient(
-            transport=SsrfTransport(policy, AiohttpTransport()),
-            trust_env=False,
-            # One client serves every run and project: a cookie one platform sets must never
-            # ride along on another run's request, so the client keeps none.
-            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-            max_redirects=settings.http_max_redirects,
-            headers={"User-Agent": "puraify/0.1"},
-        )
+        owns_http = http is None
+        http = http or http_client(settings, profile)
         commands = CommandPolicy(
-            enabled=settings.commands_enabled,
+            enabled=profile.commands_enabled,
             allow_shell=settings.command_allow_shell,
             env_allow=settings.command_env_allow,
             max_output_bytes=settings.command_max_output_bytes,
@@ -129,24 +129,21 @@ class Engine:
         runner = InProcessRunner(
             registry, http=http, workspace=jail, commands=commands, limits=limits
         )
-        allow = settings.env_allow
+        allow = profile.env_allow
         env = dict(environ) if "*" in allow else {k: environ[k] for k in allow if k in environ}
         return cls(
             registry=registry,
-            templates=templates,
+            templates=preparer.templates,
             runner=runner,
             http=http,
             hooks=hooks,
-            parse_limits=ParseLimits(
-                max_bytes=settings.max_document_bytes,
-                max_depth=settings.max_document_depth,
-                max_aliases=settings.max_yaml_aliases,
-            ),
-            max_steps=settings.max_steps,
+            parse_limits=preparer.parse_limits,
+            max_steps=preparer.max_steps,
             step_timeout=settings.step_timeout_seconds,
             env=env,
             recorder=recorder,
             workspace=jail.root,
+            owns_http=owns_http,
         )
 
     # -- prepare -------------------------------------------------------------------------------
@@ -154,21 +151,14 @@ class Engine:
     def load(
         self, source: str | bytes | Path, *, strict: bool = False, filename: str | None = None
     ) -> LoadedMission:
-        """Parse and model a mission document (``LoadError`` / ``ValidationError`` on failure)."""
-        return load_mission(source, strict=strict, limits=self.parse_limits, filename=filename)
+        """Parse and model a mission document (see ``Preparer.load``)."""
+        return self.preparer.load(source, strict=strict, filename=filename)
 
     def validate(
         self, loaded: LoadedMission, *, strict: bool = False, context_names: Iterable[str] = ()
     ) -> ValidatedMission:
-        """Check the mission against the registry and template rules."""
-        return validate_mission(
-            loaded,
-            self.registry,
-            self.templates,
-            context_names=context_names,
-            strict=strict,
-            max_steps=self.max_steps,
-        )
+        """Check the mission against the registry and template rules (``Preparer.validate``)."""
+        return self.preparer.validate(loaded, strict=strict, context_names=context_names)
 
     def prepare(
         self,
@@ -178,19 +168,9 @@ class Engine:
         context_names: Iterable[str] = (),
         filename: str | None = None,
     ) -> Prepared:
-        """Load, validate, plan and analyse: everything ``--dry-run`` shows, nothing executed."""
-        validated = self.validate(
-            self.load(source, strict=strict, filename=filename),
-            strict=strict,
-            context_names=context_names,
-        )
-        plan = Plan.from_mission(validated.mission)
-        return Prepared(
-            validated.mission,
-            validated.warnings,
-            plan.levels(),
-            plan.critical_path(),
-            analyze(validated.mission, self.registry),
+        """Load, validate, plan and analyse (``Preparer.prepare``)."""
+        return self.preparer.prepare(
+            source, strict=strict, context_names=context_names, filename=filename
         )
 
     # -- run -----------------------------------------------------------------------------------
@@ -207,7 +187,7 @@ class Engine:
         return await self.executor.execute(mission, handle=handle, context=context, **resume)
 
     async def aclose(self) -> None:
-        if self.http is not None:
+        if self.http is not None and self._owns_http:
             await self.http.aclose()
 
     async def __aenter__(self) -> Engine:

@@ -177,6 +177,7 @@ class RunRecord:
 
     id: str
     project_id: str | None
+    profile: str
     mission: Mission
     mission_hash: str
     context: dict[str, Any]
@@ -314,12 +315,14 @@ class RunStore:
         reuse: dict[str, StepResult] | None = None,
         run_id: str | None = None,
         project_id: str | None = None,
+        profile: str = "local",
         defer: bool = False,
     ) -> tuple[str, bool]:
         """Commit a new run (owned by this process) and its steps; ``(run_id, created)``.
 
         With an ``idempotency_key`` already used, the existing run's id comes back instead.
-        ``reuse`` copies successful results from another run (``runs retry``).
+        ``reuse`` copies successful results from another run (``runs retry``). ``profile``:
+        the safety profile the run is created under, kept for every later resume or retry.
 
         ``defer``: for a caller that shows the run id only once the run has ended (``POST
         /execute``), the run is committed in the same transaction as its first recorded event
@@ -378,6 +381,7 @@ class RunStore:
             "cancel_requested": False,
             "project_id": project_id,
             "lease_epoch": 1,
+            "profile": profile,
         }
         event_row = {
             "run_id": run_id,
@@ -710,6 +714,7 @@ class RunStore:
         return RunRecord(
             id=row.id,
             project_id=row.project_id,
+            profile=row.profile,
             mission=Mission.model_validate(row.mission_doc),
             mission_hash=row.mission_hash,
             context=dict(row.context or {}),

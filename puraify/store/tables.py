@@ -56,6 +56,7 @@ runs = Table(
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("project_id", String(200), nullable=True),
     Column("lease_epoch", Integer, nullable=False, default=1),
+    Column("profile", String(16), nullable=False),
     Index("ix_runs_status_created", "status", "created_at"),
     Index("ix_runs_project_created", "project_id", "created_at"),
 )

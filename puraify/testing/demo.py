@@ -2,7 +2,8 @@
 
 Starts a scriptable receiver on 127.0.0.1 (orders as JSON, customers as CSV, a webhook that
 fails twice with 503 before it accepts), then runs ``puraify/examples/demo.yaml`` with the
-live view, in a workspace directory (default ``./demo-workspace``), on the embedded defaults.
+live view, in a workspace directory (default ``./demo-workspace``), on the embedded defaults:
+the run is recorded in a SQLite store in the workspace's ``.puraify``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rich.markup import escape
 
 from ..cli.progress import LiveProgress, summary_table
 from ..mission.model import MissionStatus
-from ..runtime.engine import Engine
+from ..service import compose
 from ..settings import Settings
 from .servers import LocalServer, RecordingSink, Reply
 
@@ -46,17 +47,22 @@ def fake_api() -> RecordingSink:
 async def run(workspace: Path, console: Console) -> int:
     sink = fake_api()
     with LocalServer(sink) as server:
-        settings = Settings(mode="local", home=workspace / ".puraify")
-        engine = Engine.from_settings(
-            settings, workspace=workspace, hooks=[LiveProgress(console)], environ=dict(os.environ)
-        )
-        try:
-            prepared = engine.prepare(MISSION, context_names=["api"])
+        settings = Settings(mode="local", home=workspace / ".puraify", workspace=workspace)
+        async with compose(
+            settings,
+            listen=None,
+            environ=dict(os.environ),
+            cwd=workspace,
+            hooks=[LiveProgress(console)],
+        ) as app:
+            prepared = app.preparer.prepare(MISSION, context_names=["api"])
             plan = " → ".join("[" + ", ".join(level) + "]" for level in prepared.levels)
             console.print(f"[dim]plan: {escape(plan)}[/]")
-            result = await engine.run(prepared.mission, context={"api": server.url})
-        finally:
-            await engine.aclose()
+            run_id, _ = await app.runs.submit(
+                prepared.mission, project_id=None, context={"api": server.url}
+            )
+            result = await app.runs.wait(run_id)
+        assert result is not None  # the run executed here, to its end
     console.print(summary_table(result))
     webhook_calls = sink.count("/webhook")
     console.print(f"webhook deliveries: {webhook_calls} (2 failed with 503, then accepted)")

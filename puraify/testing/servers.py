@@ -92,6 +92,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     hang: bool = False
+    # wait until the sink's ``release()`` before answering (a step held in flight on demand)
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ class RecordingSink:
         self.applied: dict[str, int] = {}  # idempotency key -> deliveries seen
         self._script: dict[str, list[Reply]] = {}
         self._lock = threading.Lock()
+        self._released = threading.Event()
 
     # -- scripting ---------------------------------------------------------------------------
 
@@ -137,6 +140,15 @@ class RecordingSink:
 
     def hang(self, path: str = "*") -> None:
         self.script(path, Reply(hang=True))
+
+    def hold(self, path: str = "*", reply: Reply | None = None) -> None:
+        """Keep the next request to ``path`` waiting until ``release()``, then answer it."""
+        base = reply or Reply(200, {"ok": True, "path": path})
+        self.script(path, Reply(base.status, base.body, base.headers, base.delay, held=True))
+
+    def release(self) -> None:
+        """Let every held request (and every later one) be answered."""
+        self._released.set()
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -197,6 +209,8 @@ class RecordingSink:
                 del self.requests[: -self.keep]
         if reply.hang:
             await asyncio.Event().wait()
+        if reply.held:
+            await asyncio.get_running_loop().run_in_executor(None, self._released.wait)
         if reply.delay:
             await asyncio.sleep(reply.delay)
         payload = reply.body

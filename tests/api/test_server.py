@@ -25,9 +25,17 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, home: Path, env: dict[str, str]) -> None:
+    """``puraify serve`` as a real process. ``clean``: an environment with nothing of the
+    operator's in it (no ``PURAIFY_*``, no config file): ``HOME`` only, so that the engine's
+    home is ``<home>`` = ``$HOME/.puraify``; ``env`` adds to it."""
+
+    def __init__(self, home: Path, env: dict[str, str], *, clean: bool = False) -> None:
         self.home = home
-        self.env = {**os.environ, "PURAIFY_HOME": str(home), "PURAIFY_MODE": "server", **env}
+        if clean:
+            assert home.name == ".puraify"
+            self.env = {"HOME": str(home.parent), **env}
+        else:
+            self.env = {**os.environ, "PURAIFY_HOME": str(home), "PURAIFY_MODE": "server", **env}
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
@@ -46,7 +54,7 @@ class Server:
         ).stdout
         return str(json.loads(out)["token"])
 
-    def start(self, workers: int = 1) -> Server:
+    def start(self, workers: int = 1, host: str | None = None) -> Server:
         # the log goes to a file: an unread pipe would fill up and stall the server
         self.log = open(self.home.parent / f"server-{self.port}.log", "a")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -54,13 +62,16 @@ class Server:
                 sys.executable,
                 *("-m", "puraify", "serve", "--port", str(self.port)),
                 *("--workers", str(workers)),
+                *(("--host", host) if host else ()),
             ],
+            cwd=self.home.parent,
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        deadline = time.monotonic() + 20
+        # start-up compiles every module from source on these machines: wait for readiness
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:

@@ -153,9 +153,11 @@ def test_actions_list_and_show(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    code = f"open({str(started)!r}, 'w').close(); import time; time.sleep(60)"
     path = tmp_path / "slow.yaml"
     path.write_text(
-        f"steps:\n  - {{id: wait, step_type: command, parameters: {{command: {sys.executable}, args: [-c, 'import time; time.sleep(60)']}}}}\n"
+        f"steps:\n  - {{id: wait, step_type: command, parameters: {{command: {sys.executable}, args: [-c, {json.dumps(code)}]}}}}\n"
         "  - {id: after, step_type: noop, depends_on: [wait]}\n"
     )
     proc = subprocess.Popen(
@@ -166,9 +168,13 @@ def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
         text=True,
         env={**os.environ, "PURAIFY_HOME": str(tmp_path / ".home")},
     )
-    time.sleep(1.5)
+    # Ctrl-C once the step is really running (a readiness signal, not a guess at start-up time)
+    deadline = time.monotonic() + 60
+    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists(), proc.stderr.read() if proc.poll() is not None else "not started"
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
+    out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err
     result = json.loads(out)
     assert result["status"] == "cancelled"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from puraify.store.database import HEAD_REVISION
 from puraify.testing import LocalServer, RecordingSink, Reply
 
 
@@ -67,7 +68,7 @@ def test_history_retry_export_prune(tmp_path: Path) -> None:
 def test_unknown_run_and_db_upgrade(tmp_path: Path) -> None:
     home = tmp_path / "home"
     up = puraify("db", "upgrade", home=home, cwd=tmp_path)
-    assert up.returncode == 0 and "revision 0004" in up.stdout
+    assert up.returncode == 0 and f"revision {HEAD_REVISION}" in up.stdout
     missing = puraify("runs", "show", "nope", home=home, cwd=tmp_path)
     assert missing.returncode == 2 and "run_not_found" in missing.stderr
     assert "Traceback" not in missing.stderr

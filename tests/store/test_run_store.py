@@ -239,7 +239,7 @@ async def test_list_cancel_and_prune(tmp_path: Path, store: RunStore) -> None:
 async def test_schema_is_at_head(database: Database) -> None:
     from puraify.store.database import HEAD_REVISION
 
-    assert await database.revision() == database.head() == HEAD_REVISION == "0004"
+    assert await database.revision() == database.head() == HEAD_REVISION == "0005"
 
 
 def test_store_url_defaults_to_home(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ def _rows(when: datetime) -> list[Write]:
         "cancel_requested": False,
         "project_id": "p",
         "lease_epoch": 1,
+        "profile": "local",
     }
     step = {
         "run_id": "r1",

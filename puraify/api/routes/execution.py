@@ -11,13 +11,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from ...errors import Issue, PuraifyError, ValidationError
-from ...mission.loader import mission_from_data
 from ...mission.model import MissionStatus, StepStatus
-from ...mission.plan import Plan
+from ...runtime.prepare import Prepared
 from ...store.tokens import Principal
 from ..auth import require
 from ..errors import ApiError, error_body, status_for, status_for_code
-from ..normalize import ActionRequest, normalize_execute, normalize_perform_action, resolve_action
+from ..normalize import ActionRequest, normalize_execute, normalize_perform_action
+from ..state import application, runs
 
 router = APIRouter(tags=["execution"])
 
@@ -87,7 +87,7 @@ async def _idempotent(
         status, payload = await produce()
     else:
         raw = request.url.path.encode() + b"\n" + await request.body()
-        status, payload = await request.app.state.idempotency.run(
+        status, payload = await application(request).idempotency.run(
             principal.project_id, key, raw, produce
         )
     return JSONResponse(payload, status_code=status)
@@ -96,8 +96,7 @@ async def _idempotent(
 async def _run_action(
     request: Request, principal: Principal, req: ActionRequest
 ) -> tuple[int, dict[str, Any]]:
-    """Run one action as a one-step mission; ``(http_status, envelope)``."""
-    app = request.app
+    """Run one action as a one-step run; ``(http_status, envelope)``."""
     request_id = getattr(request.state, "request_id", None)
     base: dict[str, Any] = {
         "request_id": request_id,
@@ -105,41 +104,25 @@ async def _run_action(
         "action": req.action,
         "timestamp": _now(),
     }
-    started = datetime.now(UTC)
     try:
         if req.project_id is not None and req.project_id != principal.project_id:
             raise ApiError("project not found", code="not_found", field="project_id")
-        step_type = resolve_action(app.state.engine.registry, req)
-        base["platform"] = req.platform or app.state.engine.registry.get(step_type).platform
-        loaded = mission_from_data(
-            {
-                "name": f"action {step_type}",
-                "steps": [
-                    {
-                        "id": "action",
-                        "step_type": step_type,
-                        "parameters": req.parameters,
-                        "timeout_seconds": app.state.settings.execute_timeout_seconds,
-                    }
-                ],
-            }
-        )
-        validated = app.state.engine.validate(loaded, context_names=list(req.context))
-        # the run id is shown only with the result: the run is committed with its attempt
-        run_id, _ = await app.state.service.submit(
-            validated.mission, project_id=principal.project_id, context=req.context, defer=True
+        outcome = await runs(request).run_action(
+            req.action,
+            platform=req.platform,
+            parameters=req.parameters,
+            context=req.context,
+            project_id=principal.project_id,
         )
     except PuraifyError as exc:
         return status_for(exc), {**base, **error_body(exc, request_id)}
-    base["run_id"] = run_id
-    result = await app.state.service.wait(run_id, app.state.settings.execute_timeout_seconds + 5)
-    base["duration_ms"] = round((datetime.now(UTC) - started).total_seconds() * 1000, 3)
-    if result is None:
+    base.update(run_id=outcome.run_id, platform=outcome.platform, duration_ms=outcome.duration_ms)
+    step = outcome.step
+    if step is None:
         error = ApiError(
-            "the action is still running; follow it at /runs/" + run_id, code="timeout"
+            "the action is still running; follow it at /runs/" + outcome.run_id, code="timeout"
         )
         return 504, {**base, **error_body(error, request_id)}
-    step = result.steps[0]
     if step.status is StepStatus.SUCCESS:
         return 200, {**base, "status": "success", "result": step.output or {}}
     code = step.error.code if step.error else "cancelled"
@@ -213,19 +196,21 @@ async def _mission_body(request: Request) -> tuple[bytes, str]:
     return await request.body(), fmt
 
 
-def _prepare(request: Request, raw: bytes, fmt: str, context: dict[str, Any]) -> Any:
-    engine = request.app.state.engine
+def _prepare(request: Request, raw: bytes, fmt: str) -> tuple[Prepared, dict[str, Any]]:
+    """The mission of a request body, and the context it carries (a JSON body may wrap the
+    mission: ``{"mission": {...}, "context": {...}}``)."""
+    preparer = application(request).preparer
     text = raw.decode("utf-8", "replace")
     if fmt == "json":
         try:
             doc = json.loads(text)
         except ValueError:
             doc = None
-        # a JSON body may wrap the mission: {"mission": {...}, "context": {...}}
         if isinstance(doc, dict) and isinstance(doc.get("mission"), dict):
-            context.update(doc.get("context") or {})
-            return engine.prepare(json.dumps(doc["mission"]), context_names=list(context))
-    return engine.prepare(text, context_names=list(context))
+            context = dict(doc.get("context") or {})
+            prepared = preparer.prepare(json.dumps(doc["mission"]), context_names=list(context))
+            return prepared, context
+    return preparer.prepare(text), {}
 
 
 _MISSION_BODY = {
@@ -259,9 +244,8 @@ async def execute_mission(
 
     async def produce() -> tuple[int, Any]:
         request_id = getattr(request.state, "request_id", None)
-        context: dict[str, Any] = {}
         try:
-            prepared = _prepare(request, raw, fmt, context)
+            prepared, context = _prepare(request, raw, fmt)
         except PuraifyError as exc:
             return status_for(exc), error_body(exc, request_id)
         if dry_run:
@@ -272,12 +256,12 @@ async def execute_mission(
                 "safety": prepared.safety.to_dict(),
                 "warnings": [w.to_dict() for w in prepared.warnings],
             }
-        service = request.app.state.service
+        service = runs(request)
         run_id, _ = await service.submit(
             prepared.mission, project_id=principal.project_id, context=context
         )
-        if wait:
-            result = await service.wait(run_id, None)
+        result = await service.wait(run_id, None) if wait else None
+        if result is not None:
             return 200, json.loads(result.model_dump_json())
         return 202, {
             "status": MissionStatus.RUNNING.value,
@@ -302,7 +286,7 @@ async def validate_mission(
     """Errors, warnings, execution levels and safety findings; nothing runs."""
     raw, fmt = await _mission_body(request)
     try:
-        prepared = _prepare(request, raw, fmt, {})
+        prepared, _context = _prepare(request, raw, fmt)
     except ValidationError as exc:
         issues: list[Issue] = exc.issues
         return JSONResponse(
@@ -326,4 +310,4 @@ async def validate_mission(
     )
 
 
-__all__ = ["Plan", "router"]
+__all__ = ["Envelope", "ErrorDetail", "router"]

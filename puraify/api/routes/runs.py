@@ -6,8 +6,8 @@ run that does not exist.
 
 from __future__ import annotations
 
-import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -18,6 +18,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ...store.tokens import Principal
 from ..auth import require
 from ..errors import ApiError
+from ..state import application, runs
+
+_KEEP_ALIVE_SECONDS = 15.0
 
 router = APIRouter(tags=["runs"])
 
@@ -38,7 +41,7 @@ async def list_runs(
 ) -> dict[str, Any]:
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    rows = await request.app.state.store.list_runs(
+    rows = await application(request).store.list_runs(
         status=status,
         since=since,
         mission=mission,
@@ -57,7 +60,7 @@ async def list_runs(
 async def get_run(
     request: Request, run_id: str, principal: Annotated[Principal, Depends(require("runs:read"))]
 ) -> dict[str, Any]:
-    record = await request.app.state.store.get(run_id, project_id=principal.project_id)
+    record = await application(request).store.get(run_id, project_id=principal.project_id)
     result = json.loads(record.result().model_dump_json())
     result["parent_run_id"] = record.parent_run_id
     return result  # type: ignore[no-any-return]
@@ -75,41 +78,25 @@ def _sse(event: dict[str, Any]) -> bytes:
 async def run_events(
     request: Request, run_id: str, principal: Annotated[Principal, Depends(require("runs:read"))]
 ) -> StreamingResponse:
-    store = request.app.state.store
-    broker = request.app.state.broker
-    await store.get(run_id, project_id=principal.project_id)
-    queue = broker.subscribe(run_id)  # subscribe before reading state: no transition is missed
+    """Finished steps first (``replayed``), then each transition as it happens, whichever API
+    process executes the run; the stream ends with ``run_finished``."""
+    events = runs(request).events(run_id, project_id=principal.project_id)
+    await anext(events)  # not found (404) before the stream starts
 
     async def stream() -> AsyncIterator[bytes]:
+        quiet_since = time.monotonic()
         try:
-            record = await store.get(run_id)
-            for row in record.steps:
-                if row.status.terminal:
-                    yield _sse(
-                        {
-                            "event": "step_finished",
-                            "step_id": row.step_id,
-                            "status": row.status.value,
-                            "attempts": row.attempts,
-                            "replayed": True,
-                        }
-                    )
-            if record.finished:
-                yield _sse({"event": "run_finished", "status": record.status.value})
-                return
-            while True:
-                try:
-                    event = await asyncio.wait_for(queue.get(), 15)
-                except TimeoutError:
+            async for event in events:
+                if event is not None:
+                    quiet_since = time.monotonic()
+                    yield _sse(event)
+                elif time.monotonic() - quiet_since >= _KEEP_ALIVE_SECONDS:
+                    quiet_since = time.monotonic()
                     yield b": keep-alive\n\n"
                     if await request.is_disconnected():
                         return
-                    continue
-                yield _sse(event)
-                if event.get("event") == "run_finished":
-                    return
         finally:
-            broker.unsubscribe(run_id, queue)
+            await events.aclose()
 
     return StreamingResponse(
         stream(),
@@ -126,7 +113,7 @@ async def run_events(
 async def cancel_run(
     request: Request, run_id: str, principal: Annotated[Principal, Depends(require("runs:write"))]
 ) -> dict[str, Any]:
-    status = await request.app.state.service.cancel(run_id, principal.project_id)
+    status = await runs(request).cancel(run_id, project_id=principal.project_id)
     return {"run_id": run_id, "status": status}
 
 
@@ -146,14 +133,14 @@ async def retry_run(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
     async def produce() -> tuple[int, Any]:
-        new_id = await request.app.state.service.retry(run_id, principal.project_id)
+        new_id = await runs(request).retry(run_id, project_id=principal.project_id)
         return 202, {"run_id": new_id, "retry_of": run_id, "location": f"/runs/{new_id}"}
 
     if idempotency_key is None:
         status, body = await produce()
     else:
         raw = f"retry:{run_id}".encode()
-        status, body = await request.app.state.idempotency.run(
+        status, body = await application(request).idempotency.run(
             principal.project_id, idempotency_key, raw, produce
         )
     if not isinstance(body, dict) or "location" not in body:

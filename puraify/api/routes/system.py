@@ -12,6 +12,7 @@ from sqlalchemy import text
 from ...store.tokens import SCOPES, Principal
 from ..auth import require
 from ..errors import ApiError
+from ..state import application
 
 router = APIRouter()
 
@@ -29,7 +30,7 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(request: Request) -> JSONResponse:
     try:
-        async with request.app.state.db.engine.connect() as conn:
+        async with application(request).db.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:
         return JSONResponse(
@@ -56,7 +57,7 @@ async def metrics(
 async def list_actions(
     request: Request, _: Annotated[Principal, Depends(require("actions:read"))]
 ) -> list[dict[str, Any]]:
-    return request.app.state.engine.registry.catalog()  # type: ignore[no-any-return]
+    return application(request).registry.catalog()
 
 
 @router.get(
@@ -68,9 +69,9 @@ async def list_actions(
 async def get_action(
     request: Request, name: str, _: Annotated[Principal, Depends(require("actions:read"))]
 ) -> dict[str, Any]:
-    registry = request.app.state.engine.registry
+    registry = application(request).registry
     try:
-        return registry.get(name).describe()  # type: ignore[no-any-return]
+        return registry.get(name).describe()
     except KeyError:
         raise ApiError(f"unknown action {name!r}", code="unknown_action") from None
 
@@ -87,7 +88,7 @@ async def login(
         dict[str, Any], Body(examples=[{"project_id": "demo", "scopes": ["execute", "runs:read"]}])
     ],
 ) -> dict[str, Any]:
-    if not request.app.state.settings.dev_mode:
+    if not application(request).settings.dev_mode:
         raise ApiError(
             "dev login is off; use an API token (`puraify tokens create`)", code="unauthenticated"
         )
@@ -97,7 +98,7 @@ async def login(
         raise ApiError("send {project_id, scopes}", code="invalid_request")
     if not set(scopes) <= SCOPES - {"admin"}:
         raise ApiError("dev tokens cannot carry admin or unknown scopes", code="forbidden")
-    token_id, token = await request.app.state.tokens.create(
+    token_id, token = await application(request).tokens.create(
         project, set(scopes), name="dev-login", ttl=timedelta(hours=1)
     )
     return {

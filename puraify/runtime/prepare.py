@@ -1,0 +1,114 @@
+"""Missions made ready to run, with no runtime: load, validate, plan and analyse.
+
+What ``validate``, ``graph``, ``safety validate``, ``--dry-run`` and ``/missions/validate`` need is
+the action catalogue, the template inspector and the document limits, never an HTTP client, a
+workspace or a store; ``Preparer`` holds exactly those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..actions import ActionRegistry, default_registry
+from ..errors import Issue
+from ..mission.loader import LoadedMission, load_mission
+from ..mission.model import Mission
+from ..mission.parse import ParseLimits
+from ..mission.plan import Plan
+from ..mission.safety import SafetyReport, analyze
+from ..mission.validate import ValidatedMission, validate_mission
+from ..settings import Settings
+from ..templating.render import TemplateEngine
+
+__all__ = ["Prepared", "Preparer"]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A mission that loaded and validated, with its plan levels and safety report."""
+
+    mission: Mission
+    warnings: tuple[Issue, ...]
+    levels: list[list[str]]
+    critical_path: list[str]
+    safety: SafetyReport
+
+
+class Preparer:
+    """Loads and validates missions against one action catalogue and one template engine."""
+
+    def __init__(
+        self,
+        *,
+        registry: ActionRegistry,
+        templates: TemplateEngine,
+        parse_limits: ParseLimits = ParseLimits(),
+        max_steps: int | None = None,
+    ) -> None:
+        self.registry = registry
+        self.templates = templates
+        self.parse_limits = parse_limits
+        self.max_steps = max_steps
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, registry: ActionRegistry | None = None
+    ) -> Preparer:
+        """The preparer an operator configured (document limits and template caps)."""
+        return cls(
+            registry=registry or default_registry(),
+            templates=TemplateEngine(
+                max_output_bytes=settings.template_max_output_bytes,
+                max_render_seconds=settings.template_max_render_seconds,
+            ),
+            parse_limits=ParseLimits(
+                max_bytes=settings.max_document_bytes,
+                max_depth=settings.max_document_depth,
+                max_aliases=settings.max_yaml_aliases,
+            ),
+            max_steps=settings.max_steps,
+        )
+
+    def load(
+        self, source: str | bytes | Path, *, strict: bool = False, filename: str | None = None
+    ) -> LoadedMission:
+        """Parse and model a mission document (``LoadError`` / ``ValidationError`` on failure)."""
+        return load_mission(source, strict=strict, limits=self.parse_limits, filename=filename)
+
+    def validate(
+        self, loaded: LoadedMission, *, strict: bool = False, context_names: Iterable[str] = ()
+    ) -> ValidatedMission:
+        """Check the mission against the registry and template rules."""
+        return validate_mission(
+            loaded,
+            self.registry,
+            self.templates,
+            context_names=context_names,
+            strict=strict,
+            max_steps=self.max_steps,
+        )
+
+    def prepare(
+        self,
+        source: str | bytes | Path,
+        *,
+        strict: bool = False,
+        context_names: Iterable[str] = (),
+        filename: str | None = None,
+    ) -> Prepared:
+        """Load, validate, plan and analyse: everything ``--dry-run`` shows, nothing executed."""
+        validated = self.validate(
+            self.load(source, strict=strict, filename=filename),
+            strict=strict,
+            context_names=context_names,
+        )
+        plan = Plan.from_mission(validated.mission)
+        return Prepared(
+            validated.mission,
+            validated.warnings,
+            plan.levels(),
+            plan.critical_path(),
+            analyze(validated.mission, self.registry),
+        )

@@ -1,0 +1,155 @@
+"""The one composition function: settings and the edge's role in, the application out.
+
+``compose`` decides the safety profile (the only place that does), opens and checks the store,
+builds the action catalogue, the run service with its hooks, and the token and idempotency
+stores. ``api/`` and ``cli/`` call it once per process or command and only translate HTTP and
+argv into calls on what it returns.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from ..actions import ActionRegistry
+from ..errors import StoreError
+from ..observability.events import EventBroker
+from ..observability.sinks import EventSinks
+from ..runtime.hooks import Hooks
+from ..runtime.prepare import Preparer
+from ..settings import Mode, Profile, Settings
+from ..store import Database, RunStore, TokenStore
+from ..store.database import HEAD_REVISION
+from ..store.idempotency import IdempotencyStore
+from .runs import RunService
+
+__all__ = ["Application", "choose_profile", "compose", "open_database"]
+
+_log = structlog.get_logger("puraify.service")
+
+
+@dataclass
+class Application:
+    """Everything an edge needs, built once by ``compose``."""
+
+    settings: Settings
+    profile: Profile
+    db: Database
+    store: RunStore
+    tokens: TokenStore
+    idempotency: IdempotencyStore
+    preparer: Preparer
+    runs: RunService
+
+    @property
+    def registry(self) -> ActionRegistry:
+        return self.preparer.registry
+
+
+def choose_profile(settings: Settings, *, listen: str | None) -> Mode:
+    """``server`` for anything that listens on a socket (``listen`` is its address), ``local``
+    for a command on the operator's own machine; ``PURAIFY_MODE`` overrides either."""
+    if settings.mode is not None:
+        return settings.mode
+    return "server" if listen is not None else "local"
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _warn_local_listener(listen: str) -> None:
+    exposed = not _loopback(listen)
+    message = (
+        "serving with the local safety profile (PURAIFY_MODE=local): command steps run as "
+        "this user, templates read every environment variable and loopback addresses are "
+        "reachable"
+    )
+    if exposed:
+        message += f"; {listen} is reachable from other machines: anyone with a token can"
+        message += " do all of that. Use the server profile (unset PURAIFY_MODE) unless you"
+        message += " are sure."
+    log = _log.error if exposed else _log.warning
+    log("local_profile_listening", host=listen, exposed=exposed, message=message)
+
+
+async def open_database(settings: Settings) -> Database:
+    """The store's database, migrated on first use when it is the embedded SQLite default;
+    any other database must already be at this release's schema (``puraify db upgrade``)."""
+    db = Database(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous)
+    try:
+        if db.is_sqlite:
+            await db.ensure_schema()
+        elif await db.revision() != HEAD_REVISION:
+            raise StoreError(
+                "the database schema is not up to date; run `puraify db upgrade`",
+                code="store_schema",
+            )
+    except BaseException:
+        await db.dispose()
+        raise
+    return db
+
+
+@asynccontextmanager
+async def compose(
+    settings: Settings,
+    *,
+    listen: str | None,
+    environ: Mapping[str, str],
+    cwd: Path,
+    registry: ActionRegistry | None = None,
+    hooks: Sequence[Hooks] = (),
+) -> AsyncIterator[Application]:
+    """Build the application for one process or command, and take it down afterwards.
+
+    ``listen``: the address this process serves on, ``None`` for a command. It chooses the
+    safety profile (see ``choose_profile``). ``environ`` and ``cwd`` are the process's,
+    read by the edge. ``hooks`` are the edge's own (live progress, metrics, logs)."""
+    profile = settings.profile(choose_profile(settings, listen=listen))
+    if listen is not None and not profile.server:
+        _warn_local_listener(listen)
+    db = await open_database(settings)
+    store = RunStore(db, max_output_bytes=settings.store_max_output_bytes)
+    preparer = Preparer.from_settings(settings, registry=registry)
+    broker = EventBroker()
+    sinks = EventSinks(monitoring_url=settings.monitoring_url, feedback_url=settings.feedback_url)
+    runs = RunService(
+        settings=settings,
+        profile=profile,
+        store=store,
+        preparer=preparer,
+        broker=broker,
+        hooks=[sinks, *hooks],
+        environ=environ,
+        cwd=cwd,
+    )
+    app = Application(
+        settings=settings,
+        profile=profile,
+        db=db,
+        store=store,
+        tokens=TokenStore(db, cache_seconds=settings.token_cache_seconds),
+        idempotency=IdempotencyStore(db),
+        preparer=preparer,
+        runs=runs,
+    )
+    sinks.start()
+    try:
+        yield app
+    finally:
+        try:
+            await runs.shutdown(grace_seconds=5.0)
+            await sinks.close()
+        finally:
+            await db.dispose()

@@ -1,0 +1,419 @@
+"""The run lifecycle: submit, run one action, wait, cancel, retry, resume, and live events.
+
+Every edge (the HTTP API, the command line, later the workers) drives runs through
+``RunService``; none of them builds an engine or opens the store itself. A run is committed
+before its id is shown, and keeps the safety profile, project and workspace it was created
+under for every later resume or retry, whichever edge asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+
+from ..errors import PuraifyError, StoreError
+from ..mission.loader import mission_from_data
+from ..mission.model import Mission, MissionResult, StepResult
+from ..observability.events import EventBroker
+from ..runtime.engine import Engine, http_client
+from ..runtime.executor import RunHandle
+from ..runtime.hooks import Hooks
+from ..runtime.prepare import Preparer
+from ..settings import Mode, Profile, Settings
+from ..store import RunRecord, RunStore, resume_plan, reusable_results
+from .workspaces import workspace_for
+
+__all__ = ["ActionOutcome", "Origin", "RunService"]
+
+_log = structlog.get_logger("puraify.service")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """What a run was created under, and runs under for ever after."""
+
+    profile: Mode
+    project_id: str | None
+    workspace: Path
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """One single action's end: its run, the resolved action and the step's result (``None``
+    when it was still running when the wait ended)."""
+
+    run_id: str
+    action: str
+    platform: str
+    step: StepResult | None
+    duration_ms: float
+
+
+@dataclass
+class _Live:
+    task: asyncio.Task[MissionResult]
+    handle: RunHandle
+
+
+class RunService:
+    """Starts, waits for, cancels, retries and resumes runs; one per process (built by
+    ``compose``). Engines are built on first use, one per (profile, workspace), sharing one
+    guarded HTTP client per profile."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        profile: Profile,
+        store: RunStore,
+        preparer: Preparer,
+        broker: EventBroker,
+        hooks: Sequence[Hooks],
+        environ: Mapping[str, str],
+        cwd: Path,
+    ) -> None:
+        self.settings = settings
+        self.profile = profile
+        self.store = store
+        self.preparer = preparer
+        self.broker = broker
+        self.hooks = [broker, *hooks]
+        self._environ = dict(environ)
+        self._cwd = cwd
+        self._http: dict[Mode, httpx.AsyncClient] = {}
+        self._engines: dict[tuple[Mode, Path], Engine] = {}
+        self.live: dict[str, _Live] = {}
+
+    # -- composition seams ---------------------------------------------------------------------
+
+    def origin(self, project_id: str | None) -> Origin:
+        """Where a new run of ``project_id`` would run in this process's profile."""
+        workspace = workspace_for(self.settings, self.profile, project_id, cwd=self._cwd)
+        return Origin(self.profile.name, project_id, workspace)
+
+    def engine(self, origin: Origin) -> Engine:
+        """The engine of a profile and workspace (built once; the policy, vault and worker
+        seams plug in here)."""
+        key = (origin.profile, origin.workspace)
+        engine = self._engines.get(key)
+        if engine is None:
+            profile = self.settings.profile(origin.profile)
+            if origin.profile not in self._http:
+                self._http[origin.profile] = http_client(self.settings, profile)
+            engine = Engine.from_settings(
+                self.settings,
+                workspace=origin.workspace,
+                hooks=self.hooks,
+                environ=self._environ,
+                recorder=self.store,
+                profile=profile,
+                http=self._http[origin.profile],
+                preparer=self.preparer,
+            )
+            self._engines[key] = engine
+        return engine
+
+    def _origin_of(self, record: RunRecord) -> Origin:
+        profile: Mode = "local" if record.profile == "local" else "server"
+        workspace = (
+            Path(record.workspace)
+            if record.workspace
+            else workspace_for(
+                self.settings, self.settings.profile(profile), record.project_id, cwd=self._cwd
+            )
+        )
+        return Origin(profile, record.project_id, workspace)
+
+    # -- the lifecycle -------------------------------------------------------------------------
+
+    def _start(
+        self,
+        run_id: str,
+        mission: Mission,
+        context: Mapping[str, Any],
+        origin: Origin,
+        **resume: Any,
+    ) -> None:
+        handle = RunHandle(run_id=run_id)
+        engine = self.engine(origin)
+        task = asyncio.create_task(engine.run(mission, handle=handle, context=context, **resume))
+        self.live[run_id] = _Live(task, handle)
+
+        def done(t: asyncio.Task[MissionResult]) -> None:
+            self.live.pop(run_id, None)
+            self.store.forget(run_id)
+            if not t.cancelled() and t.exception() is not None:
+                _log.error("run_crashed", run_id=run_id, error=repr(t.exception()))
+
+        task.add_done_callback(done)
+
+    async def submit(
+        self,
+        mission: Mission,
+        *,
+        project_id: str | None,
+        context: Mapping[str, Any],
+        idempotency_key: str | None = None,
+        defer: bool = False,
+    ) -> tuple[str, bool]:
+        """Commit a run and start it; ``(run_id, created)``. A known ``idempotency_key`` gives
+        back its run, continued if its engine is gone. ``defer``: the caller shows the run id
+        only after the run ended, so the run may be committed with its first attempt."""
+        origin = self.origin(project_id)
+        run_id, created = await self.store.create_run(
+            mission,
+            context=dict(context),
+            project_id=project_id,
+            idempotency_key=idempotency_key,
+            workspace=str(origin.workspace),
+            profile=origin.profile,
+            defer=defer,
+        )
+        if created:
+            self._start(run_id, mission, context, origin)
+        else:
+            await self.resume(run_id, project_id=project_id)
+        return run_id, created
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> MissionResult | None:  # noqa: ASYNC109
+        """The run's result once finished; ``None`` if it is still running after ``timeout``
+        (or running in another process)."""
+        live = self.live.get(run_id)
+        if live is not None:
+            try:
+                return await asyncio.wait_for(asyncio.shield(live.task), timeout)
+            except TimeoutError:
+                return None
+        record = await self.store.get(run_id)
+        return record.result() if record.finished else None
+
+    def interrupt(self, run_id: str) -> None:
+        """Cancel a run executing in this process now (Ctrl-C, SIGTERM)."""
+        live = self.live.get(run_id)
+        if live is not None:
+            live.handle.cancel()
+
+    async def cancel(self, run_id: str, *, project_id: str | None = None) -> str:
+        """Cancel a run; its status afterwards. A run executing elsewhere is stopped by its
+        engine at the next heartbeat; a run with no live engine ends now."""
+        await self.store.get(run_id, project_id=project_id)  # another project's run: not found
+        live = self.live.get(run_id)
+        if live is not None:
+            live.handle.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(live.task), 10)
+            return (await self.store.get(run_id)).status.value
+        return (await self.store.request_cancel(run_id)).value
+
+    async def retry(self, run_id: str, *, project_id: str | None = None) -> str:
+        """A new run of a finished run's mission that reuses its successful outputs; started
+        under the old run's profile, project and workspace. Returns the new run's id."""
+        record = await self.store.get(run_id, project_id=project_id)
+        if not record.finished:
+            raise StoreError(
+                f"run {run_id} has not finished; cancel or resume it first", code="run_busy"
+            )
+        origin = self._origin_of(record)
+        reuse = reusable_results(record)
+        new_id, _ = await self.store.create_run(
+            record.mission,
+            context=record.context,
+            parent_run_id=run_id,
+            reuse=reuse,
+            project_id=record.project_id,
+            workspace=str(origin.workspace),
+            profile=origin.profile,
+        )
+        self._start(new_id, record.mission, record.context, origin, restore=reuse)
+        return new_id
+
+    async def resume(self, run_id: str, *, project_id: str | None = None) -> bool:
+        """Continue a run whose engine stopped, under the profile it was created with; False
+        when it has already finished. ``run_busy`` when a live engine executes it."""
+        if run_id in self.live:
+            return True
+        record = await self.store.get(run_id, project_id=project_id)
+        if record.finished:
+            return False
+        if not await self.store.acquire(run_id):
+            raise StoreError(
+                f"run {run_id} is being executed by a live engine ({record.lease_owner})",
+                code="run_busy",
+            )
+        record = await self.store.get(run_id)
+        origin = self._origin_of(record)
+        plan = resume_plan(record, self.preparer.registry)
+        self._start(
+            run_id,
+            record.mission,
+            record.context,
+            origin,
+            restore=plan.restore,
+            attempts_done=plan.attempts_done,
+            fail_on_start=plan.fail_on_start,
+        )
+        return True
+
+    async def resume_orphans(self) -> list[str]:
+        """Continue every run whose engine is gone (what a server does at start)."""
+        resumed = []
+        for run_id in await self.store.orphans():
+            try:
+                if run_id not in self.live and await self.resume(run_id):
+                    resumed.append(run_id)
+            except StoreError as exc:
+                if exc.code != "run_busy":  # taken by another process meanwhile: its job
+                    _log.error("resume_failed", run_id=run_id, error=exc.to_dict())
+        if resumed:
+            _log.info("runs_resumed", count=len(resumed), run_ids=resumed)
+        return resumed
+
+    # -- single actions ------------------------------------------------------------------------
+
+    def resolve_action(self, action: str, platform: str | None) -> str:
+        """The canonical step type of an action name (and platform), or ``unknown_action``."""
+        candidates = [action] + ([f"{platform}.{action}"] if platform else [])
+        for name in candidates:
+            canonical = self.preparer.registry.canonical(name)
+            if canonical is not None:
+                return canonical
+        raise PuraifyError(
+            f"unknown action {action!r}"
+            + (f" on platform {platform!r}" if platform else "")
+            + "; GET /actions or `puraify actions list` lists what this engine can do",
+            code="unknown_action",
+            field="action",
+        )
+
+    async def run_action(
+        self,
+        action: str,
+        *,
+        platform: str | None,
+        parameters: Mapping[str, Any],
+        context: Mapping[str, Any],
+        project_id: str | None,
+    ) -> ActionOutcome:
+        """Run one action as a one-step run and wait for it (``execute_timeout_seconds``, which
+        is also the step's timeout)."""
+        started = time.perf_counter()
+        step_type = self.resolve_action(action, platform)
+        timeout = self.settings.execute_timeout_seconds
+        loaded = mission_from_data(
+            {
+                "name": f"action {step_type}",
+                "steps": [
+                    {
+                        "id": "action",
+                        "step_type": step_type,
+                        "parameters": dict(parameters),
+                        "timeout_seconds": timeout,
+                    }
+                ],
+            }
+        )
+        validated = self.preparer.validate(loaded, context_names=list(context))
+        # the run id is shown only with the result: the run is committed with its attempt
+        run_id, _ = await self.submit(
+            validated.mission, project_id=project_id, context=context, defer=True
+        )
+        result = await self.wait(run_id, timeout + 5)
+        return ActionOutcome(
+            run_id=run_id,
+            action=step_type,
+            platform=platform or self.preparer.registry.get(step_type).platform,
+            step=result.steps[0] if result is not None else None,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+
+    # -- live events ---------------------------------------------------------------------------
+
+    async def events(
+        self, run_id: str, *, project_id: str | None = None, poll_seconds: float = 0.5
+    ) -> AsyncGenerator[dict[str, Any] | None, None]:
+        """A run's step transitions as they happen, ending with ``run_finished``.
+
+        Steps already finished are replayed first. Transitions of a run executing in this
+        process come from its hooks at once; those of a run executing in another process (a
+        sibling worker, a CLI) are read from the store every ``poll_seconds``. ``None`` is
+        yielded on quiet ticks so that the caller can send keep-alives and notice a client
+        that went away, and once right after the run was found (a caller may await that first
+        ``None`` to learn "not found" before it starts answering)."""
+        await self.store.get(run_id, project_id=project_id)  # another project's run: not found
+        queue = self.broker.subscribe(run_id)  # before reading state: no transition is missed
+        seen: dict[str, str] = {}
+        try:
+            yield None
+            record = await self.store.get(run_id)
+            for event in _store_events(record, seen, replayed=True):
+                yield event
+            if record.finished:
+                yield {"event": "run_finished", "status": record.status.value}
+                return
+            while True:
+                wait = 15.0 if run_id in self.live else poll_seconds
+                try:
+                    event = await asyncio.wait_for(queue.get(), wait)
+                except TimeoutError:
+                    if run_id in self.live:
+                        yield None
+                        continue
+                    record = await self.store.get(run_id)
+                    for stored in _store_events(record, seen, replayed=False):
+                        yield stored
+                    if record.finished:
+                        yield {"event": "run_finished", "status": record.status.value}
+                        return
+                    yield None
+                    continue
+                if event.get("event") == "step_finished":
+                    if seen.get(event["step_id"]) == event["status"]:
+                        continue  # already sent from the store
+                    seen[event["step_id"]] = event["status"]
+                yield event
+                if event.get("event") == "run_finished":
+                    return
+        finally:
+            self.broker.unsubscribe(run_id, queue)
+
+    # -- shutdown ------------------------------------------------------------------------------
+
+    async def shutdown(self, grace_seconds: float) -> None:
+        """Let live runs finish for ``grace_seconds``; cut the rest, which stay resumable."""
+        tasks = [live.task for live in self.live.values()]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for client in self._http.values():
+            await client.aclose()
+        self._http.clear()
+        self._engines.clear()
+
+
+def _store_events(
+    record: RunRecord, seen: dict[str, str], *, replayed: bool
+) -> list[dict[str, Any]]:
+    out = []
+    for row in record.steps:
+        if row.status.terminal and seen.get(row.step_id) != row.status.value:
+            seen[row.step_id] = row.status.value
+            event: dict[str, Any] = {
+                "event": "step_finished",
+                "step_id": row.step_id,
+                "status": row.status.value,
+                "attempts": row.attempts,
+            }
+            if replayed:
+                event["replayed"] = True
+            out.append(event)
+    return out
