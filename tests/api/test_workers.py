@@ -3,17 +3,21 @@ SIGTERM stops them all."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from puraify.testing import LocalServer, RecordingSink
 from tests.api.test_server import Server
 
 
@@ -134,3 +138,77 @@ def test_workers_that_cannot_start_end_the_server(tmp_path: Path) -> None:
     proc = _serve(tmp_path, port, {"PURAIFY_DATABASE_URL": f"sqlite+aiosqlite:///{missing}/x.db"})
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "workers_cannot_start" in proc.stderr
+
+
+def _listening(port: int) -> int:
+    """How many sockets listen on ``port`` (one per ready worker)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_sse_subscribers_on_every_worker_see_the_run_finish(tmp_path: Path) -> None:
+    """With two workers, 20 subscribers to one run (spread over both by the kernel) all see
+    every transition and ``run_finished``, whichever worker executes the run."""
+    sink = RecordingSink()
+    sink.hold("/slow")
+    with LocalServer(sink, host="127.0.0.2") as upstream:
+        server = Server(tmp_path / "home", {"PURAIFY_SSRF_ALLOW_HOSTS": '["127.0.0.2"]'})
+        token = server.token()
+        headers = {"Authorization": f"Bearer {token}"}
+        server.start(workers=2)
+        assert server.proc is not None
+        parent = server.proc.pid
+        try:
+            _wait_for(lambda: _listening(server.port) == 2, seconds=90)
+            mission = {
+                "steps": [
+                    {
+                        "id": "slow",
+                        "step_type": "http",
+                        "parameters": {"url": f"{upstream.url}/slow"},
+                    },
+                    {"id": "after", "step_type": "noop", "depends_on": ["slow"]},
+                ]
+            }
+            created = httpx.post(
+                f"{server.url}/missions/execute", json=mission, headers=headers, timeout=30
+            )
+            run_id = created.json()["run_id"]
+            _wait_for(lambda: sink.count("/slow") == 1, seconds=60)
+
+            subscribed = threading.Semaphore(0)
+            received: list[list[dict[str, Any]]] = [[] for _ in range(20)]
+
+            def subscribe(events: list[dict[str, Any]]) -> None:
+                with httpx.stream(
+                    "GET", f"{server.url}/runs/{run_id}/events", headers=headers, timeout=90
+                ) as response:
+                    subscribed.release()
+                    for line in response.iter_lines():
+                        if line.startswith("data: "):
+                            events.append(json.loads(line[6:]))
+
+            threads = [threading.Thread(target=subscribe, args=(r,)) for r in received]
+            for thread in threads:
+                thread.start()
+            for _ in threads:
+                assert subscribed.acquire(timeout=60), "a subscriber got no answer"
+            held = [_established(pid, server.port) for pid in _workers(parent)]
+            assert sum(held) == 20 and all(n > 0 for n in held), held  # both workers serve some
+            sink.release()
+            for thread in threads:
+                thread.join(timeout=90)
+        finally:
+            sink.release()
+            server.stop(signal.SIGTERM)
+    for events in received:
+        assert events, "a subscriber received nothing"
+        assert (events[-1]["event"], events[-1]["status"]) == ("run_finished", "completed"), events
+        assert ("after", "success") in {(e.get("step_id"), e.get("status")) for e in events}
