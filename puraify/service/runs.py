@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import structlog
+from cachetools import LRUCache
 
 from ..errors import PuraifyError, StoreError
 from ..mission.loader import mission_from_data
@@ -34,6 +35,8 @@ from .workspaces import workspace_for
 __all__ = ["ActionOutcome", "Origin", "RunService"]
 
 _log = structlog.get_logger("puraify.service")
+
+_ENGINES = 256  # workspaces (projects) whose engine stays built
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,9 @@ class RunService:
         self._environ = dict(environ)
         self._cwd = cwd
         self._http: dict[Mode, httpx.AsyncClient] = {}
-        self._engines: dict[tuple[Mode, Path], Engine] = {}
+        # an engine is cheap to rebuild and owns nothing that needs closing (the HTTP clients
+        # are shared), so one dropped from the cache while a run still uses it is harmless
+        self._engines: LRUCache[tuple[Mode, Path], Engine] = LRUCache(maxsize=_ENGINES)
         self.live: dict[str, _Live] = {}
 
     # -- composition seams ---------------------------------------------------------------------
@@ -263,10 +268,14 @@ class RunService:
         return True
 
     async def resume_orphans(self) -> list[str]:
-        """Continue every run whose engine is gone (what a server does at start)."""
+        """Continue every run whose engine is gone (what a server does at start). A process in
+        the server profile leaves runs created in the local profile to the operator's
+        ``puraify runs resume``: it never executes work with powers its own callers lack."""
         resumed = []
         for run_id in await self.store.orphans():
             try:
+                if self.profile.server and (await self.store.get(run_id)).profile != "server":
+                    continue
                 if run_id not in self.live and await self.resume(run_id):
                     resumed.append(run_id)
             except StoreError as exc:
