@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from puraify.store import Database, sqlite_url
 from puraify.store.commit import GroupCommit, Statement, Write
-from puraify.store.runs import _FINISH_RUN, _INSERT_EVENT, _INSERT_RUN, _INSERT_STEPS
+from puraify.store.writes import FINISH_RUN, INSERT_EVENT, INSERT_RUN, INSERT_STEPS
 
 
 def _rows(when: datetime) -> list[Write]:
@@ -67,10 +67,10 @@ def _rows(when: datetime) -> list[Write]:
         "p_warnings": ["w"],
     }
     return [
-        Write(_INSERT_RUN, run),
-        Write(_INSERT_STEPS, step),
-        Write(_INSERT_EVENT, event),
-        Write(_FINISH_RUN, finish),
+        Write(INSERT_RUN, run),
+        Write(INSERT_STEPS, step),
+        Write(INSERT_EVENT, event),
+        Write(FINISH_RUN, finish),
     ]
 
 
@@ -128,7 +128,7 @@ async def test_group_commit_falls_back_to_each_caller_alone(tmp_path: Path) -> N
     commit = GroupCommit(db.engine, writer=db.writer)
     when = datetime.now(UTC)
     good = _rows(when)[:2]
-    bad = [Write(Statement(_INSERT_STEPS.sql, 1), {**good[1].params, "run_id": "missing"})]
+    bad = [Write(Statement(INSERT_STEPS.sql, 1), {**good[1].params, "run_id": "missing"})]
     results = await asyncio.gather(commit.write(good), commit.write(bad), return_exceptions=True)
     assert results[0] is None
     assert isinstance(results[1], IntegrityError)  # foreign key: no such run
