@@ -12,24 +12,27 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import StoreError
-from ..mission.model import Mission, MissionResult, MissionStatus, StepError, StepResult, StepStatus
+from ..mission.model import Mission, MissionResult, MissionStatus, StepError, StepResult
 from . import history
 from .commit import GroupCommit, Write
 from .database import Database
 from .leases import LEASE_SECONDS, Leases, owner_id
 from .records import RunRecord, StepRow, read_record
 from .tables import runs
-from .writes import FENCE_SPAN, INSERT_STEPS, NewRun, Rows
+from .writes import FENCE_SPAN, NewRun, Rows
 
-__all__ = ["LEASE_SECONDS", "RunRecord", "RunStore", "StepRow", "new_run_id"]
+__all__ = ["LEASE_SECONDS", "RunRecord", "RunStore", "RunWriter", "StepRow", "new_run_id"]
+
+T = TypeVar("T")
 
 
 def _now() -> datetime:
@@ -45,6 +48,49 @@ def new_run_id() -> str:
     page per run and index: SQLite's own work per run dropped by half under API load.
     """
     return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+
+
+class RunWriter:
+    """The one path from ``RunStore`` to the database for a run's writes.
+
+    A run created with ``defer`` waits here, unwritten, as a ``NewRun``; it goes in front of
+    the first write for that run, in the same transaction (``NewRun.before``). Every write and
+    every read-back job for a run passes through ``write`` or ``job`` with the run's id, so no
+    write can reach the database ahead of its run, whichever recorder method sends it.
+    """
+
+    def __init__(self, commit: GroupCommit) -> None:
+        self.commit = commit
+        self._pending: dict[str, NewRun] = {}  # run -> its creation, not yet written
+
+    async def create(self, new: NewRun) -> None:
+        """Commit a run's creation now (runs created concurrently share a transaction)."""
+        await self.commit.write(new.writes())
+
+    def defer(self, new: NewRun) -> None:
+        """Hold a run's creation until its first write."""
+        self._pending[new.run_id] = new
+
+    def holds(self, run_id: str) -> bool:
+        """Whether ``run_id``'s creation is still waiting for its first write."""
+        return run_id in self._pending
+
+    def forget(self, run_id: str) -> None:
+        """Drop a held creation: its run ended without writing anything (nothing to keep)."""
+        self._pending.pop(run_id, None)
+
+    async def write(self, run_id: str, writes: Sequence[Write]) -> None:
+        """Commit ``writes`` for ``run_id``, with its creation in front if it is held here."""
+        await self.commit.write(self._writes_for(run_id, writes))
+
+    async def job(self, run_id: str, job: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run a job that reads back (``UPDATE ... RETURNING``) once ``run_id`` is written."""
+        await self.write(run_id, ())
+        return await self.commit(job)
+
+    def _writes_for(self, run_id: str, writes: Sequence[Write]) -> Sequence[Write]:
+        pending = self._pending.pop(run_id, None)
+        return writes if pending is None else pending.before(writes)
 
 
 class RunStore:
@@ -65,8 +111,7 @@ class RunStore:
         self.rows = Rows(max_output_bytes, redact or (lambda value: value))
         self.owner = owner or owner_id()
         self.leases = Leases(db, self.owner)
-        self._commit = GroupCommit(db.engine, writer=db.writer)
-        self._deferred: dict[str, list[Write]] = {}  # run -> its creation, not yet written
+        self._writer = RunWriter(GroupCommit(db.engine, writer=db.writer))
 
     @property
     def max_output_bytes(self) -> int:
@@ -120,11 +165,11 @@ class RunStore:
             project_id=project_id,
         )
         if defer and idempotency_key is None:
-            self._deferred[run_id] = new.writes()
+            self._writer.defer(new)
             self.leases.hold(run_id, 1)
             return run_id, True
         try:
-            await self._insert_run(new)
+            await self._writer.create(new)
         except IntegrityError:
             if idempotency_key is not None:
                 existing = await self.find_by_key(idempotency_key)
@@ -135,22 +180,13 @@ class RunStore:
             raise StoreError(
                 f"cannot reach the database: {exc}", code="store_unavailable"
             ) from None
+        self.leases.hold(run_id, 1)
         return run_id, True
-
-    async def _insert_run(self, new: NewRun) -> None:
-        """Runs created concurrently share one transaction (group commit)."""
-        await self._commit.write(new.writes())
-        self.leases.hold(new.run["id"], 1)
 
     def forget(self, run_id: str) -> None:
         """Drop what this store holds for a run that is no longer executing here."""
-        self._deferred.pop(run_id, None)
+        self._writer.forget(run_id)
         self.leases.release(run_id)
-
-    def _with_creation(self, run_id: str, writes: list[Write]) -> list[Write]:
-        """``writes``, preceded by the run's own creation if it was deferred."""
-        creation = self._deferred.pop(run_id, None)
-        return writes if creation is None else [*creation, *writes]
 
     async def find_by_key(self, key: str) -> str | None:
         """The run created with idempotency key ``key``, if any."""
@@ -167,48 +203,31 @@ class RunStore:
         now = _now()
         epoch = await self.leases.epoch(run_id)
         fences = {step_id: epoch * FENCE_SPAN + attempt for step_id, attempt in items}
-        creation = self._deferred.pop(run_id, None)
-        # A deferred run's steps are inserted in this very transaction: insert them already
-        # running instead of inserting and then updating them.
-        unwritten = {
-            w.params["step_id"]: w.params for w in creation or () if w.statement is INSERT_STEPS
-        }
-        writes: list[Write] = list(creation or ())
+        writes: list[Write] = []
         for step_id, attempt in items:
-            fence = fences[step_id]
-            row = unwritten.get(step_id)
-            if row is not None:
-                row.update(
-                    status=StepStatus.RUNNING.value, fence=fence, attempts=attempt, started_at=now
-                )
-            else:
-                writes.append(self.rows.start_step(run_id, step_id, attempt, fence, now))
-            writes.append(self.rows.attempt(run_id, step_id, attempt, fence, now))
-        await self._commit.write(writes)
+            writes.append(self.rows.start_step(run_id, step_id, attempt, fences[step_id], now))
+            writes.append(self.rows.attempt(run_id, step_id, attempt, fences[step_id], now))
+        await self._writer.write(run_id, writes)
         return fences
 
     async def steps_finished(
         self, run_id: str, items: Sequence[tuple[StepResult, int | None]]
     ) -> None:
-        await self._commit.write(
-            self._with_creation(run_id, self.rows.steps(run_id, items, _now()))
-        )
+        await self._writer.write(run_id, self.rows.steps(run_id, items, _now()))
 
     async def attempt_failed(self, run_id: str, step_id: str, fence: int, error: StepError) -> None:
         write = self.rows.attempt_failed(run_id, step_id, fence, error, _now())
-        await self._commit.write(self._with_creation(run_id, [write]))
+        await self._writer.write(run_id, [write])
 
     async def run_finished(
         self, result: MissionResult, steps: Sequence[tuple[StepResult, int | None]] = ()
     ) -> None:
         """The run's end, with step results not yet recorded, in one transaction."""
-        writes = self.rows.run_end(result, steps, _now())
-        await self._commit.write(self._with_creation(result.run_id, writes))
+        await self._writer.write(result.run_id, self.rows.run_end(result, steps, _now()))
         self.leases.release(result.run_id)
 
     async def heartbeat(self, run_id: str) -> bool:
-        await self._commit.write(self._with_creation(run_id, []))  # nothing if already written
-        return await self._commit(self.leases.renewal(run_id))
+        return await self._writer.job(run_id, self.leases.renewal(run_id))
 
     # -- ownership -----------------------------------------------------------------------------
 

@@ -122,7 +122,7 @@ FINISH_RUN = Statement(
 INSERT_EVENT = Statement(insert(run_events), 7)
 
 
-@dataclass
+@dataclass(frozen=True)
 class NewRun:
     """A new run's rows: the run, its steps and its ``run_created`` event."""
 
@@ -130,12 +130,42 @@ class NewRun:
     steps: list[dict[str, Any]]
     event: dict[str, Any]
 
+    @property
+    def run_id(self) -> str:
+        return str(self.run["id"])
+
     def writes(self) -> list[Write]:
+        """The run's creation on its own."""
         return [
             Write(INSERT_RUN, self.run),
             *(Write(INSERT_STEPS, row) for row in self.steps),
             Write(INSERT_EVENT, self.event),
         ]
+
+    def before(self, writes: Sequence[Write]) -> list[Write]:
+        """The run's creation followed by ``writes``, for one transaction.
+
+        A step that ``writes`` start (``START_STEP``) is inserted running instead of being
+        inserted and then updated: the same rows, one statement less per step.
+        """
+        steps = {row["step_id"]: row for row in self.steps}
+        rest: list[Write] = []
+        for write in writes:
+            params = write.params
+            row = steps.get(params["p_step"]) if write.statement is START_STEP else None
+            if row is None:
+                rest.append(write)
+                continue
+            if row["fence"] < params["p_fence"]:  # START_STEP's own condition and values
+                steps[row["step_id"]] = {
+                    **row,
+                    "status": StepStatus.RUNNING.value,
+                    "fence": params["p_fence"],
+                    "attempts": params["p_attempt"],
+                    "started_at": row["started_at"] or params["p_now"],
+                }
+        created = NewRun(self.run, list(steps.values()), self.event)
+        return [*created.writes(), *rest]
 
 
 @dataclass(frozen=True)

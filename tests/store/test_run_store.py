@@ -250,13 +250,13 @@ def test_store_url_defaults_to_home(tmp_path: Path) -> None:
 def _count_transactions(store: RunStore) -> list[int]:
     """Every group-commit write the store asks for from now on (its size), in order."""
     writes: list[int] = []
-    real_write = store._commit.write
+    real_write = store._writer.commit.write
 
     async def counting(batch: Any) -> None:
         writes.append(len(batch))
         await real_write(batch)
 
-    store._commit.write = counting  # type: ignore[method-assign]
+    store._writer.commit.write = counting  # type: ignore[method-assign]
     return writes
 
 
@@ -296,6 +296,27 @@ async def test_a_one_step_run_costs_two_transactions(tmp_path: Path, store: RunS
     assert kinds == ["run_created", "run_finished"]
 
 
+async def test_a_deferred_run_arrives_with_whichever_write_comes_first(
+    tmp_path: Path, store: RunStore
+) -> None:
+    engine = engine_for(tmp_path, store)
+    # nothing dispatched: the only step is decided (skipped) and the run ends
+    skipped = engine.prepare("steps:\n  - {id: only, step_type: noop, when: 'false'}\n")
+    writes = _count_transactions(store)
+    run_id, _ = await store.create_run(skipped.mission, defer=True)
+    result = await engine.run(skipped.mission, handle=RunHandle(run_id=run_id))
+    assert result.status is MissionStatus.COMPLETED
+    record = await store.get(run_id)
+    assert record.status is MissionStatus.COMPLETED
+    assert [s.status for s in record.steps] == [StepStatus.SKIPPED]
+    assert len(writes) == 1  # creation, step decision and run end together
+    # a heartbeat before anything else (a slow first tick) writes the run before renewing it
+    beat_id, _ = await store.create_run(skipped.mission, defer=True)
+    assert await store.heartbeat(beat_id) is False
+    assert (await store.get(beat_id)).lease_owner == store.owner
+    await engine.aclose()
+
+
 async def test_a_deferred_run_that_never_started_leaves_nothing(
     tmp_path: Path, store: RunStore
 ) -> None:
@@ -304,7 +325,7 @@ async def test_a_deferred_run_that_never_started_leaves_nothing(
     run_id, _ = await store.create_run(prepared.mission, defer=True)
     store.forget(run_id)  # what the service does when a run's task ends
     assert await store.list_runs() == []
-    assert store._deferred == {}
+    assert not store._writer.holds(run_id)
     await engine.aclose()
 
 
