@@ -9,7 +9,6 @@ from sqlalchemy import and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..mission.model import MissionStatus
-from .records import aware
 from .tables import attempts, run_events, run_steps, runs
 
 __all__ = ["attempts_of", "events", "list_runs", "prune"]
@@ -50,14 +49,7 @@ async def list_runs(
     query = query.order_by(runs.c.created_at.desc(), runs.c.id).limit(limit).offset(offset)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).mappings().all()
-    return [
-        {
-            **dict(r),
-            "created_at": aware(r["created_at"]),
-            "finished_at": aware(r["finished_at"]),
-        }
-        for r in rows
-    ]
+    return [dict(r) for r in rows]
 
 
 async def attempts_of(engine: AsyncEngine, run_id: str) -> list[dict[str, Any]]:
@@ -72,14 +64,7 @@ async def attempts_of(engine: AsyncEngine, run_id: str) -> list[dict[str, Any]]:
             .mappings()
             .all()
         )
-    return [
-        {
-            **dict(r),
-            "started_at": aware(r["started_at"]),
-            "finished_at": aware(r["finished_at"]),
-        }
-        for r in rows
-    ]
+    return [dict(r) for r in rows]
 
 
 async def events(engine: AsyncEngine, run_id: str) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..mission.model import MissionStatus, StepStatus
 from .database import Database
-from .records import aware, read_record, run_not_found
+from .records import read_record, run_not_found
 from .tables import run_events, run_steps, runs
 
 __all__ = ["LEASE_SECONDS", "Leases", "owner_dead", "owner_id"]
@@ -163,9 +163,7 @@ class Leases:
         return [
             r.id
             for r in rows
-            if r.lease_owner is None
-            or (aware(r.lease_until) or now) < now
-            or owner_dead(r.lease_owner)
+            if r.lease_owner is None or (r.lease_until or now) < now or owner_dead(r.lease_owner)
         ]
 
     async def request_cancel(self, run_id: str) -> MissionStatus:

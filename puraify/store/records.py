@@ -20,13 +20,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 @dataclass(frozen=True)
 class StepRow:
     """A step's stored state."""
@@ -137,14 +130,14 @@ async def read_record(
         idempotency_key=row.idempotency_key,
         parent_run_id=row.parent_run_id,
         workspace=row.workspace,
-        created_at=aware(row.created_at) or _now(),
-        started_at=aware(row.started_at),
-        finished_at=aware(row.finished_at),
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
         duration_ms=row.duration_ms,
         error=_error(row.error_code, row.error_message),
         warnings=list(row.warnings or []),
         lease_owner=row.lease_owner,
-        lease_until=aware(row.lease_until),
+        lease_until=row.lease_until,
         cancel_requested=bool(row.cancel_requested),
         steps=[
             StepRow(
@@ -155,8 +148,8 @@ async def read_record(
                 fence=s.fence,
                 output=s.output,
                 error=_error(s.error_code, s.error_message),
-                started_at=aware(s.started_at),
-                finished_at=aware(s.finished_at),
+                started_at=s.started_at,
+                finished_at=s.finished_at,
                 duration_ms=s.duration_ms,
                 reused_from=s.reused_from,
             )

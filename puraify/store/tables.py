@@ -3,6 +3,8 @@ module is what queries use. Times are UTC; JSON columns hold capped, redacted da
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -19,8 +21,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "UTCDateTime",
     "api_tokens",
     "attempts",
     "idempotency_records",
@@ -29,6 +34,26 @@ __all__ = [
     "run_steps",
     "runs",
 ]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` whose values always come back aware, in UTC.
+
+    Everything stored is UTC, but SQLite keeps no time zone and hands back naive datetimes.
+    Values are written exactly as ``DateTime(timezone=True)`` writes them.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
 
 metadata = MetaData()
 
@@ -44,15 +69,15 @@ runs = Table(
     Column("idempotency_key", String(200), nullable=True, unique=True),
     Column("parent_run_id", String(64), ForeignKey("runs.id", ondelete="SET NULL"), nullable=True),
     Column("workspace", Text, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
     Column("duration_ms", Float, nullable=True),
     Column("error_code", String(64), nullable=True),
     Column("error_message", Text, nullable=True),
     Column("warnings", JSON, nullable=False),
     Column("lease_owner", String(200), nullable=True),
-    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("project_id", String(200), nullable=True),
     Column("lease_epoch", Integer, nullable=False, default=1),
@@ -70,8 +95,8 @@ run_steps = Table(
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("fence", BigInteger, nullable=False, default=0),
-    Column("started_at", DateTime(timezone=True), nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
     Column("duration_ms", Float, nullable=True),
     Column("output", JSON, nullable=True),
     Column("error_code", String(64), nullable=True),
@@ -90,8 +115,8 @@ attempts = Table(
     Column("attempt", Integer, nullable=False),
     Column("fence", BigInteger, nullable=False),
     Column("status", String(16), nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
     Column("duration_ms", Float, nullable=True),
     Column("error_code", String(64), nullable=True),
     Column("error_message", Text, nullable=True),
@@ -105,7 +130,7 @@ run_events = Table(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
     Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("step_id", String(200), nullable=True),
     Column("data", JSON, nullable=False),
@@ -120,9 +145,9 @@ api_tokens = Table(
     Column("name", String(200), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("scopes", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=True),
-    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
 )
 
 idempotency_records = Table(
@@ -133,5 +158,5 @@ idempotency_records = Table(
     Column("request_hash", String(64), nullable=False),
     Column("status_code", Integer, nullable=True),
     Column("response", JSON, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )

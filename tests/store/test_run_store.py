@@ -242,6 +242,45 @@ async def test_schema_is_at_head(database: Database) -> None:
     assert await database.revision() == database.head() == HEAD_REVISION == "0004"
 
 
+async def test_migrations_create_exactly_the_tables(database: Database) -> None:
+    """The schema the migrations build is the one ``store/tables.py`` describes."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from puraify.store.tables import metadata
+
+    async with database.engine.connect() as conn:
+        diff = await conn.run_sync(
+            lambda sync: compare_metadata(
+                MigrationContext.configure(sync, opts={"compare_type": True}), metadata
+            )
+        )
+    assert diff == []
+
+
+async def test_times_read_back_are_aware_utc(tmp_path: Path, store: RunStore) -> None:
+    engine = engine_for(tmp_path, store)
+    run_id, mission = await start(engine, store, "steps:\n  - {id: a, step_type: noop}\n")
+    await engine.run(mission, handle=RunHandle(run_id=run_id))
+    await engine.aclose()
+    record = await store.get(run_id)
+    (attempt,) = await store.attempts_of(run_id)
+    (listed,) = await store.list_runs()
+    times = [
+        record.created_at,
+        record.started_at,
+        record.finished_at,
+        record.steps[0].started_at,
+        record.steps[0].finished_at,
+        attempt["started_at"],
+        attempt["finished_at"],
+        listed["created_at"],
+        listed["finished_at"],
+        *(e["at"] for e in await store.events(run_id)),
+    ]
+    assert all(t is not None and t.utcoffset() == timedelta(0) for t in times), times
+
+
 def test_store_url_defaults_to_home(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     assert settings.store_url == f"sqlite+aiosqlite:///{tmp_path / 'home' / 'puraify.db'}"
