@@ -3,7 +3,11 @@ module is what queries use. Times are UTC; JSON columns hold capped, redacted da
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -25,6 +29,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "JSONText",
+    "StoredJSON",
     "UTCDateTime",
     "api_tokens",
     "attempts",
@@ -55,6 +61,36 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
+@dataclass(frozen=True, slots=True)
+class JSONText:
+    """A value serialized as JSON already; a ``StoredJSON`` column stores ``text`` as it is.
+
+    For writers that serialize a value anyway (to measure or hash it): the column does not
+    serialize it a second time. ``text`` must be what ``json.dumps`` makes of the value, so
+    that the row is the same either way.
+    """
+
+    text: str
+
+
+class StoredJSON(TypeDecorator[Any]):
+    """``JSON`` that also accepts ``JSONText``; values are stored and read back as ``JSON``."""
+
+    impl = JSON
+    cache_ok = True
+    should_evaluate_none = True  # as JSON's: None is stored as JSON null, not SQL NULL
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
+        serialize = self.impl_instance.bind_processor(dialect)
+        if serialize is None:  # the driver serializes values itself: hand it the value
+            return lambda value: json.loads(value.text) if isinstance(value, JSONText) else value
+
+        def process(value: Any) -> Any:
+            return value.text if isinstance(value, JSONText) else serialize(value)
+
+        return process
+
+
 metadata = MetaData()
 
 runs = Table(
@@ -63,7 +99,7 @@ runs = Table(
     Column("id", String(64), primary_key=True),
     Column("mission_name", String(500), nullable=False),
     Column("mission_hash", String(64), nullable=False),
-    Column("mission_doc", JSON, nullable=False),
+    Column("mission_doc", StoredJSON, nullable=False),
     Column("context", JSON, nullable=False),
     Column("status", String(16), nullable=False),
     Column("idempotency_key", String(200), nullable=True, unique=True),
@@ -98,7 +134,7 @@ run_steps = Table(
     Column("started_at", UTCDateTime(), nullable=True),
     Column("finished_at", UTCDateTime(), nullable=True),
     Column("duration_ms", Float, nullable=True),
-    Column("output", JSON, nullable=True),
+    Column("output", StoredJSON, nullable=True),
     Column("error_code", String(64), nullable=True),
     Column("error_message", Text, nullable=True),
     Column("reused_from", String(64), nullable=True),

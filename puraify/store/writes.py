@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, func, insert, update
 
 from ..mission.model import Mission, MissionResult, MissionStatus, StepError, StepResult, StepStatus
 from .commit import Statement, Write
-from .tables import attempts, run_events, run_steps, runs
+from .tables import JSONText, attempts, run_events, run_steps, runs
 
 __all__ = [
     "DECIDE_STEP",
@@ -175,14 +175,16 @@ class Rows:
     max_output_bytes: int
     redact: Callable[[Any], Any]
 
-    def output(self, output: dict[str, Any] | None) -> dict[str, Any] | None:
-        """A step's output, redacted; a marker with a preview when it is over the cap."""
+    def output(self, output: dict[str, Any] | None) -> JSONText | dict[str, Any] | None:
+        """A step's output, redacted; a marker with a preview when it is over the cap.
+
+        The text measured is the text stored: the output is serialized once.
+        """
         if output is None:
             return None
-        output = self.redact(output)
-        text = json.dumps(output, default=str)
+        text = json.dumps(self.redact(output), default=str)
         if len(text) <= self.max_output_bytes:
-            return output
+            return JSONText(text)
         return {TRUNCATED: True, "size": len(text), "preview": text[: self.max_output_bytes]}
 
     def message(self, message: str | None) -> str | None:
@@ -204,9 +206,12 @@ class Rows:
         reuse: Mapping[str, StepResult],
         project_id: str | None,
     ) -> NewRun:
-        """The rows of a new run owned by ``owner``; steps in ``reuse`` keep those results."""
-        doc = mission.model_dump(mode="json")
-        digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+        """The rows of a new run owned by ``owner``; steps in ``reuse`` keep those results.
+
+        The mission document is serialized once: ``mission_hash`` is the SHA-256 of the very
+        text stored as ``mission_doc``.
+        """
+        doc = json.dumps(mission.model_dump(mode="json"))
         step_rows = []
         for position, step in enumerate(mission.steps):
             old = reuse.get(step.id)
@@ -231,8 +236,8 @@ class Rows:
         run_row = {
             "id": run_id,
             "mission_name": mission.display_name,
-            "mission_hash": digest,
-            "mission_doc": doc,
+            "mission_hash": hashlib.sha256(doc.encode()).hexdigest(),
+            "mission_doc": JSONText(doc),
             "context": self.redact(context or {}),
             "status": MissionStatus.RUNNING.value,
             "idempotency_key": idempotency_key,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import socket
 import time
 from datetime import UTC, datetime, timedelta
@@ -240,6 +242,39 @@ async def test_schema_is_at_head(database: Database) -> None:
     from puraify.store.database import HEAD_REVISION
 
     assert await database.revision() == database.head() == HEAD_REVISION == "0004"
+
+
+async def test_documents_are_stored_as_serialized_once(tmp_path: Path, store: RunStore) -> None:
+    """The mission document's text is what ``json.dumps`` makes of it and what its hash is
+    of; an output is stored as ``json.dumps`` of it."""
+    from sqlalchemy import Text, cast, select
+
+    from puraify.store.tables import run_steps, runs
+
+    engine = engine_for(tmp_path, store)
+    text = "name: dé\nsteps:\n  - {id: a, step_type: noop, parameters: {message: 'hé ☃', z: 1}}\n"
+    run_id, mission = await start(engine, store, text)
+    await engine.run(mission, handle=RunHandle(run_id=run_id))
+    await engine.aclose()
+    async with store.db.engine.connect() as conn:
+        doc, digest = (
+            await conn.execute(
+                select(cast(runs.c.mission_doc, Text), runs.c.mission_hash).where(
+                    runs.c.id == run_id
+                )
+            )
+        ).one()
+        output = (
+            await conn.execute(
+                select(cast(run_steps.c.output, Text)).where(run_steps.c.run_id == run_id)
+            )
+        ).scalar()
+    assert doc == json.dumps(mission.model_dump(mode="json"))
+    assert digest == hashlib.sha256(doc.encode()).hexdigest()
+    record = await store.get(run_id)
+    assert record.mission == mission and record.mission_hash == digest
+    assert output == json.dumps(record.steps[0].output)
+    assert record.steps[0].output == {"message": "hé ☃"}
 
 
 async def test_migrations_create_exactly_the_tables(database: Database) -> None:
