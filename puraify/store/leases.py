@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..mission.model import MissionStatus, StepStatus
 from .database import Database
-from .records import read_record, run_not_found
+from .records import read_state, run_not_found
 from .tables import run_events, run_steps, runs
 
 __all__ = ["LEASE_SECONDS", "Leases", "owner_dead", "owner_id"]
@@ -107,15 +107,15 @@ class Leases:
     async def acquire(self, run_id: str) -> bool:
         """Take the lease of an unfinished run whose owner is gone; False if it is alive."""
         async with self.db.engine.connect() as conn:
-            record = await read_record(conn, run_id)
-        if record.finished:
+            state = await read_state(conn, run_id)
+        if state.finished:
             return False
         now = _now()
-        expired = record.lease_until is None or record.lease_until < now
+        expired = state.lease_until is None or state.lease_until < now
         if (
-            record.lease_owner not in (None, self.owner)
+            state.lease_owner not in (None, self.owner)
             and not expired
-            and not owner_dead(record.lease_owner)
+            and not owner_dead(state.lease_owner)
         ):
             return False
         async with self.db.engine.begin() as conn:
@@ -125,7 +125,7 @@ class Leases:
                     .where(
                         runs.c.id == run_id,
                         runs.c.status == MissionStatus.RUNNING.value,
-                        or_(runs.c.lease_owner.is_(None), runs.c.lease_owner == record.lease_owner),
+                        or_(runs.c.lease_owner.is_(None), runs.c.lease_owner == state.lease_owner),
                     )
                     .values(
                         lease_owner=self.owner,
@@ -144,7 +144,7 @@ class Leases:
                         at=now,
                         kind="run_resumed",
                         step_id=None,
-                        data={"previous_owner": record.lease_owner},
+                        data={"previous_owner": state.lease_owner},
                     )
                 )
         return bool(changed)
@@ -169,9 +169,9 @@ class Leases:
     async def request_cancel(self, run_id: str) -> MissionStatus:
         """Ask the owner to cancel; a run with no live owner is cancelled here and now."""
         async with self.db.engine.connect() as conn:
-            record = await read_record(conn, run_id)
-        if record.finished:
-            return record.status
+            state = await read_state(conn, run_id)
+        if state.finished:
+            return state.status
         async with self.db.engine.begin() as conn:
             await conn.execute(
                 update(runs).where(runs.c.id == run_id).values(cancel_requested=True)

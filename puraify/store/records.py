@@ -13,7 +13,7 @@ from ..errors import StoreError
 from ..mission.model import Mission, MissionResult, MissionStatus, StepError, StepResult, StepStatus
 from .tables import run_steps, runs
 
-__all__ = ["RunRecord", "StepRow", "read_record", "run_not_found"]
+__all__ = ["RunRecord", "RunState", "StepRow", "read_record", "read_state", "run_not_found"]
 
 
 def _now() -> datetime:
@@ -95,6 +95,19 @@ class RunRecord:
         )
 
 
+@dataclass(frozen=True)
+class RunState:
+    """A run's status and lease, without its mission and steps."""
+
+    status: MissionStatus
+    lease_owner: str | None
+    lease_until: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not MissionStatus.RUNNING
+
+
 def run_not_found(run_id: str) -> StoreError:
     """The error for a run that does not exist (or belongs to another project)."""
     return StoreError(f"no run {run_id!r}", code="run_not_found")
@@ -102,6 +115,19 @@ def run_not_found(run_id: str) -> StoreError:
 
 def _error(code: str | None, message: str | None) -> StepError | None:
     return StepError(code=code, message=message or "") if code else None
+
+
+async def read_state(
+    conn: AsyncConnection, run_id: str, *, project_id: str | None = None
+) -> RunState:
+    """A run's status and lease (one small row); "not found" exactly as ``read_record``."""
+    query = select(runs.c.status, runs.c.lease_owner, runs.c.lease_until).where(runs.c.id == run_id)
+    if project_id is not None:
+        query = query.where(runs.c.project_id == project_id)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise run_not_found(run_id)
+    return RunState(MissionStatus(row.status), row.lease_owner, row.lease_until)
 
 
 async def read_record(

@@ -26,7 +26,7 @@ from . import history
 from .commit import GroupCommit, Write
 from .database import Database
 from .leases import LEASE_SECONDS, Leases, owner_id
-from .records import RunRecord, StepRow, read_record
+from .records import RunRecord, StepRow, read_record, read_state
 from .tables import runs
 from .writes import FENCE_SPAN, NewRun, Rows
 
@@ -250,6 +250,12 @@ class RunStore:
         (no existence oracle)."""
         async with self.db.engine.connect() as conn:
             return await read_record(conn, run_id, project_id=project_id)
+
+    async def status(self, run_id: str, *, project_id: str | None = None) -> MissionStatus:
+        """A run's status without loading it: what cancel and event streams need. A missing
+        run (or another project's, with ``project_id``) raises as ``get`` does."""
+        async with self.db.engine.connect() as conn:
+            return (await read_state(conn, run_id, project_id=project_id)).status
 
     async def attempts_of(self, run_id: str) -> list[dict[str, Any]]:
         """Every attempt of a run's steps, in the order they started."""

@@ -11,6 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from puraify.errors import StoreError
 from puraify.mission.model import MissionStatus, StepResult, StepStatus
 from puraify.runtime.engine import Engine
 from puraify.runtime.executor import RunHandle
@@ -236,6 +239,26 @@ async def test_list_cancel_and_prune(tmp_path: Path, store: RunStore) -> None:
     assert await store.prune(datetime.now(UTC) + timedelta(seconds=1)) == 3
     assert await store.list_runs() == []
     assert await store.db.integrity_check() == "ok"
+
+
+async def test_status_answers_like_get_without_loading_the_run(
+    tmp_path: Path, store: RunStore
+) -> None:
+    engine = engine_for(tmp_path, store)
+    mission_text = "steps:\n  - {id: a, step_type: noop}\n"
+    running, _ = await start(engine, store, mission_text, project_id="p")
+    done, mission = await start(engine, store, mission_text, project_id="p")
+    await engine.run(mission, handle=RunHandle(run_id=done))
+    await engine.aclose()
+    assert await store.status(running) is MissionStatus.RUNNING
+    assert await store.status(done, project_id="p") is MissionStatus.COMPLETED
+    for run_id, project in (("nope", None), (done, "other")):
+        with pytest.raises(StoreError) as by_get:
+            await store.get(run_id, project_id=project)
+        with pytest.raises(StoreError) as by_status:
+            await store.status(run_id, project_id=project)
+        assert by_status.value.code == by_get.value.code == "run_not_found"
+        assert str(by_status.value) == str(by_get.value)
 
 
 async def test_schema_is_at_head(database: Database) -> None:
