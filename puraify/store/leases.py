@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..mission.model import MissionStatus, StepStatus
 from .database import Database
 from .records import read_state, run_not_found
-from .tables import run_events, run_steps, runs
+from .tables import attempts, run_events, run_steps, runs
 
 __all__ = ["LEASE_SECONDS", "Leases", "owner_dead", "owner_id"]
 
@@ -194,6 +194,19 @@ class Leases:
                         error_message="run cancelled",
                     )
                 )
+                await conn.execute(  # attempts of an engine that is gone
+                    update(attempts)
+                    .where(
+                        attempts.c.run_id == run_id,
+                        attempts.c.status == StepStatus.RUNNING.value,
+                    )
+                    .values(
+                        status=StepStatus.CANCELLED.value,
+                        finished_at=now,
+                        error_code="cancelled",
+                        error_message="run cancelled",
+                    )
+                )
                 await conn.execute(
                     update(runs)
                     .where(runs.c.id == run_id)
@@ -206,5 +219,6 @@ class Leases:
                         lease_until=None,
                     )
                 )
+            self.release(run_id)
             return MissionStatus.CANCELLED
         return MissionStatus.RUNNING

@@ -23,6 +23,7 @@ from .commit import Statement, Write
 from .tables import JSONText, attempts, run_events, run_steps, runs
 
 __all__ = [
+    "CLOSE_ATTEMPTS",
     "DECIDE_STEP",
     "FENCE_SPAN",
     "FINISH_ATTEMPT",
@@ -99,6 +100,21 @@ FINISH_ATTEMPT = Statement(
         status=bindparam("p_status"),
         finished_at=bindparam("p_finished"),
         duration_ms=bindparam("p_duration"),
+        error_code=bindparam("p_code"),
+        error_message=bindparam("p_message"),
+    ),
+    5,
+)
+CLOSE_ATTEMPTS = Statement(  # a step decided while an attempt was marked running (resume)
+    update(attempts)
+    .where(
+        attempts.c.run_id == bindparam("p_run"),
+        attempts.c.step_id == bindparam("p_step"),
+        attempts.c.status == StepStatus.RUNNING.value,
+    )
+    .values(
+        status=bindparam("p_status"),
+        finished_at=bindparam("p_finished"),
         error_code=bindparam("p_code"),
         error_message=bindparam("p_message"),
     ),
@@ -301,7 +317,12 @@ class Rows:
     def steps(
         self, run_id: str, items: Sequence[tuple[StepResult, int | None]], now: datetime
     ) -> list[Write]:
-        """Terminal step results; a ``None`` fence means decided without running."""
+        """Terminal step results; a ``None`` fence means decided without running.
+
+        A step decided without running may still have an attempt marked running: one whose
+        engine stopped mid-call (an unsafe step ends ``unknown_outcome`` on resume). That
+        attempt ends with the step's status and error.
+        """
         writes: list[Write] = []
         for result, fence in items:
             error = result.error
@@ -319,6 +340,7 @@ class Rows:
             }
             if fence is None:
                 writes.append(Write(DECIDE_STEP, params))
+                writes.append(Write(CLOSE_ATTEMPTS, params))
                 continue
             # I5: the WHERE on the fence drops a late result of an earlier attempt or lease.
             writes.append(Write(FINISH_STEP, params))

@@ -175,6 +175,67 @@ async def test_resume_redispatches_keyed_and_fails_unsafe(
     assert {s.step_id: s.status for s in final.steps}["shell"] is StepStatus.FAILED
 
 
+async def _left_by_a_dead_engine(store: RunStore, run_id: str) -> None:
+    """Hand ``run_id`` to an owner process of this host that no longer exists."""
+    from sqlalchemy import update
+
+    from puraify.store.tables import runs
+
+    dead = f"{socket.gethostname()}:999999999:gone"
+    async with store.db.engine.begin() as conn:
+        await conn.execute(update(runs).where(runs.c.id == run_id).values(lease_owner=dead))
+
+
+async def test_an_interrupted_unsafe_attempt_ends_with_its_step(
+    tmp_path: Path, store: RunStore
+) -> None:
+    engine = engine_for(tmp_path, store)
+    text = (
+        "config: {fail_fast: false}\nsteps:\n"
+        "  - {id: shell, step_type: command, parameters: {command: 'true'}}\n"
+        "  - {id: other, step_type: noop}\n"
+    )
+    run_id, _ = await start(engine, store, text)
+    # the engine dies while `shell` is in flight
+    await store.attempts_started(run_id, [("shell", 1)])
+    await _left_by_a_dead_engine(store, run_id)
+    assert await store.acquire(run_id)
+    record = await store.get(run_id)
+    plan = resume_plan(record, engine.registry)
+    assert set(plan.fail_on_start) == {"shell"}
+    result = await engine.run(
+        record.mission,
+        handle=RunHandle(run_id=run_id),
+        restore=plan.restore,
+        attempts_done=plan.attempts_done,
+        fail_on_start=plan.fail_on_start,
+    )
+    await engine.aclose()
+    assert result.step("shell").error.code == "unknown_outcome"  # type: ignore[union-attr]
+    tries = await store.attempts_of(run_id)
+    assert [(t["step_id"], t["attempt"], t["status"], t["error_code"]) for t in tries] == [
+        ("shell", 1, "failed", "unknown_outcome"),
+        ("other", 1, "success", None),
+    ]
+    assert tries[0]["finished_at"] is not None
+    assert tries[0]["error_message"] == result.step("shell").error.message  # type: ignore[union-attr]
+
+
+async def test_cancelling_a_run_of_a_dead_engine_ends_its_attempts(
+    tmp_path: Path, store: RunStore
+) -> None:
+    engine = engine_for(tmp_path, store)
+    run_id, _ = await start(engine, store, "steps:\n  - {id: a, step_type: noop}\n")
+    await engine.aclose()
+    await store.attempts_started(run_id, [("a", 1)])
+    await _left_by_a_dead_engine(store, run_id)
+    assert await RunStore(store.db).request_cancel(run_id) is MissionStatus.CANCELLED
+    assert [(t["status"], t["error_code"]) for t in await store.attempts_of(run_id)] == [
+        ("cancelled", "cancelled")
+    ]
+    assert await store.status(run_id) is MissionStatus.CANCELLED
+
+
 async def test_retry_reexecutes_only_what_failed(
     tmp_path: Path, store: RunStore, sink: tuple[RecordingSink, str]
 ) -> None:
