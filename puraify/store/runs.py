@@ -51,7 +51,7 @@ def new_run_id() -> str:
 
 
 class RunWriter:
-    """The one path from ``RunStore`` to the database for a run's writes.
+    """The one path to the database for what the recorder writes about a run.
 
     A run created with ``defer`` waits here, unwritten, as a ``NewRun``; it goes in front of
     the first write for that run, in the same transaction (``NewRun.before``). Every write and
