@@ -3,6 +3,12 @@ module is what queries use. Times are UTC; JSON columns hold capped, redacted da
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -19,8 +25,13 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "JSONText",
+    "StoredJSON",
+    "UTCDateTime",
     "api_tokens",
     "attempts",
     "idempotency_records",
@@ -30,6 +41,56 @@ __all__ = [
     "runs",
 ]
 
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` whose values always come back aware, in UTC.
+
+    Everything stored is UTC, but SQLite keeps no time zone and hands back naive datetimes.
+    Values are written exactly as ``DateTime(timezone=True)`` writes them.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class JSONText:
+    """A value serialized as JSON already; a ``StoredJSON`` column stores ``text`` as it is.
+
+    For writers that serialize a value anyway (to measure or hash it): the column does not
+    serialize it a second time. ``text`` must be what ``json.dumps`` makes of the value, so
+    that the row is the same either way.
+    """
+
+    text: str
+
+
+class StoredJSON(TypeDecorator[Any]):
+    """``JSON`` that also accepts ``JSONText``; values are stored and read back as ``JSON``."""
+
+    impl = JSON
+    cache_ok = True
+    should_evaluate_none = True  # as JSON's: None is stored as JSON null, not SQL NULL
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
+        serialize = self.impl_instance.bind_processor(dialect)
+        if serialize is None:  # the driver serializes values itself: hand it the value
+            return lambda value: json.loads(value.text) if isinstance(value, JSONText) else value
+
+        def process(value: Any) -> Any:
+            return value.text if isinstance(value, JSONText) else serialize(value)
+
+        return process
+
+
 metadata = MetaData()
 
 runs = Table(
@@ -38,21 +99,21 @@ runs = Table(
     Column("id", String(64), primary_key=True),
     Column("mission_name", String(500), nullable=False),
     Column("mission_hash", String(64), nullable=False),
-    Column("mission_doc", JSON, nullable=False),
+    Column("mission_doc", StoredJSON, nullable=False),
     Column("context", JSON, nullable=False),
     Column("status", String(16), nullable=False),
     Column("idempotency_key", String(200), nullable=True, unique=True),
     Column("parent_run_id", String(64), ForeignKey("runs.id", ondelete="SET NULL"), nullable=True),
     Column("workspace", Text, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
     Column("duration_ms", Float, nullable=True),
     Column("error_code", String(64), nullable=True),
     Column("error_message", Text, nullable=True),
     Column("warnings", JSON, nullable=False),
     Column("lease_owner", String(200), nullable=True),
-    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("project_id", String(200), nullable=True),
     Column("lease_epoch", Integer, nullable=False, default=1),
@@ -71,10 +132,10 @@ run_steps = Table(
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("fence", BigInteger, nullable=False, default=0),
-    Column("started_at", DateTime(timezone=True), nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
     Column("duration_ms", Float, nullable=True),
-    Column("output", JSON, nullable=True),
+    Column("output", StoredJSON, nullable=True),
     Column("error_code", String(64), nullable=True),
     Column("error_message", Text, nullable=True),
     Column("reused_from", String(64), nullable=True),
@@ -91,8 +152,8 @@ attempts = Table(
     Column("attempt", Integer, nullable=False),
     Column("fence", BigInteger, nullable=False),
     Column("status", String(16), nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
     Column("duration_ms", Float, nullable=True),
     Column("error_code", String(64), nullable=True),
     Column("error_message", Text, nullable=True),
@@ -106,7 +167,7 @@ run_events = Table(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
     Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("step_id", String(200), nullable=True),
     Column("data", JSON, nullable=False),
@@ -121,9 +182,9 @@ api_tokens = Table(
     Column("name", String(200), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("scopes", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=True),
-    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
 )
 
 idempotency_records = Table(
@@ -134,5 +195,5 @@ idempotency_records = Table(
     Column("request_hash", String(64), nullable=False),
     Column("status_code", Integer, nullable=True),
     Column("response", JSON, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )

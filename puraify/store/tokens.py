@@ -121,11 +121,7 @@ class TokenStore:
         if row is None or not hmac.compare_digest(row.token_hash, digest):
             return None
         now = datetime.now(UTC)
-        expires = (
-            row.expires_at.replace(tzinfo=UTC)
-            if row.expires_at and row.expires_at.tzinfo is None
-            else row.expires_at
-        )
+        expires = row.expires_at
         if row.revoked_at is not None or (expires is not None and expires < now):
             return None
         principal = Principal(row.id, row.project_id, frozenset(row.scopes))

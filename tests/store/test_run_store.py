@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import socket
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from puraify.errors import StoreError
 from puraify.mission.model import MissionStatus, StepResult, StepStatus
 from puraify.runtime.engine import Engine
 from puraify.runtime.executor import RunHandle
@@ -170,6 +175,67 @@ async def test_resume_redispatches_keyed_and_fails_unsafe(
     assert {s.step_id: s.status for s in final.steps}["shell"] is StepStatus.FAILED
 
 
+async def _left_by_a_dead_engine(store: RunStore, run_id: str) -> None:
+    """Hand ``run_id`` to an owner process of this host that no longer exists."""
+    from sqlalchemy import update
+
+    from puraify.store.tables import runs
+
+    dead = f"{socket.gethostname()}:999999999:gone"
+    async with store.db.engine.begin() as conn:
+        await conn.execute(update(runs).where(runs.c.id == run_id).values(lease_owner=dead))
+
+
+async def test_an_interrupted_unsafe_attempt_ends_with_its_step(
+    tmp_path: Path, store: RunStore
+) -> None:
+    engine = engine_for(tmp_path, store)
+    text = (
+        "config: {fail_fast: false}\nsteps:\n"
+        "  - {id: shell, step_type: command, parameters: {command: 'true'}}\n"
+        "  - {id: other, step_type: noop}\n"
+    )
+    run_id, _ = await start(engine, store, text)
+    # the engine dies while `shell` is in flight
+    await store.attempts_started(run_id, [("shell", 1)])
+    await _left_by_a_dead_engine(store, run_id)
+    assert await store.acquire(run_id)
+    record = await store.get(run_id)
+    plan = resume_plan(record, engine.registry)
+    assert set(plan.fail_on_start) == {"shell"}
+    result = await engine.run(
+        record.mission,
+        handle=RunHandle(run_id=run_id),
+        restore=plan.restore,
+        attempts_done=plan.attempts_done,
+        fail_on_start=plan.fail_on_start,
+    )
+    await engine.aclose()
+    assert result.step("shell").error.code == "unknown_outcome"  # type: ignore[union-attr]
+    tries = await store.attempts_of(run_id)
+    assert [(t["step_id"], t["attempt"], t["status"], t["error_code"]) for t in tries] == [
+        ("shell", 1, "failed", "unknown_outcome"),
+        ("other", 1, "success", None),
+    ]
+    assert tries[0]["finished_at"] is not None
+    assert tries[0]["error_message"] == result.step("shell").error.message  # type: ignore[union-attr]
+
+
+async def test_cancelling_a_run_of_a_dead_engine_ends_its_attempts(
+    tmp_path: Path, store: RunStore
+) -> None:
+    engine = engine_for(tmp_path, store)
+    run_id, _ = await start(engine, store, "steps:\n  - {id: a, step_type: noop}\n")
+    await engine.aclose()
+    await store.attempts_started(run_id, [("a", 1)])
+    await _left_by_a_dead_engine(store, run_id)
+    assert await RunStore(store.db).request_cancel(run_id) is MissionStatus.CANCELLED
+    assert [(t["status"], t["error_code"]) for t in await store.attempts_of(run_id)] == [
+        ("cancelled", "cancelled")
+    ]
+    assert await store.status(run_id) is MissionStatus.CANCELLED
+
+
 async def test_retry_reexecutes_only_what_failed(
     tmp_path: Path, store: RunStore, sink: tuple[RecordingSink, str]
 ) -> None:
@@ -236,10 +302,102 @@ async def test_list_cancel_and_prune(tmp_path: Path, store: RunStore) -> None:
     assert await store.db.integrity_check() == "ok"
 
 
+async def test_status_answers_like_get_without_loading_the_run(
+    tmp_path: Path, store: RunStore
+) -> None:
+    engine = engine_for(tmp_path, store)
+    mission_text = "steps:\n  - {id: a, step_type: noop}\n"
+    running, _ = await start(engine, store, mission_text, project_id="p")
+    done, mission = await start(engine, store, mission_text, project_id="p")
+    await engine.run(mission, handle=RunHandle(run_id=done))
+    await engine.aclose()
+    assert await store.status(running) is MissionStatus.RUNNING
+    assert await store.status(done, project_id="p") is MissionStatus.COMPLETED
+    for run_id, project in (("nope", None), (done, "other")):
+        with pytest.raises(StoreError) as by_get:
+            await store.get(run_id, project_id=project)
+        with pytest.raises(StoreError) as by_status:
+            await store.status(run_id, project_id=project)
+        assert by_status.value.code == by_get.value.code == "run_not_found"
+        assert str(by_status.value) == str(by_get.value)
+
+
 async def test_schema_is_at_head(database: Database) -> None:
     from puraify.store.database import HEAD_REVISION
 
     assert await database.revision() == database.head() == HEAD_REVISION == "0005"
+
+
+async def test_documents_are_stored_as_serialized_once(tmp_path: Path, store: RunStore) -> None:
+    """The mission document's text is what ``json.dumps`` makes of it and what its hash is
+    of; an output is stored as ``json.dumps`` of it."""
+    from sqlalchemy import Text, cast, select
+
+    from puraify.store.tables import run_steps, runs
+
+    engine = engine_for(tmp_path, store)
+    text = "name: dé\nsteps:\n  - {id: a, step_type: noop, parameters: {message: 'hé ☃', z: 1}}\n"
+    run_id, mission = await start(engine, store, text)
+    await engine.run(mission, handle=RunHandle(run_id=run_id))
+    await engine.aclose()
+    async with store.db.engine.connect() as conn:
+        doc, digest = (
+            await conn.execute(
+                select(cast(runs.c.mission_doc, Text), runs.c.mission_hash).where(
+                    runs.c.id == run_id
+                )
+            )
+        ).one()
+        output = (
+            await conn.execute(
+                select(cast(run_steps.c.output, Text)).where(run_steps.c.run_id == run_id)
+            )
+        ).scalar()
+    assert doc == json.dumps(mission.model_dump(mode="json"))
+    assert digest == hashlib.sha256(doc.encode()).hexdigest()
+    record = await store.get(run_id)
+    assert record.mission == mission and record.mission_hash == digest
+    assert output == json.dumps(record.steps[0].output)
+    assert record.steps[0].output == {"message": "hé ☃"}
+
+
+async def test_migrations_create_exactly_the_tables(database: Database) -> None:
+    """The schema the migrations build is the one ``store/tables.py`` describes."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from puraify.store.tables import metadata
+
+    async with database.engine.connect() as conn:
+        diff = await conn.run_sync(
+            lambda sync: compare_metadata(
+                MigrationContext.configure(sync, opts={"compare_type": True}), metadata
+            )
+        )
+    assert diff == []
+
+
+async def test_times_read_back_are_aware_utc(tmp_path: Path, store: RunStore) -> None:
+    engine = engine_for(tmp_path, store)
+    run_id, mission = await start(engine, store, "steps:\n  - {id: a, step_type: noop}\n")
+    await engine.run(mission, handle=RunHandle(run_id=run_id))
+    await engine.aclose()
+    record = await store.get(run_id)
+    (attempt,) = await store.attempts_of(run_id)
+    (listed,) = await store.list_runs()
+    times = [
+        record.created_at,
+        record.started_at,
+        record.finished_at,
+        record.steps[0].started_at,
+        record.steps[0].finished_at,
+        attempt["started_at"],
+        attempt["finished_at"],
+        listed["created_at"],
+        listed["finished_at"],
+        *(e["at"] for e in await store.events(run_id)),
+    ]
+    assert all(t is not None and t.utcoffset() == timedelta(0) for t in times), times
 
 
 def test_store_url_defaults_to_home(tmp_path: Path) -> None:
@@ -250,13 +408,13 @@ def test_store_url_defaults_to_home(tmp_path: Path) -> None:
 def _count_transactions(store: RunStore) -> list[int]:
     """Every group-commit write the store asks for from now on (its size), in order."""
     writes: list[int] = []
-    real_write = store._commit.write
+    real_write = store._writer.commit.write
 
     async def counting(batch: Any) -> None:
         writes.append(len(batch))
         await real_write(batch)
 
-    store._commit.write = counting  # type: ignore[method-assign]
+    store._writer.commit.write = counting  # type: ignore[method-assign]
     return writes
 
 
@@ -296,6 +454,27 @@ async def test_a_one_step_run_costs_two_transactions(tmp_path: Path, store: RunS
     assert kinds == ["run_created", "run_finished"]
 
 
+async def test_a_deferred_run_arrives_with_whichever_write_comes_first(
+    tmp_path: Path, store: RunStore
+) -> None:
+    engine = engine_for(tmp_path, store)
+    # nothing dispatched: the only step is decided (skipped) and the run ends
+    skipped = engine.prepare("steps:\n  - {id: only, step_type: noop, when: 'false'}\n")
+    writes = _count_transactions(store)
+    run_id, _ = await store.create_run(skipped.mission, defer=True)
+    result = await engine.run(skipped.mission, handle=RunHandle(run_id=run_id))
+    assert result.status is MissionStatus.COMPLETED
+    record = await store.get(run_id)
+    assert record.status is MissionStatus.COMPLETED
+    assert [s.status for s in record.steps] == [StepStatus.SKIPPED]
+    assert len(writes) == 1  # creation, step decision and run end together
+    # a heartbeat before anything else (a slow first tick) writes the run before renewing it
+    beat_id, _ = await store.create_run(skipped.mission, defer=True)
+    assert await store.heartbeat(beat_id) is False
+    assert (await store.get(beat_id)).lease_owner == store.owner
+    await engine.aclose()
+
+
 async def test_a_deferred_run_that_never_started_leaves_nothing(
     tmp_path: Path, store: RunStore
 ) -> None:
@@ -304,7 +483,7 @@ async def test_a_deferred_run_that_never_started_leaves_nothing(
     run_id, _ = await store.create_run(prepared.mission, defer=True)
     store.forget(run_id)  # what the service does when a run's task ends
     assert await store.list_runs() == []
-    assert store._deferred == {}
+    assert not store._writer.holds(run_id)
     await engine.aclose()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,15 +14,21 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from puraify.store import Database, sqlite_url
 from puraify.store.commit import GroupCommit, Statement, Write
-from puraify.store.runs import _FINISH_RUN, _INSERT_EVENT, _INSERT_RUN, _INSERT_STEPS
+from puraify.store.tables import JSONText
+from puraify.store.writes import FINISH_RUN, INSERT_EVENT, INSERT_RUN, INSERT_STEPS
+
+DOC = {"steps": [{"id": "a", "parameters": {"x": [1, 2.5, None, "é"]}}]}
+OUTPUT = {"text": "naïve ☃", "n": 1e-7, "list": [True, None]}
 
 
-def _rows(when: datetime) -> list[Write]:
+def _rows(when: datetime, *, output: Any = None, serialized: bool = False) -> list[Write]:
+    """A run, its step and event, then its end; ``serialized``: the mission document and the
+    step's output as ``JSONText``, as the store writes them."""
     run = {
         "id": "r1",
         "mission_name": "m",
         "mission_hash": "h",
-        "mission_doc": {"steps": [{"id": "a", "parameters": {"x": [1, 2.5, None, "é"]}}]},
+        "mission_doc": JSONText(json.dumps(DOC)) if serialized else DOC,
         "context": {},
         "status": "running",
         "idempotency_key": None,
@@ -52,7 +59,7 @@ def _rows(when: datetime) -> list[Write]:
         "started_at": None,
         "finished_at": None,
         "duration_ms": None,
-        "output": None,
+        "output": JSONText(json.dumps(output)) if serialized else output,
         "error_code": None,
         "error_message": None,
         "reused_from": None,
@@ -68,10 +75,10 @@ def _rows(when: datetime) -> list[Write]:
         "p_warnings": ["w"],
     }
     return [
-        Write(_INSERT_RUN, run),
-        Write(_INSERT_STEPS, step),
-        Write(_INSERT_EVENT, event),
-        Write(_FINISH_RUN, finish),
+        Write(INSERT_RUN, run),
+        Write(INSERT_STEPS, step),
+        Write(INSERT_EVENT, event),
+        Write(FINISH_RUN, finish),
     ]
 
 
@@ -102,6 +109,26 @@ async def test_rows_are_stored_exactly_as_the_async_engine_stores_them(
     assert dumps[0]["runs"][0][2] == "h"  # and something was written at all
 
 
+async def test_serialized_json_is_stored_as_the_column_would_store_the_value(
+    tmp_path: Path,
+) -> None:
+    when = datetime(2026, 11, 22, 12, 30, 45, 123456, tzinfo=UTC)
+    dumps = []
+    for name, direct, serialized in (
+        ("values.db", False, False),
+        ("engine.db", False, True),
+        ("writer.db", True, True),
+    ):
+        db = Database(sqlite_url(tmp_path / name))
+        await db.upgrade()
+        commit = GroupCommit(db.engine, writer=db.writer if direct else None)
+        await commit.write(_rows(when, output=OUTPUT, serialized=serialized))
+        await db.dispose()
+        dumps.append(_dump(tmp_path / name))
+    assert dumps[0] == dumps[1] == dumps[2]
+    assert json.loads(dumps[0]["run_steps"][0][10]) == OUTPUT
+
+
 @pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])
 async def test_a_failing_batch_commits_nothing_and_raises_sqlalchemys_error(
     tmp_path: Path, synchronous: str
@@ -129,7 +156,7 @@ async def test_group_commit_falls_back_to_each_caller_alone(tmp_path: Path) -> N
     commit = GroupCommit(db.engine, writer=db.writer)
     when = datetime.now(UTC)
     good = _rows(when)[:2]
-    bad = [Write(Statement(_INSERT_STEPS.sql, 1), {**good[1].params, "run_id": "missing"})]
+    bad = [Write(Statement(INSERT_STEPS.sql, 1), {**good[1].params, "run_id": "missing"})]
     results = await asyncio.gather(commit.write(good), commit.write(bad), return_exceptions=True)
     assert results[0] is None
     assert isinstance(results[1], IntegrityError)  # foreign key: no such run
