@@ -176,7 +176,7 @@ async def test_parent_created_concurrently_by_another_process(
         real_mkdir(name, *args, **kwargs)  # ours then finds it there: FileExistsError
 
     engine = make_engine()
-    monkeypatch.setattr("puraify.runtime.guards.os.mkdir", racing_mkdir)
+    monkeypatch.setattr("puraify.runtime.guards.jail.os.mkdir", racing_mkdir)
     result = await run_text(engine, step("create_file", path="new/dir/f.txt", content="x"))
     assert result.step("f").status is StepStatus.SUCCESS, result.step("f").error
     assert (workspace / "new/dir/f.txt").read_text() == "x"

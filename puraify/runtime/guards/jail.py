@@ -1,43 +1,30 @@
-"""Safety guards: the workspace jail (SEC-04), the SSRF transport (SEC-01), the command
-policy (SEC-03).
+"""The workspace jail (SEC-04): file steps never leave one directory.
 
 The jail never trusts a path string: it walks the path one component at a time from a directory
 file descriptor of the root, opening each with ``O_NOFOLLOW``, so a symlink (even one swapped in
 after a check) cannot lead outside; special files are refused after ``fstat`` of what was opened.
-
-The SSRF transport resolves the host itself, checks every address, connects to the checked
-address (no second lookup for DNS rebinding to exploit), and runs again on every redirect.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
-import ipaddress
 import os
 import re
 import shutil
-import socket
 import stat
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-import httpx
+from ...errors import GuardError
 
-from ..errors import GuardError
-from ..mission.safety import PRIVILEGE_PROGRAMS, SHELL_PROGRAMS
-
-__all__ = ["CommandPolicy", "Jail", "SsrfPolicy", "SsrfTransport"]
+__all__ = ["Jail"]
 
 
 def _outside(path: str, why: str) -> GuardError:
     return GuardError(f"path {path!r} {why}", code="path_outside_jail", field="path")
 
-
-# -- workspace jail -------------------------------------------------------------------------------
 
 _ENCODED = re.compile(r"%(2e|2f|5c|00)", re.I)
 
@@ -301,231 +288,3 @@ def _entry(entry: os.DirEntry[str]) -> tuple[str, str, int]:
     else:
         kind = "other"
     return entry.name, kind, st.st_size if kind == "file" else 0
-
-
-# -- SSRF ----------------------------------------------------------------------------------------
-
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
-
-
-class SsrfPolicy:
-    """Which destinations outgoing HTTP may reach."""
-
-    def __init__(
-        self,
-        *,
-        allow_hosts: Iterable[str] = (),
-        allow_loopback: bool = False,
-        only_allowlisted: bool = False,
-    ) -> None:
-        self.allow_names: set[str] = set()
-        self.allow_nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        for host in allow_hosts:
-            try:
-                self.allow_nets.append(ipaddress.ip_network(host, strict=False))
-            except ValueError:
-                self.allow_names.add(host.lower().rstrip("."))
-        self.allow_loopback = allow_loopback
-        self.only_allowlisted = only_allowlisted
-        # The policy never changes, so a verdict per address string can be kept (bounded):
-        # parsing and range checks cost ~20 us a request otherwise.
-        self.address_allowed = functools.lru_cache(maxsize=4096)(self._address_allowed)
-
-    def host_allowlisted(self, host: str) -> bool:
-        return host.lower().rstrip(".") in self.allow_names
-
-    def _address_allowed(self, address: str) -> bool:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address):
-            if ip.ipv4_mapped is not None:
-                ip = ip.ipv4_mapped
-            elif ip.sixtofour is not None:
-                ip = ip.sixtofour
-            elif ip.teredo is not None:
-                ip = ip.teredo[1]
-        if any(ip in net for net in self.allow_nets):
-            return True
-        if self.only_allowlisted:
-            return bool(self.allow_loopback and ip.is_loopback)
-        if ip.is_loopback:
-            return self.allow_loopback
-        return ip.is_global and ip not in _CGNAT and not ip.is_multicast
-
-
-def _blocked(url: httpx.URL, why: str) -> GuardError:
-    safe = url.copy_with(username=None, password=None, query=None)
-    return GuardError(f"request to {safe} refused: {why}", code="ssrf_blocked", field="url")
-
-
-class SsrfTransport(httpx.AsyncBaseTransport):
-    """An httpx transport that enforces ``SsrfPolicy`` on every request, redirects included."""
-
-    def __init__(self, policy: SsrfPolicy, inner: httpx.AsyncBaseTransport | None = None) -> None:
-        self.policy = policy
-        self.inner = inner or httpx.AsyncHTTPTransport(retries=0)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        if url.scheme not in ("http", "https"):
-            raise _blocked(url, f"scheme {url.scheme!r} is not http or https")
-        host = url.host
-        if not host:
-            raise _blocked(url, "no host")
-        if self.policy.host_allowlisted(host):
-            return await self.inner.handle_async_request(request)
-        if self.policy.only_allowlisted and not _is_ip(host):
-            raise _blocked(url, "host is not on the egress allowlist")
-        address = await self._resolve(url, host)
-        if address != host:
-            # Connect to the address we checked; keep Host and TLS name as the caller asked.
-            request.url = url.copy_with(host=address)
-            if url.scheme == "https":
-                request.extensions = {**request.extensions, "sni_hostname": host}
-        return await self.inner.handle_async_request(request)
-
-    async def _resolve(self, url: httpx.URL, host: str) -> str:
-        if _is_ip(host):  # a literal needs no lookup (and no trip to the resolver thread)
-            if not self.policy.address_allowed(host):
-                raise _blocked(url, f"{host} is not a public address")
-            return host
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(
-                host.rstrip("."),
-                url.port or (443 if url.scheme == "https" else 80),
-                type=socket.SOCK_STREAM,
-            )
-        except socket.gaierror as exc:
-            raise httpx.ConnectError(f"cannot resolve {host!r}: {exc.strerror}") from None
-        addresses = [str(info[4][0]) for info in infos]
-        for address in addresses:
-            if not self.policy.address_allowed(address):
-                raise _blocked(url, f"{host} resolves to a non-public address ({address})")
-        return addresses[0]
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-# -- commands ------------------------------------------------------------------------------------
-
-_SYSTEM = frozenset(
-    {
-        "mkfs",
-        "fdisk",
-        "parted",
-        "shutdown",
-        "reboot",
-        "halt",
-        "poweroff",
-        "init",
-        "telinit",
-        "systemctl",
-        "iptables",
-        "useradd",
-        "userdel",
-        "passwd",
-        "crontab",
-        "insmod",
-        "rmmod",
-        "modprobe",
-        "mount",
-        "umount",
-        "swapoff",
-        "wipefs",
-        "shred",
-    }
-)
-_SHELL_SYNTAX = re.compile(r"[;&|`$<>(){}\n*?\s]")
-_ENV_REFUSED = re.compile(
-    r"^(LD_|DYLD_|PYTHONSTARTUP$|PYTHONPATH$|PYTHONHOME$|PERL5OPT$|"
-    r"PERL5LIB$|NODE_OPTIONS$|RUBYOPT$|BASH_ENV$|ENV$|IFS$|PATH$|"
-    r"GCONV_PATH$|MALLOC_|GLIBC_TUNABLES$)"
-)
-# Targets that mean "everything here" (absolute paths are refused on their own).
-_WIDE_TARGETS = ("~", "~/", ".", "./", "..", "*")
-
-
-def _refuse(message: str) -> GuardError:
-    return GuardError(message, code="command_refused", field="command")
-
-
-class CommandPolicy:
-    """Argv-only command execution rules: no shells, no privilege, no system wreckers,
-    no loader-hijacking environment, output capped."""
-
-    def __init__(
-        self,
-        *,
-        enabled: bool = True,
-        allow_shell: bool = False,
-        env_allow: Iterable[str] = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"),
-        max_output_bytes: int = 1024 * 1024,
-        base_env: Mapping[str, str] | None = None,
-    ) -> None:
-        self.enabled = enabled
-        self.allow_shell = allow_shell
-        self.env_allow = tuple(env_allow)
-        self.max_output_bytes = max_output_bytes
-        self._base = {k: v for k, v in (base_env or {}).items() if k in self.env_allow}
-        self._base.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-
-    def environment(self, extra: Mapping[str, str]) -> dict[str, str]:
-        return {**self._base, **extra}
-
-    def check(self, argv: Sequence[str], env: Mapping[str, str]) -> None:
-        if not self.enabled:
-            raise GuardError(
-                "command steps are disabled here; an operator turns them on with the `command` "
-                "feature flag",
-                code="command_disabled",
-                field="command",
-            )
-        if not argv or not argv[0]:
-            raise _refuse("no program given")
-        program = argv[0]
-        if _SHELL_SYNTAX.search(program):
-            raise _refuse(
-                f"program {program!r} looks like shell syntax; put the program in `command` and "
-                "each argument in `args` (no shell is ever used)"
-            )
-        base = os.path.basename(program).lower()
-        if base in SHELL_PROGRAMS and not self.allow_shell:
-            raise _refuse(
-                f"{base} is a shell; commands run argv-only. Call the program directly, or ask an "
-                "operator to set command_allow_shell"
-            )
-        if base in PRIVILEGE_PROGRAMS:
-            raise _refuse(f"{base} changes privileges and is never run")
-        if base in _SYSTEM or base.startswith("mkfs."):
-            raise _refuse(f"{base} administers the system and is not allowed in a mission")
-        args = [a for a in argv[1:]]
-        if base == "rm":
-            targets = [a for a in args if not a.startswith("-")]
-            for t in targets:
-                if t in _WIDE_TARGETS or t.rstrip("/") in ("", *_WIDE_TARGETS) or t.startswith("/"):
-                    raise _refuse(f"rm of {t!r} is refused; remove files inside the workspace only")
-        if base == "dd" and any(a.startswith("of=/dev/") for a in args):
-            raise _refuse("dd onto a device is refused")
-        if base in ("chmod", "chown", "chgrp") and any(
-            a in _WIDE_TARGETS or a.startswith("/") for a in args if not a.startswith("-")
-        ):
-            raise _refuse(f"{base} on a system path is refused")
-        if base == "kill" and any(a in ("1", "-1") for a in args):
-            raise _refuse("killing init or every process is refused")
-        for name in env:
-            if _ENV_REFUSED.match(name):
-                raise GuardError(
-                    f"environment variable {name} can hijack the program and is refused",
-                    code="command_refused",
-                    field="env",
-                )
