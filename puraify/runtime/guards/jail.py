@@ -8,6 +8,7 @@ after a check) cannot lead outside; special files are refused after ``fstat`` of
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -27,6 +28,9 @@ def _outside(path: str, why: str) -> GuardError:
 
 
 _ENCODED = re.compile(r"%(2e|2f|5c|00)", re.I)
+# Bounds of the scan of the engine's own files: directories walked, entries read in each.
+_MAX_DIRS = 1000
+_MAX_FILES = 10_000
 
 
 class Jail:
@@ -36,40 +40,48 @@ class Jail:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root.resolve()
         self._protected_paths = [Path(p) for p in protected]
-        self._protected: set[tuple[int, int]] = set()
+        self._protected: frozenset[tuple[int, int]] = frozenset()
         self._protected_dirs: list[Path] = []
+        self._stamps: dict[str, tuple[int, int] | None] = {}
         self._scan_protected()
 
     def _scan_protected(self) -> None:
-        """Record the inodes of the engine's own files (so hard links to them are refused too)."""
+        """Record the inodes of the engine's own files (so hard links to them are refused too),
+        and a stamp of each path looked at, so that a change is noticed without a walk."""
+        inodes: set[tuple[int, int]] = set()
+        stamps: dict[str, tuple[int, int] | None] = {}
+        root = os.stat(self.root)
         for p in self._protected_paths:
-            try:
-                st = os.stat(p)
-            except OSError:
+            st = _stamp(str(p), stamps)
+            if st is None:
                 continue
-            if stat.S_ISDIR(st.st_mode):
-                resolved = p.resolve()
-                # a workspace inside the engine's home (the server default) stays usable; the
-                # engine's files beside it are outside the jail anyway, and their inodes are
-                # still recorded below against hard links
-                holds_root = self.root == resolved or resolved in self.root.parents
-                if not holds_root and resolved not in self._protected_dirs:
+            if not stat.S_ISDIR(st.st_mode):
+                inodes.add((st.st_dev, st.st_ino))
+                continue
+            resolved = p.resolve()
+            # a workspace inside the engine's home (the server default) stays usable; the
+            # engine's files beside it are outside the jail anyway, and their inodes are
+            # still recorded below against hard links
+            if not (self.root == resolved or resolved in self.root.parents):
+                inodes.add((st.st_dev, st.st_ino))
+                if resolved not in self._protected_dirs:
                     self._protected_dirs.append(resolved)
-                    self._protected.add((st.st_dev, st.st_ino))
-            else:
-                self._protected.add((st.st_dev, st.st_ino))
-            if stat.S_ISDIR(st.st_mode):
-                for n, (dirpath, dirs, files) in enumerate(os.walk(p)):
-                    if n > 1000:
-                        break
-                    # the workspace itself is not engine state
-                    dirs[:] = [d for d in dirs if Path(dirpath, d).resolve() != self.root]
-                    for name in files[:10_000]:
-                        try:
-                            fst = os.stat(os.path.join(dirpath, name), follow_symlinks=False)
-                        except OSError:
-                            continue
-                        self._protected.add((fst.st_dev, fst.st_ino))
+            _scan_tree(str(p), (root.st_dev, root.st_ino), inodes, stamps)
+        self._protected, self._stamps = frozenset(inodes), stamps
+
+    def _protected_changed(self) -> bool:
+        """Whether a file or directory of the engine's own appeared, went or was replaced
+        since the last scan (a directory's mtime moves when an entry is added or removed)."""
+        for path, stamp in self._stamps.items():
+            try:
+                st = os.stat(path)
+            except OSError:
+                if stamp is not None:
+                    return True
+                continue
+            if (st.st_ino, st.st_mtime_ns) != stamp:
+                return True
+        return False
 
     # -- path handling ---------------------------------------------------------------------
 
@@ -129,9 +141,15 @@ class Jail:
 
     def _check_fd(self, fd: int, path: str) -> os.stat_result:
         st = os.fstat(fd)
-        if st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
-            self._scan_protected()  # engine files may have appeared since start
-        if (st.st_dev, st.st_ino) in self._protected:
+        inode = (st.st_dev, st.st_ino)
+        if (
+            inode not in self._protected
+            and st.st_nlink > 1
+            and stat.S_ISREG(st.st_mode)
+            and self._protected_changed()
+        ):
+            self._scan_protected()  # engine files appeared since the last scan
+        if inode in self._protected:
             raise GuardError(f"path {path!r} is engine state", code="path_outside_jail")
         return st
 
@@ -275,6 +293,49 @@ class Jail:
         ):
             shutil.copyfileobj(src, dst, 1024 * 1024)
             return dst.tell()
+
+
+def _stamp(path: str, stamps: dict[str, tuple[int, int] | None]) -> os.stat_result | None:
+    """Stat ``path`` and note its inode and mtime (None when it does not exist) in ``stamps``."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        stamps[path] = None
+        return None
+    stamps[path] = (st.st_ino, st.st_mtime_ns)
+    return st
+
+
+def _scan_tree(
+    top: str,
+    skip: tuple[int, int],
+    inodes: set[tuple[int, int]],
+    stamps: dict[str, tuple[int, int] | None],
+) -> None:
+    """Add the inodes of the files under ``top`` to ``inodes`` and stamp its directories,
+    leaving out the directory ``skip`` (the workspace); bounded in directories and files."""
+    todo = [top]
+    for _ in range(_MAX_DIRS):
+        if not todo:
+            return
+        directory = todo.pop()
+        # stamped before it is listed, so an entry added meanwhile moves the stamp
+        if directory != top and _stamp(directory, stamps) is None:
+            continue
+        try:
+            entries = os.scandir(directory)
+        except OSError:
+            continue
+        with entries:
+            for entry in itertools.islice(entries, _MAX_FILES):
+                try:
+                    est = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if not stat.S_ISDIR(est.st_mode):
+                    inodes.add((est.st_dev, est.st_ino))
+                elif (est.st_dev, est.st_ino) != skip:
+                    todo.append(entry.path)
 
 
 def _entry(entry: os.DirEntry[str]) -> tuple[str, str, int]:
