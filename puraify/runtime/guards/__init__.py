@@ -1,5 +1,11 @@
-"""Safety guards: the workspace jail (SEC-04), the SSRF transport (SEC-01), the command
-policy (SEC-03), one module each.
+"""Safety guards, one module each: the workspace jail (SEC-04, ``jail``), the SSRF transport
+(SEC-01, ``ssrf``) and the command policy (SEC-03, ``commands``).
+
+May import: ``errors``, ``mission.programs`` (the table of refused commands the safety analysis
+reads too), httpx and the standard library.
+Invariants: guards fail closed; every refusal is a ``GuardError`` with a stable code
+(``path_outside_jail``, ``file_type_refused``, ``file_exists``, ``ssrf_blocked``,
+``command_refused``, ``command_disabled``).
 """
 
 from __future__ import annotations
