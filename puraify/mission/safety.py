@@ -3,6 +3,8 @@
 Pure (no I/O). Rules look for: dangerous commands and arguments, shells and inline code,
 deletes of system paths, plain-http and internal URLs, steps without a timeout, and secrets
 written inline in a mission. ``puraify safety validate`` exits non-zero when the verdict fails.
+Which commands are refused comes from ``programs``, the table the command guard enforces, so
+every command the guard would refuse is a finding here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from .model import Mission, MissionStep
+from .programs import Rule, env_refusal, program_name, refusal
 
 __all__ = ["LEVELS", "Finding", "SafetyReport", "analyze"]
 
@@ -30,26 +33,6 @@ LEVELS: dict[str, tuple[Severity, int]] = {
     "strict": ("medium", 30),
 }
 
-#: Programs that are shells: the command guard refuses them, the analysis flags them.
-SHELL_PROGRAMS = frozenset(
-    {
-        "sh",
-        "bash",
-        "dash",
-        "zsh",
-        "ksh",
-        "fish",
-        "csh",
-        "tcsh",
-        "ash",
-        "busybox",
-        "powershell",
-        "powershell.exe",
-        "pwsh",
-        "cmd",
-        "cmd.exe",
-    }
-)
 _INLINE_CODE = {
     "python": "-c",
     "python3": "-c",
@@ -58,9 +41,14 @@ _INLINE_CODE = {
     "ruby": "-e",
     "php": "-r",
 }
-_WRECKERS = {"mkfs", "dd", "shutdown", "reboot", "halt", "poweroff", "fdisk", "wipefs", "shred"}
-#: Programs that change privileges: never run.
-PRIVILEGE_PROGRAMS = frozenset({"sudo", "su", "doas", "pkexec", "runas"})
+#: How bad each refusal of the command guard (``programs``) is, as a finding.
+_REFUSED: dict[Rule, Severity] = {
+    "shell_syntax": "medium",
+    "shell_command": "high",
+    "privilege_escalation": "critical",
+    "destructive_command": "critical",
+    "loader_hijack": "high",
+}
 _NETWORK_FETCH = {"curl", "wget"}
 _DANGEROUS_TEXT = re.compile(
     r"rm\s+-[a-z]*r[a-z]*f?\s+(/|~|\*)|:\(\)\s*\{|chmod\s+(-R\s+)?777|>\s*/dev/sd|"
@@ -158,6 +146,11 @@ def _strings(value: Any, key: str = "") -> Iterable[tuple[str, str]]:
             yield from _strings(v, key)
 
 
+def _first(params: dict[str, Any], *names: str) -> Any:
+    """The value of the first of ``names`` (a parameter and its aliases) that is set."""
+    return next((params[n] for n in names if params.get(n) is not None), None)
+
+
 def _step_findings(step: MissionStep, kind: str) -> list[Finding]:
     out: list[Finding] = []
     p = step.parameters
@@ -166,20 +159,20 @@ def _step_findings(step: MissionStep, kind: str) -> list[Finding]:
         out.append(Finding(rule, severity, message, step.id))
 
     if kind == "command":
-        program = str(p.get("command", ""))
-        args = [str(a) for a in p.get("args", []) or []] if isinstance(p.get("args"), list) else []
-        base = program.rsplit("/", 1)[-1].lower()
+        program = str(_first(p, "command", "program", "cmd") or "")
+        raw_args = _first(p, "args", "arguments")
+        args = [str(a) for a in raw_args] if isinstance(raw_args, list) else []
+        env = p.get("env")
+        base = program_name(program)
         joined = " ".join([program, *args])
-        if base in SHELL_PROGRAMS:
-            add(
-                "shell_command",
-                "high",
-                f"runs the shell {base}; commands should call programs directly",
-            )
-        if base in PRIVILEGE_PROGRAMS:
-            add("privilege_escalation", "critical", f"uses {base}")
-        if base in _WRECKERS or base.startswith("mkfs"):
-            add("destructive_command", "critical", f"runs {base}")
+        # a templated program is only known at run time, where the guard judges it
+        templated = "{{" in program or "{%" in program
+        for refused in (
+            None if templated else refusal([program, *args]),
+            env_refusal(str(k) for k in env) if isinstance(env, dict) else None,
+        ):
+            if refused is not None:
+                add(refused.rule, _REFUSED[refused.rule], refused.message)
         if base == "rm" and any(a.startswith("-") and "r" in a for a in args):
             add("recursive_delete", "medium", "deletes recursively")
         if _INLINE_CODE.get(base) in args:
@@ -188,12 +181,6 @@ def _step_findings(step: MissionStep, kind: str) -> list[Finding]:
             add("network_fetch", "low", f"{base} fetches from the network outside the SSRF guard")
         if _DANGEROUS_TEXT.search(joined):
             add("dangerous_pattern", "critical", f"dangerous command text: {joined[:120]!r}")
-        if " " in program.strip() and not args:
-            add(
-                "shell_syntax",
-                "medium",
-                "the program name holds spaces; it will not be split by a shell",
-            )
     if kind == "delete_file":
         path = str(p.get("path", ""))
         if (

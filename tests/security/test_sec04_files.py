@@ -176,7 +176,7 @@ async def test_parent_created_concurrently_by_another_process(
         real_mkdir(name, *args, **kwargs)  # ours then finds it there: FileExistsError
 
     engine = make_engine()
-    monkeypatch.setattr("puraify.runtime.guards.os.mkdir", racing_mkdir)
+    monkeypatch.setattr("puraify.runtime.guards.jail.os.mkdir", racing_mkdir)
     result = await run_text(engine, step("create_file", path="new/dir/f.txt", content="x"))
     assert result.step("f").status is StepStatus.SUCCESS, result.step("f").error
     assert (workspace / "new/dir/f.txt").read_text() == "x"
@@ -203,3 +203,25 @@ async def test_workspace_inside_engine_home(tmp_path: Path) -> None:
     with pytest.raises(Exception) as info:
         jail.open("../puraify.db", "r")
     assert getattr(info.value, "code", None) == "path_outside_jail"
+
+
+def test_engine_file_written_after_start_is_refused_through_a_hard_link(tmp_path: Path) -> None:
+    """Files the engine writes once the jail exists (a key in a subdirectory of its home) are
+    protected too, and a hard-linked workspace file that is not engine state still opens."""
+    from puraify.errors import GuardError
+    from puraify.runtime.guards import Jail
+
+    home, workspace = tmp_path / "home", tmp_path / "workspace"
+    (home / "keys").mkdir(parents=True)
+    jail = Jail(workspace, protected=[home])
+    (workspace / "shared.txt").write_text("ok")
+    os.link(workspace / "shared.txt", tmp_path / "elsewhere.txt")
+    with jail.open("shared.txt", "r") as fh:
+        assert fh.read() == b"ok"
+    (home / "keys" / "master.key").write_text("secret")
+    os.link(home / "keys" / "master.key", workspace / "key-link")
+    with pytest.raises(GuardError) as info:
+        jail.open("key-link", "r")
+    assert info.value.code == "path_outside_jail"
+    with jail.open("shared.txt", "r") as fh:
+        assert fh.read() == b"ok"

@@ -1,0 +1,54 @@
+"""The command policy (SEC-03): argv only, no shells, no privilege, no system wreckers.
+
+Which programs, arguments and environment variables are refused is decided by
+``mission.programs``, the table the safety analysis reads too; this module enforces it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from ...errors import GuardError
+from ...mission.programs import env_refusal, refusal
+
+__all__ = ["CommandPolicy"]
+
+
+class CommandPolicy:
+    """Argv-only command execution rules: no shells, no privilege, no system wreckers,
+    no loader-hijacking environment, output capped."""
+
+    def __init__(
+        self,
+        *,
+        enabled: bool = True,
+        allow_shell: bool = False,
+        env_allow: Iterable[str] = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"),
+        max_output_bytes: int = 1024 * 1024,
+        base_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.enabled = enabled
+        self.allow_shell = allow_shell
+        self.env_allow = tuple(env_allow)
+        self.max_output_bytes = max_output_bytes
+        self._base = {k: v for k, v in (base_env or {}).items() if k in self.env_allow}
+        self._base.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+
+    def environment(self, extra: Mapping[str, str]) -> dict[str, str]:
+        """The environment a command gets: the allowed part of the engine's, plus ``extra``."""
+        return {**self._base, **extra}
+
+    def check(self, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        """Raise ``GuardError`` unless ``argv`` may run with the extra environment ``env``."""
+        if not self.enabled:
+            raise GuardError(
+                "command steps are disabled here; an operator turns them on with the `command` "
+                "feature flag",
+                code="command_disabled",
+                field="command",
+            )
+        if not argv or not argv[0]:
+            raise GuardError("no program given", code="command_refused", field="command")
+        found = refusal(argv, allow_shell=self.allow_shell) or env_refusal(env)
+        if found is not None:
+            raise GuardError(found.message, code="command_refused", field=found.field)

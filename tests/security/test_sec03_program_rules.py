@@ -1,0 +1,117 @@
+"""SEC-03: the command guard and the safety analysis read one table (``mission.programs``).
+
+Every command the guard refuses is a finding of the analysis, and a command the guard runs is
+none of the analysis's refusal findings; the table below is built from the shared lists.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import get_args
+
+import pytest
+
+from puraify.actions import default_registry
+from puraify.errors import GuardError
+from puraify.mission.loader import load_mission
+from puraify.mission.programs import (
+    PRIVILEGE_PROGRAMS,
+    SHELL_PROGRAMS,
+    SYSTEM_PROGRAMS,
+    Rule,
+)
+from puraify.mission.safety import analyze
+from puraify.runtime.guards import CommandPolicy
+
+REGISTRY = default_registry(entry_points=False)
+REFUSAL_RULES = set(get_args(Rule))
+
+
+def guard_refusal(argv: list[str], env: dict[str, str] | None = None) -> GuardError | None:
+    try:
+        CommandPolicy().check(argv, env or {})
+    except GuardError as exc:
+        return exc
+    return None
+
+
+def analysis_rules(argv: list[str], env: dict[str, str] | None = None, **aliases: str) -> set[str]:
+    params: dict[str, object] = {"command": argv[0], "args": argv[1:]}
+    if env:
+        params["env"] = env
+    for alias, canonical in aliases.items():
+        params[alias] = params.pop(canonical)
+    step = {"id": "c", "step_type": "command", "timeout_seconds": 5, "parameters": params}
+    mission = load_mission(json.dumps({"steps": [step]})).mission
+    return {f.rule for f in analyze(mission, REGISTRY).findings}
+
+
+REFUSED: list[tuple[list[str], str]] = [
+    *(([name, "-c", "id"], "shell_command") for name in sorted(SHELL_PROGRAMS)),
+    *(([name, "id"], "privilege_escalation") for name in sorted(PRIVILEGE_PROGRAMS)),
+    *(([name], "destructive_command") for name in sorted(SYSTEM_PROGRAMS)),
+    (["/usr/bin/SUDO", "id"], "privilege_escalation"),
+    (["/sbin/mkfs.ext4", "/dev/sda"], "destructive_command"),
+    (["/bin/systemctl", "stop", "sshd"], "destructive_command"),
+    (["rm", "-rf", "/"], "destructive_command"),
+    (["rm", "-r", "~/"], "destructive_command"),
+    (["rm", "./"], "destructive_command"),
+    (["rm", "/tmp/x"], "destructive_command"),
+    (["dd", "if=/dev/zero", "of=/dev/sda"], "destructive_command"),
+    (["chmod", "-R", "777", "/"], "destructive_command"),
+    (["chown", "nobody", "."], "destructive_command"),
+    (["kill", "-9", "1"], "destructive_command"),
+    (["kill", "-9", "-1"], "destructive_command"),
+    (["echo hi && rm -rf /"], "shell_syntax"),
+    (["ls;id"], "shell_syntax"),
+]
+
+ALLOWED: list[list[str]] = [
+    ["echo", "hi"],
+    ["dd", "if=in.bin", "of=out.bin", "bs=1M"],
+    ["rm", "-rf", "build"],
+    ["chmod", "+x", "run.sh"],
+    ["kill", "1234"],
+    ["python3", "script.py"],
+    ["/usr/bin/git", "status"],
+    ["mkfsx"],
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "rule"), REFUSED, ids=lambda v: " ".join(v) if isinstance(v, list) else v
+)
+def test_what_the_guard_refuses_the_analysis_reports(argv: list[str], rule: str) -> None:
+    refused = guard_refusal(argv)
+    assert refused is not None and refused.code == "command_refused", argv
+    assert rule in analysis_rules(argv)
+
+
+@pytest.mark.parametrize("argv", ALLOWED, ids=" ".join)
+def test_what_the_guard_runs_the_analysis_does_not_refuse(argv: list[str]) -> None:
+    assert guard_refusal(argv) is None
+    assert not analysis_rules(argv) & REFUSAL_RULES
+
+
+@pytest.mark.parametrize("name", ["LD_PRELOAD", "DYLD_INSERT_LIBRARIES", "PYTHONPATH", "PATH"])
+def test_loader_hijacking_environment_refused_and_reported(name: str) -> None:
+    env = {name: "/tmp/evil.so"}
+    refused = guard_refusal(["echo", "x"], env)
+    assert refused is not None and refused.code == "command_refused" and refused.field == "env"
+    assert "loader_hijack" in analysis_rules(["echo", "x"], env)
+    assert guard_refusal(["echo", "x"], {"MY_FLAG": "1"}) is None
+    assert not analysis_rules(["echo", "x"], {"MY_FLAG": "1"}) & REFUSAL_RULES
+
+
+def test_the_analysis_reads_the_parameter_aliases_the_step_accepts() -> None:
+    assert "privilege_escalation" in analysis_rules(["sudo", "id"], program="command")
+    assert "destructive_command" in analysis_rules(["rm", "/"], cmd="command", arguments="args")
+
+
+def test_shells_an_operator_allows_still_count_as_a_risk() -> None:
+    CommandPolicy(allow_shell=True).check(["bash", "-c", "true"], {})
+    assert "shell_command" in analysis_rules(["bash", "-c", "true"])
+
+
+def test_a_templated_program_is_left_to_the_guard_at_run_time() -> None:
+    assert not analysis_rules(["{{ inputs.tool }}", "--version"]) & REFUSAL_RULES
