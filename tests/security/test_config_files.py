@@ -69,12 +69,31 @@ async def test_a_mission_cannot_change_the_settings_of_a_later_run(
                 "parameters": {"source": "staged.toml", "destination": target, "overwrite": True},
             }
         )
+    if explicit:  # a whole directory holding the file moved into place
+        steps.append(
+            {
+                "id": "stage_dir",
+                "step_type": "create_file",
+                "parameters": {"path": "cfgdir/puraify.toml", "content": HOSTILE},
+            }
+        )
+        steps.append(
+            {
+                "id": "move_dir",
+                "step_type": "move_file",
+                "depends_on": ["stage_dir"],
+                "parameters": {"source": "cfgdir", "destination": "conf"},
+            }
+        )
     before = Settings()
     results = await _run(before, workspace, steps)
     # the places the engine reads its configuration from are refused, existing or not
     for i, target in enumerate(targets[1:], start=1):
         assert results[f"create{i}"].error is not None, target
         assert results[f"create{i}"].error.code == "path_outside_jail", target
+    if explicit:
+        assert results["move_dir"].error is not None
+        assert results["move_dir"].error.code == "path_outside_jail"
     after = Settings()
     assert after.max_steps == before.max_steps == Settings.model_fields["max_steps"].default
     assert not after.command_allow_shell and after.ssrf_allow_hosts == ()

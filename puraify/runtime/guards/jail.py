@@ -40,6 +40,9 @@ class Jail:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root.resolve()
         self._protected_paths = [Path(p) for p in protected]
+        # the engine's own files by path too, whether they exist or not: a step must not create
+        # the configuration file a later run would read
+        self._protected_files = [p.resolve() for p in self._protected_paths if not p.is_dir()]
         self._protected: frozenset[tuple[int, int]] = frozenset()
         self._protected_dirs: list[Path] = []
         self._stamps: dict[str, tuple[int, int] | None] = {}
@@ -102,11 +105,14 @@ class Jail:
         parts = [p for p in candidate.split("/") if p not in ("", ".")]
         if any(p == ".." for p in parts):
             raise _outside(path, "climbs out with '..'")
+        target = self.root.joinpath(*parts)
         for d in self._protected_dirs:
             try:
-                (self.root.joinpath(*parts)).relative_to(d)
+                target.relative_to(d)
             except ValueError:
                 continue
+            raise GuardError(f"path {path!r} is engine state", code="path_outside_jail")
+        if target in self._protected_files:
             raise GuardError(f"path {path!r} is engine state", code="path_outside_jail")
         return parts
 
@@ -248,6 +254,10 @@ class Jail:
         src, dst = self.parts(source), self.parts(destination)
         if not src or not dst:
             raise GuardError("cannot move the workspace root", code="path_outside_jail")
+        moved_to = self.root.joinpath(*dst)
+        if any(f.is_relative_to(moved_to) for f in self._protected_files):
+            # a directory moved here would bring the engine's configuration file with it
+            raise GuardError(f"path {destination!r} is engine state", code="path_outside_jail")
         with self._dir(src[:-1]) as sfd, self._dir(dst[:-1], create=True) as dfd:
             st = os.stat(src[-1], dir_fd=sfd, follow_symlinks=False)
             if (st.st_dev, st.st_ino) in self._protected:
