@@ -60,6 +60,7 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
     INVALID_ENCODING = "invalid_encoding"
     INVALID_FIELD = "invalid_field"
+    INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
     INVALID_MISSION = "invalid_mission"
     INVALID_PARAMETERS = "invalid_parameters"
     INVALID_PROJECT = "invalid_project"
@@ -268,6 +269,11 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
             ExitCode.INVALID,
             "A mission field has the wrong type or value; the message names the field and what "
             "it expects.",
+        ),
+        ErrorCode.INVALID_IDEMPOTENCY_KEY: CodeInfo(
+            HTTPStatus.BAD_REQUEST,
+            None,
+            "The Idempotency-Key header is longer than 200 characters; send a shorter key.",
         ),
         ErrorCode.INVALID_MISSION: CodeInfo(
             HTTPStatus.UNPROCESSABLE_ENTITY,

@@ -31,6 +31,7 @@ from puraify.errors import (
     ValidationError,
     VaultError,
 )
+from puraify.store.idempotency import IdempotencyConflict, InvalidIdempotencyKey
 
 PACKAGE = Path(puraify.__file__).parent
 DOCS = PACKAGE.parent / "docs" / "errors.md"
@@ -51,6 +52,7 @@ CALLERS_MISTAKES = {
     "forbidden",
     "guard_refused",
     "idempotency_conflict",
+    "invalid_idempotency_key",
     "invalid_parameters",
     "invalid_project",
     "invalid_request",
@@ -238,6 +240,8 @@ def test_python_m_puraify_codes_prints_the_docs() -> None:
         (GuardError("exists", code="file_exists"), 409),
         (ApiError("still running", code="timeout"), 504),
         (ValidationError([]), 422),
+        (InvalidIdempotencyKey("too long"), 400),
+        (IdempotencyConflict("used with another body"), 409),
         # an unregistered code answers the status of the nearest class that declares one
         (ActionError("quota exceeded", code="slack_rate_limited"), 502),
         (GuardError("refused", code="archive_rejected"), 403),
