@@ -86,11 +86,11 @@ def _code_values(node: ast.AST) -> Iterator[str]:
             yield ErrorCode[sub.attr].value
 
 
-def _code_positions(tree: ast.AST, *, classes: bool) -> dict[str, set[int]]:
-    """Callables whose ``code`` parameter can be passed by position, and its index."""
+def _dataclass_positions(tree: ast.AST) -> dict[str, set[int]]:
+    """Dataclasses with a ``code`` field, and that field's position in the constructor."""
     out: dict[str, set[int]] = defaultdict(set)
     for node in ast.walk(tree):
-        if classes and isinstance(node, ast.ClassDef):
+        if isinstance(node, ast.ClassDef):
             fields = [
                 s.target.id
                 for s in node.body
@@ -99,7 +99,14 @@ def _code_positions(tree: ast.AST, *, classes: bool) -> dict[str, set[int]]:
             decorators = {ast.unparse(d).split("(")[0] for d in node.decorator_list}
             if "code" in fields and decorators & {"dataclass", "dataclasses.dataclass"}:
                 out[node.name].add(fields.index("code"))
-        elif not classes and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+    return out
+
+
+def _function_positions(tree: ast.AST) -> dict[str, set[int]]:
+    """Functions and methods with a positional ``code`` parameter, and its position."""
+    out: dict[str, set[int]] = defaultdict(set)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             names = [a.arg for a in (*node.args.posonlyargs, *node.args.args)]
             if names[:1] in (["self"], ["cls"]):
                 names = names[1:]
@@ -119,12 +126,12 @@ def produced_codes() -> dict[str, set[str]]:
     trees = {path: ast.parse(path.read_text(), str(path)) for path in PACKAGE.rglob("*.py")}
     dataclasses: dict[str, set[int]] = defaultdict(set)
     for tree in trees.values():
-        for name, positions in _code_positions(tree, classes=True).items():
+        for name, positions in _dataclass_positions(tree).items():
             dataclasses[name] |= positions
     found: dict[str, set[str]] = defaultdict(set)
     for path, tree in trees.items():
         where = path.relative_to(PACKAGE.parent).as_posix()
-        positional = {**dataclasses, **_code_positions(tree, classes=False)}
+        positional = {**dataclasses, **_function_positions(tree)}
         for node in ast.walk(tree):
             exprs: list[ast.AST] = []
             if isinstance(node, ast.Call):
