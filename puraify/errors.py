@@ -1,22 +1,25 @@
 """Every error puraify raises, with a stable ``code`` a caller can branch on.
 
-The tree (one root, one base per layer)::
+The tree (one root, one base per layer), with each class's HTTP status::
 
-    PuraifyError
-    ├── MissionError                 a mission document could not be used
-    │   ├── LoadError                parse/limits: yaml_syntax, json_syntax, forbidden_tag,
-    │   │                            duplicate_key, document_too_large, document_too_deep,
-    │   │                            too_many_aliases, number_too_large, invalid_mission
-    │   └── ValidationError          one or more ``Issue`` s found before anything ran
-    ├── TemplateError                template_error, template_reference_error
-    │   └── TemplateSecurityError    template_security_error, template_limit
-    ├── ActionError                  a step's action failed (carries ``retryable``)
-    │   ├── GuardError               ssrf_blocked, path_outside_jail, file_type_refused,
-    │   │                            command_refused, archive_rejected
-    │   └── StepTimeout              timeout
-    ├── VaultError                   credentials (issue: vault)
-    ├── PolicyDenied                 Engine Control said no (issue: control)
-    └── StoreError                   the run store failed (issue: store)
+    PuraifyError                     500  the root; ``internal_error``
+    ├── MissionError                 422  a mission document could not be used
+    │   ├── LoadError                422  not well-formed, or over a size, depth or safety limit
+    │   └── ValidationError          422  one or more ``Issue`` s found before anything ran
+    ├── TemplateError                422  a template could not be rendered
+    │   └── TemplateSecurityError    422  a template left the sandbox or went over a limit
+    ├── ActionError                  502  a step's action failed (carries ``retryable``)
+    │   ├── GuardError               403  a safety guard refused (SSRF, path jail, commands)
+    │   └── StepTimeout              504  a step ran past its timeout
+    ├── VaultError                   500  credentials could not be stored, found or decrypted
+    ├── PolicyDenied                 403  Engine Control said no
+    └── StoreError                   500  the run store failed
+
+The codes each class carries are listed, with their status, CLI exit code and what to do, in
+docs/errors.md (generated from ``puraify.codes``). A registered code's status wins over its
+class's: ``StoreError(code="run_not_found")`` is a 404. A class's status is for codes the
+registry does not know, such as those of third-party actions; a subclass that declares none
+inherits its parent's, as Starlette looks exception handlers up along the MRO.
 
 Errors carry context (``run_id``, ``step_id``, ``action``, ``file``, ``line``, ``column``,
 ``field``) the way httpx errors carry ``.request``. Messages say what to do; they never
@@ -28,7 +31,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+from .codes import ErrorCode
 
 __all__ = [
     "ActionError",
@@ -50,7 +56,8 @@ __all__ = [
 class PuraifyError(Exception):
     """Root of every puraify error: a stable ``code``, a sentence, and where it happened."""
 
-    default_code = "internal_error"
+    default_code: ClassVar[str] = ErrorCode.INTERNAL_ERROR
+    http_status: ClassVar[HTTPStatus] = HTTPStatus.INTERNAL_SERVER_ERROR
 
     def __init__(
         self,
@@ -67,7 +74,8 @@ class PuraifyError(Exception):
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.code = code or self.default_code
+        # a plain str, so that serializers which refuse str subclasses (YAML) take it
+        self.code = str(code or self.default_code)
         self.run_id = run_id
         self.step_id = step_id
         self.action = action
@@ -103,13 +111,14 @@ class PuraifyError(Exception):
 class MissionError(PuraifyError):
     """A mission document could not be loaded or validated."""
 
-    default_code = "invalid_mission"
+    default_code = ErrorCode.INVALID_MISSION
+    http_status = HTTPStatus.UNPROCESSABLE_ENTITY
 
 
 class LoadError(MissionError):
     """The document is not well-formed, or breaks a size, depth or safety limit."""
 
-    default_code = "invalid_mission"
+    default_code = ErrorCode.INVALID_MISSION
 
 
 @dataclass(frozen=True)
@@ -143,7 +152,7 @@ class Issue:
 class ValidationError(MissionError):
     """Validation found errors; ``issues`` lists every one (warnings included)."""
 
-    default_code = "validation_failed"
+    default_code = ErrorCode.VALIDATION_FAILED
 
     def __init__(self, issues: Sequence[Issue], *, file: str | None = None) -> None:
         errors = [i for i in issues if i.severity == "error"]
@@ -153,7 +162,11 @@ class ValidationError(MissionError):
             summary += f"; first: {first.message}"
         super().__init__(
             summary,
-            code=first.code if first is not None and len(errors) == 1 else "validation_failed",
+            code=(
+                first.code
+                if first is not None and len(errors) == 1
+                else ErrorCode.VALIDATION_FAILED
+            ),
             file=file,
             step_id=first.step_id if first else None,
             line=first.line if first else None,
@@ -171,19 +184,21 @@ class ValidationError(MissionError):
 class TemplateError(PuraifyError):
     """A template could not be rendered (syntax, missing reference, wrong type)."""
 
-    default_code = "template_error"
+    default_code = ErrorCode.TEMPLATE_ERROR
+    http_status = HTTPStatus.UNPROCESSABLE_ENTITY
 
 
 class TemplateSecurityError(TemplateError):
     """A template tried to leave the sandbox, or exceeded its size or time budget."""
 
-    default_code = "template_security_error"
+    default_code = ErrorCode.TEMPLATE_SECURITY_ERROR
 
 
 class ActionError(PuraifyError):
     """A step's action failed; ``retryable`` says whether trying again may help."""
 
-    default_code = "action_failed"
+    default_code = ErrorCode.ACTION_FAILED
+    http_status = HTTPStatus.BAD_GATEWAY
 
     def __init__(
         self,
@@ -215,31 +230,34 @@ class ActionError(PuraifyError):
 class GuardError(ActionError):
     """A safety guard refused the operation (SSRF, path jail, command policy, archives)."""
 
-    default_code = "guard_refused"
+    default_code = ErrorCode.GUARD_REFUSED
+    http_status = HTTPStatus.FORBIDDEN
 
 
 class StepTimeout(ActionError):
     """A step ran past its timeout and was stopped."""
 
-    default_code = "timeout"
+    default_code = ErrorCode.TIMEOUT
+    http_status = HTTPStatus.GATEWAY_TIMEOUT
 
     def __init__(self, message: str, **context: Any) -> None:
-        super().__init__(message, code="timeout", retryable=True, **context)
+        super().__init__(message, code=ErrorCode.TIMEOUT, retryable=True, **context)
 
 
 class VaultError(PuraifyError):
     """Credentials could not be stored, found or decrypted."""
 
-    default_code = "vault_error"
+    default_code = ErrorCode.VAULT_ERROR
 
 
 class PolicyDenied(PuraifyError):
     """Engine Control denied the action (permission, platform status or feature flag)."""
 
-    default_code = "policy_denied"
+    default_code = ErrorCode.POLICY_DENIED
+    http_status = HTTPStatus.FORBIDDEN
 
 
 class StoreError(PuraifyError):
     """The run store could not read or write."""
 
-    default_code = "store_error"
+    default_code = ErrorCode.STORE_ERROR

@@ -1,17 +1,21 @@
 """The one place errors become CLI exit codes and messages (DESIGN.md §4).
 
 0 completed, 1 mission failed or cancelled, 2 invalid input (load, validation, safety),
-3 internal error. Users see the structured error, never a traceback.
+3 internal error. A registered code exits as ``puraify.codes`` says (docs/errors.md lists them);
+any other error exits as the nearest class in its MRO that ``_EXIT_BY_TYPE`` lists. Users see
+the structured error, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
+from ..codes import ErrorCode, ExitCode, describe
 from ..errors import MissionError, PuraifyError, StoreError, TemplateError, ValidationError
 
 __all__ = [
@@ -23,20 +27,29 @@ __all__ = [
     "report_error",
 ]
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_OK = ExitCode.OK
+EXIT_FAILED = ExitCode.FAILED
+EXIT_INVALID = ExitCode.INVALID
+EXIT_INTERNAL = ExitCode.INTERNAL
 
-
-_INVALID_CODES = frozenset({"run_not_found", "run_busy"})
+_EXIT_BY_TYPE: Mapping[type[BaseException], ExitCode] = {
+    MissionError: EXIT_INVALID,
+    TemplateError: EXIT_INVALID,
+    StoreError: EXIT_INTERNAL,
+    PuraifyError: EXIT_FAILED,
+}
 
 
 def exit_code_for(error: BaseException) -> int:
-    if isinstance(error, MissionError | TemplateError):
-        return EXIT_INVALID
-    if isinstance(error, StoreError):
-        return EXIT_INVALID if error.code in _INVALID_CODES else EXIT_INTERNAL
+    """Exit code for ``error``: its registered code's, else its nearest listed class's, else 3."""
     if isinstance(error, PuraifyError):
-        return EXIT_FAILED
-    return EXIT_INTERNAL
+        info = describe(error.code)
+        if info is not None and info.exit_code is not None:
+            return int(info.exit_code)
+    for cls in type(error).__mro__:
+        if cls in _EXIT_BY_TYPE:
+            return int(_EXIT_BY_TYPE[cls])
+    return int(EXIT_INTERNAL)
 
 
 def report_error(console: Console, error: BaseException, *, as_json: bool) -> int:
@@ -45,7 +58,10 @@ def report_error(console: Console, error: BaseException, *, as_json: bool) -> in
     if isinstance(error, PuraifyError):
         data: dict[str, Any] = error.to_dict()
     else:
-        data = {"code": "internal_error", "message": f"{type(error).__name__}: {error}"}
+        data = {
+            "code": ErrorCode.INTERNAL_ERROR.value,
+            "message": f"{type(error).__name__}: {error}",
+        }
     if as_json:
         console.print_json(json.dumps({"status": "error", "error": data}))
         return code

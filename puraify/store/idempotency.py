@@ -1,5 +1,6 @@
 """Idempotency-Key records for run-creating API calls: the same key and body return the first
-answer; the same key with another body is a conflict (409)."""
+answer; the same key with another body is a conflict (409); a key too long to store is the
+caller's mistake (400)."""
 
 from __future__ import annotations
 
@@ -7,23 +8,39 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import PuraifyError
+from ..codes import ErrorCode
+from ..errors import StoreError
 from .database import Database
 from .tables import idempotency_records
 
-__all__ = ["IdempotencyConflict", "IdempotencyStore"]
+__all__ = ["IdempotencyConflict", "IdempotencyStore", "InvalidIdempotencyKey"]
+
+MAX_KEY_LENGTH = 200  # the width of idempotency_records.key
 
 
-class IdempotencyConflict(PuraifyError):
-    default_code = "idempotency_conflict"
+class IdempotencyConflict(StoreError):
+    """The key was used with another request, or its first request has not answered yet."""
+
+    default_code = ErrorCode.IDEMPOTENCY_CONFLICT
+    http_status = HTTPStatus.CONFLICT
+
+
+class InvalidIdempotencyKey(StoreError):
+    """The key cannot be stored: it is longer than ``MAX_KEY_LENGTH`` characters."""
+
+    default_code = ErrorCode.INVALID_IDEMPOTENCY_KEY
+    http_status = HTTPStatus.BAD_REQUEST
 
 
 class IdempotencyStore:
+    """Idempotency-Key records in the run store: each key's first answer, replayed on repeats."""
+
     def __init__(self, db: Database, *, wait_seconds: float = 30.0) -> None:
         self.db = db
         self.wait_seconds = wait_seconds
@@ -36,9 +53,10 @@ class IdempotencyStore:
         produce: Callable[[], Awaitable[tuple[int, Any]]],
     ) -> tuple[int, Any]:
         """Answer with ``produce()`` the first time; with the stored answer afterwards."""
-        if len(key) > 200:
-            raise IdempotencyConflict(
-                "Idempotency-Key is longer than 200 characters", code="bad_request"
+        if len(key) > MAX_KEY_LENGTH:
+            raise InvalidIdempotencyKey(
+                f"Idempotency-Key is longer than {MAX_KEY_LENGTH} characters; send a shorter key",
+                field="Idempotency-Key",
             )
         digest = hashlib.sha256(request).hexdigest()
         try:

@@ -1,0 +1,39 @@
+"""Errors answer the status their code is registered with, in the structured envelope."""
+
+from __future__ import annotations
+
+from tests.api.conftest import Api
+
+LOG = {"action": "log_message", "parameters": {"message": "x"}}
+
+
+async def test_an_over_long_idempotency_key_is_a_400_not_a_500(api: Api) -> None:
+    headers = {**api.auth(), "Idempotency-Key": "k" * 201}
+    r = await api.client.post("/execute", json=LOG, headers=headers)
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["status"] == "fail" and body["request_id"] == r.headers["x-request-id"]
+    assert body["reason"].startswith("Idempotency-Key is longer than 200 characters")
+    assert body["error"]["code"] == "invalid_idempotency_key"
+    assert body["error"]["retryable"] is False and "Traceback" not in r.text
+    retry = await api.client.post(f"/runs/{'0' * 32}/retry", headers=headers)
+    assert retry.status_code == 400 and retry.json()["error"]["code"] == "invalid_idempotency_key"
+    assert (await api.client.get("/runs", headers=api.auth())).json()["runs"] == []
+
+
+async def test_a_key_of_the_longest_length_is_accepted(api: Api) -> None:
+    headers = {**api.auth(), "Idempotency-Key": "k" * 200}
+    first = await api.client.post("/execute", json=LOG, headers=headers)
+    again = await api.client.post("/execute", json=LOG, headers=headers)
+    assert first.status_code == again.status_code == 200, first.text
+    assert first.json()["run_id"] == again.json()["run_id"]
+
+
+async def test_a_steps_code_answers_its_registered_status(api: Api) -> None:
+    r = await api.client.post(
+        "/execute",
+        headers=api.auth(),
+        json={"action": "read_file", "parameters": {"path": "missing.txt"}},
+    )
+    assert r.status_code == 404, r.text
+    assert r.json()["error"] == {"code": "file_not_found", "retryable": False}
