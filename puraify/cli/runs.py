@@ -214,7 +214,7 @@ def resume(
 
     async def go(app: Any) -> tuple[int, int]:
         ids: list[str] = list(await app.store.orphans()) if all_runs else [str(run_id)]
-        code = EXIT_OK
+        code: int = EXIT_OK
         for rid in ids:
             try:
                 await app.runs.resume(rid)
