@@ -125,3 +125,40 @@ def test_runs_cancel_stops_a_live_run(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=30)  # the owner sees the request at its next heartbeat
     assert proc.returncode == 1, err
     assert json.loads(out)["status"] == "cancelled"
+
+
+def test_runs_show_after_a_resume_leaves_no_attempt_running(tmp_path: Path) -> None:
+    """An unsafe step interrupted by a crash ends unknown_outcome on resume, and so does the
+    attempt the dead engine had started: nothing is left shown as running."""
+    import signal
+
+    from tests.helpers import wait_for
+
+    home = tmp_path / "home"
+    started = tmp_path / "started"
+    code = f"open({str(started)!r}, 'w').close(); import time; time.sleep(60)"
+    path = tmp_path / "unsafe.yaml"
+    path.write_text(
+        f"steps:\n  - {{id: cmd, step_type: command, parameters: {{command: {sys.executable}, "
+        f"args: [-c, {json.dumps(code)}]}}}}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "puraify", "run", str(path), "--json"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PURAIFY_HOME": str(home)},
+        start_new_session=True,
+    )
+    try:
+        wait_for(started.exists, what="the command step running")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the engine and its command die together
+        proc.wait(timeout=30)
+    run_id = json.loads(puraify("runs", "list", "--json", home=home, cwd=tmp_path).stdout)[0]["id"]
+    resumed = puraify("runs", "resume", run_id, "--json", home=home, cwd=tmp_path)
+    assert resumed.returncode == 1, resumed.stderr
+    assert json.loads(resumed.stdout)["steps"][0]["error"]["code"] == "unknown_outcome"
+    shown = puraify("runs", "show", run_id, home=home, cwd=tmp_path)
+    assert "cmd #1" in shown.stdout and "unknown_outcome" in shown.stdout, shown.stdout
+    assert "running" not in shown.stdout.replace(run_id, ""), shown.stdout
