@@ -1,6 +1,6 @@
 """``python -m puraify``."""
 
-from puraify.cli.app import main
+from puraify.cli import main
 
 if __name__ == "__main__":
     main()

@@ -353,9 +353,9 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
         ),
         ErrorCode.NOT_FOUND: CodeInfo(
             HTTPStatus.NOT_FOUND,
-            None,
-            "Nothing is at this path, or it belongs to another project; check the URL and the "
-            "token's project.",
+            ExitCode.INVALID,
+            "Nothing is at this path or id, or it belongs to another project; check the URL, "
+            "the id and the token's project.",
         ),
         ErrorCode.NUMBER_TOO_LARGE: CodeInfo(
             HTTPStatus.UNPROCESSABLE_ENTITY,
@@ -475,8 +475,8 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
         ),
         ErrorCode.UNKNOWN_ACTION: CodeInfo(
             HTTPStatus.NOT_FOUND,
-            None,
-            "No action has this name; GET /actions lists them.",
+            ExitCode.INVALID,
+            "No action has this name; GET /actions or `puraify actions list` lists them.",
         ),
         ErrorCode.UNKNOWN_KEY: CodeInfo(
             HTTPStatus.UNPROCESSABLE_ENTITY,

@@ -50,6 +50,7 @@ __all__ = [
     "TemplateSecurityError",
     "ValidationError",
     "VaultError",
+    "failure_envelope",
 ]
 
 
@@ -261,3 +262,19 @@ class StoreError(PuraifyError):
     """The run store could not read or write."""
 
     default_code = ErrorCode.STORE_ERROR
+
+
+def failure_envelope(
+    error: BaseException, *, internal_reason: str = "internal error"
+) -> dict[str, Any]:
+    """The spec's failure envelope, the same at every edge: ``{"status": "fail", "reason",
+    "error": {"code", "message", "retryable", ...}}``. An error that is not a ``PuraifyError``
+    (a bug) shows only ``internal_error`` and ``internal_reason``, never its text."""
+    if isinstance(error, PuraifyError):
+        detail = error.to_dict()
+        reason = error.message
+    else:
+        detail = {"code": "internal_error", "message": "internal error"}
+        reason = internal_reason
+    detail.setdefault("retryable", False)
+    return {"status": "fail", "reason": reason, "error": detail}

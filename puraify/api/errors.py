@@ -12,7 +12,7 @@ from http import HTTPStatus
 from typing import Any
 
 from ..codes import ErrorCode, describe
-from ..errors import PuraifyError
+from ..errors import PuraifyError, failure_envelope
 
 __all__ = ["ApiError", "error_body", "status_for", "status_for_code"]
 
@@ -38,12 +38,8 @@ def status_for(error: BaseException) -> int:
 
 
 def error_body(error: BaseException, request_id: str | None) -> dict[str, Any]:
-    """``{"status": "fail", "reason", "error": {code, retryable, ...}, "request_id"}``."""
-    if isinstance(error, PuraifyError):
-        detail = error.to_dict()
-        reason = error.message
-    else:
-        detail = {"code": ErrorCode.INTERNAL_ERROR.value, "message": "internal error"}
-        reason = "internal error; the request id identifies it in the server log"
-    detail.setdefault("retryable", False)
-    return {"status": "fail", "request_id": request_id, "reason": reason, "error": detail}
+    """``{"status": "fail", "request_id", "reason", "error": {code, retryable, ...}}``."""
+    body = failure_envelope(
+        error, internal_reason="internal error; the request id identifies it in the server log"
+    )
+    return {"status": "fail", "request_id": request_id, **body}

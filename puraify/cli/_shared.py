@@ -9,15 +9,16 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import EXIT_FAILED, EXIT_OK, report_error
+from .errors import EXIT_FAILED, EXIT_OK, report_error, write_json
 
 __all__ = [
+    "JsonOpt",
     "console",
     "err_console",
     "fail",
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output on stdout.")]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -84,7 +87,8 @@ def with_store(settings: Any, fn: Callable[[Any], Awaitable[T]]) -> T:
 
 
 async def follow(app: Any, run_id: str) -> Any:
-    """Wait for a run executing in this process; Ctrl-C and SIGTERM cancel it cleanly."""
+    """Wait for a run executing in this process; Ctrl-C and SIGTERM cancel it cleanly. Once it
+    has ended, they are ignored: its outcome stands and is printed in full."""
     from ..errors import StoreError
 
     loop = asyncio.get_running_loop()
@@ -95,6 +99,7 @@ async def follow(app: Any, run_id: str) -> Any:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)
     if result is None:
         raise StoreError(f"run {run_id} is executing in another process", code="run_busy")
     return result
@@ -106,7 +111,7 @@ def print_result(result: Any, as_json: bool) -> int:
     from .progress import summary_table
 
     if as_json:
-        console.print_json(result.model_dump_json())
+        write_json(result.model_dump_json())
     else:
         console.print(summary_table(result))
         for w in result.warnings:

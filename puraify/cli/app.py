@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from ..errors import PuraifyError
 from ._shared import (
+    JsonOpt,
     console,
     err_console,
     fail,
@@ -21,12 +22,12 @@ from ._shared import (
     print_result,
     with_application,
 )
-from .errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, report_error
+from .errors import EXIT_INVALID, EXIT_OK, report_error, write_json
 
 # Heavy modules (pydantic models, httpx, Jinja2) are imported inside the commands, so that
 # `puraify --help` starts fast.
 
-__all__ = ["app", "main"]
+__all__ = ["app", "run_app"]
 
 app = typer.Typer(
     name="puraify",
@@ -35,6 +36,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="puraify: run automation missions (YAML/JSON DAGs) and single actions, reliably and safely.",
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"puraify {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """puraify: run automation missions (YAML/JSON DAGs) and single actions, reliably and safely."""
+
+
 safety_app = typer.Typer(no_args_is_help=True, help="Static safety analysis of missions.")
 actions_app = typer.Typer(no_args_is_help=True, help="The catalogue of step types.")
 app.add_typer(safety_app, name="safety")
@@ -53,7 +76,6 @@ def _register_groups() -> None:
 
 FileArg = Annotated[Path, typer.Argument(help="Mission file (YAML or JSON).", show_default=False)]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Unknown keys are errors, not warnings.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
 def _preparer(settings: Any) -> Any:
@@ -167,17 +189,15 @@ def _print_dry_run(prepared: Any, registry: Any, as_json: bool) -> None:
         )
     report = prepared.safety.to_dict()
     if as_json:
-        console.print_json(
-            json.dumps(
-                {
-                    "mission": mission.display_name,
-                    "levels": prepared.levels,
-                    "critical_path": prepared.critical_path,
-                    "steps": steps_info,
-                    "safety": report,
-                    "warnings": [w.to_dict() for w in prepared.warnings],
-                }
-            )
+        write_json(
+            {
+                "mission": mission.display_name,
+                "levels": prepared.levels,
+                "critical_path": prepared.critical_path,
+                "steps": steps_info,
+                "safety": report,
+                "warnings": [w.to_dict() for w in prepared.warnings],
+            }
         )
         return
     console.print(
@@ -210,14 +230,12 @@ def validate(file: FileArg, strict: StrictOpt = False, as_json: JsonOpt = False)
     except PuraifyError as exc:
         raise fail(exc, as_json) from None
     if as_json:
-        console.print_json(
-            json.dumps(
-                {
-                    "valid": True,
-                    "warnings": [w.to_dict() for w in prepared.warnings],
-                    "levels": prepared.levels,
-                }
-            )
+        write_json(
+            {
+                "valid": True,
+                "warnings": [w.to_dict() for w in prepared.warnings],
+                "levels": prepared.levels,
+            }
         )
     else:
         for w in prepared.warnings:
@@ -233,14 +251,12 @@ def validate(file: FileArg, strict: StrictOpt = False, as_json: JsonOpt = False)
 @safety_app.command("validate")
 def safety_validate(
     file: FileArg,
-    strict: Annotated[bool, typer.Option("--strict", help="Judge at the strict level.")] = False,
     level: Annotated[
         str, typer.Option("--level", help="permissive, standard or strict.")
     ] = "standard",
     as_json: JsonOpt = False,
 ) -> None:
     """Score a mission's risk; the exit code is 0 when it passes, 2 when it does not."""
-    level = "strict" if strict else level
     if level not in ("permissive", "standard", "strict"):
         raise typer.BadParameter("level must be permissive, standard or strict")
     try:
@@ -249,7 +265,7 @@ def safety_validate(
         raise fail(exc, as_json) from None
     report = prepared.safety.to_dict(level)
     if as_json:
-        console.print_json(json.dumps(report))
+        write_json(report)
     else:
         verdict = "[green]pass[/]" if report["passed"] else "[bold red]fail[/]"
         console.print(
@@ -287,7 +303,7 @@ def actions_list(as_json: JsonOpt = False) -> None:
 
     registry = default_registry()
     if as_json:
-        console.print_json(json.dumps(registry.catalog()))
+        write_json(registry.catalog())
         return
     from rich.table import Table
 
@@ -316,11 +332,13 @@ def actions_show(
     try:
         action = registry.get(name)
     except KeyError:
-        err_console.print(f"[red]unknown step type {name!r}[/]; see `puraify actions list`")
-        raise typer.Exit(EXIT_INVALID) from None
+        error = PuraifyError(
+            f"unknown step type {name!r}; see `puraify actions list`", code="unknown_action"
+        )
+        raise fail(error, as_json) from None
     info = action.describe()
     if as_json:
-        console.print_json(json.dumps(info))
+        write_json(info)
         return
     import yaml
 
@@ -337,13 +355,11 @@ def actions_show(
     console.print(yaml.safe_dump([example], sort_keys=False, allow_unicode=True), markup=False)
 
 
-def main() -> None:
-    """Console entry point: Typer, with a last-resort boundary that never prints a traceback."""
+def run_app() -> None:
+    """Typer, with a last-resort boundary that never prints a traceback (``puraify.cli.main``
+    is the entry point: it sets up Ctrl-C first)."""
     _register_groups()
     try:
         app()
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(EXIT_FAILED)
     except Exception as exc:  # last resort: a structured message, never a traceback
         sys.exit(report_error(err_console, exc, as_json=False))

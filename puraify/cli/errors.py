@@ -9,14 +9,22 @@ the structured error, never a traceback.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
-from ..codes import ErrorCode, ExitCode, describe
-from ..errors import MissionError, PuraifyError, StoreError, TemplateError, ValidationError
+from ..codes import ExitCode, describe
+from ..errors import (
+    MissionError,
+    PuraifyError,
+    StoreError,
+    TemplateError,
+    ValidationError,
+    failure_envelope,
+)
 
 __all__ = [
     "EXIT_FAILED",
@@ -25,6 +33,7 @@ __all__ = [
     "EXIT_OK",
     "exit_code_for",
     "report_error",
+    "write_json",
 ]
 
 EXIT_OK = ExitCode.OK
@@ -52,18 +61,24 @@ def exit_code_for(error: BaseException) -> int:
     return int(EXIT_INTERNAL)
 
 
+def write_json(data: Any) -> None:
+    """Machine output: JSON written raw to stdout, never re-rendered (``data`` may already be
+    JSON text)."""
+    text = data if isinstance(data, str) else json.dumps(data, default=str)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def report_error(console: Console, error: BaseException, *, as_json: bool) -> int:
-    """Print ``error`` for a person (or as JSON) and return its exit code."""
+    """Print ``error`` for a person, or with ``as_json`` the failure envelope on stdout (the
+    same as the HTTP API's: ``{"status": "fail", "reason", "error": {...}}``); return its exit
+    code."""
     code = exit_code_for(error)
-    if isinstance(error, PuraifyError):
-        data: dict[str, Any] = error.to_dict()
-    else:
-        data = {
-            "code": ErrorCode.INTERNAL_ERROR.value,
-            "message": f"{type(error).__name__}: {error}",
-        }
     if as_json:
-        console.print_json(json.dumps({"status": "error", "error": data}))
+        envelope = failure_envelope(error)
+        if not isinstance(error, PuraifyError):  # the operator's own machine: say what broke
+            envelope["reason"] = envelope["error"]["message"] = f"{type(error).__name__}: {error}"
+        write_json(envelope)
         return code
     if isinstance(error, ValidationError):
         console.print(f"[bold red]invalid mission[/] {error.file or ''}")

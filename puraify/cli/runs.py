@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ..errors import PuraifyError, StoreError
 from ._shared import (
+    JsonOpt,
     console,
     err_console,
     fail,
@@ -23,7 +24,7 @@ from ._shared import (
     with_application,
     with_store,
 )
-from .errors import EXIT_OK, report_error
+from .errors import EXIT_OK, report_error, write_json
 
 __all__ = ["db_app", "runs_app"]
 
@@ -32,7 +33,6 @@ runs_app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="The run store's database.")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 RunArg = Annotated[str, typer.Argument(help="Run id.", show_default=False)]
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -53,11 +53,11 @@ def parse_age(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _store_call(fn: Any) -> Any:
+def _store_call(fn: Any, as_json: bool = False) -> Any:
     try:
         return with_store(load_settings(), fn)
     except PuraifyError as exc:
-        raise fail(exc, False) from None
+        raise fail(exc, as_json) from None
 
 
 def _iso(value: datetime | None) -> str:
@@ -80,7 +80,7 @@ def list_runs(
         lambda s: s.list_runs(status=status, since=since_at, mission=mission, limit=limit)
     )
     if as_json:
-        console.print_json(json.dumps(rows, default=str))
+        write_json(rows)
         return
     table = Table(title="runs")
     for col in ("run", "mission", "status", "created", "duration", "error"):
@@ -126,7 +126,7 @@ def show(run_id: RunArg, as_json: JsonOpt = False) -> None:
 
     record, tries = _store_call(load)
     if as_json:
-        console.print_json(record.result().model_dump_json())
+        write_json(record.result().model_dump_json())
         return
     console.print(
         f"[bold]{escape(record.mission.display_name)}[/] run {record.id}: [bold]{record.status.value}[/]"
@@ -160,8 +160,8 @@ def show(run_id: RunArg, as_json: JsonOpt = False) -> None:
 
 
 @runs_app.command("export")
-def export(run_id: RunArg) -> None:
-    """The whole run as JSON: mission, result, attempts and events."""
+def export(run_id: RunArg, as_json: JsonOpt = True) -> None:
+    """The whole run as JSON (always): mission, result, attempts and events."""
 
     async def load(store: Any) -> dict[str, Any]:
         record = await store.get(run_id)
@@ -175,8 +175,7 @@ def export(run_id: RunArg) -> None:
             "events": await store.events(run_id),
         }
 
-    data = _store_call(load)
-    typer.echo(json.dumps(data, default=str, indent=2))
+    write_json(json.dumps(_store_call(load, True), default=str, indent=2))
 
 
 @runs_app.command("retry")
@@ -239,12 +238,15 @@ def resume(
 
 
 @runs_app.command("cancel")
-def cancel(run_id: RunArg) -> None:
+def cancel(run_id: RunArg, as_json: JsonOpt = False) -> None:
     """Cancel a run: its engine stops it within seconds; a run with no live engine ends now."""
     try:
         status = with_application(load_settings(), lambda app: app.runs.cancel(run_id))
     except PuraifyError as exc:
-        raise fail(exc, False) from None
+        raise fail(exc, as_json) from None
+    if as_json:
+        write_json({"run_id": run_id, "status": status})
+        return
     console.print(
         f"run {run_id}: {status}"
         + (
@@ -258,15 +260,19 @@ def cancel(run_id: RunArg) -> None:
 @runs_app.command("prune")
 def prune(
     older_than: Annotated[str, typer.Option("--older-than", help="Age like 30d or an ISO time.")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Delete finished runs older than the given age, with their steps and events."""
     cutoff = parse_age(older_than)
-    count = _store_call(lambda s: s.prune(cutoff))
+    count = _store_call(lambda s: s.prune(cutoff), as_json)
+    if as_json:
+        write_json({"pruned": count, "created_before": cutoff.isoformat().replace("+00:00", "Z")})
+        return
     console.print(f"pruned {count} run(s) created before {_iso(cutoff)}")
 
 
 @db_app.command("upgrade")
-def upgrade() -> None:
+def upgrade(as_json: JsonOpt = False) -> None:
     """Apply the run store's migrations (PostgreSQL needs this once per release)."""
     from ..store import Database
 
@@ -282,5 +288,9 @@ def upgrade() -> None:
     try:
         revision = asyncio.run(go())
     except (PuraifyError, OSError) as exc:
-        raise fail(exc if isinstance(exc, PuraifyError) else StoreError(str(exc)), False) from None
+        error = exc if isinstance(exc, PuraifyError) else StoreError(str(exc))
+        raise fail(error, as_json) from None
+    if as_json:
+        write_json({"revision": revision})
+        return
     console.print(f"database at revision {revision}")

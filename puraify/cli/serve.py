@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import PuraifyError
-from ._shared import console, fail, load_settings
+from ._shared import JsonOpt, console, fail, load_settings
+from .errors import write_json
 
 __all__ = ["serve", "tokens_app"]
 
@@ -69,7 +70,7 @@ def serve(
         uvicorn.run(app, **options)
 
 
-def _call(fn: Any) -> Any:
+def _call(fn: Any, as_json: bool = False) -> Any:
     from ..service import open_database
     from ..store import TokenStore
 
@@ -85,7 +86,12 @@ def _call(fn: Any) -> Any:
     try:
         return asyncio.run(go())
     except PuraifyError as exc:
-        raise fail(exc, False) from None
+        raise fail(exc, as_json) from None
+
+
+def _scopes(values: list[str]) -> set[str]:
+    """``--scope a --scope b`` and ``--scope a,b`` alike."""
+    return {part.strip() for value in values for part in value.split(",") if part.strip()}
 
 
 @tokens_app.command("create")
@@ -94,29 +100,42 @@ def create(
     scope: Annotated[
         list[str],
         typer.Option(
-            "--scope", help="execute, runs:read, runs:write, actions:read, metrics:read, admin"
+            "--scope",
+            help="Repeat it or separate with commas: execute, runs:read, runs:write, "
+            "actions:read, metrics:read, admin.",
         ),
     ],
     name: Annotated[str, typer.Option("--name")] = "",
     days: Annotated[int | None, typer.Option("--days", help="Expire after this many days.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create a token; it is printed once and stored only as a hash."""
+    scopes = _scopes(scope)
     token_id, token = _call(
-        lambda t: t.create(
-            project, set(scope), name=name, ttl=timedelta(days=days) if days else None
-        )
+        lambda t: t.create(project, scopes, name=name, ttl=timedelta(days=days) if days else None),
+        as_json,
     )
-    typer.echo(
-        json.dumps(
-            {"token_id": token_id, "token": token, "project_id": project, "scopes": sorted(scope)}
+    if as_json:
+        write_json(
+            {"token_id": token_id, "token": token, "project_id": project, "scopes": sorted(scopes)}
         )
+        return
+    console.print(
+        f"token {token_id} for project {escape(project)} ({', '.join(sorted(scopes))}); "
+        "shown once, stored only as a hash:"
     )
+    typer.echo(token)
 
 
 @tokens_app.command("list")
-def list_tokens(project: Annotated[str | None, typer.Option("--project")] = None) -> None:
+def list_tokens(
+    project: Annotated[str | None, typer.Option("--project")] = None, as_json: JsonOpt = False
+) -> None:
     """Tokens (never their values)."""
-    rows = _call(lambda t: t.list(project))
+    rows = _call(lambda t: t.list(project), as_json)
+    if as_json:
+        write_json([{"token_id": r.pop("id"), **r} for r in rows])
+        return
     table = Table(title="tokens")
     for col in ("id", "project", "name", "scopes", "created", "revoked"):
         table.add_column(col)
@@ -133,8 +152,13 @@ def list_tokens(project: Annotated[str | None, typer.Option("--project")] = None
 
 
 @tokens_app.command("revoke")
-def revoke(token_id: Annotated[str, typer.Argument()]) -> None:
+def revoke(token_id: Annotated[str, typer.Argument()], as_json: JsonOpt = False) -> None:
     """Revoke a token by id; running servers refuse it within `token_cache_seconds` (2 s)."""
-    ok = _call(lambda t: t.revoke(token_id))
-    typer.echo("revoked" if ok else "no such active token")
-    raise typer.Exit(0 if ok else 2)
+    ok = _call(lambda t: t.revoke(token_id), as_json)
+    if not ok:
+        error = PuraifyError(f"no active token {token_id!r}", code="not_found", field="token_id")
+        raise fail(error, as_json)
+    if as_json:
+        write_json({"token_id": token_id, "revoked": True})
+    else:
+        typer.echo("revoked")

@@ -45,7 +45,17 @@ class Server:
     ) -> str:
         args = [arg for scope in scopes for arg in ("--scope", scope)]
         out = subprocess.run(
-            [sys.executable, "-m", "puraify", "tokens", "create", "--project", project, *args],
+            [
+                sys.executable,
+                "-m",
+                "puraify",
+                "tokens",
+                "create",
+                "--project",
+                project,
+                *args,
+                "--json",
+            ],
             env=self.env,
             capture_output=True,
             text=True,

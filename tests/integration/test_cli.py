@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_for
+
 
 def puraify(
     *args: str, cwd: Path, timeout: float = 60, **env: str
@@ -189,3 +191,77 @@ def test_logs_go_to_stderr_and_json_output_stays_clean(tmp_path: Path) -> None:
     assert json.loads(proc.stdout)["status"] == "completed"
     line = json.loads(proc.stderr.strip().splitlines()[-1])
     assert line["event"] == "mission_log" and line["run_id"] and line["step_id"] == "l"
+
+
+def test_ctrl_c_during_start_up_stops_with_nothing_started(tmp_path: Path) -> None:
+    """Ctrl-C before the run exists: exit 1, the failure envelope on stdout, no run."""
+    fifo = tmp_path / "mission.yaml"
+    os.mkfifo(fifo)  # reading it blocks: the command is held while it loads its mission
+    home = tmp_path / ".home"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "puraify", "run", str(fifo), "--json"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PURAIFY_HOME": str(home)},
+    )
+    writer: list[int] = []
+
+    def reader_is_there() -> bool:
+        try:  # succeeds once the command has opened the file to read it
+            writer.append(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            return proc.poll() is not None
+        return True
+
+    wait_for(reader_is_there, what="the command reading its mission")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    for fd in writer:
+        os.close(fd)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    answer = json.loads(out)
+    assert answer["status"] == "fail" and answer["error"]["code"] == "cancelled"
+    assert "run_id" not in answer
+
+
+def test_ctrl_c_after_the_run_ended_keeps_its_outcome(tmp_path: Path) -> None:
+    """Ctrl-C while the command is finishing (the run already recorded as completed, its
+    result still being written): the outcome stands and is printed in full, exit 0."""
+    import sqlite3
+
+    home = tmp_path / ".home"
+    steps = "".join(f"  - {{id: s{i}, step_type: noop}}\n" for i in range(3000))
+    path = tmp_path / "big.yaml"
+    path.write_text("steps:\n" + steps)
+    with open(tmp_path / "err.txt", "w") as err:
+        proc = subprocess.Popen(  # stdout not read yet: the result (>64 KiB) fills the pipe
+            [sys.executable, "-m", "puraify", "run", str(path), "--json"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, "PURAIFY_HOME": str(home)},
+        )
+
+        def completed() -> bool:
+            if proc.poll() is not None:
+                return True
+            try:
+                db = sqlite3.connect(f"file:{home / 'puraify.db'}?mode=ro", uri=True)
+                try:
+                    row = db.execute("SELECT status FROM runs").fetchone()
+                finally:
+                    db.close()
+            except sqlite3.Error:
+                return False
+            return row is not None and row[0] == "completed"
+
+        wait_for(completed, seconds=120, what="the run recorded as completed")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (tmp_path / "err.txt").read_text()
+    result = json.loads(out)
+    assert result["status"] == "completed" and len(result["steps"]) == 3000
