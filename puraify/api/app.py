@@ -159,7 +159,7 @@ def create_app(
                 gc.freeze()
             yield
 
-    from .routes.execution import Envelope
+    from .schemas import Envelope
 
     errors: dict[int | str, dict[str, Any]] = {
         status: {"model": Envelope, "description": text}

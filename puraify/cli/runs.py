@@ -87,7 +87,7 @@ def list_runs(
         table.add_column(col)
     for r in rows:
         table.add_row(
-            r["id"],
+            r["run_id"],
             escape(r["mission_name"]),
             r["status"],
             _iso(r["created_at"]),

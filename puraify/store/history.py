@@ -26,7 +26,7 @@ async def list_runs(
 ) -> list[dict[str, Any]]:
     """Runs, newest first, as summary rows; ``mission`` matches part of the name."""
     query = select(
-        runs.c.id,
+        runs.c.id.label("run_id"),
         runs.c.mission_name,
         runs.c.status,
         runs.c.created_at,

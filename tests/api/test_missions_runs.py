@@ -116,7 +116,7 @@ async def test_runs_list_filters_and_retry(api: Api, sink: tuple[RecordingSink, 
     listed = (await api.client.get("/runs?status=failed&mission=retry", headers=api.auth())).json()[
         "runs"
     ]
-    assert [r["id"] for r in listed] == [first["run_id"]]
+    assert [r["run_id"] for r in listed] == [first["run_id"]]
     r = await api.client.post(f"/runs/{first['run_id']}/retry", headers=api.auth())
     assert r.status_code == 202
     new_id = r.json()["run_id"]
@@ -219,3 +219,30 @@ def _route_table(app: object) -> list[tuple[str, set[str]]]:
     walk(list(app.routes))  # type: ignore[attr-defined]
     assert {p for p, _ in found} >= set(app.openapi()["paths"])  # type: ignore[attr-defined]
     return found
+
+
+async def test_one_time_format_and_run_id_everywhere(api: Api) -> None:
+    """RFC 3339 in UTC with a Z in every answer; rows of the history say run_id."""
+    import re
+
+    rfc3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+    done = await api.client.post("/missions/execute?wait=true", headers=api.auth(), json=MISSION)
+    run = done.json()
+    listed = (await api.client.get("/runs", headers=api.auth())).json()["runs"]
+    one = (await api.client.get(f"/runs/{run['run_id']}", headers=api.auth())).json()
+    action = await api.client.post(
+        "/execute",
+        headers=api.auth(),
+        json={"action": "log_message", "parameters": {"message": "x"}},
+    )
+    stamps = [
+        run["started_at"],
+        run["finished_at"],
+        listed[0]["created_at"],
+        listed[0]["finished_at"],
+        one["started_at"],
+        one["steps"][0]["finished_at"],
+        action.json()["timestamp"],
+    ]
+    assert all(rfc3339.match(s) for s in stamps), stamps
+    assert listed[0]["run_id"] == run["run_id"] and "id" not in listed[0]

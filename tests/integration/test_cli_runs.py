@@ -42,7 +42,7 @@ def test_history_retry_export_prune(tmp_path: Path) -> None:
         listing = json.loads(
             puraify("runs", "list", "--json", "--status", "failed", home=home, cwd=tmp_path).stdout
         )
-        assert [r["id"] for r in listing] == [run_id]
+        assert [r["run_id"] for r in listing] == [run_id]
         shown = puraify("runs", "show", run_id, home=home, cwd=tmp_path)
         assert shown.returncode == 0
         assert "http_error" in shown.stdout and "█" in shown.stdout
@@ -118,7 +118,7 @@ def test_runs_cancel_stops_a_live_run(tmp_path: Path) -> None:
     while run_id is None and time.monotonic() < deadline:
         time.sleep(0.2)
         rows = json.loads(puraify("runs", "list", "--json", home=home, cwd=tmp_path).stdout or "[]")
-        run_id = rows[0]["id"] if rows else None
+        run_id = rows[0]["run_id"] if rows else None
     assert run_id is not None
     asked = puraify("runs", "cancel", run_id, home=home, cwd=tmp_path)
     assert "cancellation requested" in asked.stdout
@@ -155,7 +155,9 @@ def test_runs_show_after_a_resume_leaves_no_attempt_running(tmp_path: Path) -> N
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the engine and its command die together
         proc.wait(timeout=30)
-    run_id = json.loads(puraify("runs", "list", "--json", home=home, cwd=tmp_path).stdout)[0]["id"]
+    run_id = json.loads(puraify("runs", "list", "--json", home=home, cwd=tmp_path).stdout)[0][
+        "run_id"
+    ]
     resumed = puraify("runs", "resume", run_id, "--json", home=home, cwd=tmp_path)
     assert resumed.returncode == 1, resumed.stderr
     assert json.loads(resumed.stdout)["steps"][0]["error"]["code"] == "unknown_outcome"

@@ -288,8 +288,8 @@ async def test_list_cancel_and_prune(tmp_path: Path, store: RunStore) -> None:
     orphan, _ = await start(engine, store, "name: gamma\nsteps:\n  - {id: a, step_type: noop}\n")
     await engine.aclose()
     assert [r["mission_name"] for r in await store.list_runs()] == ["gamma", "beta", "alpha"]
-    assert [r["id"] for r in await store.list_runs(mission="alp")] == [ids[0]]
-    assert [r["id"] for r in await store.list_runs(status="running")] == [orphan]
+    assert [r["run_id"] for r in await store.list_runs(mission="alp")] == [ids[0]]
+    assert [r["run_id"] for r in await store.list_runs(status="running")] == [orphan]
     # another process asks: the owner (this live process) is told at its next heartbeat
     other = RunStore(store.db)
     assert await other.request_cancel(orphan) is MissionStatus.RUNNING

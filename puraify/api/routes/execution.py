@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
 
 from ...errors import Issue, PuraifyError, ValidationError
-from ...mission.model import MissionStatus, StepStatus
+from ...mission.model import MissionResult, StepStatus
 from ...runtime.prepare import Prepared
 from ...store.tokens import Principal
 from ..auth import require
 from ..errors import ApiError, error_body, status_for, status_for_code
 from ..normalize import ActionRequest, normalize_execute, normalize_perform_action
+from ..schemas import Accepted, DryRun, Envelope, MissionCheck, PerformActionAnswer, rfc3339
 from ..state import application, runs
 
 router = APIRouter(tags=["execution"])
@@ -24,42 +23,6 @@ router = APIRouter(tags=["execution"])
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", description="Same key + same body = same answer.")
 ]
-
-
-class ErrorDetail(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    code: str
-    retryable: bool = False
-    message: str | None = None
-
-
-class Envelope(BaseModel):
-    """The single-action answer (Execution Engine spec)."""
-
-    model_config = ConfigDict(extra="allow")
-    status: str
-    request_id: str | None = None
-    run_id: str | None = None
-    platform: str | None = None
-    action: str | None = None
-    timestamp: str | None = None
-    duration_ms: float | None = None
-    result: dict[str, Any] | None = None
-    reason: str | None = None
-    error: ErrorDetail | None = None
-
-
-class PerformActionAnswer(BaseModel):
-    """The Action Engine's answer shape."""
-
-    model_config = ConfigDict(extra="allow")
-    status: str
-    action_type: str | None = None
-    result: dict[str, Any] | None = None
-    reason: str | None = None
-    error: ErrorDetail | None = None
-    request_id: str | None = None
-    run_id: str | None = None
 
 
 _FAIL: dict[int | str, dict[str, Any]] = {
@@ -74,10 +37,6 @@ _FAIL: dict[int | str, dict[str, Any]] = {
     503: {"model": Envelope},
     504: {"model": Envelope},
 }
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 async def _idempotent(
@@ -102,7 +61,7 @@ async def _run_action(
         "request_id": request_id,
         "platform": req.platform,
         "action": req.action,
-        "timestamp": _now(),
+        "timestamp": rfc3339(),
     }
     try:
         if req.project_id is not None and req.project_id != principal.project_id:
@@ -227,7 +186,14 @@ _MISSION_BODY = {
 @router.post(
     "/missions/execute",
     status_code=202,
-    responses=_FAIL,
+    response_model=Accepted,
+    responses={
+        **_FAIL,
+        200: {
+            "model": MissionResult | DryRun,
+            "description": "the run's result (`?wait=true`) or the plan (`?dry_run=true`)",
+        },
+    },
     openapi_extra=_MISSION_BODY,
     summary="Run a mission",
 )
@@ -249,13 +215,13 @@ async def execute_mission(
         except PuraifyError as exc:
             return status_for(exc), error_body(exc, request_id)
         if dry_run:
-            return 200, {
-                "status": "valid",
-                "levels": prepared.levels,
-                "critical_path": prepared.critical_path,
-                "safety": prepared.safety.to_dict(),
-                "warnings": [w.to_dict() for w in prepared.warnings],
-            }
+            report = DryRun(
+                levels=prepared.levels,
+                critical_path=prepared.critical_path,
+                safety=prepared.safety.to_dict(),
+                warnings=[w.to_dict() for w in prepared.warnings],
+            )
+            return 200, report.model_dump(mode="json")
         service = runs(request)
         run_id, _ = await service.submit(
             prepared.mission, project_id=principal.project_id, context=context
@@ -263,12 +229,8 @@ async def execute_mission(
         result = await service.wait(run_id, None) if wait else None
         if result is not None:
             return 200, json.loads(result.model_dump_json())
-        return 202, {
-            "status": MissionStatus.RUNNING.value,
-            "run_id": run_id,
-            "location": f"/runs/{run_id}",
-            "request_id": request_id,
-        }
+        accepted = Accepted(run_id=run_id, location=f"/runs/{run_id}", request_id=request_id)
+        return 202, accepted.model_dump(mode="json")
 
     response = await _idempotent(request, principal, idempotency_key, produce)
     if response.status_code == 202:
@@ -278,36 +240,35 @@ async def execute_mission(
 
 
 @router.post(
-    "/missions/validate", responses=_FAIL, openapi_extra=_MISSION_BODY, summary="Validate a mission"
+    "/missions/validate",
+    response_model=MissionCheck,
+    responses=_FAIL,
+    openapi_extra=_MISSION_BODY,
+    summary="Validate a mission",
 )
 async def validate_mission(
     request: Request, principal: Annotated[Principal, Depends(require("execute"))]
-) -> JSONResponse:
+) -> MissionCheck:
     """Errors, warnings, execution levels and safety findings; nothing runs."""
     raw, fmt = await _mission_body(request)
     try:
         prepared, _context = _prepare(request, raw, fmt)
     except ValidationError as exc:
         issues: list[Issue] = exc.issues
-        return JSONResponse(
-            {
-                "valid": False,
-                "errors": [i.to_dict() for i in issues if i.severity == "error"],
-                "warnings": [i.to_dict() for i in issues if i.severity != "error"],
-            }
+        return MissionCheck(
+            valid=False,
+            errors=[i.to_dict() for i in issues if i.severity == "error"],
+            warnings=[i.to_dict() for i in issues if i.severity != "error"],
         )
     except PuraifyError as exc:
-        return JSONResponse({"valid": False, "errors": [exc.to_dict()], "warnings": []})
-    return JSONResponse(
-        {
-            "valid": True,
-            "errors": [],
-            "warnings": [w.to_dict() for w in prepared.warnings],
-            "levels": prepared.levels,
-            "critical_path": prepared.critical_path,
-            "safety": prepared.safety.to_dict(),
-        }
+        return MissionCheck(valid=False, errors=[exc.to_dict()])
+    return MissionCheck(
+        valid=True,
+        warnings=[w.to_dict() for w in prepared.warnings],
+        levels=prepared.levels,
+        critical_path=prepared.critical_path,
+        safety=prepared.safety.to_dict(),
     )
 
 
-__all__ = ["Envelope", "ErrorDetail", "router"]
+__all__ = ["router"]

@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from ...mission.model import MissionResult
 from ...store.tokens import Principal
 from ..auth import require
 from ..errors import ApiError
+from ..schemas import CancelAnswer, RetryAnswer, RunList, RunSummary
 from ..state import application, runs
 
 _KEEP_ALIVE_SECONDS = 15.0
@@ -25,11 +27,13 @@ _KEEP_ALIVE_SECONDS = 15.0
 router = APIRouter(tags=["runs"])
 
 
-def _json(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+class RunDetail(MissionResult):
+    """A run as the spec's ``MissionResult``, and the run it retries, if any."""
+
+    parent_run_id: str | None = None
 
 
-@router.get("/runs", summary="Runs of your project, newest first")
+@router.get("/runs", response_model=RunList, summary="Runs of your project, newest first")
 async def list_runs(
     request: Request,
     principal: Annotated[Principal, Depends(require("runs:read"))],
@@ -38,7 +42,7 @@ async def list_runs(
     mission: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> dict[str, Any]:
+) -> RunList:
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     rows = await application(request).store.list_runs(
@@ -49,21 +53,22 @@ async def list_runs(
         offset=offset,
         project_id=principal.project_id,
     )
-    return {"runs": _json(rows), "limit": limit, "offset": offset}
+    return RunList(runs=[RunSummary(**row) for row in rows], limit=limit, offset=offset)
 
 
 @router.get(
     "/runs/{run_id}",
+    response_model=RunDetail,
     summary="One run: status, steps, outputs, errors",
     responses={404: {"description": "no such run in your project"}},
 )
 async def get_run(
     request: Request, run_id: str, principal: Annotated[Principal, Depends(require("runs:read"))]
-) -> dict[str, Any]:
+) -> Response:
     record = await application(request).store.get(run_id, project_id=principal.project_id)
-    result = json.loads(record.result().model_dump_json())
-    result["parent_run_id"] = record.parent_run_id
-    return result  # type: ignore[no-any-return]
+    detail = RunDetail(**dict(record.result()), parent_run_id=record.parent_run_id)
+    # serialized once, by the model itself (a run may hold thousands of steps)
+    return Response(detail.model_dump_json(), media_type="application/json")
 
 
 def _sse(event: dict[str, Any]) -> bytes:
@@ -107,19 +112,21 @@ async def run_events(
 
 @router.post(
     "/runs/{run_id}/cancel",
+    response_model=CancelAnswer,
     summary="Cancel a run",
     responses={404: {"description": "no such run in your project"}},
 )
 async def cancel_run(
     request: Request, run_id: str, principal: Annotated[Principal, Depends(require("runs:write"))]
-) -> dict[str, Any]:
+) -> CancelAnswer:
     status = await runs(request).cancel(run_id, project_id=principal.project_id)
-    return {"run_id": run_id, "status": status}
+    return CancelAnswer(run_id=run_id, status=status)
 
 
 @router.post(
     "/runs/{run_id}/retry",
     status_code=202,
+    response_model=RetryAnswer,
     summary="Re-run only failed, skipped and cancelled steps",
     responses={
         404: {"description": "no such run in your project"},
@@ -134,7 +141,8 @@ async def retry_run(
 ) -> JSONResponse:
     async def produce() -> tuple[int, Any]:
         new_id = await runs(request).retry(run_id, project_id=principal.project_id)
-        return 202, {"run_id": new_id, "retry_of": run_id, "location": f"/runs/{new_id}"}
+        answer = RetryAnswer(run_id=new_id, retry_of=run_id, location=f"/runs/{new_id}")
+        return 202, answer.model_dump(mode="json")
 
     if idempotency_key is None:
         status, body = await produce()
