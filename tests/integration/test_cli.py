@@ -265,3 +265,32 @@ def test_ctrl_c_after_the_run_ended_keeps_its_outcome(tmp_path: Path) -> None:
     assert proc.returncode == 0, (tmp_path / "err.txt").read_text()
     result = json.loads(out)
     assert result["status"] == "completed" and len(result["steps"]) == 3000
+
+
+def test_output_of_a_big_mission_is_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a pipe, a 2,000-step run prints a bounded number of lines and a collapsed summary;
+    --json is the whole result, raw."""
+    from typer.testing import CliRunner
+
+    from puraify.cli.app import _register_groups, app
+
+    _register_groups()
+    monkeypatch.setenv("PURAIFY_HOME", str(tmp_path / ".home"))
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "big.yaml"
+    steps = "".join(f"  - {{id: s{i}, step_type: noop}}\n" for i in range(1999))
+    path.write_text(
+        "steps:\n" + steps + "  - {id: bad, step_type: read_file, parameters: {path: nope}}\n"
+    )
+    runner = CliRunner()
+    plain = runner.invoke(app, ["run", str(path)])
+    assert plain.exit_code == 1, plain.output
+    lines = plain.output.splitlines()
+    assert len(lines) < 400, len(lines)
+    assert "bad" in plain.output and "file_not_found" in plain.output  # failures always shown
+    assert "2000 steps: 1 failed, 1999 success" in " ".join(plain.output.split())
+    as_json = runner.invoke(app, ["run", str(path), "--json"])
+    result = json.loads(as_json.stdout)
+    assert len(result["steps"]) == 2000 and result["status"] == "failed"
