@@ -10,6 +10,7 @@ to survive that too, at the cost of an fsync per commit. PostgreSQL through
 from __future__ import annotations
 
 import asyncio
+import fcntl
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +105,21 @@ class Database:
         return await self.revision()
 
     async def ensure_schema(self) -> None:
-        """Upgrade if behind (used on first use of the embedded default)."""
-        if await self.revision() != HEAD_REVISION:
+        """Upgrade if behind (used on first use of the embedded default). Processes starting
+        together on a fresh file take turns (an exclusive lock beside the database), so only
+        the first migrates and the others find the schema current."""
+        if await self.revision() == HEAD_REVISION:
+            return
+        if not self.is_sqlite or self._path in ("", ":memory:"):
             await self.upgrade()
+            return
+        loop = asyncio.get_running_loop()
+        lock = await loop.run_in_executor(None, _exclusive, Path(self._path + ".migrate-lock"))
+        try:
+            if await self.revision() != HEAD_REVISION:
+                await self.upgrade()
+        finally:
+            lock.close()  # closing the descriptor releases the lock
 
     async def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` (``ok`` when healthy); PostgreSQL: orphan count."""
@@ -138,3 +151,10 @@ class Database:
             writer, self._writer = self._writer, None
             await asyncio.get_running_loop().run_in_executor(None, writer.close)
         await self.engine.dispose()
+
+
+def _exclusive(path: Path) -> Any:
+    """An open file holding an exclusive ``flock`` on ``path`` (blocks until it is free)."""
+    handle = open(path, "a")  # noqa: SIM115 - held until the caller closes it
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    return handle

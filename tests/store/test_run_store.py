@@ -499,3 +499,30 @@ def test_run_ids_are_unique_and_grow_with_time() -> None:
     # ordered across milliseconds (within one millisecond the random part decides)
     assert [i[:12] for i in ids] == sorted(i[:12] for i in ids)
     assert ids[0] < ids[-1]
+
+
+def test_first_runs_on_a_fresh_home_do_not_race_on_the_schema(tmp_path: Path) -> None:
+    """Four commands started together on a new home: one migrates, the others wait and find
+    the schema current (no "table runs already exists")."""
+    import os
+    import subprocess
+    import sys
+
+    mission = tmp_path / "m.yaml"
+    mission.write_text("steps:\n  - {id: a, step_type: noop}\n")
+    env = {**os.environ, "PURAIFY_HOME": str(tmp_path / "fresh")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "puraify", "run", str(mission), "--json"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, outcomes, strict=True):
+        assert proc.returncode == 0, err
+        assert json.loads(out)["status"] == "completed"
