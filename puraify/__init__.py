@@ -3,7 +3,10 @@
 It runs what it is told (single actions and mission DAGs), reliably and securely, and never
 decides what should be done. Layers, each importing only the ones above it::
 
-    errors, settings → mission (pure) → templating (pure) → actions → runtime → cli / testing
+    codes → errors, settings → mission (pure) → templating (pure) → actions → runtime
+    → store → observability → service → api → cli → testing
+
+``lint-imports`` (scripts/lint) checks it.
 """
 
 from __future__ import annotations
