@@ -288,6 +288,16 @@ class _YamlBuilder:
                     )
                 value, nodes = self.anchors[event.anchor]
                 mark = event.start_mark
+                # only what aliases repeat counts here: the document's own nodes are bounded by
+                # its size, and counting them (once per enclosing collection) refused big plain
+                # documents as alias bombs
+                self.expanded += nodes
+                if self.expanded > self.limits.max_expanded_nodes:
+                    raise self.error(
+                        "aliases expand the document past its size limit",
+                        "too_many_aliases",
+                        mark,
+                    )
             elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
                 self._check_tag(event, "map" if kind is yaml.MappingStartEvent else "seq")
                 parent_path = stack[-1].path if stack else ()
@@ -308,13 +318,6 @@ class _YamlBuilder:
             else:  # pragma: no cover - libyaml emits nothing else
                 continue
 
-            self.expanded += nodes
-            if self.expanded > self.limits.max_expanded_nodes:
-                raise self.error(
-                    "aliases expand the document past its size limit",
-                    "too_many_aliases",
-                    getattr(event, "start_mark", None),
-                )
             if not stack:
                 root = value
                 continue

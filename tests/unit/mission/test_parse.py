@@ -115,3 +115,15 @@ def test_json_roundtrip_and_detection() -> None:
     doc = {"steps": [{"id": "a", "step_type": "noop"}], "n": 1.5}
     assert parse_document(json.dumps(doc)).data == doc
     assert parse_document(json.dumps(doc)).fmt == "json"
+
+
+def test_a_big_document_without_aliases_is_not_an_alias_bomb() -> None:
+    """Only what aliases repeat counts against the expansion limit."""
+    steps = "".join(
+        f"  - {{id: s{i}, step_type: noop, parameters: {{a: 1, b: [1, 2]}}}}\n"
+        for i in range(50_000)
+    )
+    parsed = parse_document(
+        "steps:\n" + steps, fmt="yaml", limits=ParseLimits(max_bytes=10_000_000)
+    )
+    assert len(parsed.data["steps"]) == 50_000
