@@ -11,9 +11,9 @@ import asyncio
 import base64
 import fnmatch
 import re
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 
 from ..errors import ActionError
 from .base import Action, ActionContext
@@ -85,11 +85,16 @@ class CreateFile(Action):
 
 class EditFile(Action):
     """Change a file: ``append``, ``prepend``, ``replace`` (``find`` -> ``replace``) or
-    ``overwrite``, optionally keeping a ``.bak`` copy first."""
+    ``overwrite``, optionally keeping a ``.bak`` copy first.
+
+    Without ``operation`` (the RustChain spec's form ``{path, content, append, backup}``):
+    ``append: true`` appends, a ``find`` replaces, and otherwise ``content`` replaces the
+    whole file."""
 
     class Params(ParamsModel):
         path: str = Field(validation_alias=_PATH)
-        operation: Literal["append", "prepend", "replace", "overwrite", "write"] = "replace"
+        operation: Literal["append", "prepend", "replace", "overwrite", "write"] | None = None
+        append: bool | None = None
         content: str | None = None
         find: str | None = Field(
             default=None, validation_alias=AliasChoices("find", "search", "old", "pattern")
@@ -101,6 +106,20 @@ class EditFile(Action):
         count: int = Field(default=0, ge=0)
         backup: bool = False
         create: bool = False
+
+        @model_validator(mode="after")
+        def _operation(self) -> Self:
+            # decided when the mission is validated, not when the step runs
+            if self.operation is None:
+                implied = (
+                    "append" if self.append else "replace" if self.find is not None else "overwrite"
+                )
+                object.__setattr__(self, "operation", implied)  # a frozen model, set once here
+            elif self.append and self.operation != "append":
+                raise ValueError(f"append: true contradicts operation {self.operation!r}")
+            if self.operation == "replace" and self.find is None:
+                raise ValueError("operation replace needs `find`")
+            return self
 
     class Output(OutputModel):
         path: str

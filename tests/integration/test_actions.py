@@ -192,3 +192,22 @@ async def test_catalog_describes_every_action(make_engine: EngineFactory) -> Non
         assert entry["delivery"] in ("keyed", "idempotent", "unsafe")
         # the example validates against the action's own model
         engine.registry.get(entry["name"]).parse(entry["example"])
+
+
+async def test_edit_file_in_the_specs_form(make_engine: EngineFactory, workspace: Path) -> None:
+    """RustChain's ``edit_file {path, content, append, backup}``: content replaces the file,
+    ``append: true`` appends, ``backup`` keeps the old text; ``replace`` without ``find`` is
+    refused when the mission is validated, not when it runs."""
+    from puraify.errors import ValidationError
+
+    (workspace / "notes.txt").write_text("old\n")
+    out(await one(make_engine, "edit_file", path="notes.txt", content="new\n", backup=True))
+    assert (workspace / "notes.txt").read_text() == "new\n"
+    assert (workspace / "notes.txt.bak").read_text() == "old\n"
+    out(await one(make_engine, "edit_file", path="notes.txt", content="more\n", append=True))
+    assert (workspace / "notes.txt").read_text() == "new\nmore\n"
+    out(await one(make_engine, "edit_file", path="notes.txt", find="more", replace="less"))
+    assert (workspace / "notes.txt").read_text() == "new\nless\n"
+    with pytest.raises(ValidationError) as info:
+        await one(make_engine, "edit_file", path="notes.txt", operation="replace", content="x")
+    assert "needs `find`" in str(info.value)
