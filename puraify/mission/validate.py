@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from ..errors import Issue, PuraifyError, ValidationError
 from .loader import LoadedMission
 from .model import Mission, MissionStep
-from .plan import cycle_path
+from .plan import cycle_path, topological_order
 
 __all__ = [
     "BUILTIN_NAMES",
@@ -206,21 +206,7 @@ def _check_references(
     add: Any,
 ) -> None:
     variables = set(mission.variables) | context_names
-    ancestors: dict[str, set[str]] = {}
-
-    def upstream(step_id: str) -> set[str]:
-        if step_id not in ancestors:
-            seen: set[str] = set()
-            todo = list(ids[step_id].depends_on)
-            while todo:
-                dep = todo.pop()
-                if dep in seen or dep not in ids:
-                    continue
-                seen.add(dep)
-                todo.extend(ids[dep].depends_on)
-            ancestors[step_id] = seen
-        return ancestors[step_id]
-
+    upstream: _Upstream | None = None
     for step in mission.steps:
         sources = list(template_strings(step.parameters, "parameters"))
         if step.when is not None:
@@ -280,7 +266,10 @@ def _check_references(
                         "parameters",
                         field=fld,
                     )
-                elif target not in upstream(step.id):
+                    continue
+                if upstream is None:
+                    upstream = _Upstream(ids)
+                if not upstream.reads(step.id, target):
                     add(
                         "invalid_reference",
                         f"step {step.id!r}: {fld} reads the output of {target!r}, which is not "
@@ -289,3 +278,39 @@ def _check_references(
                         "parameters",
                         field=fld,
                     )
+
+
+class _Upstream:
+    """Which steps are (transitively) upstream of which.
+
+    Each step's ancestors are an int used as a bitset (bit ``i``: the ``i``-th step), built once
+    in topological order from its dependencies' sets: one pass over the steps, and a check is a
+    shift and a mask. (A walk of the ancestors per reading step is quadratic on long chains.)
+    """
+
+    def __init__(self, ids: Mapping[str, MissionStep]) -> None:
+        self.position = {step_id: i for i, step_id in enumerate(ids)}
+        deps = [
+            [self.position[d] for d in dict.fromkeys(step.depends_on) if d in ids and d != sid]
+            for sid, step in ids.items()
+        ]
+        self.ancestors = [0] * len(deps)
+        ordered = topological_order(deps)
+        for i in ordered:
+            bits = 0
+            for d in deps[i]:
+                bits |= self.ancestors[d] | (1 << d)
+            self.ancestors[i] = bits
+        if len(ordered) < len(deps):  # steps on or after a cycle (already an error): walk
+            for i in set(range(len(deps))).difference(ordered):
+                bits, todo = 0, list(deps[i])
+                while todo:
+                    d = todo.pop()
+                    if not bits >> d & 1:
+                        bits |= 1 << d
+                        todo.extend(deps[d])
+                self.ancestors[i] = bits
+
+    def reads(self, step_id: str, target: str) -> bool:
+        """Whether ``target`` is upstream of ``step_id``."""
+        return bool(self.ancestors[self.position[step_id]] >> self.position[target] & 1)

@@ -27,6 +27,7 @@ from ..mission.model import (
     StepError,
     StepResult,
     StepStatus,
+    effective_step_timeout,
 )
 from ..mission.plan import Plan
 from ..templating.render import TemplateEngine, contains_template
@@ -372,9 +373,7 @@ class Executor:
         step = rec.step
         rec.started_at, rec.t0 = _now(), time.monotonic()
         policy = policy_for(step, mission.config)
-        timeout = (
-            step.timeout_seconds or self.default_step_timeout or mission.config.step_timeout_seconds
-        )
+        timeout = effective_step_timeout(step, mission.config, self.default_step_timeout)
         try:
             params = self._render(step, scope)
         except PuraifyError as exc:

@@ -327,6 +327,33 @@ async def test_rel04_step_timeout_kills_the_process_tree(
     assert not _alive(child), "the grandchild `sleep 600` survived the timeout"
 
 
+async def test_step_timeout_precedence_under_settings_default(make_engine: EngineFactory) -> None:
+    # The settings default (300 s) is present, as under every real engine: the mission's
+    # config.step_timeout_seconds still applies, and a step's own timeout_seconds beats both.
+    engine = make_engine()
+    text = (
+        "config: {step_timeout_seconds: 0.5}\nsteps:\n"
+        + sleeper("a", 30, continue_on_error="true")
+        + sleeper("b", 1, timeout_seconds=20)
+    )
+    started = time.monotonic()
+    result = await run_text(engine, text)
+    assert time.monotonic() - started < 15
+    a, b = result.step("a"), result.step("b")
+    assert a.status is StepStatus.FAILED and a.error is not None
+    assert a.error.code == "timeout" and "0.5s" in a.error.message
+    assert b.status is StepStatus.SUCCESS
+
+
+async def test_settings_step_timeout_applies_when_the_mission_sets_none(
+    make_engine: EngineFactory,
+) -> None:
+    engine = make_engine(step_timeout_seconds=0.5)
+    result = await run_text(engine, "steps:\n" + sleeper("a", 30))
+    a = result.step("a")
+    assert a.error is not None and a.error.code == "timeout" and "0.5s" in a.error.message
+
+
 async def test_mission_deadline(make_engine: EngineFactory) -> None:
     engine = make_engine()
     text = "config: {timeout_seconds: 0.5}\nsteps:\n" + sleeper("a", 30) + sleeper("b", 1, ["a"])
