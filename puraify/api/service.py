@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from ..errors import StoreError
+from ..mission.compile import CompiledMission
 from ..mission.model import Mission, MissionResult
 from ..runtime.engine import Engine
 from ..runtime.executor import RunHandle
@@ -32,7 +33,13 @@ class ExecutionService:
         self.store = store
         self.live: dict[str, tuple[asyncio.Task[MissionResult], RunHandle]] = {}
 
-    def _start(self, run_id: str, mission: Mission, context: dict[str, Any], **resume: Any) -> None:
+    def _start(
+        self,
+        run_id: str,
+        mission: CompiledMission | Mission,
+        context: dict[str, Any],
+        **resume: Any,
+    ) -> None:
         handle = RunHandle(run_id=run_id)
         task = asyncio.create_task(
             self.engine.run(mission, handle=handle, context=context, **resume)
@@ -49,7 +56,7 @@ class ExecutionService:
 
     async def submit(
         self,
-        mission: Mission,
+        mission: CompiledMission,
         *,
         project_id: str,
         context: dict[str, Any],
@@ -60,7 +67,7 @@ class ExecutionService:
         the run id only after the run ended, so the run may be committed with its first attempt
         (``RunStore.create_run``)."""
         run_id, created = await self.store.create_run(
-            mission,
+            mission.mission,
             context=context,
             project_id=project_id,
             idempotency_key=idempotency_key,

@@ -146,7 +146,7 @@ def run(
             result = asyncio.run(
                 start_run(
                     settings,
-                    prepared.mission,
+                    prepared.compiled,
                     variables=variables,
                     hooks=hooks,
                     idempotency_key=idempotency_key,

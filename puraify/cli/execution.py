@@ -17,6 +17,7 @@ from typing import Any
 
 from ..actions.registry import ActionRegistry
 from ..errors import StoreError
+from ..mission.compile import CompiledMission
 from ..mission.model import Mission, MissionResult
 from ..runtime.engine import Engine
 from ..runtime.executor import RunHandle
@@ -58,7 +59,9 @@ def _engine(
     )
 
 
-async def _drive(engine: Engine, mission: Mission, run_id: str, **kwargs: Any) -> MissionResult:
+async def _drive(
+    engine: Engine, mission: CompiledMission | Mission, run_id: str, **kwargs: Any
+) -> MissionResult:
     handle = RunHandle(run_id=run_id)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -73,7 +76,7 @@ async def _drive(engine: Engine, mission: Mission, run_id: str, **kwargs: Any) -
 
 async def start_run(
     settings: Settings,
-    mission: Mission,
+    mission: CompiledMission,
     *,
     variables: dict[str, Any],
     hooks: Sequence[Hooks],
@@ -87,7 +90,10 @@ async def start_run(
     try:
         workspace = (settings.workspace or Path.cwd()).resolve()
         run_id, created = await store.create_run(
-            mission, context=variables, idempotency_key=idempotency_key, workspace=str(workspace)
+            mission.mission,
+            context=variables,
+            idempotency_key=idempotency_key,
+            workspace=str(workspace),
         )
         if not created:
             return await _continue(settings, store, run_id, hooks)

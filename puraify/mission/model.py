@@ -4,7 +4,7 @@ Spec names: ``Mission``, ``MissionStep``, ``MissionConfig``, ``MissionResult``, 
 Additions: mission ``variables``; step ``retry``, ``when``, ``trigger_rule``, ``retry_on_unknown``.
 All models are frozen. Defaults follow the spec (step timeout 300 s, mission timeout 3600 s).
 A step's timeout is its own ``timeout_seconds``, else the mission's ``config.step_timeout_seconds``,
-else the engine's default (settings), else 300 s (``effective_step_timeout``).
+else the engine's default (settings), else 300 s (``compile.effective_step_timeout``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ __all__ = [
     "StepResult",
     "StepStatus",
     "TriggerRule",
-    "effective_step_timeout",
 ]
 
 DEFAULT_STEP_TIMEOUT_SECONDS = 300.0
@@ -182,18 +181,6 @@ class Mission(BaseModel):
             if step.id == step_id:
                 return step
         raise KeyError(step_id)
-
-
-def effective_step_timeout(
-    step: MissionStep, config: MissionConfig, default: float | None = None
-) -> float:
-    """Seconds each attempt of ``step`` may take: the step's own ``timeout_seconds``, else the
-    mission's ``config.step_timeout_seconds``, else ``default`` (the engine's, from settings),
-    else ``DEFAULT_STEP_TIMEOUT_SECONDS``."""
-    for seconds in (step.timeout_seconds, config.step_timeout_seconds, default):
-        if seconds is not None:
-            return seconds
-    return DEFAULT_STEP_TIMEOUT_SECONDS
 
 
 class StepError(BaseModel):

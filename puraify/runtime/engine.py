@@ -15,6 +15,7 @@ import httpx
 
 from ..actions import ActionRegistry, default_registry
 from ..errors import Issue
+from ..mission.compile import CompiledMission
 from ..mission.loader import LoadedMission, load_mission
 from ..mission.model import Mission, MissionResult
 from ..mission.parse import ParseLimits
@@ -35,13 +36,14 @@ __all__ = ["Engine", "Prepared"]
 
 @dataclass(frozen=True)
 class Prepared:
-    """A mission that loaded and validated, with its plan levels and safety report."""
+    """A mission that loaded and validated, compiled, with its plan levels and safety report."""
 
     mission: Mission
     warnings: tuple[Issue, ...]
     levels: list[list[str]]
     critical_path: list[str]
     safety: SafetyReport
+    compiled: CompiledMission
 
 
 class Engine:
@@ -70,11 +72,11 @@ class Engine:
         self.hooks = HookSet(hooks)
         self.parse_limits = parse_limits
         self.max_steps = max_steps
+        self.step_timeout = step_timeout
         self.executor = Executor(
             runner,
             templates=templates,
             hooks=self.hooks,
-            default_step_timeout=step_timeout,
             env=env,
             recorder=recorder,
         )
@@ -160,7 +162,8 @@ class Engine:
     def validate(
         self, loaded: LoadedMission, *, strict: bool = False, context_names: Iterable[str] = ()
     ) -> ValidatedMission:
-        """Check the mission against the registry and template rules."""
+        """Check the mission against the registry and template rules; a valid one comes back
+        compiled (``ValidatedMission.compiled``, what ``run`` executes)."""
         return validate_mission(
             loaded,
             self.registry,
@@ -168,7 +171,14 @@ class Engine:
             context_names=context_names,
             strict=strict,
             max_steps=self.max_steps,
+            default_step_timeout=self.step_timeout,
         )
+
+    def compile(self, mission: Mission, *, context_names: Iterable[str] = ()) -> CompiledMission:
+        """Validate and compile a mission that was loaded earlier (a stored run's, on resume or
+        retry); ``ValidationError`` if it is not valid here."""
+        loaded = LoadedMission(mission, (), {}, None, "")
+        return self.validate(loaded, context_names=context_names).compiled
 
     def prepare(
         self,
@@ -191,19 +201,24 @@ class Engine:
             plan.levels(),
             plan.critical_path(),
             analyze(validated.mission, self.registry),
+            validated.compiled,
         )
 
     # -- run -----------------------------------------------------------------------------------
 
     async def run(
         self,
-        mission: Mission,
+        mission: CompiledMission | Mission,
         *,
         handle: RunHandle | None = None,
         context: Mapping[str, Any] | None = None,
         **resume: Any,
     ) -> MissionResult:
-        """Execute a validated mission to a terminal state (``resume``: see ``Executor.execute``)."""
+        """Execute a compiled mission to a terminal state (``resume``: see ``Executor.execute``).
+
+        A plain ``Mission`` (as the run store hands it back) is compiled first."""
+        if isinstance(mission, Mission):
+            mission = self.compile(mission, context_names=context or ())
         return await self.executor.execute(mission, handle=handle, context=context, **resume)
 
     async def aclose(self) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 from ..errors import ActionError, PuraifyError, StepTimeout
+from ..mission.compile import CompiledMission, CompiledStep, TemplateSlot
 from ..mission.model import (
     Mission,
     MissionResult,
@@ -27,14 +28,13 @@ from ..mission.model import (
     StepError,
     StepResult,
     StepStatus,
-    effective_step_timeout,
 )
 from ..mission.plan import Plan
-from ..templating.render import TemplateEngine, contains_template
+from ..templating.render import TemplateEngine
 from ..templating.scope import Scope
 from .hooks import Hooks, HookSet, RunInfo
 from .recorder import NullRecorder, RunRecorder
-from .retry import backoff_delay, is_retryable, policy_for
+from .retry import backoff_delay, is_retryable
 from .runner import StepInvocation, StepRunner
 
 __all__ = ["Executor", "RunHandle"]
@@ -103,7 +103,6 @@ class Executor:
         *,
         templates: TemplateEngine | None = None,
         hooks: Hooks | None = None,
-        default_step_timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         rng: random.Random | None = None,
         recorder: RunRecorder | None = None,
@@ -112,13 +111,12 @@ class Executor:
         self.recorder: RunRecorder = recorder or NullRecorder()
         self.templates = templates or TemplateEngine()
         self.hooks = hooks or HookSet()
-        self.default_step_timeout = default_step_timeout
         self.env = env or {}
         self.rng = rng or random.Random()
 
     async def execute(
         self,
-        mission: Mission,
+        compiled: CompiledMission,
         *,
         handle: RunHandle | None = None,
         context: Mapping[str, Any] | None = None,
@@ -135,7 +133,9 @@ class Executor:
         interrupted unsafe step: ``unknown_outcome``).
         """
         handle = handle or RunHandle()
+        mission = compiled.mission
         run = RunInfo(handle.run_id, mission)
+        steps = {c.id: c for c in compiled.steps}
         records = {s.id: _Record(s) for s in mission.steps}
         plan = Plan.from_mission(mission)
         scope = Scope(run_id=handle.run_id, mission=mission, context=context or {}, env=self.env)
@@ -250,7 +250,7 @@ class Executor:
                         if preset is not None:
                             await finish(step_id, StepStatus.FAILED, preset)
                             continue
-                        skip = await self._when_says_skip(rec, scope)
+                        skip = await self._when_says_skip(steps[step_id], scope)
                         if skip is not None:
                             rec.output = None
                             if skip.code == "when_false":
@@ -268,7 +268,7 @@ class Executor:
                         for rec in starting:
                             rec.fence = fences[rec.step.id]
                             task: asyncio.Future[Any] = asyncio.create_task(
-                                self._run_step(run, rec, mission, scope)
+                                self._run_step(run, rec, steps[rec.step.id], scope)
                             )
                             running[task] = rec.step.id
                             task.add_done_callback(finished.put_nowait)
@@ -355,27 +355,29 @@ class Executor:
             return None
         return _Heartbeat(self.recorder, handle, interval)
 
-    async def _when_says_skip(self, rec: _Record, scope: Scope) -> StepError | None:
-        when = rec.step.when
+    async def _when_says_skip(self, cstep: CompiledStep, scope: Scope) -> StepError | None:
+        when = cstep.when
         if when is None:
             return None
         try:
-            value = self.templates.render_string(when, scope.for_render(), field="when")
+            value = self.templates.render(when, scope.names(cstep.when_roots), field="when")
         except PuraifyError as exc:
             return StepError(code=exc.code, message=exc.message)
         if isinstance(value, str):
             value = value.strip().lower() not in ("", "false", "0", "no", "none", "null", "off")
         if value:
             return None
-        return StepError(code="when_false", message=f"`when` was false: {when}")
+        return StepError(code="when_false", message=f"`when` was false: {cstep.step.when}")
 
-    async def _run_step(self, run: RunInfo, rec: _Record, mission: Mission, scope: Scope) -> None:
+    async def _run_step(
+        self, run: RunInfo, rec: _Record, cstep: CompiledStep, scope: Scope
+    ) -> None:
         step = rec.step
         rec.started_at, rec.t0 = _now(), time.monotonic()
-        policy = policy_for(step, mission.config)
-        timeout = effective_step_timeout(step, mission.config, self.default_step_timeout)
+        policy = cstep.retry
+        timeout = cstep.timeout
         try:
-            params = self._render(step, scope)
+            params = self._render(cstep, scope)
         except PuraifyError as exc:
             rec.attempts = 1
             rec.status, rec.error = (
@@ -393,7 +395,9 @@ class Executor:
             registered = False
             rec.attempts = attempt
             await self.hooks.before_step(run, step, attempt)
-            invocation = StepInvocation(run.run_id, step.id, step.step_type, attempt, params)
+            invocation = StepInvocation(
+                run.run_id, step.id, cstep.action, attempt, params, params=cstep.params
+            )
             error: ActionError
             try:
                 async with asyncio.timeout(timeout) as cm:
@@ -433,16 +437,24 @@ class Executor:
             )
             return
 
-    def _render(self, step: MissionStep, scope: Scope) -> dict[str, Any]:
-        if not any(
-            contains_template(v) if isinstance(v, str) else isinstance(v, dict | list)
-            for v in step.parameters.values()
-        ):
-            return step.parameters
-        rendered = self.templates.render_value(
-            step.parameters, scope.for_render(), field="parameters"
-        )
-        return rendered if isinstance(rendered, dict) else {}
+    def _render(self, cstep: CompiledStep, scope: Scope) -> dict[str, Any]:
+        parameters = cstep.step.parameters
+        if not cstep.templated:
+            return parameters
+        names = scope.names(cstep.roots)
+        return {
+            k: self._fill(cstep.templated[k], names) if k in cstep.templated else v
+            for k, v in parameters.items()
+        }
+
+    def _fill(self, value: Any, names: Mapping[str, Any]) -> Any:
+        if isinstance(value, TemplateSlot):
+            return self.templates.render(value.template, names, field=value.field)
+        if isinstance(value, dict):
+            return {k: self._fill(v, names) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._fill(v, names) for v in value]
+        return value
 
     def _result(
         self,

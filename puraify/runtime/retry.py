@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from ..errors import ActionError, PuraifyError
+from ..mission.compile import retry_policy
 from ..mission.model import MissionConfig, MissionStep, RetryPolicy
 
 __all__ = ["MAX_RETRY_AFTER_SECONDS", "backoff_delay", "is_retryable", "policy_for"]
@@ -14,13 +15,8 @@ MAX_RETRY_AFTER_SECONDS = 3600.0
 
 
 def policy_for(step: MissionStep, config: MissionConfig) -> RetryPolicy:
-    """The step's own ``retry`` policy, else the mission's ``retry_attempts``/``retry_delay_ms``
-    with a fixed delay (RustChain's ``retry_count`` semantics)."""
-    if step.retry is not None:
-        return step.retry
-    return RetryPolicy(
-        attempts=config.retry_attempts, delay_ms=config.retry_delay_ms, backoff="fixed"
-    )
+    """The step's own ``retry`` policy, else the mission's (``mission.compile.retry_policy``)."""
+    return retry_policy(step, config)
 
 
 def is_retryable(error: BaseException) -> bool:

@@ -10,12 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import field_validator
 
+from puraify.actions import Action, ActionContext, default_registry
+from puraify.actions.base import Output, Params
 from puraify.mission.model import MissionStatus, StepResult, StepStatus
+from puraify.runtime.engine import Engine
 from puraify.runtime.executor import RunHandle
 from puraify.runtime.hooks import Hooks, RunInfo
 from puraify.testing import RecordingSink, Reply
-from tests.conftest import EngineFactory, run_text
+from tests.conftest import TEST_ENV, EngineFactory, make_settings, run_text
 
 SLEEP = sys.executable  # `python -c "import time; time.sleep(x)"` via argv, no shell
 
@@ -403,3 +407,49 @@ async def test_results_are_deterministic(make_engine: EngineFactory) -> None:
         == [s.step_id for s in second.steps]
         == [f"s{i}" for i in range(12)]
     )
+
+
+class Counted(Action):
+    """Echoes ``message``; every validation of its parameters is written down in ``seen``."""
+
+    seen: list[str] = []
+
+    class Params(Params):
+        message: str
+
+        @field_validator("message")
+        @classmethod
+        def _count(cls, value: str) -> str:
+            Counted.seen.append(value)
+            return value
+
+    class Output(Output):
+        message: str
+
+    name = "counted"
+
+    async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
+        return {"message": params.message}
+
+
+async def test_parameters_are_validated_once(tmp_path: Path, workspace: Path) -> None:
+    registry = default_registry(entry_points=False)
+    registry.register(Counted())
+    engine = Engine.from_settings(
+        make_settings(tmp_path), workspace=workspace, registry=registry, environ=TEST_ENV
+    )
+    Counted.seen.clear()
+    try:
+        prepared = engine.prepare(
+            "steps:\n  - {id: a, step_type: counted, parameters: {message: hi}}\n"
+            "  - id: b\n    step_type: counted\n    depends_on: [a]\n"
+            "    parameters: {message: '{{ a.output.message }}!'}\n"
+        )
+        assert Counted.seen == ["hi"]  # the static step, at validation
+        for _ in range(2):
+            result = await engine.run(prepared.compiled)
+            assert result.step("b").output == {"message": "hi!"}
+    finally:
+        await engine.aclose()
+    # The static step is never validated again; the templated one once per run, rendered.
+    assert Counted.seen == ["hi", "hi!", "hi!"]

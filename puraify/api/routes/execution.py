@@ -127,7 +127,7 @@ async def _run_action(
         validated = app.state.engine.validate(loaded, context_names=list(req.context))
         # the run id is shown only with the result: the run is committed with its attempt
         run_id, _ = await app.state.service.submit(
-            validated.mission, project_id=principal.project_id, context=req.context, defer=True
+            validated.compiled, project_id=principal.project_id, context=req.context, defer=True
         )
     except PuraifyError as exc:
         return status_for(exc), {**base, **error_body(exc, request_id)}
@@ -274,7 +274,7 @@ async def execute_mission(
             }
         service = request.app.state.service
         run_id, _ = await service.submit(
-            prepared.mission, project_id=principal.project_id, context=context
+            prepared.compiled, project_id=principal.project_id, context=context
         )
         if wait:
             result = await service.wait(run_id, None)
