@@ -18,7 +18,8 @@ from ..mission.compile import CompiledMission
 from ..mission.model import Mission, MissionResult
 from ..runtime.engine import Engine
 from ..runtime.executor import RunHandle
-from ..store import RunStore, resume_plan, reusable_results
+from ..runtime.resume import ResumeState, resume_plan, reusable_results
+from ..store import RunStore
 
 __all__ = ["ExecutionService"]
 
@@ -38,11 +39,11 @@ class ExecutionService:
         run_id: str,
         mission: CompiledMission | Mission,
         context: dict[str, Any],
-        **resume: Any,
+        resume: ResumeState | None = None,
     ) -> None:
         handle = RunHandle(run_id=run_id)
         task = asyncio.create_task(
-            self.engine.run(mission, handle=handle, context=context, **resume)
+            self.engine.run(mission, handle=handle, context=context, resume=resume)
         )
         self.live[run_id] = (task, handle)
 
@@ -112,7 +113,7 @@ class ExecutionService:
             project_id=project_id,
             workspace=record.workspace,
         )
-        self._start(new_id, record.mission, record.context, restore=reuse)
+        self._start(new_id, record.mission, record.context, ResumeState(restore=reuse))
         return new_id
 
     async def resume_orphans(self) -> list[str]:
@@ -122,14 +123,8 @@ class ExecutionService:
             if run_id in self.live or not await self.store.acquire(run_id):
                 continue
             record = await self.store.get(run_id)
-            plan = resume_plan(record, self.engine.registry)
             self._start(
-                run_id,
-                record.mission,
-                record.context,
-                restore=plan.restore,
-                attempts_done=plan.attempts_done,
-                fail_on_start=plan.fail_on_start,
+                run_id, record.mission, record.context, resume_plan(record, self.engine.registry)
             )
             resumed.append(run_id)
         if resumed:

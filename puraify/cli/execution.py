@@ -22,8 +22,9 @@ from ..mission.model import Mission, MissionResult
 from ..runtime.engine import Engine
 from ..runtime.executor import RunHandle
 from ..runtime.hooks import Hooks
+from ..runtime.resume import ResumeState, resume_plan, reusable_results
 from ..settings import Settings
-from ..store import Database, RunStore, resume_plan, reusable_results
+from ..store import Database, RunStore
 from ..store.database import HEAD_REVISION
 
 __all__ = ["open_store", "resume_run", "retry_run", "start_run"]
@@ -126,15 +127,12 @@ async def _continue(
     record = await store.get(run_id)
     workspace = Path(record.workspace) if record.workspace else settings.workspace
     engine = _engine(settings, store, hooks, workspace)
-    plan = resume_plan(record, engine.registry)
     return await _drive(
         engine,
         record.mission,
         run_id,
         context=record.context,
-        restore=plan.restore,
-        attempts_done=plan.attempts_done,
-        fail_on_start=plan.fail_on_start,
+        resume=resume_plan(record, engine.registry),
     )
 
 
@@ -157,6 +155,12 @@ async def retry_run(settings: Settings, run_id: str, *, hooks: Sequence[Hooks]) 
             reuse=reuse,
         )
         engine = _engine(settings, store, hooks, workspace)
-        return await _drive(engine, record.mission, new_id, context=record.context, restore=reuse)
+        return await _drive(
+            engine,
+            record.mission,
+            new_id,
+            context=record.context,
+            resume=ResumeState(restore=reuse),
+        )
     finally:
         await store.db.dispose()

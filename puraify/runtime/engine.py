@@ -28,6 +28,7 @@ from .executor import Executor, RunHandle
 from .guards import CommandPolicy, Jail, SsrfPolicy, SsrfTransport
 from .hooks import Hooks, HookSet
 from .recorder import RunRecorder
+from .resume import ResumeState
 from .runner import InProcessRunner, StepRunner
 from .transport import AiohttpTransport
 
@@ -212,14 +213,14 @@ class Engine:
         *,
         handle: RunHandle | None = None,
         context: Mapping[str, Any] | None = None,
-        **resume: Any,
+        resume: ResumeState | None = None,
     ) -> MissionResult:
-        """Execute a compiled mission to a terminal state (``resume``: see ``Executor.execute``).
-
-        A plain ``Mission`` (as the run store hands it back) is compiled first."""
+        """Execute a compiled mission to a terminal state; ``resume`` continues where an
+        earlier execution left off (``runtime.resume``). A plain ``Mission`` (as the run store
+        hands it back) is compiled first."""
         if isinstance(mission, Mission):
             mission = self.compile(mission, context_names=context or ())
-        return await self.executor.execute(mission, handle=handle, context=context, **resume)
+        return await self.executor.execute(mission, handle=handle, context=context, resume=resume)
 
     async def aclose(self) -> None:
         if self.http is not None:

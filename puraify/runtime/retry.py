@@ -5,18 +5,12 @@ from __future__ import annotations
 import random
 
 from ..errors import ActionError, PuraifyError
-from ..mission.compile import retry_policy
-from ..mission.model import MissionConfig, MissionStep, RetryPolicy
+from ..mission.model import RetryPolicy
 
-__all__ = ["MAX_RETRY_AFTER_SECONDS", "backoff_delay", "is_retryable", "policy_for"]
+__all__ = ["MAX_RETRY_AFTER_SECONDS", "backoff_delay", "is_retryable"]
 
 #: A platform's ``Retry-After`` is honoured up to this bound (the mission deadline still applies).
 MAX_RETRY_AFTER_SECONDS = 3600.0
-
-
-def policy_for(step: MissionStep, config: MissionConfig) -> RetryPolicy:
-    """The step's own ``retry`` policy, else the mission's (``mission.compile.retry_policy``)."""
-    return retry_policy(step, config)
 
 
 def is_retryable(error: BaseException) -> bool:
