@@ -112,7 +112,10 @@ class Action(ABC):
         """Do the work once; return the output (JSON-compatible) or raise ``ActionError``."""
 
     def parse(self, parameters: Mapping[str, Any]) -> Any:
-        """Validate rendered parameters into the ``Params`` model."""
+        """Validate parameters into the ``Params`` model.
+
+        Parameters without templates are parsed once, at validation, and that model is handed
+        to every run and attempt of the step: ``run`` treats ``params`` as read-only."""
         return self.Params.model_validate(parameters)
 
     @classmethod

@@ -78,11 +78,14 @@ class ActionRegistry:
     def catalog(self) -> list[dict[str, Any]]:
         return [a.describe() for a in self.actions()]
 
-    def check_parameters(
+    def compile_parameters(
         self, step_type: str, parameters: Mapping[str, Any], templated: frozenset[str]
-    ) -> list[tuple[str, str, str, str]]:
-        model = self.get(step_type).Params
-        field_of = _field_names(model)
+    ) -> tuple[list[tuple[str, str, str, str]], object | None]:
+        """Problems with ``parameters`` as ``(severity, code, field, message)``, and, when no
+        field is ``templated`` and they are valid, the parsed ``Params`` (``Action.parse``):
+        the executor hands it to the action without validating it again."""
+        action = self.get(step_type)
+        field_of = _field_names(action.Params)
         problems: list[tuple[str, str, str, str]] = []
         for key in parameters:
             if key not in field_of:
@@ -96,9 +99,12 @@ class ActionRegistry:
                     )
                 )
         skip = {field_of.get(k, k) for k in templated}
-        concrete = {k: v for k, v in parameters.items() if k not in templated}
         try:
-            model.model_validate(concrete)
+            if not templated:
+                return problems, action.parse(parameters)
+            action.Params.model_validate(
+                {k: v for k, v in parameters.items() if k not in templated}
+            )
         except pydantic.ValidationError as exc:
             for err in exc.errors(include_url=False):
                 loc = err["loc"]
@@ -107,4 +113,4 @@ class ActionRegistry:
                     continue  # known only at run time (a cross-field rule needs every value)
                 where = ".".join(str(p) for p in loc) or "(parameters)"
                 problems.append(("error", "invalid_parameters", where, err["msg"]))
-        return problems
+        return problems, None

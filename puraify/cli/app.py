@@ -158,7 +158,7 @@ def run(
 
         async def start(app: Any) -> Any:
             run_id, _ = await app.runs.submit(
-                prepared.mission,
+                prepared.compiled,
                 project_id=None,
                 context=variables,
                 idempotency_key=idempotency_key,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from datetime import timedelta
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -43,6 +45,10 @@ def serve(
 
     if service not in ("all", "execution"):
         raise typer.BadParameter("this release serves `execution` (and `all`, which is the same)")
+    # the server owns SIGINT and SIGTERM: it shuts down gracefully, leaves long runs resumable,
+    # then exits 0 (uvicorn raises the signal it caught again once it has stopped)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stopped)
     settings = load_settings()
     options: dict[str, Any] = {
         "host": host or settings.api_host,
@@ -68,6 +74,10 @@ def serve(
             settings, environ=dict(os.environ), host=options["host"], server_process=True
         )
         uvicorn.run(app, **options)
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    raise typer.Exit(0)
 
 
 def _call(fn: Any, as_json: bool = False) -> Any:

@@ -2,11 +2,13 @@
 
 Pure: imports only ``errors``, pydantic, PyYAML and the standard library; no network, no
 subprocess, no database. The action catalogue and template inspector come in through ports.
-Invariant: anything that reaches the executor has passed ``validate_mission``.
+Invariant: what the executor runs is a ``CompiledMission``, which only ``validate_mission``
+makes (each step's action, parsed parameters, templates, retry policy and timeout settled once).
 """
 
 from __future__ import annotations
 
+from .compile import CompiledMission, CompiledStep
 from .loader import LoadedMission, load_mission, mission_from_data
 from .model import (
     Mission,
@@ -24,6 +26,8 @@ from .safety import Finding, SafetyReport, analyze
 from .validate import ValidatedMission, validate_mission
 
 __all__ = [
+    "CompiledMission",
+    "CompiledStep",
     "Finding",
     "LoadedMission",
     "Mission",

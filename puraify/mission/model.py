@@ -3,6 +3,8 @@
 Spec names: ``Mission``, ``MissionStep``, ``MissionConfig``, ``MissionResult``, ``StepResult``.
 Additions: mission ``variables``; step ``retry``, ``when``, ``trigger_rule``, ``retry_on_unknown``.
 All models are frozen. Defaults follow the spec (step timeout 300 s, mission timeout 3600 s).
+A step's timeout is its own ``timeout_seconds``, else the mission's ``config.step_timeout_seconds``,
+else the engine's default (settings), else 300 s (``compile.effective_step_timeout``).
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ class MissionConfig(BaseModel):
         default=0, ge=0, le=100, validation_alias=AliasChoices("retry_attempts", "retry_count")
     )
     retry_delay_ms: int = Field(default=1000, ge=0, le=3_600_000)
-    step_timeout_seconds: float = Field(default=DEFAULT_STEP_TIMEOUT_SECONDS, gt=0)
+    #: None: the engine's default applies (``effective_step_timeout``).
+    step_timeout_seconds: float | None = Field(default=None, gt=0)
 
 
 class MissionStep(BaseModel):

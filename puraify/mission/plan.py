@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from .model import Mission, StepStatus, TriggerRule
 
-__all__ = ["Plan", "PlanStep", "cycle_path", "topological_levels"]
+__all__ = ["Plan", "PlanStep", "cycle_path", "topological_levels", "topological_order"]
 
 _OK = StepStatus.SUCCESS
 
@@ -126,7 +126,7 @@ class Plan:
         Steps not listed stay pending and run when their dependencies allow; nothing is decided
         here (the recorded statuses already include earlier decisions).
         """
-        for i in _topo_order(self._deps, self._dependents):
+        for i in topological_order(self._deps, self._dependents):
             status = statuses.get(self.steps[i].id)
             if status is None or not status.terminal or self.status[i].terminal:
                 continue
@@ -225,7 +225,7 @@ class Plan:
         weights = durations or {}
         best = [0.0] * len(self.steps)
         prev = [-1] * len(self.steps)
-        for i in _topo_order(self._deps, self._dependents):
+        for i in topological_order(self._deps, self._dependents):
             for d in self._deps[i]:
                 if prev[i] == -1 or best[d] > best[prev[i]]:
                     prev[i] = d
@@ -241,9 +241,11 @@ class Plan:
         return list(reversed(path))
 
 
-def _topo_order(
+def topological_order(
     deps: Sequence[Sequence[int]], dependents: Sequence[Sequence[int]] | None = None
 ) -> list[int]:
+    """Indices in an order where each comes after its dependencies (``deps[i]``: the indices
+    ``i`` depends on); indices on or after a cycle are left out."""
     n = len(deps)
     waiting = [len(d) for d in deps]
     if dependents is None:
@@ -273,7 +275,7 @@ def _levels(
     dependents: Sequence[Sequence[int]] | None,
 ) -> list[list[str]]:
     level = [0] * len(steps)
-    for i in _topo_order(deps, dependents):
+    for i in topological_order(deps, dependents):
         ds = deps[i]
         if ds:
             level[i] = max([level[d] for d in ds]) + 1

@@ -1,34 +1,40 @@
 """Validation before anything runs: structure, step types, parameters and template references.
 
-Pure: the action catalogue and the template inspector are passed in as small ports
+Pure: the action catalogue and the template engine are passed in as small ports
 (``StepCatalog``, ``ReferenceReader``) so this module imports no I/O and no action code.
+What validation learns is kept: a valid mission comes back compiled (``mission.compile``).
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import Issue, PuraifyError, ValidationError
+from .compile import (
+    CompiledMission,
+    CompiledStep,
+    Template,
+    effective_step_timeout,
+    is_template,
+    retry_policy,
+    roots_of,
+    slots_in,
+    template_slots,
+)
 from .loader import LoadedMission
 from .model import Mission, MissionStep
-from .plan import cycle_path
+from .plan import cycle_path, topological_order
 
 __all__ = [
-    "BUILTIN_NAMES",
     "ReferenceReader",
     "StepCatalog",
     "ValidatedMission",
     "template_strings",
     "validate_mission",
 ]
-
-#: Names every template may read without declaring them (DESIGN.md §3).
-BUILTIN_NAMES = frozenset(
-    {"steps", "env", "context", "config", "secrets", "run", "timestamp", "mission", "user"}
-)
 
 
 class StepCatalog(Protocol):
@@ -40,33 +46,39 @@ class StepCatalog(Protocol):
     def names(self) -> Iterable[str]:
         """Every step type and alias, for suggestions."""
 
-    def check_parameters(
+    def compile_parameters(
         self, step_type: str, parameters: Mapping[str, Any], templated: frozenset[str]
-    ) -> list[tuple[str, str, str, str]]:
-        """Problems as ``(severity, code, field, message)``; ``templated`` fields are not
+    ) -> tuple[list[tuple[str, str, str, str]], object | None]:
+        """Problems as ``(severity, code, field, message)``, and the parsed parameters when
+        none is templated and they are valid (else None). ``templated`` fields are not
         type-checked (their value is only known at run time)."""
 
 
 class ReferenceReader(Protocol):
     """What validation needs from the template engine."""
 
-    def references(self, text: str) -> list[tuple[str, ...]]:
-        """Attribute paths of the outside names a template reads; raises on syntax errors."""
+    @property
+    def builtin_names(self) -> frozenset[str]:
+        """Names every template may read without declaring them."""
+
+    def compile(self, text: str) -> Template:
+        """The template compiled, with the outside names it reads; raises on syntax errors."""
 
 
 @dataclass(frozen=True)
 class ValidatedMission:
-    """A mission that passed validation, with its warnings."""
+    """A mission that passed validation, with its warnings and its compiled form."""
 
     mission: Mission
     warnings: tuple[Issue, ...]
-    file: str | None = None
+    file: str | None
+    compiled: CompiledMission
 
 
 def template_strings(value: Any, path: str = "") -> Iterable[tuple[str, str]]:
     """Every string holding template syntax inside ``value``, with its field path."""
     if isinstance(value, str):
-        if "{{" in value or "{%" in value:
+        if is_template(value):
             yield path, value
     elif isinstance(value, dict):
         for k, v in value.items():
@@ -74,6 +86,18 @@ def template_strings(value: Any, path: str = "") -> Iterable[tuple[str, str]]:
     elif isinstance(value, list):
         for i, v in enumerate(value):
             yield from template_strings(v, f"{path}[{i}]")
+
+
+@dataclass
+class _Draft:
+    """What validation learned about one step, before it knows the mission is valid."""
+
+    step: MissionStep
+    action: str = ""  # the canonical name; empty while unknown
+    params: object | None = None
+    templated: dict[str, Any] = field(default_factory=dict)
+    templates: tuple[tuple[str, Template], ...] = ()
+    when: Template | None = None
 
 
 def validate_mission(
@@ -84,18 +108,23 @@ def validate_mission(
     context_names: Iterable[str] = (),
     strict: bool = False,
     max_steps: int | None = None,
+    default_step_timeout: float | None = None,
 ) -> ValidatedMission:
     """Check everything that can be checked without running; raise ``ValidationError``.
 
     ``context_names`` are variables the caller will supply (``--var``, request context); they
-    may be read as ``{{ name }}`` or ``{{ context.name }}``.
+    may be read as ``{{ name }}`` or ``{{ context.name }}``. ``default_step_timeout`` is the
+    engine's, for steps and missions that set none.
     """
     mission = loaded.mission
     issues: list[Issue] = list(loaded.warnings)
     severity_unknown = "error" if strict else "warning"
+    index_of: dict[int, int] = {}
 
     def add(code: str, message: str, step: MissionStep | None, *path: str | int, **kw: Any) -> None:
-        index = _index_of(mission, step)
+        if step is not None and not index_of:
+            index_of.update((id(s), i) for i, s in enumerate(mission.steps))
+        index = index_of.get(id(step)) if step is not None else None
         loc = ("steps", index, *path) if index is not None else path
         line, col = loaded.position(*loc) if loc else (None, None)
         issues.append(
@@ -146,9 +175,37 @@ def validate_mission(
             extra={"cycle": cycle},
         )
 
-    known_names = sorted(set(catalog.names()))
-    for step in mission.steps:
-        if catalog.canonical(step.step_type) is None:
+    drafts = [_Draft(step) for step in mission.steps]
+    known_names: list[str] | None = None
+    for draft in drafts:
+        step = draft.step
+        errors: list[tuple[str, PuraifyError]] = []
+        for key, value in step.parameters.items():
+            slotted, has = template_slots(value, f"parameters.{key}", reader.compile, errors)
+            if has:
+                draft.templated[key] = slotted
+        draft.templates = tuple(
+            (slot.field, slot.template)
+            for value in draft.templated.values()
+            for slot in slots_in(value)
+        )
+        if step.when is not None:
+            try:
+                draft.when = reader.compile(step.when)
+            except PuraifyError as exc:
+                errors.append(("when", exc))
+        for fld, error in errors:
+            add(
+                "template_error",
+                f"step {step.id!r}: {fld}: {error.message}",
+                step,
+                *fld.split(".")[:2],
+                field=fld,
+            )
+        action = catalog.canonical(step.step_type)
+        if action is None:
+            if known_names is None:
+                known_names = sorted(set(catalog.names()))
             guess = difflib.get_close_matches(step.step_type, known_names, n=1, cutoff=0.6)
             hint = f"did you mean {guess[0]!r}?" if guess else None
             add(
@@ -160,12 +217,11 @@ def validate_mission(
                 hint=hint,
             )
             continue
-        templated = frozenset(
-            k for k, v in step.parameters.items() if any(True for _ in template_strings(v))
+        draft.action = action
+        problems, draft.params = catalog.compile_parameters(
+            step.step_type, step.parameters, frozenset(draft.templated)
         )
-        for sev, code, fld, message in catalog.check_parameters(
-            step.step_type, step.parameters, templated
-        ):
+        for sev, code, fld, message in problems:
             add(
                 code,
                 f"step {step.id!r}: parameters.{fld}: {message}",
@@ -176,10 +232,28 @@ def validate_mission(
                 field=f"parameters.{fld}",
             )
 
-    _check_references(mission, ids, reader, set(context_names), add)
+    _check_references(mission, drafts, ids, reader.builtin_names, set(context_names), add)
     if any(i.severity == "error" for i in issues):
         raise ValidationError(issues, file=loaded.file)
-    return ValidatedMission(mission, tuple(issues), loaded.file)
+    compiled = CompiledMission(
+        mission, tuple(_compiled(d, mission, default_step_timeout) for d in drafts)
+    )
+    return ValidatedMission(mission, tuple(issues), loaded.file, compiled)
+
+
+def _compiled(draft: _Draft, mission: Mission, default_timeout: float | None) -> CompiledStep:
+    step = draft.step
+    return CompiledStep(
+        step=step,
+        action=draft.action,
+        params=draft.params,
+        templated=draft.templated,
+        roots=roots_of(t for _, t in draft.templates),
+        when=draft.when,
+        when_roots=roots_of([draft.when] if draft.when is not None else []),
+        retry=retry_policy(step, mission.config),
+        timeout=effective_step_timeout(step, mission.config, default_timeout),
+    )
 
 
 def _param_severity(step: MissionStep) -> str:
@@ -189,55 +263,24 @@ def _param_severity(step: MissionStep) -> str:
     return "warning" if step.continue_on_error else "error"
 
 
-def _index_of(mission: Mission, step: MissionStep | None) -> int | None:
-    if step is None:
-        return None
-    for i, s in enumerate(mission.steps):
-        if s is step:
-            return i
-    return None
-
-
 def _check_references(
     mission: Mission,
+    drafts: Iterable[_Draft],
     ids: Mapping[str, MissionStep],
-    reader: ReferenceReader,
+    builtins: frozenset[str],
     context_names: set[str],
     add: Any,
 ) -> None:
     variables = set(mission.variables) | context_names
-    ancestors: dict[str, set[str]] = {}
+    upstream: _Upstream | None = None
 
-    def upstream(step_id: str) -> set[str]:
-        if step_id not in ancestors:
-            seen: set[str] = set()
-            todo = list(ids[step_id].depends_on)
-            while todo:
-                dep = todo.pop()
-                if dep in seen or dep not in ids:
-                    continue
-                seen.add(dep)
-                todo.extend(ids[dep].depends_on)
-            ancestors[step_id] = seen
-        return ancestors[step_id]
-
-    for step in mission.steps:
-        sources = list(template_strings(step.parameters, "parameters"))
-        if step.when is not None:
-            sources.append(("when", step.when))
-        for fld, text in sources:
-            try:
-                refs = reader.references(text)
-            except PuraifyError as exc:
-                add(
-                    "template_error",
-                    f"step {step.id!r}: {fld}: {exc.message}",
-                    step,
-                    *fld.split(".")[:2],
-                    field=fld,
-                )
-                continue
-            for ref in refs:
+    for draft in drafts:
+        step = draft.step
+        sources = list(draft.templates)
+        if draft.when is not None:
+            sources.append(("when", draft.when))
+        for fld, template in sources:
+            for ref in template.references:
                 target: str | None = None
                 if ref[0] == "steps":
                     if len(ref) < 2:
@@ -252,14 +295,14 @@ def _check_references(
                             field=fld,
                         )
                         continue
-                elif ref[0] in BUILTIN_NAMES:
+                elif ref[0] in builtins:
                     continue
                 elif ref[0] in ids:
                     target = ref[0]
                 elif ref[0] in variables:
                     continue
                 else:
-                    pool = sorted(variables | set(ids) | BUILTIN_NAMES)
+                    pool = sorted(variables | set(ids) | builtins)
                     guess = difflib.get_close_matches(ref[0], pool, n=1)
                     hint = f"did you mean {guess[0]!r}?" if guess else None
                     add(
@@ -280,7 +323,10 @@ def _check_references(
                         "parameters",
                         field=fld,
                     )
-                elif target not in upstream(step.id):
+                    continue
+                if upstream is None:
+                    upstream = _Upstream(ids)
+                if not upstream.reads(step.id, target):
                     add(
                         "invalid_reference",
                         f"step {step.id!r}: {fld} reads the output of {target!r}, which is not "
@@ -289,3 +335,39 @@ def _check_references(
                         "parameters",
                         field=fld,
                     )
+
+
+class _Upstream:
+    """Which steps are (transitively) upstream of which.
+
+    Each step's ancestors are an int used as a bitset (bit ``i``: the ``i``-th step), built once
+    in topological order from its dependencies' sets: one pass over the steps, and a check is a
+    shift and a mask. (A walk of the ancestors per reading step is quadratic on long chains.)
+    """
+
+    def __init__(self, ids: Mapping[str, MissionStep]) -> None:
+        self.position = {step_id: i for i, step_id in enumerate(ids)}
+        deps = [
+            [self.position[d] for d in dict.fromkeys(step.depends_on) if d in ids and d != sid]
+            for sid, step in ids.items()
+        ]
+        self.ancestors = [0] * len(deps)
+        ordered = topological_order(deps)
+        for i in ordered:
+            bits = 0
+            for d in deps[i]:
+                bits |= self.ancestors[d] | (1 << d)
+            self.ancestors[i] = bits
+        if len(ordered) < len(deps):  # steps on or after a cycle (already an error): walk
+            for i in set(range(len(deps))).difference(ordered):
+                bits, todo = 0, list(deps[i])
+                while todo:
+                    d = todo.pop()
+                    if not bits >> d & 1:
+                        bits |= 1 << d
+                        todo.extend(deps[d])
+                self.ancestors[i] = bits
+
+    def reads(self, step_id: str, target: str) -> bool:
+        """Whether ``target`` is upstream of ``step_id``."""
+        return bool(self.ancestors[self.position[step_id]] >> self.position[target] & 1)

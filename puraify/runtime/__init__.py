@@ -12,6 +12,7 @@ from .engine import Engine, Prepared
 from .executor import Executor, RunHandle
 from .guards import CommandPolicy, Jail, SsrfPolicy, SsrfTransport
 from .hooks import Hooks, HookSet, RunInfo
+from .resume import ResumeState, resume_plan, reusable_results
 from .runner import InProcessRunner, StepInvocation, StepRunner
 
 __all__ = [
@@ -23,10 +24,13 @@ __all__ = [
     "InProcessRunner",
     "Jail",
     "Prepared",
+    "ResumeState",
     "RunHandle",
     "RunInfo",
     "SsrfPolicy",
     "SsrfTransport",
     "StepInvocation",
     "StepRunner",
+    "resume_plan",
+    "reusable_results",
 ]

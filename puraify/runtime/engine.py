@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from ..actions import ActionRegistry
+from ..mission.compile import CompiledMission
 from ..mission.loader import LoadedMission
 from ..mission.model import Mission, MissionResult
 from ..mission.parse import ParseLimits
@@ -24,6 +25,7 @@ from .guards import CommandPolicy, Jail, SsrfPolicy, SsrfTransport
 from .hooks import Hooks, HookSet
 from .prepare import Prepared, Preparer
 from .recorder import RunRecorder
+from .resume import ResumeState
 from .runner import InProcessRunner, StepRunner
 from .transport import AiohttpTransport
 
@@ -76,13 +78,16 @@ class Engine:
         self.http = http
         self.hooks = HookSet(hooks)
         self.preparer = Preparer(
-            registry=registry, templates=templates, parse_limits=parse_limits, max_steps=max_steps
+            registry=registry,
+            templates=templates,
+            parse_limits=parse_limits,
+            max_steps=max_steps,
+            step_timeout=step_timeout,
         )
         self.executor = Executor(
             runner,
             templates=templates,
             hooks=self.hooks,
-            default_step_timeout=step_timeout,
             env=env,
             recorder=recorder,
         )
@@ -139,7 +144,7 @@ class Engine:
             hooks=hooks,
             parse_limits=preparer.parse_limits,
             max_steps=preparer.max_steps,
-            step_timeout=settings.step_timeout_seconds,
+            step_timeout=preparer.step_timeout,
             env=env,
             recorder=recorder,
             workspace=jail.root,
@@ -157,8 +162,13 @@ class Engine:
     def validate(
         self, loaded: LoadedMission, *, strict: bool = False, context_names: Iterable[str] = ()
     ) -> ValidatedMission:
-        """Check the mission against the registry and template rules (``Preparer.validate``)."""
+        """Check the mission against the registry and template rules; a valid one comes back
+        compiled (``Preparer.validate``)."""
         return self.preparer.validate(loaded, strict=strict, context_names=context_names)
+
+    def compile(self, mission: Mission, *, context_names: Iterable[str] = ()) -> CompiledMission:
+        """Validate and compile a mission loaded earlier (``Preparer.compile``)."""
+        return self.preparer.compile(mission, context_names=context_names)
 
     def prepare(
         self,
@@ -177,14 +187,18 @@ class Engine:
 
     async def run(
         self,
-        mission: Mission,
+        mission: CompiledMission | Mission,
         *,
         handle: RunHandle | None = None,
         context: Mapping[str, Any] | None = None,
-        **resume: Any,
+        resume: ResumeState | None = None,
     ) -> MissionResult:
-        """Execute a validated mission to a terminal state (``resume``: see ``Executor.execute``)."""
-        return await self.executor.execute(mission, handle=handle, context=context, **resume)
+        """Execute a compiled mission to a terminal state; ``resume`` continues where an
+        earlier execution left off (``runtime.resume``). A plain ``Mission`` (as the run store
+        hands it back) is compiled first."""
+        if isinstance(mission, Mission):
+            mission = self.compile(mission, context_names=context or ())
+        return await self.executor.execute(mission, handle=handle, context=context, resume=resume)
 
     async def aclose(self) -> None:
         if self.http is not None and self._owns_http:

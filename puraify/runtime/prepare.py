@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..actions import ActionRegistry, default_registry
 from ..errors import Issue
+from ..mission.compile import CompiledMission
 from ..mission.loader import LoadedMission, load_mission
 from ..mission.model import Mission
 from ..mission.parse import ParseLimits
@@ -27,13 +28,14 @@ __all__ = ["Prepared", "Preparer"]
 
 @dataclass(frozen=True)
 class Prepared:
-    """A mission that loaded and validated, with its plan levels and safety report."""
+    """A mission that loaded, validated and compiled, with its plan levels and safety report."""
 
     mission: Mission
     warnings: tuple[Issue, ...]
     levels: list[list[str]]
     critical_path: list[str]
     safety: SafetyReport
+    compiled: CompiledMission
 
 
 class Preparer:
@@ -46,11 +48,13 @@ class Preparer:
         templates: TemplateEngine,
         parse_limits: ParseLimits = ParseLimits(),
         max_steps: int | None = None,
+        step_timeout: float | None = None,
     ) -> None:
         self.registry = registry
         self.templates = templates
         self.parse_limits = parse_limits
         self.max_steps = max_steps
+        self.step_timeout = step_timeout  # for steps whose mission sets none
 
     @classmethod
     def from_settings(
@@ -69,6 +73,7 @@ class Preparer:
                 max_aliases=settings.max_yaml_aliases,
             ),
             max_steps=settings.max_steps,
+            step_timeout=settings.step_timeout_seconds,
         )
 
     def load(
@@ -80,7 +85,8 @@ class Preparer:
     def validate(
         self, loaded: LoadedMission, *, strict: bool = False, context_names: Iterable[str] = ()
     ) -> ValidatedMission:
-        """Check the mission against the registry and template rules."""
+        """Check the mission against the registry and template rules; a valid one comes back
+        compiled (``ValidatedMission.compiled``, what the executor runs)."""
         return validate_mission(
             loaded,
             self.registry,
@@ -88,7 +94,14 @@ class Preparer:
             context_names=context_names,
             strict=strict,
             max_steps=self.max_steps,
+            default_step_timeout=self.step_timeout,
         )
+
+    def compile(self, mission: Mission, *, context_names: Iterable[str] = ()) -> CompiledMission:
+        """Validate and compile a mission loaded earlier (a stored run's, on resume or retry);
+        ``ValidationError`` if it is not valid here."""
+        loaded = LoadedMission(mission, (), {}, None, "")
+        return self.validate(loaded, context_names=context_names).compiled
 
     def prepare(
         self,
@@ -111,4 +124,5 @@ class Preparer:
             plan.levels(),
             plan.critical_path(),
             analyze(validated.mission, self.registry),
+            validated.compiled,
         )

@@ -5,20 +5,31 @@ The executor calls the recorder at the two moments that matter for crash safety:
 step is known to have been in flight), and ``steps_finished`` is committed *before* any step that
 depends on those results starts, or with the run's end (``run_finished``) when nothing else
 starts. Calls are batched per scheduler tick. Each attempt gets a
-fencing token: a result is stored only if its fence is still the step's latest (I5).
+fencing token: a result is stored only if its fence is still the step's latest (I5). A recorder
+that holds a lease on the runs it executes says how often to renew it (``heartbeat_interval``);
+``Heartbeat`` does the renewing while a run executes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from typing import Protocol
+
+import structlog
 
 from ..mission.model import MissionResult, StepError, StepResult
 
-__all__ = ["NullRecorder", "RunRecorder"]
+__all__ = ["Heartbeat", "NullRecorder", "RunRecorder"]
+
+_log = structlog.get_logger("puraify.executor")
 
 
 class RunRecorder(Protocol):
+    @property
+    def heartbeat_interval(self) -> float | None:
+        """Seconds between ``heartbeat`` calls while a run executes; None: no lease to keep."""
+
     async def attempts_started(
         self, run_id: str, items: Sequence[tuple[str, int]]
     ) -> dict[str, int]:
@@ -40,6 +51,45 @@ class RunRecorder(Protocol):
 
     async def heartbeat(self, run_id: str) -> bool:
         """Keep the run's lease; True when someone asked to cancel it."""
+
+
+class Heartbeat:
+    """Renews a run's lease every ``interval`` seconds and relays cancel requests.
+
+    A timer until the first beat is due, and a task only after that: most runs (single actions)
+    end long before their first beat, and a timer costs far less to start and stop.
+    """
+
+    def __init__(
+        self,
+        recorder: RunRecorder,
+        run_id: str,
+        interval: float,
+        on_cancel_request: Callable[[], None],
+    ) -> None:
+        self.recorder = recorder
+        self.run_id = run_id
+        self.interval = interval
+        self.on_cancel_request = on_cancel_request
+        self.task: asyncio.Task[None] | None = None
+        self.timer = asyncio.get_running_loop().call_later(interval, self._first)
+
+    def _first(self) -> None:
+        self.task = asyncio.create_task(self._beat())
+
+    async def _beat(self) -> None:
+        while True:
+            try:
+                if await self.recorder.heartbeat(self.run_id):
+                    self.on_cancel_request()
+            except Exception as exc:  # the lease expires on its own if this keeps failing
+                _log.warning("heartbeat_failed", run_id=self.run_id, error=repr(exc))
+            await asyncio.sleep(self.interval)
+
+    def cancel(self) -> None:
+        self.timer.cancel()
+        if self.task is not None:
+            self.task.cancel()
 
 
 class NullRecorder:

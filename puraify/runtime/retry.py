@@ -5,22 +5,12 @@ from __future__ import annotations
 import random
 
 from ..errors import ActionError, PuraifyError
-from ..mission.model import MissionConfig, MissionStep, RetryPolicy
+from ..mission.model import RetryPolicy
 
-__all__ = ["MAX_RETRY_AFTER_SECONDS", "backoff_delay", "is_retryable", "policy_for"]
+__all__ = ["MAX_RETRY_AFTER_SECONDS", "backoff_delay", "is_retryable"]
 
 #: A platform's ``Retry-After`` is honoured up to this bound (the mission deadline still applies).
 MAX_RETRY_AFTER_SECONDS = 3600.0
-
-
-def policy_for(step: MissionStep, config: MissionConfig) -> RetryPolicy:
-    """The step's own ``retry`` policy, else the mission's ``retry_attempts``/``retry_delay_ms``
-    with a fixed delay (RustChain's ``retry_count`` semantics)."""
-    if step.retry is not None:
-        return step.retry
-    return RetryPolicy(
-        attempts=config.retry_attempts, delay_ms=config.retry_delay_ms, backoff="fixed"
-    )
 
 
 def is_retryable(error: BaseException) -> bool:

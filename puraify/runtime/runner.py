@@ -24,7 +24,12 @@ __all__ = ["InProcessRunner", "StepInvocation", "StepRunner"]
 
 @dataclass(frozen=True)
 class StepInvocation:
-    """One attempt of one step, with parameters already rendered."""
+    """One attempt of one step, with parameters already rendered.
+
+    ``params``: the parsed parameter model when validation already made it (a step with no
+    templated parameter); the in-process runner then does not validate ``parameters`` again.
+    A runner in another process validates ``parameters``.
+    """
 
     run_id: str
     step_id: str
@@ -32,6 +37,7 @@ class StepInvocation:
     attempt: int
     parameters: Mapping[str, Any]
     credentials: Mapping[str, Any] = field(default_factory=dict)
+    params: object | None = None
 
 
 class StepRunner(Protocol):
@@ -61,14 +67,16 @@ class InProcessRunner:
 
     async def run(self, invocation: StepInvocation) -> dict[str, Any]:
         action = self.registry.get(invocation.step_type)
-        try:
-            params = action.parse(invocation.parameters)
-        except pydantic.ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"]) or "parameters"
-            raise ActionError(
-                f"parameter {where}: {first['msg']}", code="invalid_parameters", field=where
-            ) from None
+        params = invocation.params
+        if params is None:
+            try:
+                params = action.parse(invocation.parameters)
+            except pydantic.ValidationError as exc:
+                first = exc.errors(include_url=False)[0]
+                where = ".".join(str(p) for p in first["loc"]) or "parameters"
+                raise ActionError(
+                    f"parameter {where}: {first['msg']}", code="invalid_parameters", field=where
+                ) from None
         ctx = ActionContext(
             run_id=invocation.run_id,
             step_id=invocation.step_id,

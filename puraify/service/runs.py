@@ -21,6 +21,7 @@ import structlog
 from cachetools import LRUCache
 
 from ..errors import PuraifyError, StoreError
+from ..mission.compile import CompiledMission
 from ..mission.loader import mission_from_data
 from ..mission.model import Mission, MissionResult, StepResult
 from ..observability.events import EventBroker
@@ -28,8 +29,9 @@ from ..runtime.engine import Engine, http_client
 from ..runtime.executor import RunHandle
 from ..runtime.hooks import Hooks
 from ..runtime.prepare import Preparer
+from ..runtime.resume import ResumeState, resume_plan, reusable_results
 from ..settings import Mode, Profile, Settings
-from ..store import RunRecord, RunStore, resume_plan, reusable_results
+from ..store import RunRecord, RunStore
 from .workspaces import workspace_for
 
 __all__ = ["ActionOutcome", "Origin", "RunService"]
@@ -142,14 +144,16 @@ class RunService:
     def _start(
         self,
         run_id: str,
-        mission: Mission,
+        mission: CompiledMission | Mission,
         context: Mapping[str, Any],
         origin: Origin,
-        **resume: Any,
+        resume: ResumeState | None = None,
     ) -> None:
         handle = RunHandle(run_id=run_id)
         engine = self.engine(origin)
-        task = asyncio.create_task(engine.run(mission, handle=handle, context=context, **resume))
+        task = asyncio.create_task(
+            engine.run(mission, handle=handle, context=context, resume=resume)
+        )
         self.live[run_id] = _Live(task, handle)
 
         def done(t: asyncio.Task[MissionResult]) -> None:
@@ -162,19 +166,20 @@ class RunService:
 
     async def submit(
         self,
-        mission: Mission,
+        mission: CompiledMission,
         *,
         project_id: str | None,
         context: Mapping[str, Any],
         idempotency_key: str | None = None,
         defer: bool = False,
     ) -> tuple[str, bool]:
-        """Commit a run and start it; ``(run_id, created)``. A known ``idempotency_key`` gives
-        back its run, continued if its engine is gone. ``defer``: the caller shows the run id
-        only after the run ended, so the run may be committed with its first attempt."""
+        """Commit a run of a validated, compiled mission and start it; ``(run_id, created)``.
+        A known ``idempotency_key`` gives back its run, continued if its engine is gone.
+        ``defer``: the caller shows the run id only after the run ended, so the run may be
+        committed with its first attempt."""
         origin = self.origin(project_id)
         run_id, created = await self.store.create_run(
-            mission,
+            mission.mission,
             context=dict(context),
             project_id=project_id,
             idempotency_key=idempotency_key,
@@ -237,7 +242,7 @@ class RunService:
             workspace=str(origin.workspace),
             profile=origin.profile,
         )
-        self._start(new_id, record.mission, record.context, origin, restore=reuse)
+        self._start(new_id, record.mission, record.context, origin, ResumeState(restore=reuse))
         return new_id
 
     async def resume(self, run_id: str, *, project_id: str | None = None) -> bool:
@@ -256,15 +261,7 @@ class RunService:
         record = await self.store.get(run_id)
         origin = self._origin_of(record)
         plan = resume_plan(record, self.preparer.registry)
-        self._start(
-            run_id,
-            record.mission,
-            record.context,
-            origin,
-            restore=plan.restore,
-            attempts_done=plan.attempts_done,
-            fail_on_start=plan.fail_on_start,
-        )
+        self._start(run_id, record.mission, record.context, origin, plan)
         return True
 
     async def resume_orphans(self) -> list[str]:
@@ -332,7 +329,7 @@ class RunService:
         validated = self.preparer.validate(loaded, context_names=list(context))
         # the run id is shown only with the result: the run is committed with its attempt
         run_id, _ = await self.submit(
-            validated.mission, project_id=project_id, context=context, defer=True
+            validated.compiled, project_id=project_id, context=context, defer=True
         )
         result = await self.wait(run_id, timeout + 5)
         return ActionOutcome(

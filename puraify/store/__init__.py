@@ -1,7 +1,7 @@
 """The run store: runs, step attempts and run events in SQLite (embedded) or PostgreSQL.
 
-May import: ``errors``, ``mission``, ``actions`` (delivery classes), ``runtime`` (the recorder
-protocol it implements), SQLAlchemy and Alembic. Nothing above it imports it: the CLI, the app
+May import: ``errors``, ``mission``, ``runtime`` (the recorder protocol it implements),
+SQLAlchemy and Alembic. Nothing above it imports it: the CLI, the app
 factory and the worker compose it into the ``Engine``.
 Invariants: a run is committed before its id is shown; an attempt before it is dispatched; a
 step's terminal state before its dependents start; a result whose fence is stale is dropped.
@@ -10,7 +10,6 @@ step's terminal state before its dependents start; a result whose fence is stale
 from __future__ import annotations
 
 from .database import Database, sqlite_url
-from .resume import ResumePlan, resume_plan, reusable_results
 from .runs import RunRecord, RunStore, StepRow
 from .tokens import SCOPES, Principal, TokenStore
 
@@ -18,12 +17,9 @@ __all__ = [
     "SCOPES",
     "Database",
     "Principal",
-    "ResumePlan",
     "RunRecord",
     "RunStore",
     "StepRow",
     "TokenStore",
-    "resume_plan",
-    "reusable_results",
     "sqlite_url",
 ]

@@ -7,7 +7,7 @@ output size and render time are capped.
 
 from __future__ import annotations
 
-from .render import TemplateEngine, contains_template
-from .scope import Scope
+from .render import CompiledTemplate, TemplateEngine, contains_template
+from .scope import BUILTIN_NAMES, Scope
 
-__all__ = ["Scope", "TemplateEngine", "contains_template"]
+__all__ = ["BUILTIN_NAMES", "CompiledTemplate", "Scope", "TemplateEngine", "contains_template"]

@@ -8,33 +8,69 @@ Rules (DESIGN.md §3, RELIABILITY.md SEC-02):
   attribute or item lookup and output chunk, and ``*`` / ``**`` refuse results past the cap.
 - Rendering is single pass: data coming from a step's output is inserted as a value and never
   parsed as a template again.
+
+Templates are compiled once (``TemplateEngine.compile``, at validation) into a
+``CompiledTemplate`` that knows what it reads. A whole-value template that is one dotted name
+(``{{ fetch.output.items }}``, most templates) renders through the sandbox's own attribute
+lookup, exactly as the code Jinja2 would generate for it does, without generating that code
+(~0.4 ms per distinct template); every other template renders through Jinja2.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import TemplateError, TemplateSecurityError
+from .scope import BUILTIN_NAMES
 
-__all__ = ["TemplateEngine", "contains_template"]
+__all__ = ["CompiledTemplate", "TemplateEngine", "contains_template"]
 
 _WHOLE = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.S)
+_PATH = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*", re.ASCII)
+# Names Jinja2 parses as constants or operators, and `self` (the template reference): a path
+# starting with one of these goes through Jinja2.
+_NOT_A_ROOT = frozenset(
+    {"true", "false", "none", "True", "False", "None", "not", "and", "or", "in", "is", "if"}
+    | {"else", "self"}
+)
+_MISSING = object()
 _deadline: ContextVar[float] = ContextVar("puraify_template_deadline", default=float("inf"))
 
 
 def contains_template(text: str) -> bool:
     """Whether ``text`` holds template syntax (``{{`` or ``{%``)."""
     return "{{" in text or "{%" in text
+
+
+class Template(Protocol):
+    """What ``TemplateEngine.render`` takes: a compiled template, or anything with its source."""
+
+    @property
+    def source(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTemplate:
+    """A parsed template: its text, the outside names it reads, and how it renders."""
+
+    source: str
+    #: Attribute paths of the outside names read: ``("steps", "a", "output")``.
+    references: tuple[tuple[str, ...], ...]
+    #: The expression of a whole-value template (``{{ expr }}``), rendered with its own type.
+    expression: str | None = None
+    #: A whole-value template that is one dotted name, split at the dots.
+    path: tuple[str, ...] | None = None
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -89,8 +125,31 @@ class TemplateEngine:
         self.env = _Sandbox(max_output_bytes)
         self._template = lru_cache(maxsize=4096)(self._compile_template)
         self._expression = lru_cache(maxsize=4096)(self._compile_expression)
+        self._compiled = lru_cache(maxsize=4096)(self._compile)
+
+    @property
+    def builtin_names(self) -> frozenset[str]:
+        """Names every template may read without declaring them (DESIGN.md §3)."""
+        return BUILTIN_NAMES
 
     # -- compile -----------------------------------------------------------------------------
+
+    def compile(self, text: str) -> CompiledTemplate:
+        """Parse ``text`` once: what it reads and how it renders (``TemplateError`` on a syntax
+        error). Identical texts share one result."""
+        return self._compiled(text)
+
+    def _compile(self, text: str) -> CompiledTemplate:
+        whole = _WHOLE.match(text)
+        if whole is None:
+            return CompiledTemplate(text, self._references(text))
+        expr = whole.group("expr")
+        path = _PATH.fullmatch(expr)
+        if path is not None:
+            names = tuple(path.group(1).split("."))
+            if names[0] not in _NOT_A_ROOT:
+                return CompiledTemplate(text, (names,), expr, names)
+        return CompiledTemplate(text, self._references("{{" + expr + "}}"), expr)
 
     def _compile_template(self, text: str) -> Any:
         try:
@@ -123,15 +182,29 @@ class TemplateEngine:
 
     def render_string(self, text: str, scope: Mapping[str, Any], *, field: str = "") -> Any:
         """Render one string; a whole-value ``{{ expr }}`` returns the expression's own type."""
+        try:
+            template = self.compile(text)
+        except TemplateError as exc:
+            if exc.field is None:
+                exc.field = field or None
+            raise
+        return self.render(template, scope, field=field)
+
+    def render(self, template: Template, scope: Mapping[str, Any], *, field: str = "") -> Any:
+        """Render a compiled template against ``scope`` (the names it reads, at least)."""
+        if not isinstance(template, CompiledTemplate):
+            template = self.compile(template.source)
         token = _deadline.set(time.monotonic() + self.max_render_seconds)
         try:
-            whole = _WHOLE.match(text)
-            if whole is not None:
-                result = self._expression(whole.group("expr"))(**scope)
-                _check_data(result)
-                self._check_size(result, field)
-                return result
-            return self._render_template(self._template(text), scope, field)
+            if template.path is not None:
+                result = self._lookup(template.path, scope)
+            elif template.expression is not None:
+                result = self._expression(template.expression)(**scope)
+            else:
+                return self._render_template(self._template(template.source), scope, field)
+            _check_data(result)
+            self._check_size(result, field)
+            return result
         except (TemplateSecurityError, TemplateError) as exc:
             if exc.field is None:
                 exc.field = field or None
@@ -152,6 +225,18 @@ class TemplateEngine:
             raise TemplateError(f"template error: {exc}", field=field or None) from None
         finally:
             _deadline.reset(token)
+
+    def _lookup(self, path: tuple[str, ...], scope: Mapping[str, Any]) -> Any:
+        # What Jinja2 generates for `{{ a.b.c }}`: the name from the scope, else a global,
+        # else an undefined; then one sandboxed getattr per dot.
+        value = scope.get(path[0], _MISSING)
+        if value is _MISSING:
+            value = self.env.globals.get(path[0], _MISSING)
+        if value is _MISSING:
+            value = self.env.undefined(name=path[0])
+        for attribute in path[1:]:
+            value = self.env.getattr(value, attribute)
+        return value
 
     def _render_template(self, template: Any, scope: Mapping[str, Any], field: str) -> str:
         chunks: list[str] = []
@@ -188,18 +273,16 @@ class TemplateEngine:
         Names bound inside the template (``for`` targets, ``set``) are not references.
         Raises ``TemplateError`` on a syntax error.
         """
-        whole = _WHOLE.match(text)
-        source = "{{" + whole.group("expr") + "}}" if whole else text
+        return list(self.compile(text).references)
+
+    def _references(self, source: str) -> tuple[tuple[str, ...], ...]:
         try:
             ast = self.env.parse(source)
         except TemplateSyntaxError as exc:
             raise TemplateError(f"template syntax error: {exc.message}", line=exc.lineno) from None
-        from jinja2 import meta
-
-        free = meta.find_undeclared_variables(ast)
         found: list[tuple[str, ...]] = []
-        _collect(ast, free, found)
-        return found
+        _collect(ast, meta.find_undeclared_variables(ast), found)
+        return tuple(found)
 
 
 def _check_data(value: Any, depth: int = 0) -> None:
@@ -241,7 +324,7 @@ def _chain(node: nodes.Node) -> tuple[str, ...] | None:
 
 
 def _collect(node: nodes.Node, free: set[str], found: list[tuple[str, ...]]) -> None:
-    for child in _children(node):
+    for child in node.iter_child_nodes():
         if isinstance(child, nodes.Getattr | nodes.Getitem | nodes.Name):
             path = _chain(child)
             if path is not None:
@@ -249,7 +332,3 @@ def _collect(node: nodes.Node, free: set[str], found: list[tuple[str, ...]]) -> 
                     found.append(path)
                 continue
         _collect(child, free, found)
-
-
-def _children(node: nodes.Node) -> Iterable[nodes.Node]:
-    return node.iter_child_nodes()

@@ -5,18 +5,25 @@
 RustChain ``{{ name }}`` form); ``env.<NAME>`` (only names the settings allow); ``config``;
 ``secrets`` (from the vault, redacted everywhere); ``run.id``; ``timestamp`` (UTC, ISO 8601,
 at render time). Built-in names win over step ids and variables of the same name.
+
+A render sees only the names its template reads (``Scope.names``), so its cost does not grow
+with the number of steps that finished before it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from ..mission.model import Mission
-from ..mission.validate import BUILTIN_NAMES
 
-__all__ = ["Scope"]
+__all__ = ["BUILTIN_NAMES", "Scope"]
+
+#: Names every template may read without declaring them (DESIGN.md §3).
+BUILTIN_NAMES = frozenset(
+    {"steps", "env", "context", "config", "secrets", "run", "timestamp", "mission", "user"}
+)
 
 
 class Scope:
@@ -32,18 +39,19 @@ class Scope:
         secrets: Mapping[str, Any] | None = None,
     ) -> None:
         merged = {**mission.variables, **context}
+        self._mission = mission
         self._steps: dict[str, dict[str, Any]] = {}
         self._short: dict[str, dict[str, Any]] = {}
         self._variables = {k: v for k, v in merged.items() if k not in BUILTIN_NAMES}
+        # Templates cannot mutate what they read (immutable sandbox): no copies here.
         self._base: dict[str, Any] = {
             "steps": self._steps,
             "context": merged,
             "user": merged.get("user", {}),
-            "config": mission.config.model_dump(),
-            "env": dict(env),
+            "env": env,
             "run": {"id": run_id},
             "mission": {"name": mission.display_name, "version": mission.version},
-            "secrets": dict(secrets or {}),
+            "secrets": secrets or {},
         }
 
     def add_output(self, step_id: str, output: Mapping[str, Any]) -> None:
@@ -53,11 +61,24 @@ class Scope:
         if step_id not in BUILTIN_NAMES:
             self._short[step_id] = entry
 
-    def for_render(self) -> dict[str, Any]:
-        """The names a template sees right now."""
-        return {
-            **self._variables,
-            **self._short,
-            **self._base,
-            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
+    def names(self, roots: Iterable[str]) -> dict[str, Any]:
+        """The names ``roots`` (what a template reads) as a template sees them right now; a
+        name that is not known yet is left out, so the template reports it as undefined."""
+        out: dict[str, Any] = {}
+        for name in roots:
+            if name in BUILTIN_NAMES:
+                out[name] = self._builtin(name)
+            elif name in self._short:
+                out[name] = self._short[name]
+            elif name in self._variables:
+                out[name] = self._variables[name]
+        return out
+
+    def _builtin(self, name: str) -> Any:
+        if name == "timestamp":
+            return datetime.now(UTC).isoformat(timespec="seconds")
+        if name == "config":
+            if "config" not in self._base:
+                self._base["config"] = self._mission.config.model_dump()
+            return self._base["config"]
+        return self._base[name]

@@ -59,7 +59,7 @@ async def run(workspace: Path, console: Console) -> int:
             plan = " → ".join("[" + ", ".join(level) + "]" for level in prepared.levels)
             console.print(f"[dim]plan: {escape(plan)}[/]")
             run_id, _ = await app.runs.submit(
-                prepared.mission, project_id=None, context={"api": server.url}
+                prepared.compiled, project_id=None, context={"api": server.url}
             )
             result = await app.runs.wait(run_id)
         assert result is not None  # the run executed here, to its end

@@ -10,12 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import field_validator
 
+from puraify.actions import Action, ActionContext, default_registry
+from puraify.actions.base import Output, Params
 from puraify.mission.model import MissionStatus, StepResult, StepStatus
+from puraify.runtime.engine import Engine
 from puraify.runtime.executor import RunHandle
 from puraify.runtime.hooks import Hooks, RunInfo
 from puraify.testing import RecordingSink, Reply
-from tests.conftest import EngineFactory, run_text
+from tests.conftest import TEST_ENV, EngineFactory, make_settings, run_text
 
 SLEEP = sys.executable  # `python -c "import time; time.sleep(x)"` via argv, no shell
 
@@ -327,6 +331,33 @@ async def test_rel04_step_timeout_kills_the_process_tree(
     assert not _alive(child), "the grandchild `sleep 600` survived the timeout"
 
 
+async def test_step_timeout_precedence_under_settings_default(make_engine: EngineFactory) -> None:
+    # The settings default (300 s) is present, as under every real engine: the mission's
+    # config.step_timeout_seconds still applies, and a step's own timeout_seconds beats both.
+    engine = make_engine()
+    text = (
+        "config: {step_timeout_seconds: 0.5}\nsteps:\n"
+        + sleeper("a", 30, continue_on_error="true")
+        + sleeper("b", 1, timeout_seconds=20)
+    )
+    started = time.monotonic()
+    result = await run_text(engine, text)
+    assert time.monotonic() - started < 15
+    a, b = result.step("a"), result.step("b")
+    assert a.status is StepStatus.FAILED and a.error is not None
+    assert a.error.code == "timeout" and "0.5s" in a.error.message
+    assert b.status is StepStatus.SUCCESS
+
+
+async def test_settings_step_timeout_applies_when_the_mission_sets_none(
+    make_engine: EngineFactory,
+) -> None:
+    engine = make_engine(step_timeout_seconds=0.5)
+    result = await run_text(engine, "steps:\n" + sleeper("a", 30))
+    a = result.step("a")
+    assert a.error is not None and a.error.code == "timeout" and "0.5s" in a.error.message
+
+
 async def test_mission_deadline(make_engine: EngineFactory) -> None:
     engine = make_engine()
     text = "config: {timeout_seconds: 0.5}\nsteps:\n" + sleeper("a", 30) + sleeper("b", 1, ["a"])
@@ -376,3 +407,49 @@ async def test_results_are_deterministic(make_engine: EngineFactory) -> None:
         == [s.step_id for s in second.steps]
         == [f"s{i}" for i in range(12)]
     )
+
+
+class Counted(Action):
+    """Echoes ``message``; every validation of its parameters is written down in ``seen``."""
+
+    seen: list[str] = []
+
+    class Params(Params):
+        message: str
+
+        @field_validator("message")
+        @classmethod
+        def _count(cls, value: str) -> str:
+            Counted.seen.append(value)
+            return value
+
+    class Output(Output):
+        message: str
+
+    name = "counted"
+
+    async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
+        return {"message": params.message}
+
+
+async def test_parameters_are_validated_once(tmp_path: Path, workspace: Path) -> None:
+    registry = default_registry(entry_points=False)
+    registry.register(Counted())
+    engine = Engine.from_settings(
+        make_settings(tmp_path), workspace=workspace, registry=registry, environ=TEST_ENV
+    )
+    Counted.seen.clear()
+    try:
+        prepared = engine.prepare(
+            "steps:\n  - {id: a, step_type: counted, parameters: {message: hi}}\n"
+            "  - id: b\n    step_type: counted\n    depends_on: [a]\n"
+            "    parameters: {message: '{{ a.output.message }}!'}\n"
+        )
+        assert Counted.seen == ["hi"]  # the static step, at validation
+        for _ in range(2):
+            result = await engine.run(prepared.compiled)
+            assert result.step("b").output == {"message": "hi!"}
+    finally:
+        await engine.aclose()
+    # The static step is never validated again; the templated one once per run, rendered.
+    assert Counted.seen == ["hi", "hi!", "hi!"]

@@ -18,8 +18,8 @@ from puraify.settings import Settings
 async def _run(settings: Settings, cwd: Path, steps: list[dict[str, Any]]) -> dict[str, Any]:
     async with compose(settings, listen=None, environ=dict(os.environ), cwd=cwd) as app:
         loaded = mission_from_data({"config": {"fail_fast": False}, "steps": steps})
-        mission = app.preparer.validate(loaded).mission
-        run_id, _ = await app.runs.submit(mission, project_id=None, context={})
+        compiled = app.preparer.validate(loaded).compiled
+        run_id, _ = await app.runs.submit(compiled, project_id=None, context={})
         result = await app.runs.wait(run_id)
     assert result is not None
     return {s.step_id: s for s in result.steps}

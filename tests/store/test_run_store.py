@@ -17,7 +17,8 @@ from puraify.errors import StoreError
 from puraify.mission.model import MissionStatus, StepResult, StepStatus
 from puraify.runtime.engine import Engine
 from puraify.runtime.executor import RunHandle
-from puraify.store import Database, RunStore, resume_plan, reusable_results
+from puraify.runtime.resume import ResumeState, resume_plan, reusable_results
+from puraify.store import Database, RunStore
 from puraify.testing import RecordingSink, Reply
 from tests.conftest import TEST_ENV, make_settings
 
@@ -155,13 +156,7 @@ async def test_resume_redispatches_keyed_and_fails_unsafe(
     plan = resume_plan(record, engine.registry)
     assert plan.redispatched == ["post", "again"]
     assert set(plan.fail_on_start) == {"shell"}
-    result = await engine.run(
-        record.mission,
-        handle=RunHandle(run_id=run_id),
-        restore=plan.restore,
-        attempts_done=plan.attempts_done,
-        fail_on_start=plan.fail_on_start,
-    )
+    result = await engine.run(record.mission, handle=RunHandle(run_id=run_id), resume=plan)
     await engine.aclose()
     assert result.step("first").attempts == 1
     assert result.step("post").status is StepStatus.SUCCESS and result.step("post").attempts == 2
@@ -173,6 +168,9 @@ async def test_resume_redispatches_keyed_and_fails_unsafe(
     final = await store.get(run_id)
     assert final.status is MissionStatus.FAILED
     assert {s.step_id: s.status for s in final.steps}["shell"] is StepStatus.FAILED
+    # the interrupted attempt of `shell` is closed by that ending, not left running
+    shell = [a for a in await store.attempts_of(run_id) if a["step_id"] == "shell"]
+    assert [(a["status"], a["error_code"]) for a in shell] == [("failed", "unknown_outcome")]
 
 
 async def _left_by_a_dead_engine(store: RunStore, run_id: str) -> None:
@@ -203,13 +201,7 @@ async def test_an_interrupted_unsafe_attempt_ends_with_its_step(
     record = await store.get(run_id)
     plan = resume_plan(record, engine.registry)
     assert set(plan.fail_on_start) == {"shell"}
-    result = await engine.run(
-        record.mission,
-        handle=RunHandle(run_id=run_id),
-        restore=plan.restore,
-        attempts_done=plan.attempts_done,
-        fail_on_start=plan.fail_on_start,
-    )
+    result = await engine.run(record.mission, handle=RunHandle(run_id=run_id), resume=plan)
     await engine.aclose()
     assert result.step("shell").error.code == "unknown_outcome"  # type: ignore[union-attr]
     tries = await store.attempts_of(run_id)
@@ -256,7 +248,9 @@ async def test_retry_reexecutes_only_what_failed(
     reuse = reusable_results(record)
     assert set(reuse) == {"ok1", "ok2"}
     new_id, _ = await store.create_run(record.mission, parent_run_id=run_id, reuse=reuse)
-    second = await engine.run(record.mission, handle=RunHandle(run_id=new_id), restore=reuse)
+    second = await engine.run(
+        record.mission, handle=RunHandle(run_id=new_id), resume=ResumeState(restore=reuse)
+    )
     await engine.aclose()
     assert second.status is MissionStatus.COMPLETED
     assert {p: receiver.count(p) for p in ("/ok1", "/ok2", "/flaky", "/later")} == {

@@ -224,7 +224,7 @@ async def execute_mission(
             return 200, report.model_dump(mode="json")
         service = runs(request)
         run_id, _ = await service.submit(
-            prepared.mission, project_id=principal.project_id, context=context
+            prepared.compiled, project_id=principal.project_id, context=context
         )
         result = await service.wait(run_id, None) if wait else None
         if result is not None:

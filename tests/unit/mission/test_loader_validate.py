@@ -161,3 +161,57 @@ def test_template_syntax_error_is_reported() -> None:
 def test_too_many_steps() -> None:
     text = "steps:\n" + "".join(f"  - {{id: s{i}, step_type: noop}}\n" for i in range(5))
     assert issues(text, max_steps=4)[0]["code"] == "too_many_steps"
+
+
+def test_diamond_and_long_chain_references_follow_the_dependencies() -> None:
+    check(
+        "steps:\n  - {id: a, step_type: noop}\n  - {id: b, step_type: noop, depends_on: [a]}\n"
+        "  - {id: c, step_type: noop, depends_on: [a]}\n"
+        "  - id: d\n    step_type: noop\n    depends_on: [b, c]\n"
+        "    parameters: {message: '{{ a.output.message }}{{ steps.c.output.message }}'}\n"
+    )
+    chain = "steps:\n  - {id: s0, step_type: noop}\n" + "".join(
+        f"  - {{id: s{i}, step_type: noop, depends_on: [s{i - 1}], "
+        f"parameters: {{message: '{{{{ s{i - 1}.output.message }}}}'}}}}\n"
+        for i in range(1, 300)
+    )
+    check(chain)
+    found = issues(
+        chain + "  - {id: x, step_type: noop, parameters: {message: '{{ s5.output }}'}}\n"
+    )
+    assert [i["code"] for i in found] == ["invalid_reference"]
+
+
+def test_a_valid_mission_comes_back_compiled() -> None:
+    validated = check(
+        "config: {retry_attempts: 2, step_timeout_seconds: 7}\n"
+        "steps:\n  - {id: a, step_type: Log, parameters: {message: hi, level: warning}}\n"
+        "  - id: b\n    step_type: CallWebhook\n    depends_on: [a]\n    timeout_seconds: 3\n"
+        "    retry: {attempts: 5}\n    when: '{{ a.output.level == \"warning\" }}'\n"
+        "    parameters:\n      url: 'http://x/{{ run.id }}'\n      method: POST\n"
+        "      json: {n: '{{ steps.a.output.message }}', fixed: [1, '{{ context.k }}']}\n",
+        context_names=["k"],
+        default_step_timeout=60,
+    )
+    a, b = validated.compiled.steps
+    assert validated.compiled.mission is validated.mission
+    assert a.action == "log_message" and not a.templated and not a.roots
+    assert a.params is not None and a.params.level == "warning"  # type: ignore[attr-defined]
+    assert a.timeout == 7 and a.retry.attempts == 2 and a.retry.backoff == "fixed"
+    assert b.action == "http" and b.params is None
+    assert set(b.templated) == {"url", "json"}
+    assert b.templated["json"]["fixed"][0] == 1
+    slot = b.templated["json"]["n"]
+    assert (
+        slot.field == "parameters.json.n" and slot.template.source == "{{ steps.a.output.message }}"
+    )
+    assert b.roots == {"run", "steps", "context"} and b.when_roots == {"a"}
+    assert b.timeout == 3 and b.retry.attempts == 5
+
+
+def test_step_timeout_precedence_when_compiled() -> None:
+    text = "steps:\n  - {id: a, step_type: noop}\n"
+    assert check(text).compiled.steps[0].timeout == 300
+    assert check(text, default_step_timeout=60).compiled.steps[0].timeout == 60
+    with_config = "config: {step_timeout_seconds: 9}\n" + text
+    assert check(with_config, default_step_timeout=60).compiled.steps[0].timeout == 9

@@ -121,3 +121,57 @@ def test_references_skip_locals() -> None:
     assert ("steps", "a", "output", "rows") in refs
     assert ("b", "output", "n") in refs
     assert not any(r[0] == "x" for r in refs)
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "fetch.output.items",
+        "steps.fetch.output.text",
+        "name",
+        "context.name",
+        "fetch.output.nope",
+        "nobody.output",
+        "fetch.output.items.append",
+        "lipsum.__globals__",
+        "range",
+    ],
+)
+def test_dotted_names_render_as_jinja_renders_them(expr: str) -> None:
+    # `{{ (x.y) }}` is not a plain dotted name, so it goes through Jinja2's generated code.
+    assert ENGINE.compile("{{ " + expr + " }}").path is not None
+    assert ENGINE.compile("{{ (" + expr + ") }}").path is None
+    outcomes = []
+    for text in ("{{ " + expr + " }}", "{{ (" + expr + ") }}"):
+        try:
+            outcomes.append(("ok", render(text)))
+        except TemplateError as exc:
+            outcomes.append((exc.code, exc.message))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_compiled_templates_know_what_they_read() -> None:
+    template = ENGINE.compile("{{ fetch.output.items }}")
+    assert template is ENGINE.compile("{{ fetch.output.items }}")
+    assert template.references == (("fetch", "output", "items"),)
+    mixed = ENGINE.compile("n={{ steps.a.output.n + b.output.n }} {{ true }}")
+    assert set(mixed.references) == {("steps", "a", "output", "n"), ("b", "output", "n")}
+    assert ENGINE.compile("{{ none }}").path is None
+    with pytest.raises(TemplateError):
+        ENGINE.compile("{{ a. }}")
+
+
+def test_a_scope_holds_only_the_names_asked_for() -> None:
+    from puraify.mission.model import Mission
+    from puraify.templating import Scope
+
+    mission = Mission.model_validate(
+        {"steps": [{"id": "fetch", "step_type": "noop"}], "variables": {"v": 1, "run": "x"}}
+    )
+    scope = Scope(run_id="r1", mission=mission, context={"w": 2}, env={"HOME": "/h"})
+    scope.add_output("fetch", {"items": [1]})
+    scope.add_output("other", {"n": 2})
+    assert scope.names(["fetch"]) == {"fetch": {"output": {"items": [1]}}}
+    assert scope.names(["run", "v", "w", "unknown"]) == {"run": {"id": "r1"}, "v": 1, "w": 2}
+    assert set(scope.names(["steps"])["steps"]) == {"fetch", "other"}
+    assert scope.names(["config"])["config"]["fail_fast"] is True

@@ -1,0 +1,166 @@
+"""What validation hands the executor: every step compiled once.
+
+For each step, validation resolves the action (its canonical name), parses the parameters when
+none is templated, compiles the templates (through the ``ReferenceReader`` port: nothing here
+imports the template engine) with the names they read, and settles the retry policy and the
+timeout. The executor then renders only templated fields against a scope of only the names
+they read, validates only rendered parameters, and never looks for templates again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..errors import PuraifyError
+from .model import (
+    DEFAULT_STEP_TIMEOUT_SECONDS,
+    Mission,
+    MissionConfig,
+    MissionStep,
+    RetryPolicy,
+)
+
+__all__ = [
+    "CompiledMission",
+    "CompiledStep",
+    "Template",
+    "TemplateSlot",
+    "effective_step_timeout",
+    "is_template",
+    "retry_policy",
+    "roots_of",
+    "slots_in",
+    "template_slots",
+]
+
+
+class Template(Protocol):
+    """A template compiled by the template engine; only what it reads matters here."""
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def references(self) -> tuple[tuple[str, ...], ...]:
+        """Attribute paths of the outside names it reads: ``("steps", "a", "output")``."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TemplateSlot:
+    """A template inside a parameter value, with the field path its errors name."""
+
+    template: Template
+    field: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompiledStep:
+    """One step as the executor runs it."""
+
+    step: MissionStep
+    #: The action's canonical name (aliases and PascalCase resolved).
+    action: str
+    #: The parsed parameter model when no parameter is templated and they are valid; None
+    #: otherwise (the runner validates the rendered parameters, once, at run time).
+    params: object | None
+    #: Templated top-level parameters: the value with a ``TemplateSlot`` for each template.
+    templated: Mapping[str, Any]
+    #: The names the parameter templates read (what their scope holds).
+    roots: frozenset[str]
+    when: Template | None
+    when_roots: frozenset[str]
+    retry: RetryPolicy
+    #: Seconds each attempt may take (``effective_step_timeout``).
+    timeout: float
+
+    @property
+    def id(self) -> str:
+        return self.step.id
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompiledMission:
+    """A validated mission with every step compiled (declaration order)."""
+
+    mission: Mission
+    steps: tuple[CompiledStep, ...]
+
+
+def is_template(text: str) -> bool:
+    """Whether ``text`` holds template syntax (``{{`` or ``{%``)."""
+    return "{{" in text or "{%" in text
+
+
+def template_slots(
+    value: Any,
+    field: str,
+    compile: Callable[[str], Template],
+    errors: list[tuple[str, PuraifyError]],
+) -> tuple[Any, bool]:
+    """``value`` with each template string compiled into a ``TemplateSlot``, and whether it held
+    any. A template that does not compile stays a string; its error goes to ``errors``."""
+    if isinstance(value, str):
+        if not is_template(value):
+            return value, False
+        try:
+            return TemplateSlot(compile(value), field), True
+        except PuraifyError as exc:
+            errors.append((field, exc))
+            return value, True
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        found = False
+        for k, v in value.items():
+            out[k], has = template_slots(v, f"{field}.{k}" if field else str(k), compile, errors)
+            found = found or has
+        return (out if found else value), found
+    if isinstance(value, list):
+        items: list[Any] = []
+        found = False
+        for i, v in enumerate(value):
+            item, has = template_slots(v, f"{field}[{i}]", compile, errors)
+            items.append(item)
+            found = found or has
+        return (items if found else value), found
+    return value, False
+
+
+def slots_in(value: Any) -> Iterable[TemplateSlot]:
+    """Every ``TemplateSlot`` inside a value built by ``template_slots``."""
+    if isinstance(value, TemplateSlot):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from slots_in(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from slots_in(v)
+
+
+def roots_of(templates: Iterable[Template]) -> frozenset[str]:
+    """The root names the templates read (``steps``, a step id, a variable, ``run``...)."""
+    return frozenset(ref[0] for t in templates for ref in t.references)
+
+
+def retry_policy(step: MissionStep, config: MissionConfig) -> RetryPolicy:
+    """The step's own ``retry`` policy, else the mission's ``retry_attempts``/``retry_delay_ms``
+    with a fixed delay (RustChain's ``retry_count`` semantics)."""
+    if step.retry is not None:
+        return step.retry
+    return RetryPolicy(
+        attempts=config.retry_attempts, delay_ms=config.retry_delay_ms, backoff="fixed"
+    )
+
+
+def effective_step_timeout(
+    step: MissionStep, config: MissionConfig, default: float | None = None
+) -> float:
+    """Seconds each attempt of ``step`` may take: the step's own ``timeout_seconds``, else the
+    mission's ``config.step_timeout_seconds``, else ``default`` (the engine's, from settings),
+    else ``DEFAULT_STEP_TIMEOUT_SECONDS``."""
+    for seconds in (step.timeout_seconds, config.step_timeout_seconds, default):
+        if seconds is not None:
+            return seconds
+    return DEFAULT_STEP_TIMEOUT_SECONDS

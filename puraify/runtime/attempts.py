@@ -1,0 +1,155 @@
+"""One step's attempts: recorded, dispatched under the step's timeout, retried when allowed.
+
+Each attempt is recorded with its fencing token before it is dispatched (the first one in the
+scheduler's batch, later ones here), runs through the ``StepRunner`` bounded by the step's
+timeout, and fails or retries: only retryable errors retry, up to the step's policy, after the
+backoff delay (a platform's ``Retry-After`` honoured). A failed attempt that will be retried is
+written to the attempt history and announced to ``on_retry`` hooks. Whatever an action raises,
+the step ends with a status and, when it failed, an error with a code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from ..errors import ActionError, PuraifyError, StepTimeout
+from ..mission.compile import CompiledStep
+from ..mission.model import MissionStep, StepError, StepResult, StepStatus
+from .hooks import Hooks, RunInfo
+from .recorder import RunRecorder
+from .retry import backoff_delay, is_retryable
+from .runner import StepInvocation, StepRunner
+
+__all__ = ["Attempts", "StepRecord"]
+
+_log = structlog.get_logger("puraify.executor")
+
+
+@dataclass
+class StepRecord:
+    """A step's live state in one run: what its ``StepResult`` will say, and its latest fence."""
+
+    step: MissionStep
+    status: StepStatus = StepStatus.PENDING
+    output: dict[str, Any] | None = None
+    error: StepError | None = None
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    t0: float | None = None  # monotonic start, for the duration
+    duration_ms: float | None = None
+    fence: int | None = None
+
+    @classmethod
+    def restored(cls, step: MissionStep, result: StepResult) -> StepRecord:
+        """A step whose result an earlier execution recorded (resume, retry)."""
+        return cls(
+            step,
+            result.status,
+            result.output,
+            result.error,
+            result.attempts,
+            result.started_at,
+            result.finished_at,
+            duration_ms=result.duration_ms,
+        )
+
+    def result(self) -> StepResult:
+        return StepResult(
+            step_id=self.step.id,
+            name=self.step.display_name,
+            step_type=self.step.step_type,
+            status=self.status,
+            output=self.output,
+            error=self.error,
+            attempts=self.attempts,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            duration_ms=self.duration_ms,
+        )
+
+
+class Attempts:
+    """Runs the attempts of steps; built once per executor."""
+
+    def __init__(
+        self, runner: StepRunner, recorder: RunRecorder, hooks: Hooks, rng: random.Random
+    ) -> None:
+        self.runner = runner
+        self.recorder = recorder
+        self.hooks = hooks
+        self.rng = rng
+
+    async def run(
+        self,
+        run: RunInfo,
+        rec: StepRecord,
+        step: CompiledStep,
+        parameters: Mapping[str, Any],
+        params: object | None,
+    ) -> None:
+        """Attempt ``step`` until it succeeds, fails for good or runs out of retries; the
+        outcome lands in ``rec``. ``params``: the parsed parameters, when already known."""
+        policy, timeout = step.retry, step.timeout
+        attempt = rec.attempts
+        registered = rec.fence is not None  # the first attempt was recorded with its batch
+        while True:
+            attempt += 1
+            if not registered:
+                fences = await self.recorder.attempts_started(run.run_id, [(step.id, attempt)])
+                rec.fence = fences[step.id]
+            registered = False
+            rec.attempts = attempt
+            await self.hooks.before_step(run, step.step, attempt)
+            invocation = StepInvocation(
+                run.run_id, step.id, step.action, attempt, parameters, params=params
+            )
+            error: ActionError
+            try:
+                async with asyncio.timeout(timeout) as cm:
+                    output = await self.runner.run(invocation)
+                rec.status, rec.output = StepStatus.SUCCESS, output
+                return
+            except TimeoutError:
+                if not cm.expired():
+                    error = ActionError("the action timed out", code="timeout", retryable=True)
+                else:
+                    error = StepTimeout(f"step ran past its {timeout:g}s timeout and was stopped")
+            except ActionError as exc:
+                error = exc
+            except PuraifyError as exc:
+                error = ActionError(exc.message, code=exc.code)
+            except Exception as exc:  # an action bug must not abort the mission
+                _log.exception("action_crashed", run_id=run.run_id, step_id=step.id)
+                error = ActionError(f"{type(exc).__name__}: {exc}", code="internal_error")
+            if is_retryable(error) and attempt <= policy.attempts:
+                delay = backoff_delay(policy, attempt, retry_after=error.retry_after, rng=self.rng)
+                if rec.fence is not None:
+                    await self.recorder.attempt_failed(
+                        run.run_id,
+                        step.id,
+                        rec.fence,
+                        StepError(code=error.code, message=error.message, status=error.status),
+                    )
+                await self.hooks.on_retry(run, step.step, attempt, _error_dict(error), delay)
+                await asyncio.sleep(delay)
+                continue
+            rec.status = StepStatus.FAILED
+            rec.error = StepError(
+                code=error.code,
+                message=error.message,
+                retryable=error.retryable,
+                status=error.status,
+            )
+            return
+
+
+def _error_dict(error: ActionError) -> dict[str, Any]:
+    return {"code": error.code, "message": error.message, "status": error.status}
