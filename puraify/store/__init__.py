@@ -5,6 +5,8 @@ SQLAlchemy and Alembic. Nothing above it imports it: the CLI, the app
 factory and the worker compose it into the ``Engine``.
 Invariants: a run is committed before its id is shown; an attempt before it is dispatched; a
 step's terminal state before its dependents start; a result whose fence is stale is dropped.
+``RunStore`` (``runs``) composes the rest: ``writes`` builds rows, ``records`` reads runs back,
+``leases`` says who executes a run, ``history`` is the read side of past runs.
 """
 
 from __future__ import annotations
