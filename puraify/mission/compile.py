@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..errors import PuraifyError
 from .model import (
@@ -55,9 +55,12 @@ class TemplateSlot:
     field: str
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class CompiledStep:
-    """One step as the executor runs it."""
+class CompiledStep(NamedTuple):
+    """One step as the executor runs it.
+
+    A named tuple: as immutable as a frozen dataclass and about three times cheaper to build,
+    and validation builds one per step.
+    """
 
     step: MissionStep
     #: The action's canonical name (aliases and PascalCase resolved).
@@ -139,15 +142,19 @@ def slots_in(value: Any) -> Iterable[TemplateSlot]:
             yield from slots_in(v)
 
 
+_NO_ROOTS: frozenset[str] = frozenset()
+
+
 def roots_of(templates: Iterable[Template]) -> frozenset[str]:
     """The root names the templates read (``steps``, a step id, a variable, ``run``...)."""
-    return frozenset(ref[0] for t in templates for ref in t.references)
+    roots = frozenset(ref[0] for t in templates for ref in t.references)
+    return roots or _NO_ROOTS
 
 
-def retry_policy(step: MissionStep, config: MissionConfig) -> RetryPolicy:
+def retry_policy(step: MissionStep | None, config: MissionConfig) -> RetryPolicy:
     """The step's own ``retry`` policy, else the mission's ``retry_attempts``/``retry_delay_ms``
     with a fixed delay (RustChain's ``retry_count`` semantics)."""
-    if step.retry is not None:
+    if step is not None and step.retry is not None:
         return step.retry
     return RetryPolicy(
         attempts=config.retry_attempts, delay_ms=config.retry_delay_ms, backoff="fixed"

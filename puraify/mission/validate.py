@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from ..errors import Issue, PuraifyError, ValidationError
@@ -35,6 +36,10 @@ __all__ = [
     "template_strings",
     "validate_mission",
 ]
+
+
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
+_NO_FIELDS: frozenset[str] = frozenset()
 
 
 class StepCatalog(Protocol):
@@ -86,18 +91,6 @@ def template_strings(value: Any, path: str = "") -> Iterable[tuple[str, str]]:
     elif isinstance(value, list):
         for i, v in enumerate(value):
             yield from template_strings(v, f"{path}[{i}]")
-
-
-@dataclass
-class _Draft:
-    """What validation learned about one step, before it knows the mission is valid."""
-
-    step: MissionStep
-    action: str = ""  # the canonical name; empty while unknown
-    params: object | None = None
-    templated: dict[str, Any] = field(default_factory=dict)
-    templates: tuple[tuple[str, Template], ...] = ()
-    when: Template | None = None
 
 
 def validate_mission(
@@ -175,25 +168,32 @@ def validate_mission(
             extra={"cycle": cycle},
         )
 
-    drafts = [_Draft(step) for step in mission.steps]
+    config = mission.config
+    shared_retry = retry_policy(None, config)  # one object for every step without its own
+    compiled: list[CompiledStep] = []
+    reading: list[tuple[MissionStep, list[tuple[str, Template]]]] = []  # steps with templates
     known_names: list[str] | None = None
-    for draft in drafts:
-        step = draft.step
+    for step in mission.steps:
         errors: list[tuple[str, PuraifyError]] = []
+        templated: dict[str, Any] = {}
         for key, value in step.parameters.items():
+            if isinstance(value, str) and not is_template(value):
+                continue
             slotted, has = template_slots(value, f"parameters.{key}", reader.compile, errors)
             if has:
-                draft.templated[key] = slotted
-        draft.templates = tuple(
-            (slot.field, slot.template)
-            for value in draft.templated.values()
-            for slot in slots_in(value)
-        )
+                templated[key] = slotted
+        templates = [
+            (slot.field, slot.template) for value in templated.values() for slot in slots_in(value)
+        ]
+        when = None
         if step.when is not None:
             try:
-                draft.when = reader.compile(step.when)
+                when = reader.compile(step.when)
+                templates.append(("when", when))
             except PuraifyError as exc:
                 errors.append(("when", exc))
+        if templates:
+            reading.append((step, templates))
         for fld, error in errors:
             add(
                 "template_error",
@@ -217,9 +217,8 @@ def validate_mission(
                 hint=hint,
             )
             continue
-        draft.action = action
-        problems, draft.params = catalog.compile_parameters(
-            step.step_type, step.parameters, frozenset(draft.templated)
+        problems, params = catalog.compile_parameters(
+            step.step_type, step.parameters, frozenset(templated) if templated else _NO_FIELDS
         )
         for sev, code, fld, message in problems:
             add(
@@ -231,28 +230,25 @@ def validate_mission(
                 severity=severity_unknown if sev == "warning" else _param_severity(step),
                 field=f"parameters.{fld}",
             )
+        compiled.append(
+            CompiledStep(
+                step=step,
+                action=action,
+                params=params,
+                templated=templated or _NOTHING,
+                roots=roots_of(t for f, t in templates if f != "when") if templated else _NO_FIELDS,
+                when=when,
+                when_roots=roots_of([when]) if when is not None else _NO_FIELDS,
+                retry=step.retry or shared_retry,
+                timeout=effective_step_timeout(step, config, default_step_timeout),
+            )
+        )
 
-    _check_references(mission, drafts, ids, reader.builtin_names, set(context_names), add)
+    _check_references(mission, reading, ids, reader.builtin_names, set(context_names), add)
     if any(i.severity == "error" for i in issues):
         raise ValidationError(issues, file=loaded.file)
-    compiled = CompiledMission(
-        mission, tuple(_compiled(d, mission, default_step_timeout) for d in drafts)
-    )
-    return ValidatedMission(mission, tuple(issues), loaded.file, compiled)
-
-
-def _compiled(draft: _Draft, mission: Mission, default_timeout: float | None) -> CompiledStep:
-    step = draft.step
-    return CompiledStep(
-        step=step,
-        action=draft.action,
-        params=draft.params,
-        templated=draft.templated,
-        roots=roots_of(t for _, t in draft.templates),
-        when=draft.when,
-        when_roots=roots_of([draft.when] if draft.when is not None else []),
-        retry=retry_policy(step, mission.config),
-        timeout=effective_step_timeout(step, mission.config, default_timeout),
+    return ValidatedMission(
+        mission, tuple(issues), loaded.file, CompiledMission(mission, tuple(compiled))
     )
 
 
@@ -265,7 +261,7 @@ def _param_severity(step: MissionStep) -> str:
 
 def _check_references(
     mission: Mission,
-    drafts: Iterable[_Draft],
+    reading: Iterable[tuple[MissionStep, Iterable[tuple[str, Template]]]],
     ids: Mapping[str, MissionStep],
     builtins: frozenset[str],
     context_names: set[str],
@@ -274,12 +270,8 @@ def _check_references(
     variables = set(mission.variables) | context_names
     upstream: _Upstream | None = None
 
-    for draft in drafts:
-        step = draft.step
-        sources = list(draft.templates)
-        if draft.when is not None:
-            sources.append(("when", draft.when))
-        for fld, template in sources:
+    for step, templates in reading:
+        for fld, template in templates:
             for ref in template.references:
                 target: str | None = None
                 if ref[0] == "steps":
