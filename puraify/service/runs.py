@@ -358,28 +358,24 @@ class RunService:
         seen: dict[str, str] = {}
         try:
             yield None
-            record = await self.store.get(run_id)
-            for event in _store_events(record, seen, replayed=True):
-                yield event
-            if record.finished:
-                yield {"event": "run_finished", "status": record.status.value}
-                return
+            replayed, read_store = True, True
             while True:
-                wait = 15.0 if run_id in self.live else poll_seconds
-                try:
-                    event = await asyncio.wait_for(queue.get(), wait)
-                except TimeoutError:
-                    if run_id in self.live:
-                        yield None
-                        continue
+                if read_store:  # first, and whenever the run executes in another process
                     record = await self.store.get(run_id)
-                    for stored in _store_events(record, seen, replayed=False):
+                    for stored in _store_events(record, seen, replayed=replayed):
                         yield stored
                     if record.finished:
                         yield {"event": "run_finished", "status": record.status.value}
                         return
+                    replayed = False
+                here = run_id in self.live
+                try:
+                    event = await asyncio.wait_for(queue.get(), 15.0 if here else poll_seconds)
+                except TimeoutError:
+                    read_store = not here
                     yield None
                     continue
+                read_store = False
                 if event.get("event") == "step_finished":
                     if seen.get(event["step_id"]) == event["status"]:
                         continue  # already sent from the store
