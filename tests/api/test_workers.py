@@ -76,6 +76,8 @@ def test_workers_share_connections_and_a_dead_one_is_replaced(tmp_path: Path) ->
     try:
         _wait_for(lambda: len(_workers(parent)) == 2)
         workers = _workers(parent)
+        # both listen before the connections open: one answering /readyz is not both ready
+        _wait_for(lambda: _listening(server.port) == 2, seconds=90)
         # 32 connections opened at once: with one shared socket they could all land on one
         # worker; with a socket each, the kernel spreads them (all on one: probability 2^-31)
         clients = [httpx.Client(base_url=server.url, timeout=10) for _ in range(32)]
