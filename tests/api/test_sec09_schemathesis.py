@@ -3,7 +3,7 @@ breaks the schema (status codes, content types and bodies as documented).
 
 schemathesis runs as this interpreter's module (no path to a virtualenv), and the verdict is
 read from its exit status and its JUnit report: every operation the server documents is tested,
-none failed. Its human-readable summary is for people and is only printed.
+none failed or erred. Its human-readable summary is for people and is only printed.
 """
 
 from __future__ import annotations
@@ -51,10 +51,11 @@ def test_sec09_schemathesis(tmp_path: Path) -> None:
     summary = proc.stdout[-3000:] + proc.stderr[-2000:]
     print(summary)
     assert proc.returncode == 0, summary
-    cases = ElementTree.parse(report).getroot().iter("testcase")
+    # a phase that had nothing to do for an operation marks it skipped; only a failure or an
+    # error is a finding
     outcomes = {
-        case.get("name"): [child.tag for child in case if child.tag != "system-out"]
-        for case in cases
+        case.get("name"): {child.tag for child in case} & {"failure", "error"}
+        for case in ElementTree.parse(report).getroot().iter("testcase")
     }
     documented = {
         f"{method.upper()} {path}"
