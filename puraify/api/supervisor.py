@@ -9,15 +9,20 @@ connections over the workers by a hash of their addresses.
 
 The parent only supervises: it restarts a worker that dies, and on SIGTERM or SIGINT passes the
 signal on (each worker shuts down gracefully, as a single ``puraify serve`` does) and waits.
+Each worker tells the parent through a pipe when it serves; one that dies before that could not
+start, and when workers keep failing to start the parent gives up (exit status 1), however long
+each attempt took.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
 import socket
 import time
-from multiprocessing.connection import wait
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -42,66 +47,117 @@ def bind_reuseport(host: str, port: int, *, backlog: int = 2048) -> socket.socke
     return sock
 
 
-def _worker(host: str, port: int, options: dict[str, Any]) -> None:
+def _worker(host: str, port: int, options: dict[str, Any], ready: Connection) -> None:
     import functools
 
     import uvicorn
 
     from .app import create_app_from_environment
 
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and not self.should_exit:
+                ready.send(True)  # the parent counts this worker as started
+                ready.close()
+
     sock = bind_reuseport(host, port)
     factory = functools.partial(create_app_from_environment, host=host)
     config = uvicorn.Config(factory, factory=True, **options)
-    uvicorn.Server(config).run(sockets=[sock])
+    Server(config).run(sockets=[sock])
 
 
-def serve_workers(host: str, port: int, workers: int, options: dict[str, Any]) -> int:
-    """Run ``workers`` API processes on ``host:port`` until SIGTERM or SIGINT."""
+@dataclass
+class _Worker:
+    """One API process and what the parent knows of it."""
+
+    process: BaseProcess
+    ready: Connection | None  # the readiness pipe, until the worker reports or dies
+    started: bool = False  # it reported that it serves
+
+
+def serve_workers(
+    host: str, port: int, workers: int, options: dict[str, Any], *, start_failures: int = 5
+) -> int:
+    """Run ``workers`` API processes on ``host:port`` until SIGTERM or SIGINT.
+
+    A worker that dies after it served is replaced. One that dies before it ever served (its
+    settings or its store are unusable) is a start failure; after ``start_failures`` of those
+    in a row, with no worker starting in between, the server stops with status 1 instead of
+    restarting forever.
+    """
     if port == 0:
         raise ValueError("several workers need a fixed port (each binds it)")
     bind_reuseport(host, port).close()  # fail here, once, if the address is taken
     ctx = multiprocessing.get_context("spawn")
     stopping = False
+    failures = 0  # start failures in a row
 
-    quick_failures = 0
-
-    def start() -> BaseProcess:
-        process = ctx.Process(target=_worker, args=(host, port, options), name="puraify-api")
+    def start() -> _Worker:
+        reader, writer = ctx.Pipe(duplex=False)
+        process = ctx.Process(
+            target=_worker, args=(host, port, options, writer), name="puraify-api"
+        )
         process.start()
-        return process
+        writer.close()  # the child holds the only writer: its death reads as EOF here
+        return _Worker(process, reader)
 
     def stop(signum: int, _frame: object | None) -> None:
         nonlocal stopping
         stopping = True
-        for process in procs:
+        for worker in procs:
+            process = worker.process
             if process.pid is not None and process.is_alive():
                 process.terminate()  # SIGTERM: graceful shutdown in the worker
 
+    def heard(worker: _Worker) -> None:
+        """Read the worker's readiness report, or the end of its pipe."""
+        nonlocal failures
+        assert worker.ready is not None
+        with contextlib.suppress(EOFError):  # EOF: it died first; its exit is handled below
+            worker.started = bool(worker.ready.recv())
+        worker.ready.close()
+        worker.ready = None
+        if worker.started:
+            failures = 0
+
     procs = [start() for _ in range(workers)]
-    born = [time.monotonic()] * workers  # when procs[i] was started
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     code = 0
     try:
         while not stopping:
-            wait([p.sentinel for p in procs], timeout=1.0)
-            for i, process in enumerate(procs):
-                if process.is_alive() or stopping:
+            waiting: list[Connection | int] = [w.process.sentinel for w in procs]
+            waiting += [w.ready for w in procs if w.ready is not None]
+            wait(waiting, timeout=1.0)
+            for worker in procs:
+                if worker.ready is not None and worker.ready.poll():
+                    heard(worker)
+            for i, worker in enumerate(procs):
+                if worker.process.is_alive() or stopping:
                     continue
-                _log.warning("worker_died", pid=process.pid, exitcode=process.exitcode)
-                quick_failures = quick_failures + 1 if time.monotonic() - born[i] < 5 else 0
-                if quick_failures >= 5:  # it cannot start (settings, database): stop trying
-                    _log.error("workers_cannot_start", exitcode=process.exitcode)
+                if worker.ready is not None:
+                    heard(worker)
+                process = worker.process
+                _log.warning(
+                    "worker_died", pid=process.pid, exitcode=process.exitcode, served=worker.started
+                )
+                failures = 0 if worker.started else failures + 1
+                if failures >= start_failures:  # it cannot start (settings, database)
+                    _log.error("workers_cannot_start", exitcode=process.exitcode, tries=failures)
                     stop(signal.SIGTERM, None)
                     code = 1
                     break
                 time.sleep(0.5)  # no tight restart loop
-                procs[i], born[i] = start(), time.monotonic()
+                procs[i] = start()
         deadline = time.monotonic() + 30
-        for process in procs:
+        for worker in procs:
+            process = worker.process
             process.join(timeout=max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()
                 process.join()
+            if worker.ready is not None:
+                worker.ready.close()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

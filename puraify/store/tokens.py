@@ -5,7 +5,8 @@ stored. Lookups go by the hash of the whole token, then compare hashes in consta
 
 A server may keep a verified token's principal for ``cache_seconds`` (keyed by the hash, never
 the token), so that a busy API does not read the store on every request; a revocation by another
-process takes effect within that time, one by this process at once. Failures are never cached.
+process takes effect within that time, one by this process at once. Failures are never cached,
+and no entry outlives its token.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from cachetools import TLRUCache
 from sqlalchemy import insert, select, update
 
 from ..errors import StoreError
@@ -35,6 +38,10 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: a token's project and scopes."""
@@ -48,13 +55,30 @@ class Principal:
 
 
 class TokenStore:
-    """Create, verify, list and revoke API tokens."""
+    """Create, verify, list and revoke API tokens.
 
-    def __init__(self, db: Database, *, cache_seconds: float = 0.0, cache_size: int = 4096) -> None:
+    ``clock`` (seconds, monotonic) times the cache; ``now`` stamps tokens and decides their
+    expiry. Both are injected so that tests move time instead of waiting for it.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        cache_seconds: float = 0.0,
+        cache_size: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = _utcnow,
+    ) -> None:
         self.db = db
         self.cache_seconds = cache_seconds
         self.cache_size = cache_size
-        self._cache: dict[str, tuple[Principal, float]] = {}  # hash -> (principal, valid until)
+        self._now = now
+        # hash -> (principal, seconds it may be trusted); the least recently used entry goes
+        # first when full, and each entry lives as long as its own second field
+        self._cache: TLRUCache[str, tuple[Principal, float]] = TLRUCache(
+            maxsize=cache_size, ttu=lambda _key, entry, at: at + entry[1], timer=clock
+        )
         self._pending: dict[str, asyncio.Future[Principal | None]] = {}  # lookups under way
 
     async def create(
@@ -75,7 +99,7 @@ class TokenStore:
             raise StoreError("a token needs a project", code="invalid_project")
         token_id = secrets.token_hex(6)
         token = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
-        now = datetime.now(UTC)
+        now = self._now()
         async with self.db.engine.begin() as conn:
             await conn.execute(
                 insert(api_tokens).values(
@@ -98,9 +122,7 @@ class TokenStore:
         digest = _hash(token)
         cached = self._cache.get(digest)
         if cached is not None:
-            if cached[1] > time.monotonic():
-                return cached[0]
-            del self._cache[digest]
+            return cached[0]
         if self.cache_seconds <= 0:
             return await self._lookup(digest)
         # One lookup per token at a time: when a busy token's entry expires, every request
@@ -120,7 +142,7 @@ class TokenStore:
             ).first()
         if row is None or not hmac.compare_digest(row.token_hash, digest):
             return None
-        now = datetime.now(UTC)
+        now = self._now()
         expires = row.expires_at
         if row.revoked_at is not None or (expires is not None and expires < now):
             return None
@@ -129,9 +151,7 @@ class TokenStore:
             ttl = self.cache_seconds
             if expires is not None:
                 ttl = min(ttl, (expires - now).total_seconds())
-            if len(self._cache) >= self.cache_size:
-                self._cache.pop(next(iter(self._cache)))  # the oldest entry
-            self._cache[digest] = (principal, time.monotonic() + ttl)
+            self._cache[digest] = (principal, ttl)
         return principal
 
     async def list(self, project_id: str | None = None) -> list[dict[str, object]]:
@@ -150,13 +170,15 @@ class TokenStore:
             return [dict(r) for r in (await conn.execute(query)).mappings().all()]
 
     async def revoke(self, token_id: str) -> bool:
-        self._cache = {h: v for h, v in self._cache.items() if v[0].token_id != token_id}
+        for digest, (principal, _) in list(self._cache.items()):
+            if principal.token_id == token_id:
+                self._cache.pop(digest, None)
         async with self.db.engine.begin() as conn:
             changed = (
                 await conn.execute(
                     update(api_tokens)
                     .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
-                    .values(revoked_at=datetime.now(UTC))
+                    .values(revoked_at=self._now())
                 )
             ).rowcount
         return bool(changed)

@@ -1,4 +1,7 @@
-"""The API in-process (httpx ASGITransport, lifespan run) on a real SQLite store."""
+"""The API in-process (httpx ASGITransport, lifespan run) on a real SQLite store.
+
+The app is started and stopped through the ASGI lifespan protocol, as a server does
+(``tests.helpers.Lifespan``), not through Starlette's router internals."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from fastapi import FastAPI
 from puraify.api import create_app
 from puraify.settings import Settings
 from tests.conftest import TEST_ENV
+from tests.helpers import Lifespan
 
 
 def api_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -51,7 +55,7 @@ async def make_api(tmp_path: Path) -> AsyncIterator[ApiFactory]:
 
     async def factory(**overrides: Any) -> Api:
         app = create_app(api_settings(tmp_path, **overrides), environ=TEST_ENV)
-        lifespan = app.router.lifespan_context(app)
+        lifespan = Lifespan(app)
         await lifespan.__aenter__()
         stack.append(lifespan)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")

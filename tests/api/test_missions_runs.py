@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from puraify.testing import RecordingSink, Reply
 from tests.api.conftest import Api
+from tests.helpers import poll
 
 MISSION = {
     "name": "api-mission",
@@ -23,16 +25,20 @@ MISSION = {
 }
 
 
+async def get_run(api: Api, run_id: str) -> Any:
+    return (await api.client.get(f"/runs/{run_id}", headers=api.auth())).json()
+
+
+def finished(run: dict[str, Any]) -> bool:
+    return run["status"] != "running"
+
+
 async def test_mission_202_then_result(api: Api) -> None:
     r = await api.client.post("/missions/execute", headers=api.auth(), json=MISSION)
     assert r.status_code == 202, r.text
     run_id = r.json()["run_id"]
     assert r.headers["location"] == f"/runs/{run_id}"
-    for _ in range(100):
-        run = (await api.client.get(f"/runs/{run_id}", headers=api.auth())).json()
-        if run["status"] != "running":
-            break
-        await asyncio.sleep(0.02)
+    run = await poll(lambda: get_run(api, run_id), finished, what="the run finished")
     assert run["status"] == "completed"
     assert run["steps"][1]["output"] == {"message": "one"}
 
@@ -120,11 +126,7 @@ async def test_runs_list_filters_and_retry(api: Api, sink: tuple[RecordingSink, 
     r = await api.client.post(f"/runs/{first['run_id']}/retry", headers=api.auth())
     assert r.status_code == 202
     new_id = r.json()["run_id"]
-    for _ in range(200):
-        run = (await api.client.get(f"/runs/{new_id}", headers=api.auth())).json()
-        if run["status"] != "running":
-            break
-        await asyncio.sleep(0.02)
+    run = await poll(lambda: get_run(api, new_id), finished, what="the retry finished")
     assert run["status"] == "completed" and run["parent_run_id"] == first["run_id"]
     assert receiver.count("/ok") == 1 and receiver.count("/flaky") == 2
 
@@ -136,7 +138,7 @@ async def test_cancel_a_running_mission(api: Api, sink: tuple[RecordingSink, str
     run_id = (await api.client.post("/missions/execute", headers=api.auth(), json=mission)).json()[
         "run_id"
     ]
-    await asyncio.sleep(0.2)
+    await poll(lambda: asyncio.sleep(0, receiver.count("/slow")), bool, what="the step in flight")
     r = await api.client.post(f"/runs/{run_id}/cancel", headers=api.auth())
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
 

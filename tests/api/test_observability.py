@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from puraify.testing import LocalServer, RecordingSink
 from tests.api.conftest import ApiFactory
+from tests.helpers import poll
 
 
 async def test_event_sinks_receive_run_and_step_events(
@@ -20,13 +20,11 @@ async def test_event_sinks_receive_run_and_step_events(
     for mission in (ok, bad):
         r = await api.client.post("/missions/execute?wait=true", headers=api.auth(), json=mission)
         assert r.status_code == 200
-    for _ in range(100):
-        if (
-            receiver.count("/feedback")
-            and sum(1 for r in receiver.requests if r.path == "/monitor") >= 9
-        ):
-            break
-        await asyncio.sleep(0.05)
+
+    async def delivered() -> bool:
+        return bool(receiver.count("/feedback")) and receiver.count("/monitor") >= 9
+
+    await poll(delivered, bool, what="the events delivered")
     events = [r.json()["event"] for r in receiver.requests if r.path == "/monitor" and r.json()]
     assert (
         events.count("run_finished") == 2 and "step_finished" in events and "run_started" in events
@@ -39,20 +37,37 @@ async def test_event_sinks_receive_run_and_step_events(
 
 
 async def test_a_dead_sink_never_slows_runs(make_api: ApiFactory) -> None:
+    """Runs are answered while the monitoring receiver answers nothing: their events wait in
+    the sink's queue instead of in the request."""
     receiver = RecordingSink()
-    receiver.hang("/monitor")
+    for _ in range(100):  # every event and every retry hangs until released
+        receiver.hold("/monitor")
     with LocalServer(receiver) as server:
         api = await make_api(monitoring_url=f"{server.url}/monitor")
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for _ in range(5):
-            r = await api.client.post(
-                "/execute",
-                headers=api.auth(),
-                json={"action": "log_message", "parameters": {"message": "x"}},
-            )
-            assert r.status_code == 200
-        assert loop.time() - start < 2
+        try:
+            run_ids = []
+            for _ in range(5):
+                r = await api.client.post(
+                    "/execute",
+                    headers=api.auth(),
+                    json={"action": "log_message", "parameters": {"message": "x"}},
+                )
+                assert r.status_code == 200
+                run_ids.append(r.json()["run_id"])
+
+            # the receiver is stuck on the first event; no run waited for its own end to be told
+            async def sent() -> int:
+                return receiver.count("/monitor")
+
+            await poll(sent, lambda n: n >= 1, what="the first event sent")
+            told = {
+                r.json()["run_id"]
+                for r in list(receiver.requests)
+                if r.path == "/monitor" and r.json()["event"] == "run_finished"
+            }
+            assert not told & set(run_ids), told
+        finally:
+            receiver.release()
 
 
 async def test_sec10_tokens_are_stored_only_as_hashes(make_api: ApiFactory, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from puraify.testing import LocalServer, RecordingSink, Reply
+from tests.helpers import wait_for
 
 
 def _free_port() -> int:
@@ -167,7 +168,7 @@ def test_sigterm_leaves_long_runs_resumable(
     run_id = httpx.post(f"{server.url}/missions/execute", json=mission, headers=headers).json()[
         "run_id"
     ]
-    time.sleep(0.5)
+    wait_for(lambda: sink.count("/long") == 1, what="the long step in flight")
     server.stop(signal.SIGTERM)
     server.start()  # resumes orphaned runs at start
     try:
@@ -192,17 +193,19 @@ def _rss_kb(pid: int) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(600)
 def test_rel08_sustained_load_steady_memory(
     tmp_path: Path, receiver: tuple[RecordingSink, str]
 ) -> None:
-    """REL-08 (CI variant): single actions at a steady rate for 10 s: 0 errors, 0 lost records,
-    RSS growth under 10% after warm-up."""
+    """REL-08 (CI variant): a bounded number of single actions sent at a steady pace, a few in
+    flight at a time: 0 errors, every acknowledged run stored and completed, RSS growth under
+    10% after warm-up. How many a second the server takes is bench/api_load.py's measure."""
     import asyncio
 
     _sink, url = receiver
-    seconds = float(os.environ.get("PURAIFY_REL08_SECONDS", "10"))
-    rate = 50.0
+    requests = int(os.environ.get("PURAIFY_REL08_REQUESTS", "500"))
+    pace = 50.0  # requests started per second at most; a slower server slows the pace
+    in_flight = 8
     server = Server(tmp_path / "home", {"PURAIFY_SSRF_ALLOW_HOSTS": '["127.0.0.1"]'})
     token = server.token()
     server.start()
@@ -214,52 +217,58 @@ def test_rel08_sustained_load_steady_memory(
         "parameters": {"url": f"{url}/load", "method": "POST", "body": {"n": 1}},
     }
 
-    async def drive(duration: float) -> tuple[int, int, list[str]]:
-        ok = errors = 0
+    async def drive(count: int) -> tuple[list[str], list[str]]:
         run_ids: list[str] = []
-        async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=10) as client:
-            tasks = []
-            start = time.monotonic()
-            n = 0
-            while time.monotonic() - start < duration:
-                n += 1
-                tasks.append(asyncio.create_task(client.post("/execute", json=body)))
-                await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
-            for response in await asyncio.gather(*tasks, return_exceptions=True):
-                if isinstance(response, httpx.Response) and response.status_code == 200:
-                    ok += 1
+        errors: list[str] = []
+        gate = asyncio.Semaphore(in_flight)
+        async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=60) as client:
+
+            async def one() -> None:
+                try:
+                    response = await client.post("/execute", json=body)
+                except httpx.HTTPError as exc:
+                    errors.append(repr(exc))
+                    return
+                finally:
+                    gate.release()
+                if response.status_code == 200:
                     run_ids.append(response.json()["run_id"])
                 else:
-                    errors += 1
-                    if errors == 1:
-                        print(
-                            "first error:",
-                            repr(response)
-                            if not isinstance(response, httpx.Response)
-                            else (response.status_code, response.text[:300]),
-                        )
-        return ok, errors, run_ids
+                    errors.append(f"{response.status_code} {response.text[:300]}")
 
-    try:
-        asyncio.run(drive(2.0))  # warm-up
-        before = _rss_kb(server.proc.pid)
-        ok, errors, run_ids = asyncio.run(drive(seconds))
-        after = _rss_kb(server.proc.pid)
-        assert errors == 0
-        assert ok >= rate * seconds * 0.9
-        stored = httpx.get(f"{server.url}/runs?limit=200", headers=headers).json()["runs"]
-        assert {r["status"] for r in stored} == {"completed"}
-        total = 0
+            tasks = []
+            start = time.monotonic()
+            for n in range(count):
+                await gate.acquire()
+                tasks.append(asyncio.create_task(one()))
+                await asyncio.sleep(max(0.0, start + (n + 1) / pace - time.monotonic()))
+            await asyncio.gather(*tasks)
+        return run_ids, errors
+
+    def stored() -> dict[str, str]:
+        found: dict[str, str] = {}
         offset = 0
         while True:
             page = httpx.get(
-                f"{server.url}/runs?limit=200&offset={offset}", headers=headers
+                f"{server.url}/runs?limit=200&offset={offset}", headers=headers, timeout=60
             ).json()["runs"]
-            total += len(page)
+            found.update((r["id"], r["status"]) for r in page)
             offset += 200
             if len(page) < 200:
-                break
-        assert total >= len(run_ids)  # every acknowledged run is in the store
+                return found
+
+    try:
+        warm_ids, warm_errors = asyncio.run(drive(max(20, requests // 5)))
+        assert warm_errors == [], warm_errors[:3]
+        before = _rss_kb(server.proc.pid)
+        run_ids, errors = asyncio.run(drive(requests))
+        after = _rss_kb(server.proc.pid)
+        assert errors == [], (len(errors), errors[:3])
+        assert len(run_ids) == requests
+        runs = stored()
+        lost = [run_id for run_id in warm_ids + run_ids if run_id not in runs]
+        assert lost == [], lost[:5]  # every acknowledged run is in the store ...
+        assert {runs[run_id] for run_id in run_ids} == {"completed"}  # ... and finished
         assert after < before * 1.10, (before, after)
     finally:
         server.stop()

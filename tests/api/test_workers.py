@@ -35,8 +35,8 @@ def _workers(pid: int) -> list[int]:
     return found
 
 
-def _established(pid: int, port: int) -> int:
-    """How many established connections to ``port`` the process ``pid`` holds."""
+def _connections(pid: int) -> list[tuple[int, int]]:
+    """The established TCP connections the process ``pid`` holds: (local port, remote port)."""
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -45,14 +45,25 @@ def _established(pid: int, port: int) -> int:
             continue
         if link.startswith("socket:["):
             inodes.add(int(link[8:-1]))
-    count = 0
+    found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if fields[3] == "01" and local_port == port and int(fields[9]) in inodes:
-                count += 1
-    return count
+            if fields[3] == "01" and int(fields[9]) in inodes:
+                local, remote = (int(f.rsplit(":", 1)[1], 16) for f in fields[1:3])
+                found.append((local, remote))
+    return found
+
+
+def _clients(port: int) -> set[int]:
+    """The local ports of this process's connections to ``port``."""
+    return {local for local, remote in _connections(os.getpid()) if remote == port}
+
+
+def _established(pid: int, port: int, clients: set[int]) -> int:
+    """How many of the connections from ``clients`` to ``port`` the process ``pid`` holds (a
+    probe abandoned while a worker started is not one of them)."""
+    return sum(1 for local, remote in _connections(pid) if local == port and remote in clients)
 
 
 def _wait_for(predicate, seconds: float = 20.0) -> None:  # type: ignore[no-untyped-def]
@@ -76,12 +87,16 @@ def test_workers_share_connections_and_a_dead_one_is_replaced(tmp_path: Path) ->
     try:
         _wait_for(lambda: len(_workers(parent)) == 2)
         workers = _workers(parent)
+        # both listen before the connections open: one answering /readyz is not both ready
+        _wait_for(lambda: _listening(server.port) == 2, seconds=90)
         # 32 connections opened at once: with one shared socket they could all land on one
         # worker; with a socket each, the kernel spreads them (all on one: probability 2^-31)
         clients = [httpx.Client(base_url=server.url, timeout=10) for _ in range(32)]
         for client in clients:
             assert client.get("/healthz").status_code == 200
-        held = {pid: _established(pid, server.port) for pid in workers}
+        ports = _clients(server.port)
+        assert len(ports) == 32
+        held = {pid: _established(pid, server.port, ports) for pid in workers}
         assert sum(held.values()) == 32 and all(n > 0 for n in held.values()), held
         r = clients[0].post(
             "/execute",
@@ -200,7 +215,8 @@ def test_sse_subscribers_on_every_worker_see_the_run_finish(tmp_path: Path) -> N
                 thread.start()
             for _ in threads:
                 assert subscribed.acquire(timeout=60), "a subscriber got no answer"
-            held = [_established(pid, server.port) for pid in _workers(parent)]
+            ports = _clients(server.port)
+            held = [_established(pid, server.port, ports) for pid in _workers(parent)]
             assert sum(held) == 20 and all(n > 0 for n in held), held  # both workers serve some
             sink.release()
             for thread in threads:

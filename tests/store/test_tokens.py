@@ -1,12 +1,46 @@
-"""API tokens: verification, the short cache of verified tokens, revocation across processes."""
+"""API tokens: verification, the short cache of verified tokens, revocation across processes.
+
+Time is a ``ManualClock``: the cache's timer and the tokens' timestamps move only when a test
+advances them, so no window depends on how fast the store answers. Store reads are counted
+through SQLAlchemy's cursor events, not by patching the store.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from sqlalchemy import event
+
 from puraify.store import Database, TokenStore
+from tests.helpers import ManualClock
+
+
+class Lookups:
+    """How many times the store was asked for a token (SELECTs on ``api_tokens``)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "api_tokens" in statement:
+            self.count += 1
+
+
+@pytest.fixture
+def lookups(database: Database) -> Iterator[Lookups]:
+    counter = Lookups()
+    engine = database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", counter)
+    yield counter
+    event.remove(engine, "before_cursor_execute", counter)
+
+
+def cached_store(database: Database, clock: ManualClock, **options: Any) -> TokenStore:
+    return TokenStore(database, clock=clock.monotonic, now=clock.now, **options)
 
 
 async def test_verify_checks_hash_scope_and_revocation(database: Database) -> None:
@@ -24,13 +58,15 @@ async def test_verify_checks_hash_scope_and_revocation(database: Database) -> No
 async def test_a_revocation_elsewhere_takes_effect_within_the_cache_time(
     database: Database,
 ) -> None:
-    server = TokenStore(database, cache_seconds=0.5)  # one API process
+    clock = ManualClock()
+    server = cached_store(database, clock, cache_seconds=0.5)  # one API process
     admin = TokenStore(database)  # `puraify tokens revoke`, another process
     token_id, token = await admin.create("p", {"execute"})
     assert await server.verify(token) is not None
     assert await admin.revoke(token_id)
+    clock.advance(0.49)
     assert await server.verify(token) is not None  # still trusted from the cache ...
-    await asyncio.sleep(0.6)
+    clock.advance(0.02)
     assert await server.verify(token) is None  # ... and refused once the cache time is over
 
 
@@ -43,40 +79,48 @@ async def test_a_revocation_in_the_same_process_takes_effect_at_once(database: D
 
 
 async def test_the_cache_never_outlives_the_token(database: Database) -> None:
-    server = TokenStore(database, cache_seconds=60)
+    clock = ManualClock()
+    server = cached_store(database, clock, cache_seconds=60)
     _, token = await server.create("p", {"execute"}, ttl=timedelta(seconds=0.4))
     assert await server.verify(token) is not None
-    await asyncio.sleep(0.5)
+    clock.advance(0.39)
+    assert await server.verify(token) is not None
+    clock.advance(0.02)
     assert await server.verify(token) is None
 
 
-async def test_failures_are_not_cached_and_the_cache_is_bounded(database: Database) -> None:
+async def test_failures_are_not_cached_and_the_cache_is_bounded(
+    database: Database, lookups: Lookups
+) -> None:
     server = TokenStore(database, cache_seconds=60, cache_size=3)
-    made = [await server.create("p", {"execute"}) for _ in range(5)]
-    for _, token in made:
+    made = [token for _, token in [await server.create("p", {"execute"}) for _ in range(5)]]
+    for token in made:
         assert await server.verify(token) is not None
-    assert len(server._cache) == 3
-    assert await server.verify("pfy_unknown_token") is None
-    assert len(server._cache) == 3
+    assert lookups.count == 5
+    for token in made[2:]:  # the three most recent are held ...
+        assert await server.verify(token) is not None
+    assert lookups.count == 5
+    assert await server.verify(made[0]) is not None  # ... the first was evicted: read again
+    assert lookups.count == 6
+    for _ in range(2):  # an unknown token is asked for every time
+        assert await server.verify("pfy_unknown_token") is None
+    assert lookups.count == 8
 
 
-async def test_concurrent_verifications_share_one_lookup(database: Database) -> None:
+async def test_concurrent_verifications_share_one_lookup(
+    database: Database, lookups: Lookups
+) -> None:
     """When a busy token's cache entry expires, the requests arriving together wait for one
     read of the store, not one read each."""
-    server = TokenStore(database, cache_seconds=0.2)
+    clock = ManualClock()
+    server = cached_store(database, clock, cache_seconds=0.2)
     _, token = await server.create("p", {"execute"})
-    lookups = 0
-    real = server._lookup
-
-    async def counting(digest: str) -> Any:
-        nonlocal lookups
-        lookups += 1
-        return await real(digest)
-
-    server._lookup = counting  # type: ignore[method-assign]
     results = await asyncio.gather(*(server.verify(token) for _ in range(50)))
     assert all(r is not None and r.project_id == "p" for r in results)
-    assert lookups == 1
-    await asyncio.sleep(0.3)  # expired: the next wave again costs one lookup
+    assert lookups.count == 1
+    clock.advance(0.1)
+    assert all(await asyncio.gather(*(server.verify(token) for _ in range(50))))
+    assert lookups.count == 1  # still cached
+    clock.advance(0.2)  # expired: the next wave again costs one lookup
     results = await asyncio.gather(*(server.verify(token) for _ in range(50)))
-    assert all(r is not None for r in results) and lookups == 2
+    assert all(r is not None for r in results) and lookups.count == 2
