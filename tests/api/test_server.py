@@ -252,7 +252,7 @@ def test_rel08_sustained_load_steady_memory(
             page = httpx.get(
                 f"{server.url}/runs?limit=200&offset={offset}", headers=headers, timeout=60
             ).json()["runs"]
-            found.update((r["id"], r["status"]) for r in page)
+            found.update((r["run_id"], r["status"]) for r in page)
             offset += 200
             if len(page) < 200:
                 return found
