@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field, field_validator
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENT_STEPS",
@@ -212,7 +212,12 @@ class StepResult(BaseModel):
 
 
 class MissionResult(BaseModel):
-    """The outcome of a run: its status and every step's result, in declaration order."""
+    """The outcome of a run: its status and every step's result, in declaration order.
+
+    Serialized, it carries the RustChain spec's ``MissionResult`` fields, ``step_results``
+    (keyed by step id, in declaration order), ``total_duration_ms`` and ``timestamp`` (when the
+    run ended), beside puraify's own (``run_id``, ``steps`` as a list, ``started_at``, ...).
+    Every edge writes it through this one model."""
 
     model_config = _FROZEN
 
@@ -225,6 +230,24 @@ class MissionResult(BaseModel):
     duration_ms: float
     warnings: tuple[str, ...] = ()
     error: StepError | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def step_results(self) -> dict[str, StepResult]:
+        """The spec's map of step id to result (declaration order)."""
+        return {result.step_id: result for result in self.steps}
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_duration_ms(self) -> float:
+        """The spec's name for ``duration_ms``."""
+        return self.duration_ms
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def timestamp(self) -> datetime:
+        """When the run ended (the spec's ``timestamp``)."""
+        return self.finished_at
 
     def step(self, step_id: str) -> StepResult:
         for result in self.steps:

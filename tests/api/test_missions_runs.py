@@ -248,3 +248,8 @@ async def test_one_time_format_and_run_id_everywhere(api: Api) -> None:
     ]
     assert all(rfc3339.match(s) for s in stamps), stamps
     assert listed[0]["run_id"] == run["run_id"] and "id" not in listed[0]
+    for result in (run, one):  # the spec's MissionResult fields at every edge
+        assert list(result["step_results"]) == ["a", "b"]
+        assert result["step_results"]["b"]["output"] == {"message": "one"}
+        assert result["total_duration_ms"] == result["duration_ms"]
+        assert rfc3339.match(result["timestamp"])

@@ -294,3 +294,5 @@ def test_output_of_a_big_mission_is_bounded(
     as_json = runner.invoke(app, ["run", str(path), "--json"])
     result = json.loads(as_json.stdout)
     assert len(result["steps"]) == 2000 and result["status"] == "failed"
+    assert list(result["step_results"])[-2:] == ["s1998", "bad"]
+    assert result["total_duration_ms"] > 0 and result["timestamp"].endswith("Z")
