@@ -63,11 +63,16 @@ class MissionStatus(StrEnum):
 
 
 class RetryPolicy(BaseModel):
-    """How a step retries retryable errors. ``attempts`` counts retries after the first try."""
+    """How a step retries. ``attempts`` counts retries after the first try. ``retry_on``:
+    ``failures`` (the default, the spec's ``retry_attempts``) retries any failure a new try may
+    change, not invalid parameters, guard, policy or template refusals, or an HTTP 4xx other
+    than 408 and 429; ``transient`` only timeouts, connection errors, 5xx, 408 and 429;
+    ``any`` every failure but those refusals, 4xx included."""
 
     model_config = _FROZEN
 
     attempts: int = Field(default=0, ge=0, le=100)
+    retry_on: Literal["failures", "transient", "any"] = "failures"
     delay_ms: int = Field(default=1000, ge=0, le=3_600_000)
     backoff: Literal["fixed", "exponential"] = "exponential"
     max_delay_ms: int = Field(default=60_000, ge=0, le=86_400_000)

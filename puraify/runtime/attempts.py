@@ -129,7 +129,7 @@ class Attempts:
             except Exception as exc:  # an action bug must not abort the mission
                 _log.exception("action_crashed", run_id=run.run_id, step_id=step.id)
                 error = ActionError(f"{type(exc).__name__}: {exc}", code="internal_error")
-            if is_retryable(error) and attempt <= policy.attempts:
+            if attempt <= policy.attempts and is_retryable(error, policy.retry_on):
                 delay = backoff_delay(policy, attempt, retry_after=error.retry_after, rng=self.rng)
                 if rec.fence is not None:
                     await self.recorder.attempt_failed(

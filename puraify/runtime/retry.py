@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from ..errors import ActionError, PuraifyError
+from ..errors import ActionError, GuardError
 from ..mission.model import RetryPolicy
 
 __all__ = ["MAX_RETRY_AFTER_SECONDS", "backoff_delay", "is_retryable"]
@@ -13,9 +13,33 @@ __all__ = ["MAX_RETRY_AFTER_SECONDS", "backoff_delay", "is_retryable"]
 MAX_RETRY_AFTER_SECONDS = 3600.0
 
 
-def is_retryable(error: BaseException) -> bool:
-    """Connection errors, timeouts, 5xx and 429 retry; 4xx, validation and guard errors do not."""
-    return isinstance(error, ActionError) and error.retryable and isinstance(error, PuraifyError)
+#: Failures no new try can change: the step's own input or a refusal by a guard or a policy.
+_REFUSALS = frozenset(
+    {
+        "invalid_parameters",
+        "policy_denied",
+        "template_error",
+        "template_reference_error",
+        "template_security_error",
+        "template_limit",
+        "unknown_outcome",
+        "internal_error",
+    }
+)
+
+
+def is_retryable(error: BaseException, retry_on: str = "transient") -> bool:
+    """Whether another attempt may help, for a step's ``retry_on`` (see ``RetryPolicy``):
+    transient errors (connection, timeout, 5xx, 408, 429) always; other failures under
+    ``failures`` unless they are a 4xx answer, and under ``any`` even then; refusals never."""
+    if not isinstance(error, ActionError):
+        return False
+    if error.retryable:
+        return True
+    if retry_on == "transient" or isinstance(error, GuardError) or error.code in _REFUSALS:
+        return False
+    client_error = error.status is not None and 400 <= error.status < 500
+    return retry_on == "any" or not client_error
 
 
 def backoff_delay(

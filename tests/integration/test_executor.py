@@ -451,3 +451,42 @@ async def test_parameters_are_validated_once(tmp_path: Path, workspace: Path) ->
         await engine.aclose()
     # The static step is never validated again; the templated one once per run, rendered.
     assert Counted.seen == ["hi", "hi!", "hi!"]
+
+
+@pytest.mark.parametrize(
+    ("retry", "attempts"),
+    [
+        ("", 3),  # the spec's config.retry_attempts retries a failed step
+        ("    retry: {attempts: 2, delay_ms: 0, retry_on: transient}\n", 1),  # narrowed
+    ],
+)
+async def test_retry_attempts_retry_failed_steps_as_the_spec_reads(
+    make_engine: EngineFactory, retry: str, attempts: int
+) -> None:
+    import sys
+
+    text = (
+        "config: {retry_attempts: 2, retry_delay_ms: 0}\nsteps:\n  - id: flaky\n"
+        f"    step_type: command\n    parameters: {{command: {sys.executable}, args: [-c, 'raise SystemExit(1)']}}\n"
+        + retry
+    )
+    step = (await run_text(make_engine(), text)).step("flaky")
+    assert step.status is StepStatus.FAILED and step.attempts == attempts
+
+
+async def test_refusals_and_client_errors_are_not_retried_unless_widened(
+    make_engine: EngineFactory, sink: tuple[RecordingSink, str]
+) -> None:
+    receiver, url = sink
+    receiver.script("/gone", *[Reply(404, "no") for _ in range(5)])
+    text = (
+        "config: {retry_attempts: 2, retry_delay_ms: 0, fail_fast: false}\nsteps:\n"
+        f"  - {{id: gone, step_type: http, parameters: {{url: '{url}/gone'}}}}\n"
+        f"  - {{id: wide, step_type: http, parameters: {{url: '{url}/gone'}}, "
+        "retry: {attempts: 2, delay_ms: 0, retry_on: any}}\n"
+        "  - {id: jail, step_type: read_file, parameters: {path: ../outside}}\n"
+    )
+    result = await run_text(make_engine(), text)
+    assert result.step("gone").attempts == 1  # a 404 will not change
+    assert result.step("wide").attempts == 3  # unless the step asks for it
+    assert result.step("jail").attempts == 1  # a guard's refusal never changes
