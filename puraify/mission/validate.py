@@ -41,6 +41,26 @@ __all__ = [
 _NOTHING: Mapping[str, Any] = MappingProxyType({})
 _NO_FIELDS: frozenset[str] = frozenset()
 
+#: The RustChain mission spec's 51 step types (folded: lower case, no underscores), so that
+#: one this engine does not run is named as such instead of drawing a misleading suggestion.
+_SPEC_STEP_TYPES = frozenset(
+    name.replace("_", "")
+    for name in (
+        "create_file edit_file delete_file copy_file move_file read_file list_directory "
+        "file_search parse_json parse_yaml parse_xml validate_schema csv_process compile_code "
+        "run_tests format_code lint_code extract_functions generate_docs git_commit git_branch "
+        "git_merge git_status git_diff process_start process_kill monitor_resources "
+        "service_health compress sql_query redis_set redis_get db_backup db_migrate "
+        "websocket_connect ftp_upload ftp_download ssh_execute ping_host generate_embedding "
+        "similarity_search model_inference noop command http llm tool agent chain rag_query "
+        "rag_add"
+    ).split()
+)
+
+
+def _folded(step_type: str) -> str:
+    return step_type.lower().replace("_", "")
+
 
 class StepCatalog(Protocol):
     """What validation needs from the action registry."""
@@ -204,13 +224,22 @@ def validate_mission(
             )
         action = catalog.canonical(step.step_type)
         if action is None:
-            if known_names is None:
-                known_names = sorted(set(catalog.names()))
-            guess = difflib.get_close_matches(step.step_type, known_names, n=1, cutoff=0.6)
-            hint = f"did you mean {guess[0]!r}?" if guess else None
+            if _folded(step.step_type) in _SPEC_STEP_TYPES:
+                # a name of the mission spec's own: a "did you mean" would only mislead
+                hint = None
+                message = (
+                    f"step type {step.step_type!r} is one of the mission spec's that this engine "
+                    "does not run; `puraify actions list` shows the ones it does"
+                )
+            else:
+                if known_names is None:
+                    known_names = sorted(set(catalog.names()))
+                guess = difflib.get_close_matches(step.step_type, known_names, n=1, cutoff=0.6)
+                hint = f"did you mean {guess[0]!r}?" if guess else None
+                message = f"unknown step type {step.step_type!r}" + (f"; {hint}" if hint else "")
             add(
                 "unknown_step_type",
-                f"unknown step type {step.step_type!r}" + (f"; {hint}" if hint else ""),
+                message,
                 step,
                 "step_type",
                 field="step_type",

@@ -215,3 +215,21 @@ def test_step_timeout_precedence_when_compiled() -> None:
     assert check(text, default_step_timeout=60).compiled.steps[0].timeout == 60
     with_config = "config: {step_timeout_seconds: 9}\n" + text
     assert check(with_config, default_step_timeout=60).compiled.steps[0].timeout == 9
+
+
+@pytest.mark.parametrize(
+    "step_type", ["compress", "git_diff", "GitMerge", "process_start", "similarity_search"]
+)
+def test_a_spec_step_type_not_built_gets_no_misleading_suggestion(step_type: str) -> None:
+    from puraify.actions import default_registry
+    from puraify.errors import ValidationError
+    from puraify.mission.loader import load_mission
+    from puraify.mission.validate import validate_mission
+    from puraify.templating.render import TemplateEngine
+
+    loaded = load_mission(f"steps:\n  - {{id: s, step_type: {step_type}}}\n")
+    with pytest.raises(ValidationError) as info:
+        validate_mission(loaded, default_registry(), TemplateEngine())
+    issue = info.value.issues[0]
+    assert issue.code == "unknown_step_type" and issue.hint is None
+    assert "mission spec" in issue.message and "did you mean" not in issue.message
