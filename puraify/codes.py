@@ -58,6 +58,7 @@ class ErrorCode(StrEnum):
     HTTP_ERROR = "http_error"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     INTERNAL_ERROR = "internal_error"
+    INTERRUPTED = "interrupted"
     INVALID_ENCODING = "invalid_encoding"
     INVALID_FIELD = "invalid_field"
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
@@ -483,6 +484,12 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
             ExitCode.INVALID,
             "The document has a key puraify does not know (a warning, an error under "
             "`--strict`); the hint names the key you probably meant.",
+        ),
+        ErrorCode.INTERRUPTED: CodeInfo(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            None,
+            "The engine running this attempt stopped (a crash or a kill); the step was sent "
+            "again with the same idempotency key when the run was resumed.",
         ),
         ErrorCode.UNKNOWN_OUTCOME: CodeInfo(
             HTTPStatus.BAD_GATEWAY,

@@ -45,16 +45,59 @@ _NO_FIELDS: frozenset[str] = frozenset()
 #: one this engine does not run is named as such instead of drawing a misleading suggestion.
 _SPEC_STEP_TYPES = frozenset(
     name.replace("_", "")
-    for name in (
-        "create_file edit_file delete_file copy_file move_file read_file list_directory "
-        "file_search parse_json parse_yaml parse_xml validate_schema csv_process compile_code "
-        "run_tests format_code lint_code extract_functions generate_docs git_commit git_branch "
-        "git_merge git_status git_diff process_start process_kill monitor_resources "
-        "service_health compress sql_query redis_set redis_get db_backup db_migrate "
-        "websocket_connect ftp_upload ftp_download ssh_execute ping_host generate_embedding "
-        "similarity_search model_inference noop command http llm tool agent chain rag_query "
-        "rag_add"
-    ).split()
+    for name in [
+        "create_file",
+        "edit_file",
+        "delete_file",
+        "copy_file",
+        "move_file",
+        "read_file",
+        "list_directory",
+        "file_search",
+        "parse_json",
+        "parse_yaml",
+        "parse_xml",
+        "validate_schema",
+        "csv_process",
+        "compile_code",
+        "run_tests",
+        "format_code",
+        "lint_code",
+        "extract_functions",
+        "generate_docs",
+        "git_commit",
+        "git_branch",
+        "git_merge",
+        "git_status",
+        "git_diff",
+        "process_start",
+        "process_kill",
+        "monitor_resources",
+        "service_health",
+        "compress",
+        "sql_query",
+        "redis_set",
+        "redis_get",
+        "db_backup",
+        "db_migrate",
+        "websocket_connect",
+        "ftp_upload",
+        "ftp_download",
+        "ssh_execute",
+        "ping_host",
+        "generate_embedding",
+        "similarity_search",
+        "model_inference",
+        "noop",
+        "command",
+        "http",
+        "llm",
+        "tool",
+        "agent",
+        "chain",
+        "rag_query",
+        "rag_add",
+    ]
 )
 
 

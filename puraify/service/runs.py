@@ -261,6 +261,11 @@ class RunService:
         record = await self.store.get(run_id)
         origin = self._origin_of(record)
         plan = resume_plan(record, self.preparer.registry)
+        # attempts cut by the dead engine end now, except unsafe ones: those end with their
+        # step (unknown_outcome) when the executor decides it
+        await self.store.attempts_interrupted(
+            run_id, [sid for sid in plan.attempts_done if sid not in plan.fail_on_start]
+        )
         self._start(run_id, record.mission, record.context, origin, plan)
         return True
 

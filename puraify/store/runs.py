@@ -218,6 +218,13 @@ class RunStore:
     ) -> None:
         await self._writer.write(run_id, self.rows.steps(run_id, items, _now()))
 
+    async def attempts_interrupted(self, run_id: str, step_ids: Sequence[str]) -> None:
+        """End the attempts of ``step_ids`` still marked running (their engine is gone; the
+        steps are about to be dispatched again): ``failed`` with ``interrupted``."""
+        if step_ids:
+            writes = self.rows.interrupted(run_id, step_ids, _now())
+            await self._writer.write(run_id, writes)
+
     async def attempt_failed(self, run_id: str, step_id: str, fence: int, error: StepError) -> None:
         write = self.rows.attempt_failed(run_id, step_id, fence, error, _now())
         await self._writer.write(run_id, [write])

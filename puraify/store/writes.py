@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, update
 
+from ..codes import ErrorCode
 from ..mission.model import Mission, MissionResult, MissionStatus, StepError, StepResult, StepStatus
 from .commit import Statement, Write
 from .tables import JSONText, attempts, run_events, run_steps, runs
@@ -315,6 +316,25 @@ class Rows:
                 "p_now": now,
             },
         )
+
+    def interrupted(self, run_id: str, step_ids: Sequence[str], now: datetime) -> list[Write]:
+        """Close the running attempts of steps whose engine stopped mid-attempt."""
+        code = ErrorCode.INTERRUPTED
+        message = "the engine running this attempt stopped; the step was dispatched again"
+        return [
+            Write(
+                CLOSE_ATTEMPTS,
+                {
+                    "p_run": run_id,
+                    "p_step": step_id,
+                    "p_status": StepStatus.FAILED.value,
+                    "p_finished": now,
+                    "p_code": code.value,
+                    "p_message": message,
+                },
+            )
+            for step_id in step_ids
+        ]
 
     def steps(
         self, run_id: str, items: Sequence[tuple[StepResult, int | None]], now: datetime

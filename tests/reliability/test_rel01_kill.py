@@ -134,6 +134,15 @@ def test_rel01_kill9_cli_engine_then_restart(tmp_path: Path) -> None:
             "(select max(a.fence) from step_attempts a where a.run_id = s.run_id and a.step_id = s.step_id)"
         ).fetchone()[0]
         assert stale == 0
+        # an attempt a kill cut short ends with the resume, none is left shown running
+        running = store.execute(
+            "select count(*) from step_attempts where status = 'running'"
+        ).fetchone()[0]
+        assert running == 0
+        cut = store.execute(
+            "select count(*) from step_attempts where error_code = 'interrupted'"
+        ).fetchone()[0]
+        assert cut == redispatched
         # I6
         assert store.execute("pragma integrity_check").fetchone()[0] == "ok"
     finally:
