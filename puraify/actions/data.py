@@ -178,6 +178,8 @@ class ValidateSchema(Action):
             with contextlib.suppress(ValueError):
                 data = json.loads(data)
         import jsonschema  # imported on first use: ~70 ms that a CLI run should not pay
+        import referencing
+        import referencing.exceptions
 
         try:
             cls = jsonschema.validators.validator_for(schema)
@@ -186,10 +188,21 @@ class ValidateSchema(Action):
             raise ActionError(
                 f"the schema itself is invalid: {exc.message}", code="invalid_schema"
             ) from None
-        validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+        # Only references inside the schema resolve: jsonschema would otherwise fetch an
+        # http(s):// or file:// `$ref` itself, outside the SSRF guard and the workspace jail.
+        registry: Any = referencing.Registry(retrieve=_no_remote)  # type: ignore[call-arg]
+        validator = cls(schema, format_checker=cls.FORMAT_CHECKER, registry=registry)
+        try:
+            found = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+        except referencing.exceptions.Unresolvable as exc:
+            raise ActionError(
+                f"the schema refers to {getattr(exc, 'ref', '?')!r}, which it does not contain; "
+                "references to other documents are not fetched",
+                code="invalid_schema",
+            ) from None
         errors = [
             {"path": "/".join(str(p) for p in e.absolute_path), "message": e.message}
-            for e in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))[:100]
+            for e in found[:100]
         ]
         if errors and params.fail_on_invalid:
             raise ActionError(
@@ -198,6 +211,12 @@ class ValidateSchema(Action):
                 details={"errors": errors},
             )
         return {"valid": not errors, "errors": errors}
+
+
+def _no_remote(uri: str) -> Any:
+    import referencing.exceptions
+
+    raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]
 
 
 class _FileRef(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from puraify.mission.model import StepStatus
@@ -124,4 +126,26 @@ async def test_sec01_client_ignores_proxy_environment(
             engine = make_engine()
             result = await run_text(engine, http_step(f"{server.url}/direct"))
         assert result.step("call").status is StepStatus.SUCCESS
+        assert canary.connections == 0
+
+
+async def test_sec01_schema_references_are_never_fetched(
+    make_engine: EngineFactory, workspace: Path, tmp_path: Path
+) -> None:
+    """``validate_schema`` resolves only references inside the schema: an http(s) or file
+    ``$ref`` is refused, with 0 connections at a canary and no file read outside the jail."""
+    secret = tmp_path / "outside.json"
+    secret.write_text('{"type": "object"}')
+    with CanaryListener() as canary:
+        for ref in (
+            f"http://127.0.0.1:{canary.port}/x",
+            f"file://{secret}",
+            f"file://{secret}#/type",
+        ):
+            text = (
+                "steps:\n  - id: s\n    step_type: validate_schema\n"
+                f"    parameters: {{data: {{a: 1}}, schema: {{$ref: '{ref}'}}}}\n"
+            )
+            step = (await run_text(make_engine(), text)).step("s")
+            assert step.error is not None and step.error.code == "invalid_schema", (ref, step)
         assert canary.connections == 0
