@@ -81,6 +81,7 @@ class ErrorCode(StrEnum):
     PARSE_ERROR = "parse_error"
     PATH_OUTSIDE_JAIL = "path_outside_jail"
     POLICY_DENIED = "policy_denied"
+    PROFILE_REFUSED = "profile_refused"
     RESPONSE_TOO_LARGE = "response_too_large"
     RUN_BUSY = "run_busy"
     RUN_NOT_FOUND = "run_not_found"
@@ -374,6 +375,12 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
             ExitCode.FAILED,
             "The path leads out of the workspace or into the engine's own state; use a path "
             "inside the workspace.",
+        ),
+        ErrorCode.PROFILE_REFUSED: CodeInfo(
+            HTTPStatus.FORBIDDEN,
+            ExitCode.INVALID,
+            "The run was created in the local safety profile; a server runs only server-profile "
+            "runs, so retry or resume it with `puraify runs` on the operator's machine.",
         ),
         ErrorCode.POLICY_DENIED: CodeInfo(
             HTTPStatus.FORBIDDEN,

@@ -129,7 +129,18 @@ class RunService:
         return engine
 
     def _origin_of(self, record: RunRecord) -> Origin:
+        """Where a stored run runs again. A process in the server profile never runs a run of
+        the local profile (created while the operator had set ``mode = local``): whoever can
+        reach it must not get those powers back by asking for a retry or a resume."""
         profile: Mode = "local" if record.profile == "local" else "server"
+        if profile == "local" and self.profile.server:
+            raise PuraifyError(
+                f"run {record.id} was created in the local safety profile; this server runs "
+                "only server-profile runs (`puraify runs retry` or `runs resume` on the "
+                "operator's machine can run it again)",
+                code="profile_refused",
+                run_id=record.id,
+            )
         workspace = (
             Path(record.workspace)
             if record.workspace
@@ -227,11 +238,11 @@ class RunService:
         """A new run of a finished run's mission that reuses its successful outputs; started
         under the old run's profile, project and workspace. Returns the new run's id."""
         record = await self.store.get(run_id, project_id=project_id)
+        origin = self._origin_of(record)
         if not record.finished:
             raise StoreError(
                 f"run {run_id} has not finished; cancel or resume it first", code="run_busy"
             )
-        origin = self._origin_of(record)
         reuse = reusable_results(record)
         new_id, _ = await self.store.create_run(
             record.mission,
@@ -253,6 +264,7 @@ class RunService:
         record = await self.store.get(run_id, project_id=project_id)
         if record.finished:
             return False
+        self._origin_of(record)  # refused before the lease is taken
         if not await self.store.acquire(run_id):
             raise StoreError(
                 f"run {run_id} is being executed by a live engine ({record.lease_owner})",
@@ -280,7 +292,7 @@ class RunService:
                     continue
                 if run_id not in self.live and await self.resume(run_id):
                     resumed.append(run_id)
-            except StoreError as exc:
+            except PuraifyError as exc:
                 if exc.code != "run_busy":  # taken by another process meanwhile: its job
                     _log.error("resume_failed", run_id=run_id, error=exc.to_dict())
         if resumed:

@@ -253,3 +253,25 @@ async def test_one_time_format_and_run_id_everywhere(api: Api) -> None:
         assert result["step_results"]["b"]["output"] == {"message": "one"}
         assert result["total_duration_ms"] == result["duration_ms"]
         assert rfc3339.match(result["timestamp"])
+
+
+async def test_a_server_never_runs_a_local_profile_run_again(api: Api) -> None:
+    """A run created in the local profile (the operator's own) keeps it; a server asked to
+    retry it refuses instead of lending those powers to a token holder."""
+    import os
+    from pathlib import Path
+
+    from puraify.mission.loader import mission_from_data
+    from puraify.service import compose
+
+    settings = api.app.state.application.settings.model_copy(update={"mode": "local"})
+    async with compose(settings, listen=None, environ=dict(os.environ), cwd=Path.cwd()) as local:
+        failing = mission_from_data(
+            {"steps": [{"id": "r", "step_type": "read_file", "parameters": {"path": "nope"}}]}
+        )
+        run_id, _ = await local.runs.submit(
+            local.preparer.validate(failing).compiled, project_id="a", context={}
+        )
+        assert (await local.runs.wait(run_id)) is not None
+    r = await api.client.post(f"/runs/{run_id}/retry", headers=api.auth())
+    assert r.status_code == 403 and r.json()["error"]["code"] == "profile_refused", r.text
