@@ -48,6 +48,7 @@ class ErrorCode(StrEnum):
     DOCUMENT_TOO_LARGE = "document_too_large"
     DUPLICATE_KEY = "duplicate_key"
     DUPLICATE_STEP_ID = "duplicate_step_id"
+    FILE_ERROR = "file_error"
     FILE_EXISTS = "file_exists"
     FILE_NOT_FOUND = "file_not_found"
     FILE_TOO_LARGE = "file_too_large"
@@ -203,6 +204,12 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
             HTTPStatus.UNPROCESSABLE_ENTITY,
             ExitCode.INVALID,
             "Two steps share an id; give each step its own.",
+        ),
+        ErrorCode.FILE_ERROR: CodeInfo(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            None,
+            "The file step could not do what it was asked (a name too long, a file where a "
+            "folder should be, a folder moved into itself, ...); fix the step's paths.",
         ),
         ErrorCode.FILE_EXISTS: CodeInfo(
             HTTPStatus.CONFLICT,

@@ -401,7 +401,8 @@ class _YamlBuilder:
         node = yaml.ScalarNode(tag, value, event.start_mark, event.end_mark, event.style)
         try:
             return self.constructor.construct_object(node)
-        except (yaml.YAMLError, ValueError) as exc:
+        except (yaml.YAMLError, ValueError, KeyError, TypeError, OverflowError):
+            # PyYAML's constructors raise what they like (`!!bool maybe` is a KeyError)
             raise self.error(
-                f"bad {tag[len(_STD) :]} value: {exc}", "yaml_syntax", event.start_mark
+                f"{value[:40]!r} is not a valid {tag[len(_STD) :]}", "yaml_syntax", event.start_mark
             ) from None

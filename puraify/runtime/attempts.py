@@ -126,6 +126,12 @@ class Attempts:
                 error = exc
             except PuraifyError as exc:
                 error = ActionError(exc.message, code=exc.code)
+            except OSError as exc:  # the workspace refused what a file step asked
+                error = ActionError(
+                    f"{step.action}: {exc.strerror or type(exc).__name__}", code="file_error"
+                )
+            except (ValueError, UnicodeError) as exc:  # a value the action could not use
+                error = ActionError(f"{step.action}: {exc}"[:500], code="invalid_parameters")
             except Exception as exc:  # an action bug must not abort the mission
                 _log.exception("action_crashed", run_id=run.run_id, step_id=step.id)
                 error = ActionError(f"{type(exc).__name__}: {exc}", code="internal_error")

@@ -37,3 +37,43 @@ async def test_a_steps_code_answers_its_registered_status(api: Api) -> None:
     )
     assert r.status_code == 404, r.text
     assert r.json()["error"] == {"code": "file_not_found", "retryable": False}
+
+
+async def test_hostile_inputs_are_the_callers_mistake_not_a_500(api: Api) -> None:
+    """Inputs an attacker tried: each answers a 4xx with a code, never 500."""
+    ok = await api.client.post(
+        "/execute",
+        headers=api.auth(),
+        json={"action": "create_file", "parameters": {"path": "f.txt", "content": "x"}},
+    )
+    assert ok.status_code == 200, ok.text
+    cases = [
+        ("/execute", {"action": "create_file", "parameters": {"path": "f.txt/x", "content": "x"}}),
+        ("/execute", {"action": "create_file", "parameters": {"path": "a" * 300, "content": "x"}}),
+        ("/execute", {"action": "http", "parameters": {"url": "http://\u0000/"}}),
+        (
+            "/missions/execute",
+            {"mission": {"steps": [{"id": "a", "step_type": "noop"}]}, "context": [1]},
+        ),
+        (
+            "/missions/validate",
+            {"mission": {"steps": [{"id": "a", "step_type": "noop"}]}, "context": "x"},
+        ),
+    ]
+    for path, body in cases:
+        r = await api.client.post(path, headers=api.auth(), json=body)
+        assert 400 <= r.status_code < 500, (path, body, r.status_code, r.text)
+        assert r.json()["error"]["code"] != "internal_error"
+    checked = await api.client.post(
+        "/missions/validate",
+        headers=api.auth(),
+        json={"mission": {"steps": [{"id": "a", "step_type": "noop"}]}, "context": "x"},
+    )
+    assert checked.json()["errors"][0]["code"] == "invalid_request", checked.text
+    yaml_body = "steps:\n  - {id: a, step_type: log_message, parameters: {message: !!bool maybe}}\n"
+    r = await api.client.post(
+        "/missions/execute",
+        headers={**api.auth(), "content-type": "application/yaml"},
+        content=yaml_body,
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "yaml_syntax", r.text

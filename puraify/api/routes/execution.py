@@ -166,7 +166,12 @@ def _prepare(request: Request, raw: bytes, fmt: str) -> tuple[Prepared, dict[str
         except ValueError:
             doc = None
         if isinstance(doc, dict) and isinstance(doc.get("mission"), dict):
-            context = dict(doc.get("context") or {})
+            raw_context = doc.get("context") or {}
+            if not isinstance(raw_context, dict):
+                raise ApiError(
+                    "`context` must be an object", code="invalid_request", field="context"
+                )
+            context = dict(raw_context)
             prepared = preparer.prepare(json.dumps(doc["mission"]), context_names=list(context))
             return prepared, context
     return preparer.prepare(text), {}
