@@ -68,6 +68,7 @@ class ErrorCode(StrEnum):
     INVALID_PROJECT = "invalid_project"
     INVALID_REFERENCE = "invalid_reference"
     INVALID_REQUEST = "invalid_request"
+    INVALID_SETTINGS = "invalid_settings"
     INVALID_RESPONSE = "invalid_response"
     INVALID_SCHEMA = "invalid_schema"
     INVALID_SCOPE = "invalid_scope"
@@ -305,6 +306,12 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
             ExitCode.INVALID,
             "A template reads a step that does not exist, its own output, or a step that does "
             "not run before it; fix the name or add the step to `depends_on`.",
+        ),
+        ErrorCode.INVALID_SETTINGS: CodeInfo(
+            HTTPStatus.INTERNAL_SERVER_ERROR,
+            ExitCode.INVALID,
+            "A setting (a PURAIFY_* variable or the config file) has a value puraify cannot "
+            "use; fix it (docs/configuration.md lists them).",
         ),
         ErrorCode.INVALID_REQUEST: CodeInfo(
             HTTPStatus.BAD_REQUEST,

@@ -216,6 +216,8 @@ def create_app(
 
 def create_app_from_environment(host: str | None = None) -> FastAPI:
     """Factory for ``uvicorn --factory`` and worker processes: settings from ``PURAIFY_*``;
-    the server profile unless ``PURAIFY_MODE=local``."""
+    the server profile unless ``PURAIFY_MODE=local``. ``host``: where it listens, when known
+    (uvicorn does not tell its factory, so an unknown address counts as exposed)."""
     settings = Settings()
-    return create_app(settings, environ=dict(os.environ), host=host, server_process=True)
+    listen = host or "an address uvicorn was given"
+    return create_app(settings, environ=dict(os.environ), host=listen, server_process=True)

@@ -39,13 +39,25 @@ err_console = Console(stderr=True, highlight=False)
 
 def load_settings(workspace: Path | None = None) -> Any:
     """Settings from the environment and config file (``--workspace`` overrides), logging set."""
+    import pydantic
+
+    from ..errors import PuraifyError
     from ..observability.logging import configure_logging
     from ..settings import Settings
 
     overrides: dict[str, Any] = {}
     if workspace is not None:
         overrides["workspace"] = workspace
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except pydantic.ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        name = ".".join(str(p) for p in first["loc"])
+        raise PuraifyError(
+            f"setting {name!r} (PURAIFY_{name.upper()} or the config file): {first['msg']}",
+            code="invalid_settings",
+            field=name,
+        ) from None
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     return settings
 

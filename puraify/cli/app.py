@@ -359,7 +359,8 @@ def run_app() -> None:
     """Typer, with a last-resort boundary that never prints a traceback (``puraify.cli.main``
     is the entry point: it sets up Ctrl-C first)."""
     _register_groups()
+    as_json = "--json" in sys.argv[1:]
     try:
         app()
     except Exception as exc:  # last resort: a structured message, never a traceback
-        sys.exit(report_error(err_console, exc, as_json=False))
+        sys.exit(report_error(console if as_json else err_console, exc, as_json=as_json))

@@ -43,7 +43,10 @@ def parse_age(text: str) -> datetime:
     """``30d``, ``12h``, ``15m`` (ago) or an ISO 8601 time -> an aware UTC datetime."""
     match = _DURATION.match(text.strip())
     if match:
-        return datetime.now(UTC) - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        try:
+            return datetime.now(UTC) - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        except OverflowError:
+            raise typer.BadParameter(f"{text!r} reaches back further than a date can") from None
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
@@ -67,7 +70,7 @@ def _iso(value: datetime | None) -> str:
 @runs_app.command("list")
 def list_runs(
     status: Annotated[
-        str | None, typer.Option("--status", help="running, completed, failed, cancelled")
+        str | None, typer.Option("--status", help="running, completed, failed or cancelled")
     ] = None,
     since: Annotated[str | None, typer.Option("--since", help="Age (7d, 12h) or ISO time.")] = None,
     mission: Annotated[str | None, typer.Option("--mission", help="Mission name contains.")] = None,
@@ -75,6 +78,8 @@ def list_runs(
     as_json: JsonOpt = False,
 ) -> None:
     """Recent runs, newest first."""
+    if status is not None and status not in ("running", "completed", "failed", "cancelled"):
+        raise typer.BadParameter("--status is running, completed, failed or cancelled")
     since_at = parse_age(since) if since else None
     rows = _store_call(
         lambda s: s.list_runs(status=status, since=since_at, mission=mission, limit=limit)
@@ -124,7 +129,7 @@ def show(run_id: RunArg, as_json: JsonOpt = False) -> None:
     async def load(store: Any) -> tuple[Any, list[dict[str, Any]]]:
         return await store.get(run_id), await store.attempts_of(run_id)
 
-    record, tries = _store_call(load)
+    record, tries = _store_call(load, as_json)
     if as_json:
         write_json(record.result().model_dump_json())
         return
@@ -232,7 +237,7 @@ def resume(
         code, count = with_application(load_settings(), go, hooks=hooks)
     except PuraifyError as exc:
         raise fail(exc, as_json) from None
-    if all_runs and not count:
+    if all_runs and not count and not as_json:
         console.print("no run to resume")
     raise typer.Exit(code)
 

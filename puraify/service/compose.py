@@ -71,14 +71,14 @@ def _loopback(host: str) -> bool:
 def _warn_local_listener(listen: str) -> None:
     exposed = not _loopback(listen)
     message = (
-        "serving with the local safety profile (PURAIFY_MODE=local): command steps run as "
-        "this user, templates read every environment variable and loopback addresses are "
-        "reachable"
+        "serving with the local safety profile (mode = local): command steps run as this "
+        "user, templates read every environment variable and loopback addresses are reachable"
     )
     if exposed:
-        message += f"; {listen} is reachable from other machines: anyone with a token can"
-        message += " do all of that. Use the server profile (unset PURAIFY_MODE) unless you"
-        message += " are sure."
+        message += (
+            f"; it listens on {listen}, which other machines may reach: anyone with a token "
+            "can do all of that. Use the server profile (leave mode unset) unless you are sure."
+        )
     log = _log.error if exposed else _log.warning
     log("local_profile_listening", host=listen, exposed=exposed, message=message)
 

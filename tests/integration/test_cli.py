@@ -296,3 +296,36 @@ def test_output_of_a_big_mission_is_bounded(
     assert len(result["steps"]) == 2000 and result["status"] == "failed"
     assert list(result["step_results"])[-2:] == ["s1998", "bad"]
     assert result["total_duration_ms"] > 0 and result["timestamp"].endswith("Z")
+
+
+def test_json_output_keeps_its_envelope_on_every_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--json is a JSON object on stdout whatever went wrong: a missing run, an age too far
+    back, a setting puraify cannot use, a YAML value PyYAML cannot construct."""
+    from typer.testing import CliRunner
+
+    from puraify.cli.app import _register_groups, app
+
+    _register_groups()
+    monkeypatch.setenv("PURAIFY_HOME", str(tmp_path / ".home"))
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "steps:\n  - {id: a, step_type: log_message, parameters: {message: !!bool maybe}}\n"
+    )
+    runner = CliRunner()
+    cases = [
+        (["runs", "show", "nope", "--json"], "run_not_found", 2),
+        (["validate", str(bad), "--json"], "yaml_syntax", 2),
+    ]
+    for args, code, exit_code in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == exit_code, (args, result.output)
+        assert json.loads(result.stdout)["error"]["code"] == code, (args, result.stdout)
+    far = runner.invoke(app, ["runs", "list", "--since", "99999999999d", "--json"])
+    assert far.exit_code == 2 and "Traceback" not in far.output
+    monkeypatch.setenv("PURAIFY_MODE", "bogus")
+    settings = runner.invoke(app, ["validate", str(bad), "--json"])
+    assert settings.exit_code == 2
+    assert json.loads(settings.stdout)["error"]["code"] == "invalid_settings"
