@@ -154,8 +154,10 @@ def test_compiled_templates_know_what_they_read() -> None:
     template = ENGINE.compile("{{ fetch.output.items }}")
     assert template is ENGINE.compile("{{ fetch.output.items }}")
     assert template.references == (("fetch", "output", "items"),)
+    assert template.roots == {"fetch"}
     mixed = ENGINE.compile("n={{ steps.a.output.n + b.output.n }} {{ true }}")
     assert set(mixed.references) == {("steps", "a", "output", "n"), ("b", "output", "n")}
+    assert mixed.roots == {"steps", "b"}
     assert ENGINE.compile("{{ none }}").path is None
     with pytest.raises(TemplateError):
         ENGINE.compile("{{ a. }}")
