@@ -130,7 +130,7 @@ class TemplateEngine:
         self.env = _Sandbox(max_output_bytes)
         self._template = lru_cache(maxsize=4096)(self._compile_template)
         self._expression = lru_cache(maxsize=4096)(self._compile_expression)
-        self._compiled = lru_cache(maxsize=4096)(self._compile)
+        self._parsed = lru_cache(maxsize=4096)(self._parse)
 
     @property
     def builtin_names(self) -> frozenset[str]:
@@ -141,16 +141,16 @@ class TemplateEngine:
 
     def compile(self, text: str) -> CompiledTemplate:
         """Parse ``text`` once: what it reads and how it renders (``TemplateError`` on a syntax
-        error). Identical texts share one result."""
-        return self._compiled(text)
-
-    def _compile(self, text: str) -> CompiledTemplate:
+        error). Identical texts that Jinja2 must parse share one result."""
         dotted = _DOTTED.fullmatch(text)
         if dotted is not None:
             names = tuple(dotted.group(2).split("."))
             if names[0] not in _NOT_A_ROOT:
                 roots = frozenset((names[0],))
                 return CompiledTemplate(text, (names,), roots, dotted.group(1), names)
+        return self._parsed(text)
+
+    def _parse(self, text: str) -> CompiledTemplate:
         whole = _WHOLE.match(text)
         expr = whole.group("expr") if whole is not None else None
         refs = self._references(text if expr is None else "{{" + expr + "}}")
