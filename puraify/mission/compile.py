@@ -75,7 +75,6 @@ class CompiledStep(NamedTuple):
     #: The names the parameter templates read (what their scope holds).
     roots: frozenset[str]
     when: Template | None
-    when_roots: frozenset[str]
     retry: RetryPolicy
     #: Seconds each attempt may take (``effective_step_timeout``).
     timeout: float

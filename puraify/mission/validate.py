@@ -238,7 +238,6 @@ def validate_mission(
                 templated=templated or _NOTHING,
                 roots=roots_of([s.template for s in slots]),
                 when=when,
-                when_roots=roots_of([when]) if when is not None else _NO_FIELDS,
                 retry=step.retry or shared_retry,
                 timeout=effective_step_timeout(step, config, default_step_timeout),
             )

@@ -54,7 +54,7 @@ def contains_template(text: str) -> bool:
     return "{{" in text or "{%" in text
 
 
-class Template(Protocol):
+class TemplateSource(Protocol):
     """What ``TemplateEngine.render`` takes: a compiled template, or anything with its source."""
 
     @property
@@ -195,7 +195,7 @@ class TemplateEngine:
             raise
         return self.render(template, scope, field=field)
 
-    def render(self, template: Template, scope: Mapping[str, Any], *, field: str = "") -> Any:
+    def render(self, template: TemplateSource, scope: Mapping[str, Any], *, field: str = "") -> Any:
         """Render a compiled template against ``scope`` (the names it reads, at least)."""
         if not isinstance(template, CompiledTemplate):
             template = self.compile(template.source)

@@ -205,7 +205,8 @@ def test_a_valid_mission_comes_back_compiled() -> None:
     assert (
         slot.field == "parameters.json.n" and slot.template.source == "{{ steps.a.output.message }}"
     )
-    assert b.roots == {"run", "steps", "context"} and b.when_roots == {"a"}
+    assert b.roots == {"run", "steps", "context"}
+    assert b.when is not None and b.when.roots == {"a"}
     assert b.timeout == 3 and b.retry.attempts == 5
 
 
