@@ -174,22 +174,7 @@ def validate_mission(
     references = _References(mission, ids, reader.builtin_names, context_names, add)
     known_names: list[str] | None = None
     for step in mission.steps:
-        errors: list[tuple[str, PuraifyError]] = []
-        templated: dict[str, Any] = {}
-        slots: list[TemplateSlot] = []
-        for key, value in step.parameters.items():
-            if isinstance(value, str) and not is_template(value):
-                continue
-            field = f"parameters.{key}"
-            slotted, has = template_slots(value, field, reader.compile, slots, errors)
-            if has:
-                templated[key] = slotted
-        when = None
-        if step.when is not None:
-            try:
-                when = reader.compile(step.when)
-            except PuraifyError as exc:
-                errors.append(("when", exc))
+        templated, slots, when, errors = _templates(step, reader)
         for fld, error in errors:
             add(
                 "template_error",
@@ -198,6 +183,10 @@ def validate_mission(
                 *fld.split(".")[:2],
                 field=fld,
             )
+        for slot in slots:
+            references.check(step, slot.field, slot.template)
+        if when is not None:
+            references.check(step, "when", when)
         action = catalog.canonical(step.step_type)
         if action is None:
             if known_names is None:
@@ -226,10 +215,6 @@ def validate_mission(
                 severity=severity_unknown if sev == "warning" else _param_severity(step),
                 field=f"parameters.{fld}",
             )
-        for slot in slots:
-            references.check(step, slot.field, slot.template)
-        if when is not None:
-            references.check(step, "when", when)
         compiled.append(
             CompiledStep(
                 step=step,
@@ -248,6 +233,29 @@ def validate_mission(
     return ValidatedMission(
         mission, tuple(issues), loaded.file, CompiledMission(mission, tuple(compiled))
     )
+
+
+def _templates(
+    step: MissionStep, reader: ReferenceReader
+) -> tuple[dict[str, Any], list[TemplateSlot], Template | None, list[tuple[str, PuraifyError]]]:
+    """A step's templates, compiled: its templated parameters (values with ``TemplateSlot``s),
+    every slot, its ``when``, and the templates that did not compile."""
+    errors: list[tuple[str, PuraifyError]] = []
+    templated: dict[str, Any] = {}
+    slots: list[TemplateSlot] = []
+    for key, value in step.parameters.items():
+        if isinstance(value, str) and not is_template(value):
+            continue
+        slotted, has = template_slots(value, f"parameters.{key}", reader.compile, slots, errors)
+        if has:
+            templated[key] = slotted
+    when = None
+    if step.when is not None:
+        try:
+            when = reader.compile(step.when)
+        except PuraifyError as exc:
+            errors.append(("when", exc))
+    return templated, slots, when, errors
 
 
 def _param_severity(step: MissionStep) -> str:

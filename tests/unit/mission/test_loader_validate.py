@@ -216,3 +216,8 @@ def test_step_timeout_precedence_when_compiled() -> None:
     assert check(text, default_step_timeout=60).compiled.steps[0].timeout == 60
     with_config = "config: {step_timeout_seconds: 9}\n" + text
     assert check(with_config, default_step_timeout=60).compiled.steps[0].timeout == 9
+
+
+def test_references_are_checked_in_a_step_of_unknown_type() -> None:
+    found = issues("steps:\n  - {id: a, step_type: nope, parameters: {x: '{{ b.output }}'}}\n")
+    assert {i["code"] for i in found} == {"unknown_step_type", "unknown_reference"}
