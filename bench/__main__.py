@@ -3,7 +3,7 @@
 Every figure is printed with its target and, where one makes sense, the ratio against a
 baseline measured in the same run (raw PyYAML/json, raw asyncio, raw httpx, bare Python
 start-up). Targets are the issue's; a missed one is printed as MISSED, never hidden.
-Run: ``scripts/bench`` (all) or ``scripts/bench load engine http cli``.
+Run: ``scripts/bench`` (all) or ``scripts/bench load engine http cli store api templates``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import api_load, cli_startup, engine_runs, http_fanout, load_validate, store_runs
+from . import api_load, cli_startup, engine_runs, http_fanout, load_validate, store_runs, templates
 from ._util import Report
 
 SUITES = {
@@ -21,6 +21,7 @@ SUITES = {
     "cli": cli_startup.run,
     "store": store_runs.run,
     "api": api_load.run,
+    "templates": templates.run,
 }
 
 

@@ -26,7 +26,7 @@ async def main():
     eng = engine()
     prepared = eng.prepare(json.dumps(layered(10_000, width=100)))
     start = time.perf_counter()
-    result = await eng.run(prepared.mission)
+    result = await eng.run(prepared.compiled)
     took = time.perf_counter() - start
     assert result.status.value == "completed", result.status
     await eng.aclose()
@@ -60,11 +60,11 @@ def _child(code: str) -> dict[str, float]:
 async def _chain_overhead() -> tuple[float, float]:
     eng = engine()
     prepared = eng.prepare(json.dumps(chain(40, "bench_sleep", {"ms": 10})))
-    await eng.run(prepared.mission)  # warm-up
+    await eng.run(prepared.compiled)  # warm-up
     runs = []
     for _ in range(5):
         start = time.perf_counter()
-        result = await eng.run(prepared.mission)
+        result = await eng.run(prepared.compiled)
         runs.append(time.perf_counter() - start)
         assert result.status.value == "completed"
     base_runs = []

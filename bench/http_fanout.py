@@ -24,9 +24,9 @@ async def _ours(url: str) -> float:
     doc["config"] = {"max_concurrent_steps": 100}
     prepared = eng.prepare(json.dumps(doc))
     warm = eng.prepare(json.dumps({**doc, "steps": doc["steps"][:100]}))
-    await eng.run(warm.mission)
+    await eng.run(warm.compiled)
     start = time.perf_counter()
-    result = await eng.run(prepared.mission)
+    result = await eng.run(prepared.compiled)
     took = time.perf_counter() - start
     assert result.status.value == "completed", result.error
     await eng.aclose()

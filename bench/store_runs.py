@@ -40,7 +40,7 @@ async def main():
     prepared = eng.prepare(json.dumps(layered(10_000, width=100)))
     start = time.perf_counter()
     run_id, _ = await store.create_run(prepared.mission)
-    result = await eng.run(prepared.mission, handle=RunHandle(run_id=run_id))
+    result = await eng.run(prepared.compiled, handle=RunHandle(run_id=run_id))
     took = time.perf_counter() - start
     assert result.status.value == "completed", result.error
     await eng.aclose()
@@ -86,7 +86,7 @@ async def _measure(url: str) -> dict[str, Any]:
     for _ in range(4):
         start = time.perf_counter()
         run_id, _ = await store.create_run(prepared.mission)
-        result = await eng.run(prepared.mission, handle=RunHandle(run_id=run_id))
+        result = await eng.run(prepared.compiled, handle=RunHandle(run_id=run_id))
         runs.append(time.perf_counter() - start)
         assert result.status.value == "completed"
     base = []

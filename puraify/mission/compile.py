@@ -9,7 +9,7 @@ they read, validates only rendered parameters, and never looks for templates aga
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -31,7 +31,6 @@ __all__ = [
     "is_template",
     "retry_policy",
     "roots_of",
-    "slots_in",
     "template_slots",
 ]
 
@@ -46,9 +45,12 @@ class Template(Protocol):
     def references(self) -> tuple[tuple[str, ...], ...]:
         """Attribute paths of the outside names it reads: ``("steps", "a", "output")``."""
 
+    @property
+    def roots(self) -> frozenset[str]:
+        """The first name of each reference (``steps``, a step id, a variable, ``run``...)."""
 
-@dataclass(frozen=True, slots=True, eq=False)
-class TemplateSlot:
+
+class TemplateSlot(NamedTuple):
     """A template inside a parameter value, with the field path its errors name."""
 
     template: Template
@@ -73,7 +75,6 @@ class CompiledStep(NamedTuple):
     #: The names the parameter templates read (what their scope holds).
     roots: frozenset[str]
     when: Template | None
-    when_roots: frozenset[str]
     retry: RetryPolicy
     #: Seconds each attempt may take (``effective_step_timeout``).
     timeout: float
@@ -100,55 +101,49 @@ def template_slots(
     value: Any,
     field: str,
     compile: Callable[[str], Template],
+    slots: list[TemplateSlot],
     errors: list[tuple[str, PuraifyError]],
 ) -> tuple[Any, bool]:
-    """``value`` with each template string compiled into a ``TemplateSlot``, and whether it held
-    any. A template that does not compile stays a string; its error goes to ``errors``."""
+    """``value`` with each template string compiled into a ``TemplateSlot`` (also appended to
+    ``slots``), and whether it held any. A template that does not compile stays a string; its
+    error goes to ``errors``."""
     if isinstance(value, str):
         if not is_template(value):
             return value, False
         try:
-            return TemplateSlot(compile(value), field), True
+            slot = TemplateSlot(compile(value), field)
         except PuraifyError as exc:
             errors.append((field, exc))
             return value, True
+        slots.append(slot)
+        return slot, True
     if isinstance(value, dict):
         out: dict[Any, Any] = {}
         found = False
         for k, v in value.items():
-            out[k], has = template_slots(v, f"{field}.{k}" if field else str(k), compile, errors)
+            key = f"{field}.{k}" if field else str(k)
+            out[k], has = template_slots(v, key, compile, slots, errors)
             found = found or has
         return (out if found else value), found
     if isinstance(value, list):
         items: list[Any] = []
         found = False
         for i, v in enumerate(value):
-            item, has = template_slots(v, f"{field}[{i}]", compile, errors)
+            item, has = template_slots(v, f"{field}[{i}]", compile, slots, errors)
             items.append(item)
             found = found or has
         return (items if found else value), found
     return value, False
 
 
-def slots_in(value: Any) -> Iterable[TemplateSlot]:
-    """Every ``TemplateSlot`` inside a value built by ``template_slots``."""
-    if isinstance(value, TemplateSlot):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from slots_in(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from slots_in(v)
-
-
 _NO_ROOTS: frozenset[str] = frozenset()
 
 
-def roots_of(templates: Iterable[Template]) -> frozenset[str]:
+def roots_of(templates: Sequence[Template]) -> frozenset[str]:
     """The root names the templates read (``steps``, a step id, a variable, ``run``...)."""
-    roots = frozenset(ref[0] for t in templates for ref in t.references)
-    return roots or _NO_ROOTS
+    if len(templates) == 1:
+        return templates[0].roots  # shared by every template of the same text
+    return frozenset().union(*(t.roots for t in templates)) or _NO_ROOTS
 
 
 def retry_policy(step: MissionStep | None, config: MissionConfig) -> RetryPolicy:

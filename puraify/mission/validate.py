@@ -18,11 +18,11 @@ from .compile import (
     CompiledMission,
     CompiledStep,
     Template,
+    TemplateSlot,
     effective_step_timeout,
     is_template,
     retry_policy,
     roots_of,
-    slots_in,
     template_slots,
 )
 from .loader import LoadedMission
@@ -234,29 +234,10 @@ def validate_mission(
     config = mission.config
     shared_retry = retry_policy(None, config)  # one object for every step without its own
     compiled: list[CompiledStep] = []
-    reading: list[tuple[MissionStep, list[tuple[str, Template]]]] = []  # steps with templates
+    references = _References(mission, ids, reader.builtin_names, context_names, add)
     known_names: list[str] | None = None
     for step in mission.steps:
-        errors: list[tuple[str, PuraifyError]] = []
-        templated: dict[str, Any] = {}
-        for key, value in step.parameters.items():
-            if isinstance(value, str) and not is_template(value):
-                continue
-            slotted, has = template_slots(value, f"parameters.{key}", reader.compile, errors)
-            if has:
-                templated[key] = slotted
-        templates = [
-            (slot.field, slot.template) for value in templated.values() for slot in slots_in(value)
-        ]
-        when = None
-        if step.when is not None:
-            try:
-                when = reader.compile(step.when)
-                templates.append(("when", when))
-            except PuraifyError as exc:
-                errors.append(("when", exc))
-        if templates:
-            reading.append((step, templates))
+        templated, slots, when, errors = _templates(step, reader)
         for fld, error in errors:
             add(
                 "template_error",
@@ -265,6 +246,10 @@ def validate_mission(
                 *fld.split(".")[:2],
                 field=fld,
             )
+        for slot in slots:
+            references.check(step, slot.field, slot.template)
+        if when is not None:
+            references.check(step, "when", when)
         action = catalog.canonical(step.step_type)
         if action is None:
             if _folded(step.step_type) in _SPEC_STEP_TYPES:
@@ -308,20 +293,41 @@ def validate_mission(
                 action=action,
                 params=params,
                 templated=templated or _NOTHING,
-                roots=roots_of(t for f, t in templates if f != "when") if templated else _NO_FIELDS,
+                roots=roots_of([s.template for s in slots]),
                 when=when,
-                when_roots=roots_of([when]) if when is not None else _NO_FIELDS,
                 retry=step.retry or shared_retry,
                 timeout=effective_step_timeout(step, config, default_step_timeout),
             )
         )
 
-    _check_references(mission, reading, ids, reader.builtin_names, set(context_names), add)
     if any(i.severity == "error" for i in issues):
         raise ValidationError(issues, file=loaded.file)
     return ValidatedMission(
         mission, tuple(issues), loaded.file, CompiledMission(mission, tuple(compiled))
     )
+
+
+def _templates(
+    step: MissionStep, reader: ReferenceReader
+) -> tuple[dict[str, Any], list[TemplateSlot], Template | None, list[tuple[str, PuraifyError]]]:
+    """A step's templates, compiled: its templated parameters (values with ``TemplateSlot``s),
+    every slot, its ``when``, and the templates that did not compile."""
+    errors: list[tuple[str, PuraifyError]] = []
+    templated: dict[str, Any] = {}
+    slots: list[TemplateSlot] = []
+    for key, value in step.parameters.items():
+        if isinstance(value, str) and not is_template(value):
+            continue
+        slotted, has = template_slots(value, f"parameters.{key}", reader.compile, slots, errors)
+        if has:
+            templated[key] = slotted
+    when = None
+    if step.when is not None:
+        try:
+            when = reader.compile(step.when)
+        except PuraifyError as exc:
+            errors.append(("when", exc))
+    return templated, slots, when, errors
 
 
 def _param_severity(step: MissionStep) -> str:
@@ -331,74 +337,83 @@ def _param_severity(step: MissionStep) -> str:
     return "warning" if step.continue_on_error else "error"
 
 
-def _check_references(
-    mission: Mission,
-    reading: Iterable[tuple[MissionStep, Iterable[tuple[str, Template]]]],
-    ids: Mapping[str, MissionStep],
-    builtins: frozenset[str],
-    context_names: set[str],
-    add: Any,
-) -> None:
-    variables = set(mission.variables) | context_names
-    upstream: _Upstream | None = None
+class _References:
+    """Checks what templates read: every name must exist, and a step's output must come from
+    a step upstream of the reader."""
 
-    for step, templates in reading:
-        for fld, template in templates:
-            for ref in template.references:
-                target: str | None = None
-                if ref[0] == "steps":
-                    if len(ref) < 2:
-                        continue
-                    target = ref[1]
-                    if target not in ids:
-                        add(
-                            "invalid_reference",
-                            f"step {step.id!r}: {fld} reads steps.{target}, which does not exist",
-                            step,
-                            "parameters",
-                            field=fld,
-                        )
-                        continue
-                elif ref[0] in builtins:
+    def __init__(
+        self,
+        mission: Mission,
+        ids: Mapping[str, MissionStep],
+        builtins: frozenset[str],
+        context_names: Iterable[str],
+        add: Any,
+    ) -> None:
+        self.ids = ids
+        self.builtins = builtins
+        self.variables = set(mission.variables) | set(context_names)
+        self.add = add
+        self.upstream: _Upstream | None = None
+
+    def check(self, step: MissionStep, fld: str, template: Template) -> None:
+        ids, add = self.ids, self.add
+        for ref in template.references:
+            target: str | None = None
+            if ref[0] == "steps":
+                if len(ref) < 2:
                     continue
-                elif ref[0] in ids:
-                    target = ref[0]
-                elif ref[0] in variables:
-                    continue
-                else:
-                    pool = sorted(variables | set(ids) | builtins)
-                    guess = difflib.get_close_matches(ref[0], pool, n=1)
-                    hint = f"did you mean {guess[0]!r}?" if guess else None
-                    add(
-                        "unknown_reference",
-                        f"step {step.id!r}: {fld} reads {'.'.join(ref)!r}, which is neither a "
-                        "step, a variable nor a built-in name" + (f"; {hint}" if hint else ""),
-                        step,
-                        "parameters",
-                        field=fld,
-                        hint=hint,
-                    )
-                    continue
-                if target == step.id:
+                target = ref[1]
+                if target not in ids:
                     add(
                         "invalid_reference",
-                        f"step {step.id!r}: {fld} reads its own output",
+                        f"step {step.id!r}: {fld} reads steps.{target}, which does not exist",
                         step,
                         "parameters",
                         field=fld,
                     )
                     continue
-                if upstream is None:
-                    upstream = _Upstream(ids)
-                if not upstream.reads(step.id, target):
-                    add(
-                        "invalid_reference",
-                        f"step {step.id!r}: {fld} reads the output of {target!r}, which is not "
-                        f"upstream of it; add {target!r} to depends_on",
-                        step,
-                        "parameters",
-                        field=fld,
-                    )
+            elif ref[0] in self.builtins:
+                continue
+            elif ref[0] in ids:
+                target = ref[0]
+            elif ref[0] in self.variables:
+                continue
+            else:
+                pool = sorted(self.variables | set(ids) | self.builtins)
+                guess = difflib.get_close_matches(ref[0], pool, n=1)
+                hint = f"did you mean {guess[0]!r}?" if guess else None
+                add(
+                    "unknown_reference",
+                    f"step {step.id!r}: {fld} reads {'.'.join(ref)!r}, which is neither a "
+                    "step, a variable nor a built-in name" + (f"; {hint}" if hint else ""),
+                    step,
+                    "parameters",
+                    field=fld,
+                    hint=hint,
+                )
+                continue
+            if target == step.id:
+                add(
+                    "invalid_reference",
+                    f"step {step.id!r}: {fld} reads its own output",
+                    step,
+                    "parameters",
+                    field=fld,
+                )
+                continue
+            if target in step.depends_on:
+                continue  # the common case, known without the ancestor sets
+            if self.upstream is None:
+                self.upstream = _Upstream(ids)
+            if not self.upstream.reads(step.id, target):
+                add(
+                    "invalid_reference",
+                    f"step {step.id!r}: {fld} reads the output of {target!r}, which is not "
+                    f"upstream of it; add {target!r} to depends_on",
+                    step,
+                    "parameters",
+                    field=fld,
+                )
 
 
 class _Upstream:

@@ -380,7 +380,7 @@ class _Run:
             return None
         templates = self.executor.templates
         try:
-            value = templates.render(step.when, self.scope.names(step.when_roots), field="when")
+            value = templates.render(step.when, self.scope.names(step.when.roots), field="when")
         except PuraifyError as exc:
             return StepError(code=exc.code, message=exc.message)
         if when_allows(value):

@@ -22,9 +22,8 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
@@ -37,7 +36,9 @@ from .scope import BUILTIN_NAMES
 __all__ = ["CompiledTemplate", "TemplateEngine", "contains_template"]
 
 _WHOLE = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.S)
-_PATH = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*", re.ASCII)
+_DOTTED = re.compile(
+    r"\s*\{\{(\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*)\}\}\s*", re.ASCII
+)
 # Names Jinja2 parses as constants or operators, and `self` (the template reference): a path
 # starting with one of these goes through Jinja2.
 _NOT_A_ROOT = frozenset(
@@ -53,20 +54,24 @@ def contains_template(text: str) -> bool:
     return "{{" in text or "{%" in text
 
 
-class Template(Protocol):
+class TemplateSource(Protocol):
     """What ``TemplateEngine.render`` takes: a compiled template, or anything with its source."""
 
     @property
     def source(self) -> str: ...
 
 
-@dataclass(frozen=True, slots=True)
-class CompiledTemplate:
-    """A parsed template: its text, the outside names it reads, and how it renders."""
+class CompiledTemplate(NamedTuple):
+    """A parsed template: its text, the outside names it reads, and how it renders.
+
+    (A named tuple: immutable, and cheap to build for each template of a long mission.)
+    """
 
     source: str
     #: Attribute paths of the outside names read: ``("steps", "a", "output")``.
     references: tuple[tuple[str, ...], ...]
+    #: The first name of each reference: what the template's scope must hold.
+    roots: frozenset[str]
     #: The expression of a whole-value template (``{{ expr }}``), rendered with its own type.
     expression: str | None = None
     #: A whole-value template that is one dotted name, split at the dots.
@@ -125,7 +130,7 @@ class TemplateEngine:
         self.env = _Sandbox(max_output_bytes)
         self._template = lru_cache(maxsize=4096)(self._compile_template)
         self._expression = lru_cache(maxsize=4096)(self._compile_expression)
-        self._compiled = lru_cache(maxsize=4096)(self._compile)
+        self._parsed = lru_cache(maxsize=4096)(self._parse)
 
     @property
     def builtin_names(self) -> frozenset[str]:
@@ -136,20 +141,20 @@ class TemplateEngine:
 
     def compile(self, text: str) -> CompiledTemplate:
         """Parse ``text`` once: what it reads and how it renders (``TemplateError`` on a syntax
-        error). Identical texts share one result."""
-        return self._compiled(text)
-
-    def _compile(self, text: str) -> CompiledTemplate:
-        whole = _WHOLE.match(text)
-        if whole is None:
-            return CompiledTemplate(text, self._references(text))
-        expr = whole.group("expr")
-        path = _PATH.fullmatch(expr)
-        if path is not None:
-            names = tuple(path.group(1).split("."))
+        error). Identical texts that Jinja2 must parse share one result."""
+        dotted = _DOTTED.fullmatch(text)
+        if dotted is not None:
+            names = tuple(dotted.group(2).split("."))
             if names[0] not in _NOT_A_ROOT:
-                return CompiledTemplate(text, (names,), expr, names)
-        return CompiledTemplate(text, self._references("{{" + expr + "}}"), expr)
+                roots = frozenset((names[0],))
+                return CompiledTemplate(text, (names,), roots, dotted.group(1), names)
+        return self._parsed(text)
+
+    def _parse(self, text: str) -> CompiledTemplate:
+        whole = _WHOLE.match(text)
+        expr = whole.group("expr") if whole is not None else None
+        refs = self._references(text if expr is None else "{{" + expr + "}}")
+        return CompiledTemplate(text, refs, frozenset(ref[0] for ref in refs), expr)
 
     def _compile_template(self, text: str) -> Any:
         try:
@@ -190,7 +195,7 @@ class TemplateEngine:
             raise
         return self.render(template, scope, field=field)
 
-    def render(self, template: Template, scope: Mapping[str, Any], *, field: str = "") -> Any:
+    def render(self, template: TemplateSource, scope: Mapping[str, Any], *, field: str = "") -> Any:
         """Render a compiled template against ``scope`` (the names it reads, at least)."""
         if not isinstance(template, CompiledTemplate):
             template = self.compile(template.source)

@@ -205,7 +205,8 @@ def test_a_valid_mission_comes_back_compiled() -> None:
     assert (
         slot.field == "parameters.json.n" and slot.template.source == "{{ steps.a.output.message }}"
     )
-    assert b.roots == {"run", "steps", "context"} and b.when_roots == {"a"}
+    assert b.roots == {"run", "steps", "context"}
+    assert b.when is not None and b.when.roots == {"a"}
     assert b.timeout == 3 and b.retry.attempts == 5
 
 
@@ -233,3 +234,8 @@ def test_a_spec_step_type_not_built_gets_no_misleading_suggestion(step_type: str
     issue = info.value.issues[0]
     assert issue.code == "unknown_step_type" and issue.hint is None
     assert "mission spec" in issue.message and "did you mean" not in issue.message
+
+
+def test_references_are_checked_in_a_step_of_unknown_type() -> None:
+    found = issues("steps:\n  - {id: a, step_type: nope, parameters: {x: '{{ b.output }}'}}\n")
+    assert {i["code"] for i in found} == {"unknown_step_type", "unknown_reference"}

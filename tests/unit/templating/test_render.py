@@ -152,10 +152,13 @@ def test_dotted_names_render_as_jinja_renders_them(expr: str) -> None:
 
 def test_compiled_templates_know_what_they_read() -> None:
     template = ENGINE.compile("{{ fetch.output.items }}")
-    assert template is ENGINE.compile("{{ fetch.output.items }}")
+    assert template == ENGINE.compile("{{ fetch.output.items }}")
     assert template.references == (("fetch", "output", "items"),)
+    assert template.roots == {"fetch"}
     mixed = ENGINE.compile("n={{ steps.a.output.n + b.output.n }} {{ true }}")
+    assert mixed is ENGINE.compile(mixed.source)  # parsed by Jinja2 once per text
     assert set(mixed.references) == {("steps", "a", "output", "n"), ("b", "output", "n")}
+    assert mixed.roots == {"steps", "b"}
     assert ENGINE.compile("{{ none }}").path is None
     with pytest.raises(TemplateError):
         ENGINE.compile("{{ a. }}")
