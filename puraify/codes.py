@@ -308,7 +308,7 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
             "not run before it; fix the name or add the step to `depends_on`.",
         ),
         ErrorCode.INVALID_SETTINGS: CodeInfo(
-            HTTPStatus.INTERNAL_SERVER_ERROR,
+            HTTPStatus.BAD_REQUEST,
             ExitCode.INVALID,
             "A setting (a PURAIFY_* variable or the config file) has a value puraify cannot "
             "use; fix it (docs/configuration.md lists them).",

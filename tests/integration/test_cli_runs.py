@@ -138,8 +138,6 @@ def test_runs_cancel_stops_a_live_run(tmp_path: Path) -> None:
 def test_runs_show_after_a_resume_leaves_no_attempt_running(tmp_path: Path) -> None:
     """An unsafe step interrupted by a crash ends unknown_outcome on resume, and so does the
     attempt the dead engine had started: nothing is left shown as running."""
-    import signal
-
     from tests.helpers import wait_for
 
     home = tmp_path / "home"
