@@ -11,7 +11,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import api_load, cli_startup, engine_runs, http_fanout, load_validate, store_runs, templates
+from . import (
+    api_load,
+    cli_output,
+    cli_startup,
+    engine_runs,
+    http_fanout,
+    load_validate,
+    store_runs,
+    templates,
+)
 from ._util import Report
 
 SUITES = {
@@ -22,6 +31,7 @@ SUITES = {
     "store": store_runs.run,
     "api": api_load.run,
     "templates": templates.run,
+    "output": cli_output.run,
 }
 
 
