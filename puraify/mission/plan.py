@@ -29,7 +29,7 @@ __all__ = ["Plan", "PlanStep", "cycle_path", "topological_levels", "topological_
 _OK = StepStatus.SUCCESS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlanStep:
     """What the planner needs to know about a step."""
 

@@ -32,11 +32,11 @@ __all__ = ["Attempts", "StepRecord"]
 _log = structlog.get_logger("puraify.executor")
 
 
-@dataclass
+@dataclass(slots=True)
 class StepRecord:
     """A step's live state in one run: what its ``StepResult`` will say, and its latest fence."""
 
-    step: MissionStep
+    compiled: CompiledStep
     status: StepStatus = StepStatus.PENDING
     output: dict[str, Any] | None = None
     error: StepError | None = None
@@ -47,11 +47,15 @@ class StepRecord:
     duration_ms: float | None = None
     fence: int | None = None
 
+    @property
+    def step(self) -> MissionStep:
+        return self.compiled.step
+
     @classmethod
-    def restored(cls, step: MissionStep, result: StepResult) -> StepRecord:
+    def restored(cls, compiled: CompiledStep, result: StepResult) -> StepRecord:
         """A step whose result an earlier execution recorded (resume, retry)."""
         return cls(
-            step,
+            compiled,
             result.status,
             result.output,
             result.error,

@@ -147,8 +147,7 @@ class _Run:
         self.executor = executor
         self.handle = handle
         self.info = RunInfo(handle.run_id, mission)
-        self.steps = {c.id: c for c in compiled.steps}
-        self.records = {s.id: StepRecord(s) for s in mission.steps}
+        self.records = {c.id: StepRecord(c) for c in compiled.steps}
         self.plan = Plan.from_mission(mission)
         self.scope = Scope(run_id=handle.run_id, mission=mission, context=context, env=executor.env)
         self.limit = mission.config.max_concurrent_steps
@@ -166,7 +165,7 @@ class _Run:
         self.cancel_wait: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.cancel_wait.add_done_callback(self.finished.put_nowait)
         for sid, old in resume.restore.items():
-            self.records[sid] = StepRecord.restored(self.records[sid].step, old)
+            self.records[sid] = StepRecord.restored(self.records[sid].compiled, old)
             if old.status is StepStatus.SUCCESS:
                 self.scope.add_output(sid, old.output or {})
         if resume.restore:
@@ -200,7 +199,7 @@ class _Run:
                     rec.fence = self.resume.interrupted.get(step_id)
                     await self.finish(step_id, StepStatus.FAILED, preset)
                     continue
-                skip = self._when_says_skip(self.steps[step_id])
+                skip = self._when_says_skip(rec.compiled)
                 if skip is not None:
                     rec.output = None
                     if skip.code == "when_false":
@@ -388,7 +387,7 @@ class _Run:
         return StepError(code="when_false", message=f"`when` was false: {step.step.when}")
 
     async def _run_step(self, rec: StepRecord) -> None:
-        step = self.steps[rec.step.id]
+        step = rec.compiled
         rec.started_at, rec.t0 = _now(), time.monotonic()
         try:
             parameters = self._render(step)
