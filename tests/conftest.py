@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from puraify.mission.model import MissionResult
 from puraify.runtime.engine import Engine
@@ -20,6 +21,14 @@ if not EXAMPLES.is_dir():  # a clone laid out elsewhere: look next to the reposi
     EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "examples" / "rustchain"
 
 TEST_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp", "LANG": "C.UTF-8"}
+
+
+@pytest.fixture(autouse=True)
+def _logging_reset() -> Iterator[None]:
+    """Logging is process-wide: a test that configured it (an in-process CLI run binds the
+    runner's captured stderr, closed afterwards) must not leave it to the next test."""
+    yield
+    structlog.reset_defaults()
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
