@@ -8,7 +8,7 @@ What validation learns is kept: a valid mission comes back compiled (``mission.c
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -288,15 +288,15 @@ def validate_mission(
                 field=f"parameters.{fld}",
             )
         compiled.append(
-            CompiledStep(
-                step=step,
-                action=action,
-                params=params,
-                templated=templated or _NOTHING,
-                roots=roots_of([s.template for s in slots]),
-                when=when,
-                retry=step.retry or shared_retry,
-                timeout=effective_step_timeout(step, config, default_step_timeout),
+            CompiledStep(  # positional: cheaper, and this runs once per step
+                step,
+                action,
+                params,
+                templated or _NOTHING,
+                roots_of([s.template for s in slots]) if slots else _NO_FIELDS,
+                when,
+                step.retry or shared_retry,
+                effective_step_timeout(step, config, default_step_timeout),
             )
         )
 
@@ -309,9 +309,16 @@ def validate_mission(
 
 def _templates(
     step: MissionStep, reader: ReferenceReader
-) -> tuple[dict[str, Any], list[TemplateSlot], Template | None, list[tuple[str, PuraifyError]]]:
+) -> tuple[
+    Mapping[str, Any], Sequence[TemplateSlot], Template | None, Sequence[tuple[str, PuraifyError]]
+]:
     """A step's templates, compiled: its templated parameters (values with ``TemplateSlot``s),
     every slot, its ``when``, and the templates that did not compile."""
+    if step.when is None and not any(
+        is_template(v) if isinstance(v, str) else isinstance(v, dict | list)
+        for v in step.parameters.values()
+    ):
+        return _NOTHING, (), None, ()  # most steps: nothing to build
     errors: list[tuple[str, PuraifyError]] = []
     templated: dict[str, Any] = {}
     slots: list[TemplateSlot] = []
