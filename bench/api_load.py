@@ -114,6 +114,7 @@ def run(report: Report) -> None:
                     "bench",
                     "--scope",
                     "execute",
+                    "--json",
                 ],
                 env=env,
                 capture_output=True,
