@@ -33,7 +33,6 @@ __all__ = [
     "ReferenceReader",
     "StepCatalog",
     "ValidatedMission",
-    "template_strings",
     "validate_mission",
 ]
 
@@ -141,19 +140,6 @@ class ValidatedMission:
     warnings: tuple[Issue, ...]
     file: str | None
     compiled: CompiledMission
-
-
-def template_strings(value: Any, path: str = "") -> Iterable[tuple[str, str]]:
-    """Every string holding template syntax inside ``value``, with its field path."""
-    if isinstance(value, str):
-        if is_template(value):
-            yield path, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from template_strings(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from template_strings(v, f"{path}[{i}]")
 
 
 def validate_mission(

@@ -31,6 +31,7 @@ from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import TemplateError, TemplateSecurityError
+from ..mission.compile import is_template as contains_template
 from .scope import BUILTIN_NAMES
 
 __all__ = ["CompiledTemplate", "TemplateEngine", "contains_template"]
@@ -47,11 +48,6 @@ _NOT_A_ROOT = frozenset(
 )
 _MISSING = object()
 _deadline: ContextVar[float] = ContextVar("puraify_template_deadline", default=float("inf"))
-
-
-def contains_template(text: str) -> bool:
-    """Whether ``text`` holds template syntax (``{{`` or ``{%``)."""
-    return "{{" in text or "{%" in text
 
 
 class TemplateSource(Protocol):
