@@ -1,7 +1,7 @@
 """Step runners: how one attempt of one step gets executed.
 
 The executor decides order, retries and timeouts; a runner only runs an attempt. The
-in-process runner calls the action in this event loop; a Celery runner (issue: workers) sends
+in-process runner calls the action in this event loop; a Celery runner (``puraify worker``) sends
 the same ``StepInvocation`` to a worker and awaits its answer, without touching the executor.
 """
 
