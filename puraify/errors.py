@@ -5,7 +5,8 @@ The tree (one root, one base per layer), with each class's HTTP status::
     PuraifyError                     500  the root; ``internal_error``
     ├── MissionError                 422  a mission document could not be used
     │   ├── LoadError                422  not well-formed, or over a size, depth or safety limit
-    │   └── ValidationError          422  one or more ``Issue`` s found before anything ran
+    │   ├── ValidationError          422  one or more ``Issue`` s found before anything ran
+    │   └── SafetyRefused            422  the safety analysis failed the mission; nothing ran
     ├── TemplateError                422  a template could not be rendered
     │   └── TemplateSecurityError    422  a template left the sandbox or went over a limit
     ├── ActionError                  502  a step's action failed (carries ``retryable``)
@@ -150,6 +151,35 @@ class Issue:
         return out
 
 
+class SafetyRefused(MissionError):
+    """The static safety analysis failed the mission at the level in force; nothing ran.
+    ``report``: its score, level and findings, as ``SafetyReport.to_dict`` gives them."""
+
+    default_code = ErrorCode.SAFETY_REFUSED
+
+    def __init__(self, report: Mapping[str, Any], *, file: str | None = None) -> None:
+        findings = report.get("findings", [])
+        ranks = ("low", "medium", "high", "critical")
+        worst = max(
+            findings,
+            key=lambda f: ranks.index(f["severity"]) if f.get("severity") in ranks else -1,
+            default=None,
+        )
+        message = (
+            f"the safety analysis failed this mission at level {report.get('level')!r} "
+            f"(score {report.get('score')}, {len(findings)} finding(s))"
+        )
+        if worst is not None:
+            message += f"; first: step {worst.get('step_id')!r}: {worst.get('message')}"
+        super().__init__(message, file=file)
+        self.report = dict(report)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["safety"] = self.report
+        return out
+
+
 class ValidationError(MissionError):
     """Validation found errors; ``issues`` lists every one (warnings included)."""
 
@@ -196,7 +226,10 @@ class TemplateSecurityError(TemplateError):
 
 
 class ActionError(PuraifyError):
-    """A step's action failed; ``retryable`` says whether trying again may help."""
+    """A step's action failed; ``retryable`` says whether trying again may help.
+
+    ``output``: what the action produced before it failed (a command's exit code and output, an
+    HTTP error response), kept as the failed step's output so later steps can read it."""
 
     default_code = ErrorCode.ACTION_FAILED
     http_status = HTTPStatus.BAD_GATEWAY
@@ -210,6 +243,7 @@ class ActionError(PuraifyError):
         retry_after: float | None = None,
         status: int | None = None,
         details: Mapping[str, Any] | None = None,
+        output: Mapping[str, Any] | None = None,
         **context: Any,
     ) -> None:
         super().__init__(message, code=code, **context)
@@ -217,6 +251,7 @@ class ActionError(PuraifyError):
         self.retry_after = retry_after
         self.status = status
         self.details: dict[str, Any] = dict(details or {})
+        self.output: dict[str, Any] | None = dict(output) if output is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()

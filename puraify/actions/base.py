@@ -106,6 +106,9 @@ class Action(ABC):
     Params: ClassVar[type[Params]]
     Output: ClassVar[type[Output]]
     example: ClassVar[Mapping[str, Any]] = {}
+    #: Other names templates may read an output field by (``response`` for ``body``); the
+    #: output itself holds each field once.
+    output_aliases: ClassVar[Mapping[str, str]] = {}
 
     @abstractmethod
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
@@ -129,5 +132,6 @@ class Action(ABC):
             "description": cls.description,
             "parameters": cls.Params.model_json_schema(by_alias=False),
             "output": cls.Output.model_json_schema(),
+            "output_aliases": dict(cls.output_aliases),
             "example": dict(cls.example),
         }

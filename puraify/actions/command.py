@@ -152,5 +152,6 @@ class Command(Action):
                 + (f": {stderr.strip()[-300:]}" if stderr.strip() else ""),
                 code="command_failed",
                 details={"exit_code": code, "stdout": stdout[-1024:], "stderr": stderr[-1024:]},
+                output=result,
             )
         return result

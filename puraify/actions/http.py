@@ -2,7 +2,9 @@
 
 Keyed delivery: every request carries ``Idempotency-Key: <run_id>:<step_id>`` unless the step
 sets one. Retryable failures: connection errors, timeouts, 5xx, and 429 (``Retry-After`` is
-honoured). Other 4xx fail at once, with the response body cut to 1 KiB.
+honoured). Other 4xx fail at once. A failed request that got an answer keeps it as the step's
+output (status, headers, body), so a later step can read what the platform said; the error's
+details carry the body cut to 1 KiB. Templates may read ``body`` as ``response`` too.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class Http(Action):
 
     name = "http"
     aliases = ("http_request", "call_webhook", "webhook")
+    output_aliases: ClassVar = {"response": "body"}
     delivery: ClassVar = "keyed"
     description = "Send an HTTP request (SSRF-guarded); JSON responses are parsed."
     example: ClassVar = {
@@ -153,9 +156,20 @@ class Http(Action):
             if expected is None
             else status in (expected if isinstance(expected, list) else [expected])
         )
+        output = {
+            "status": status,
+            "headers": dict(response.headers),
+            "body": None,
+            "url": _safe_url(response.url),
+            "elapsed_ms": round(elapsed, 3),
+        }
         if not ok:
             retryable = status >= 500 or status == 429 or status == 408
             snippet = body_bytes[:_ERROR_BODY_BYTES].decode("utf-8", "replace")
+            try:
+                output["body"] = _parse(body_bytes, response, params.response_format)
+            except ActionError:  # an error page where JSON was asked for: kept as text
+                output["body"] = body_bytes.decode(response.encoding or "utf-8", "replace")
             raise ActionError(
                 f"{params.method} {_safe(params.url)} answered {status}",
                 code="http_error",
@@ -163,14 +177,10 @@ class Http(Action):
                 retryable=retryable,
                 retry_after=retry_after_seconds(response.headers.get("retry-after")),
                 details={"status": status, "body": snippet},
+                output=output,
             )
-        return {
-            "status": status,
-            "headers": dict(response.headers),
-            "body": _parse(body_bytes, response, params.response_format),
-            "url": _safe_url(response.url),
-            "elapsed_ms": round(elapsed, 3),
-        }
+        output["body"] = _parse(body_bytes, response, params.response_format)
+        return output
 
 
 def _parse(raw: bytes, response: httpx.Response, fmt: str) -> Any:

@@ -75,6 +75,10 @@ class ActionRegistry:
     def actions(self) -> list[Action]:
         return [self._by_name[n] for n in sorted(self._by_name)]
 
+    def output_aliases(self) -> dict[str, Mapping[str, str]]:
+        """Per action name, the other names templates may read its output fields by."""
+        return {a.name: a.output_aliases for a in self.actions() if a.output_aliases}
+
     def catalog(self) -> list[dict[str, Any]]:
         return [a.describe() for a in self.actions()]
 

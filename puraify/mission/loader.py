@@ -129,11 +129,19 @@ def mission_from_data(
     issues: list[Issue] = []
     severity = "error" if strict else "warning"
 
-    def unknown(keys: Iterable[Any], known: set[str], where: str, *path: str | int) -> None:
+    def unknown(
+        keys: Iterable[Any],
+        known: set[str],
+        where: str,
+        *path: str | int,
+        near_misses_only: bool = False,
+    ) -> None:
         for key in keys:
             if key in known:
                 continue
             guess = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+            if near_misses_only and not guess:
+                continue
             hint = f"did you mean {guess[0]!r}?" if guess else None
             line, col = at(*path, str(key))
             issues.append(
@@ -162,7 +170,9 @@ def mission_from_data(
         )
     config = data.get("config")
     if isinstance(config, dict):
-        unknown(config.keys(), _CONFIG_KEYS, "config", "config")
+        # a key of the mission's own (`{{ config.api_base }}`) is kept; one that looks like a
+        # misspelt setting is reported
+        unknown(config.keys(), _CONFIG_KEYS, "config", "config", near_misses_only=True)
 
     normalized_steps: list[Any] = []
     for index, step in enumerate(steps):

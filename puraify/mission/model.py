@@ -90,9 +90,10 @@ class RetryPolicy(BaseModel):
 
 
 class MissionConfig(BaseModel):
-    """Mission-wide settings. ``max_parallel_steps`` and ``parallel_limit`` are accepted aliases."""
+    """Mission-wide settings. ``max_parallel_steps`` and ``parallel_limit`` are accepted aliases.
+    Keys of the mission's own are kept beside them, for templates (``{{ config.api_base }}``)."""
 
-    model_config = _FROZEN
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
 
     max_concurrent_steps: int = Field(
         default=DEFAULT_MAX_CONCURRENT_STEPS,

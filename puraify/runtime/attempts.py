@@ -152,6 +152,7 @@ class Attempts:
                 await asyncio.sleep(delay)
                 continue
             rec.status = StepStatus.FAILED
+            rec.output = error.output
             rec.error = StepError(
                 code=error.code,
                 message=error.message,

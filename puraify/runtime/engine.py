@@ -90,6 +90,7 @@ class Engine:
             hooks=self.hooks,
             env=env,
             recorder=recorder,
+            output_aliases=registry.output_aliases(),
         )
 
     @classmethod

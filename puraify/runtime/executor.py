@@ -84,12 +84,14 @@ class Executor:
         env: Mapping[str, str] | None = None,
         rng: random.Random | None = None,
         recorder: RunRecorder | None = None,
+        output_aliases: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.runner = runner
         self.recorder: RunRecorder = recorder or NullRecorder()
         self.templates = templates or TemplateEngine()
         self.hooks = hooks or HookSet()
         self.env = env or {}
+        self.output_aliases = output_aliases or {}
         self.attempts = Attempts(runner, self.recorder, self.hooks, rng or random.Random())
 
     async def execute(
@@ -165,9 +167,8 @@ class _Run:
         self.cancel_wait: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.cancel_wait.add_done_callback(self.finished.put_nowait)
         for sid, old in resume.restore.items():
-            self.records[sid] = StepRecord.restored(self.records[sid].compiled, old)
-            if old.status is StepStatus.SUCCESS:
-                self.scope.add_output(sid, old.output or {})
+            rec = self.records[sid] = StepRecord.restored(self.records[sid].compiled, old)
+            self._publish(rec)
         if resume.restore:
             self.plan.restore({sid: r.status for sid, r in resume.restore.items()})
         for sid, n in resume.attempts_done.items():
@@ -300,8 +301,7 @@ class _Run:
         rec.finished_at = rec.finished_at or _now()
         if rec.t0 is not None and rec.duration_ms is None:
             rec.duration_ms = round((time.monotonic() - rec.t0) * 1000, 3)
-        if status is StepStatus.SUCCESS:
-            self.scope.add_output(step_id, rec.output or {})
+        self._publish(rec)
         await self.decide(self.plan.complete(step_id, status))
         await self.report(rec)
 
@@ -371,6 +371,16 @@ class _Run:
             finished_at=_now(),
             duration_ms=round((time.monotonic() - self.t_start) * 1000, 3),
         )
+
+    def _publish(self, rec: StepRecord) -> None:
+        """Make a finished step's output readable by later steps: a successful step's, and a
+        failed one's when its action left one (a command's exit code and output, an HTTP error
+        response), so a ``continue_on_error`` or fallback step can look at what went wrong."""
+        if rec.status is StepStatus.SUCCESS or (
+            rec.status is StepStatus.FAILED and rec.output is not None
+        ):
+            aliases = self.executor.output_aliases.get(rec.compiled.action)
+            self.scope.add_output(rec.step.id, rec.output or {}, aliases)
 
     # -- one step ----------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 Rules (DESIGN.md §3, RELIABILITY.md SEC-02):
 - Jinja2's ``ImmutableSandboxedEnvironment``; never ``eval``. Unsafe attribute access, calls and
   mutation raise ``TemplateSecurityError`` (``template_security_error``).
-- A value that is exactly one ``{{ expr }}`` keeps its type (a list stays a list).
+- A value that is exactly one ``{{ expr }}`` keeps its type (a list stays a list). Inside a
+  longer text, values are written in JSON's spelling: ``true``, ``false``, ``null``, and lists
+  and mappings as JSON (what every platform on the other end parses), never Python's.
 - Output is capped in bytes, and rendering in time: the deadline is checked on every call,
   attribute or item lookup and output chunk, and ``*`` / ``**`` refuse results past the cap.
 - Rendering is single pass: data coming from a step's output is inserted as a value and never
@@ -18,6 +20,7 @@ lookup, exactly as the code Jinja2 would generate for it does, without generatin
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -78,7 +81,12 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**"})
 
     def __init__(self, max_output: int) -> None:
-        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        super().__init__(
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+            finalize=_json_spelling,
+        )
         self.max_output = max_output
 
     def _tick(self) -> None:
@@ -284,6 +292,14 @@ class TemplateEngine:
         found: list[tuple[str, ...]] = []
         _collect(ast, meta.find_undeclared_variables(ast), found)
         return tuple(found)
+
+
+def _json_spelling(value: Any) -> Any:
+    """How a value is written inside a longer text: JSON's spelling for the values whose Python
+    spelling differs (``True``, ``None``, ``{'a': 1}``); strings and numbers as they are."""
+    if value is None or isinstance(value, bool | dict | list | tuple):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return value
 
 
 def _check_data(value: Any, depth: int = 0) -> None:

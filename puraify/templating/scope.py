@@ -26,6 +26,28 @@ BUILTIN_NAMES = frozenset(
 )
 
 
+class _Aliased(dict[str, Any]):
+    """An output whose fields can also be read by their aliases; it holds, shows and serializes
+    each field once."""
+
+    __slots__ = ("_aliases",)
+
+    def __init__(self, output: Mapping[str, Any], aliases: Mapping[str, str]) -> None:
+        super().__init__(output)
+        self._aliases = aliases
+
+    def __missing__(self, key: str) -> Any:
+        target = self._aliases.get(key)
+        if target is None or target not in self:
+            raise KeyError(key)
+        return self[target]
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key) or (
+            isinstance(key, str) and self._aliases.get(key) in self.keys()
+        )
+
+
 class Scope:
     """The mutable per-run scope; step outputs are added as steps succeed."""
 
@@ -54,9 +76,12 @@ class Scope:
             "secrets": secrets or {},
         }
 
-    def add_output(self, step_id: str, output: Mapping[str, Any]) -> None:
-        """Make a successful step's output readable by later steps."""
-        entry = {"output": output}
+    def add_output(
+        self, step_id: str, output: Mapping[str, Any], aliases: Mapping[str, str] | None = None
+    ) -> None:
+        """Make a finished step's output readable by later steps; ``aliases`` are other names
+        of its fields (``response`` for an ``http`` step's ``body``)."""
+        entry = {"output": _Aliased(output, aliases) if aliases else output}
         self._steps[step_id] = entry
         if step_id not in BUILTIN_NAMES:
             self._short[step_id] = entry

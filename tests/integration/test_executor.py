@@ -490,3 +490,95 @@ async def test_refusals_and_client_errors_are_not_retried_unless_widened(
     assert result.step("gone").attempts == 1  # a 404 will not change
     assert result.step("wide").attempts == 3  # unless the step asks for it
     assert result.step("jail").attempts == 1  # a guard's refusal never changes
+
+
+async def test_a_failed_steps_output_is_readable_by_its_fallback(
+    make_engine: EngineFactory, sink: tuple[RecordingSink, str]
+) -> None:
+    """The mission spec's "Robust Error Handling": a failing command, a fallback that reads what
+    it printed and its exit code, and an HTTP error whose body a handler reads."""
+    receiver, url = sink
+    receiver.script("/users/7", Reply(404, {"error": "no such user", "id": 7}))
+    text = (
+        "config: {fail_fast: false}\nsteps:\n"
+        "  - id: risky_operation\n    step_type: command\n"
+        f"    parameters: {{command: {sys.executable}, "
+        "args: [-c, 'print(\"partial work\"); raise SystemExit(3)']}\n"
+        "    continue_on_error: true\n"
+        "  - id: fallback_operation\n    step_type: noop\n    depends_on: [risky_operation]\n"
+        "    trigger_rule: one_failed\n"
+        "    parameters: {message: 'exit {{ risky_operation.output.exit_code }}: "
+        "{{ risky_operation.output.stdout | trim }}'}\n"
+        "  - id: get_user\n    step_type: http\n"
+        f"    parameters: {{url: '{url}/users/7'}}\n"
+        "  - id: on_missing\n    step_type: noop\n    depends_on: [get_user]\n"
+        "    trigger_rule: one_failed\n"
+        "    parameters: {message: '{{ get_user.output.response.error }} "
+        "({{ get_user.output.status }})'}\n"
+    )
+    result = await run_text(make_engine(), text)
+    risky = result.step("risky_operation")
+    assert risky.status is StepStatus.FAILED and risky.output is not None
+    assert risky.output["exit_code"] == 3 and risky.output["stdout"].strip() == "partial work"
+    assert result.step("fallback_operation").output == {"message": "exit 3: partial work"}
+    failed_call = result.step("get_user")
+    assert failed_call.status is StepStatus.FAILED and failed_call.output is not None
+    assert failed_call.output["body"] == {"error": "no such user", "id": 7}
+    assert "response" not in failed_call.output  # the alias is read, never stored twice
+    assert result.step("on_missing").output == {"message": "no such user (404)"}
+
+
+async def test_http_output_reads_as_response_as_the_spec_writes_it(
+    make_engine: EngineFactory, sink: tuple[RecordingSink, str]
+) -> None:
+    """The mission spec's "Variable Substitution" example, with its `llm` step as a `noop`."""
+    receiver, url = sink
+    receiver.script("/users/42", Reply(200, {"name": "Ada", "plan": "pro"}))
+    text = (
+        "steps:\n  - id: get_user_data\n    step_type: http\n"
+        f"    parameters: {{url: '{url}/users/{{{{ env.USER_ID }}}}', "
+        "headers: {Authorization: 'Bearer {{ env.API_TOKEN }}'}}\n"
+        "  - id: process_data\n    step_type: noop\n    depends_on: [get_user_data]\n"
+        "    parameters:\n      message: 'Analyze this user data: {{ get_user_data.output.response }}'\n"
+        "  - id: plan\n    step_type: noop\n    depends_on: [get_user_data]\n"
+        "    parameters: {message: '{{ get_user_data.output.response.plan }}'}\n"
+    )
+    engine = make_engine(
+        environ={**TEST_ENV, "USER_ID": "42", "API_TOKEN": "sekret"},
+        template_env_allow=["USER_ID", "API_TOKEN"],
+    )
+    result = await run_text(engine, text)
+    assert result.status is MissionStatus.COMPLETED, result.model_dump()
+    assert receiver.requests[0].headers["authorization"] == "Bearer sekret"
+    output = result.step("process_data").output or {}
+    assert output["message"] == 'Analyze this user data: {"name": "Ada", "plan": "pro"}'
+    assert result.step("plan").output == {"message": "pro"}
+    assert set(result.step("get_user_data").output or {}) == {
+        "status",
+        "headers",
+        "body",
+        "url",
+        "elapsed_ms",
+    }
+
+
+async def test_config_values_render_in_json_spelling_and_custom_keys_are_kept(
+    make_engine: EngineFactory,
+) -> None:
+    text = (
+        "config: {fail_fast: true, api_base: 'https://api.example.com', retries_wanted: 2}\n"
+        "steps:\n  - id: show\n    step_type: noop\n    parameters:\n"
+        "      message: 'fail_fast={{ config.fail_fast }} base={{ config.api_base }} "
+        "none={{ none }} list={{ [1, true] }}'\n"
+    )
+    engine = make_engine()
+    prepared = engine.prepare(text)
+    assert prepared.warnings == ()  # a key of the mission's own is not a mistake
+    result = await engine.run(prepared.mission)
+    output = result.step("show").output or {}
+    assert output["message"] == (
+        "fail_fast=true base=https://api.example.com none=null list=[1, true]"
+    )
+    # a misspelt setting is still reported
+    near_miss = engine.prepare("config: {fail_fst: false}\nsteps:\n  - {id: a, step_type: noop}\n")
+    assert [w.code for w in near_miss.warnings] == ["unknown_key"]
