@@ -87,6 +87,7 @@ class ErrorCode(StrEnum):
     RESPONSE_TOO_LARGE = "response_too_large"
     RUN_BUSY = "run_busy"
     RUN_NOT_FOUND = "run_not_found"
+    SAFETY_REFUSED = "safety_refused"
     SCHEMA_MISMATCH = "schema_mismatch"
     SSRF_BLOCKED = "ssrf_blocked"
     STORE_ERROR = "store_error"
@@ -411,6 +412,13 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
             HTTPStatus.CONFLICT,
             ExitCode.INVALID,
             "The run has not finished; cancel it, or wait for it, before retrying or resuming it.",
+        ),
+        ErrorCode.SAFETY_REFUSED: CodeInfo(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            ExitCode.INVALID,
+            "The safety analysis failed the mission at the configured level, so nothing ran; "
+            "`findings` lists each risk (`puraify safety validate` shows them too). Change the "
+            "mission, or have the operator choose another `safety_level`.",
         ),
         ErrorCode.RUN_NOT_FOUND: CodeInfo(
             HTTPStatus.NOT_FOUND,

@@ -27,9 +27,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["Mode", "Profile", "Settings", "config_path"]
+__all__ = ["Mode", "Profile", "SafetyLevel", "Settings", "config_path"]
 
 Mode = Literal["local", "server"]
+#: How strict the static safety analysis every mission passes before it runs is.
+SafetyLevel = Literal["off", "permissive", "standard", "strict"]
 
 
 def _default_home() -> Path:
@@ -111,7 +113,9 @@ class Settings(BaseSettings):
     file_max_read_bytes: int = 10 * 1024 * 1024
     file_search_max_results: int = 1000
 
-    # Missions.
+    # Missions. safety_level: the static safety analysis every mission passes before it runs
+    # (`off` runs missions on the runtime guards alone).
+    safety_level: SafetyLevel = "standard"
     max_document_bytes: int = 4 * 1024 * 1024
     max_document_depth: int = 64
     max_yaml_aliases: int = 100

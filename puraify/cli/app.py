@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.markup import escape
@@ -27,7 +27,12 @@ from .errors import EXIT_INVALID, EXIT_OK, report_error, write_json
 # Heavy modules (pydantic models, httpx, Jinja2) are imported inside the commands, so that
 # `puraify --help` starts fast.
 
+if TYPE_CHECKING:
+    from ..settings import SafetyLevel
+
 __all__ = ["app", "run_app"]
+
+_SAFETY_LEVELS = ("off", "permissive", "standard", "strict")
 
 app = typer.Typer(
     name="puraify",
@@ -127,12 +132,29 @@ def run(
             help="Reuse the run created with this key (continue it, or show its result).",
         ),
     ] = None,
+    safety_level: Annotated[
+        str | None,
+        typer.Option(
+            "--safety-level",
+            help="off, permissive, standard or strict: how strict the safety analysis the "
+            "mission must pass before it runs is (default: the `safety_level` setting).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Run a mission, with a live view of its steps. Every run is recorded in the run store."""
+    """Run a mission, with a live view of its steps. Every run is recorded in the run store.
+
+    The mission must pass the safety analysis first (`puraify safety validate` shows it); a
+    failing verdict exits 2 and runs nothing, and so does `--dry-run`."""
     from .progress import LiveProgress
 
     if file is None and resume is None:
         raise typer.BadParameter("give a mission FILE, or --resume RUN_ID")
+    if safety_level is not None and safety_level not in _SAFETY_LEVELS:
+        raise typer.BadParameter(
+            "--safety-level must be off, permissive, standard or strict",
+            param_hint="--safety-level",
+        )
     hooks = [] if as_json else [LiveProgress(console)]
     try:
         settings = load_settings(workspace)
@@ -152,9 +174,10 @@ def run(
             err_console.print(
                 f"[yellow]warning[/] {escape(('line ' + str(warning.line) + ': ' if warning.line else '') + warning.message)}"
             )
+        level = cast("SafetyLevel", safety_level or settings.safety_level)
         if dry_run:
-            _print_dry_run(prepared, preparer.registry, as_json)
-            raise typer.Exit(EXIT_OK)
+            passed = _print_dry_run(prepared, preparer.registry, as_json, level)
+            raise typer.Exit(EXIT_OK if passed else EXIT_INVALID)
 
         async def start(app: Any) -> Any:
             run_id, _ = await app.runs.submit(
@@ -162,6 +185,7 @@ def run(
                 project_id=None,
                 context=variables,
                 idempotency_key=idempotency_key,
+                safety_level=level,
             )
             return await follow(app, run_id)
 
@@ -171,7 +195,8 @@ def run(
     raise typer.Exit(print_result(result, as_json))
 
 
-def _print_dry_run(prepared: Any, registry: Any, as_json: bool) -> None:
+def _print_dry_run(prepared: Any, registry: Any, as_json: bool, level: SafetyLevel) -> bool:
+    """Print the plan; whether the mission passes the safety analysis at ``level``."""
     mission = prepared.mission
     steps_info = []
     for step in mission.steps:
@@ -187,7 +212,7 @@ def _print_dry_run(prepared: Any, registry: Any, as_json: bool) -> None:
                 "credentials": [] if action.platform == "local" else [action.platform],
             }
         )
-    report = prepared.safety.to_dict()
+    report = prepared.safety.to_dict(level)
     if as_json:
         write_json(
             {
@@ -199,7 +224,7 @@ def _print_dry_run(prepared: Any, registry: Any, as_json: bool) -> None:
                 "warnings": [w.to_dict() for w in prepared.warnings],
             }
         )
-        return
+        return bool(report["passed"])
     console.print(
         f"[bold]{escape(mission.display_name)}[/]: {len(mission.steps)} steps, "
         f"max {mission.config.max_concurrent_steps} in parallel — dry run, nothing executed"
@@ -215,11 +240,13 @@ def _print_dry_run(prepared: Any, registry: Any, as_json: bool) -> None:
             f"  {info['id']}: {info['step_type']} [dim]policy {info['policy_check']}, "
             f"credentials {creds}, delivery {info['delivery']}[/]"
         )
-    console.print(f"  safety: score {report['score']}, {'pass' if report['passed'] else 'FAIL'}")
+    verdict = "pass" if report["passed"] else "FAIL: `puraify run` would refuse it"
+    console.print(f"  safety: score {report['score']} at level {report['level']}, {verdict}")
     for f in report["findings"]:
         console.print(
             f"    [{'red' if f['severity'] in ('high', 'critical') else 'yellow'}]{f['severity']}[/] {escape(str(f['step_id']) + ': ' + f['message'])}"
         )
+    return bool(report["passed"])
 
 
 @app.command()
@@ -252,18 +279,27 @@ def validate(file: FileArg, strict: StrictOpt = False, as_json: JsonOpt = False)
 def safety_validate(
     file: FileArg,
     level: Annotated[
-        str, typer.Option("--level", help="permissive, standard or strict.")
-    ] = "standard",
+        str | None,
+        typer.Option(
+            "--level",
+            help="permissive, standard or strict (default: the `safety_level` setting, or "
+            "standard when it is off).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score a mission's risk; the exit code is 0 when it passes, 2 when it does not."""
-    if level not in ("permissive", "standard", "strict"):
+    if level is not None and level not in ("permissive", "standard", "strict"):
         raise typer.BadParameter("level must be permissive, standard or strict")
     try:
-        prepared = _preparer(load_settings()).prepare(file)
+        settings = load_settings()
+        prepared = _preparer(settings).prepare(file)
     except PuraifyError as exc:
         raise fail(exc, as_json) from None
-    report = prepared.safety.to_dict(level)
+    if level is None:
+        level = "standard" if settings.safety_level == "off" else settings.safety_level
+    report = prepared.safety.to_dict(cast("SafetyLevel", level))
     if as_json:
         write_json(report)
     else:
@@ -355,12 +391,14 @@ def actions_show(
     console.print(yaml.safe_dump([example], sort_keys=False, allow_unicode=True), markup=False)
 
 
-def run_app() -> None:
-    """Typer, with a last-resort boundary that never prints a traceback (``puraify.cli.main``
-    is the entry point: it sets up Ctrl-C first)."""
+def run_app(args: list[str] | None = None) -> None:
+    """Typer on ``args`` (default: the command line), with a last-resort boundary that never
+    prints a traceback (``puraify.cli.main`` is the entry point: it sets up Ctrl-C first).
+    Ends with ``SystemExit`` carrying the exit code, as a process would."""
     _register_groups()
-    as_json = "--json" in sys.argv[1:]
+    args = sys.argv[1:] if args is None else args
+    as_json = "--json" in args
     try:
-        app()
+        app(args=args, prog_name="puraify")
     except Exception as exc:  # last resort: a structured message, never a traceback
         sys.exit(report_error(console if as_json else err_console, exc, as_json=as_json))

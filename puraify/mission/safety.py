@@ -22,7 +22,8 @@ from .programs import Rule, env_refusal, program_name, refusal
 __all__ = ["LEVELS", "Finding", "SafetyReport", "analyze"]
 
 Severity = Literal["low", "medium", "high", "critical"]
-Level = Literal["permissive", "standard", "strict"]
+#: ``off``: every mission passes (the runtime guards still judge every step).
+Level = Literal["off", "permissive", "standard", "strict"]
 _WEIGHT: dict[str, int] = {"low": 2, "medium": 8, "high": 20, "critical": 50}
 _RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
@@ -111,6 +112,8 @@ class SafetyReport:
 
     def verdict(self, level: Level = "standard") -> bool:
         """True when the mission passes at ``level``."""
+        if level == "off":
+            return True
         worst, max_score = LEVELS[level]
         if any(_RANK[f.severity] >= _RANK[worst] for f in self.findings):
             return False
@@ -125,12 +128,13 @@ class SafetyReport:
         }
 
 
-def analyze(mission: Mission, catalog: _Catalog) -> SafetyReport:
-    """Score a mission's risk; never executes anything."""
+def analyze(mission: Mission, catalog: _Catalog, *, allow_shell: bool = False) -> SafetyReport:
+    """Score a mission's risk; never executes anything. ``allow_shell``: the operator lets
+    commands run shells (``command_allow_shell``), so a shell is a medium finding, not high."""
     findings: list[Finding] = []
     for step in mission.steps:
         kind = catalog.canonical(step.step_type) or step.step_type
-        findings.extend(_step_findings(step, kind))
+        findings.extend(_step_findings(step, kind, allow_shell))
     score = min(100, sum(_WEIGHT[f.severity] for f in findings))
     return SafetyReport(tuple(findings), score)
 
@@ -151,7 +155,7 @@ def _first(params: dict[str, Any], *names: str) -> Any:
     return next((params[n] for n in names if params.get(n) is not None), None)
 
 
-def _step_findings(step: MissionStep, kind: str) -> list[Finding]:
+def _step_findings(step: MissionStep, kind: str, allow_shell: bool) -> list[Finding]:
     out: list[Finding] = []
     p = step.parameters
 
@@ -172,7 +176,10 @@ def _step_findings(step: MissionStep, kind: str) -> list[Finding]:
             env_refusal(str(k) for k in env) if isinstance(env, dict) else None,
         ):
             if refused is not None:
-                add(refused.rule, _REFUSED[refused.rule], refused.message)
+                severity = _REFUSED[refused.rule]
+                if allow_shell and refused.rule == "shell_command":
+                    severity = "medium"
+                add(refused.rule, severity, refused.message)
         if base == "rm" and any(a.startswith("-") and "r" in a for a in args):
             add("recursive_delete", "medium", "deletes recursively")
         if _INLINE_CODE.get(base) in args:

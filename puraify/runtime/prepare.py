@@ -51,8 +51,10 @@ class Preparer:
         parse_limits: ParseLimits = ParseLimits(),
         max_steps: int | None = None,
         step_timeout: float | None = None,
+        allow_shell: bool = False,
     ) -> None:
         self.registry = registry
+        self.allow_shell = allow_shell  # the operator lets commands run shells
         self.templates = templates
         self.parse_limits = parse_limits
         self.max_steps = max_steps
@@ -76,6 +78,7 @@ class Preparer:
             ),
             max_steps=settings.max_steps,
             step_timeout=settings.step_timeout_seconds,
+            allow_shell=settings.command_allow_shell,
         )
 
     def load(
@@ -126,9 +129,13 @@ class Preparer:
             validated.warnings,
             plan.levels(),
             plan.critical_path(),
-            analyze(validated.mission, self.registry),
+            self.analyze(validated.mission),
             validated.compiled,
         )
+
+    def analyze(self, mission: Mission) -> SafetyReport:
+        """The static safety analysis of a mission, as the operator's settings judge it."""
+        return analyze(mission, self.registry, allow_shell=self.allow_shell)
 
 
 @contextmanager

@@ -4,6 +4,11 @@ Every edge (the HTTP API, the command line, later the workers) drives runs throu
 ``RunService``; none of them builds an engine or opens the store itself. A run is committed
 before its id is shown, and keeps the safety profile, project and workspace it was created
 under for every later resume or retry, whichever edge asks.
+
+A mission passes the static safety analysis before it is committed (the mission spec's
+loader, safety validation, executor order), at the operator's ``safety_level``; a failing
+verdict refuses it (``safety_refused``) and nothing runs. A single action is a step, judged by
+the runtime guards every step passes; resumes and retries continue runs already admitted.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import httpx
 import structlog
 from cachetools import LRUCache
 
-from ..errors import PuraifyError, StoreError
+from ..errors import PuraifyError, SafetyRefused, StoreError
 from ..mission.compile import CompiledMission
 from ..mission.loader import mission_from_data
 from ..mission.model import Mission, MissionResult, StepResult
@@ -30,7 +35,7 @@ from ..runtime.executor import RunHandle
 from ..runtime.hooks import Hooks
 from ..runtime.prepare import Preparer
 from ..runtime.resume import ResumeState, resume_plan, reusable_results
-from ..settings import Mode, Profile, Settings
+from ..settings import Mode, Profile, SafetyLevel, Settings
 from ..store import RunRecord, RunStore
 from .workspaces import workspace_for
 
@@ -183,11 +188,41 @@ class RunService:
         context: Mapping[str, Any],
         idempotency_key: str | None = None,
         defer: bool = False,
+        safety_level: SafetyLevel | None = None,
     ) -> tuple[str, bool]:
         """Commit a run of a validated, compiled mission and start it; ``(run_id, created)``.
         A known ``idempotency_key`` gives back its run, continued if its engine is gone.
         ``defer``: the caller shows the run id only after the run ended, so the run may be
-        committed with its first attempt."""
+        committed with its first attempt. ``safety_level``: the operator's own choice on the
+        command line, instead of the configured one (``SafetyRefused`` when it fails)."""
+        self.check_safety(mission.mission, safety_level)
+        return await self._submit(
+            mission,
+            project_id=project_id,
+            context=context,
+            idempotency_key=idempotency_key,
+            defer=defer,
+        )
+
+    def check_safety(self, mission: Mission, level: SafetyLevel | None = None) -> None:
+        """Refuse ``mission`` (``SafetyRefused``) when the analysis fails it at ``level`` (the
+        configured ``safety_level`` by default); ``off`` admits every mission."""
+        level = level or self.settings.safety_level
+        if level == "off":
+            return
+        report = self.preparer.analyze(mission)
+        if not report.verdict(level):
+            raise SafetyRefused(report.to_dict(level))
+
+    async def _submit(
+        self,
+        mission: CompiledMission,
+        *,
+        project_id: str | None,
+        context: Mapping[str, Any],
+        idempotency_key: str | None = None,
+        defer: bool = False,
+    ) -> tuple[str, bool]:
         origin = self.origin(project_id)
         run_id, created = await self.store.create_run(
             mission.mission,
@@ -345,7 +380,8 @@ class RunService:
         )
         validated = self.preparer.validate(loaded, context_names=list(context))
         # the run id is shown only with the result: the run is committed with its attempt
-        run_id, _ = await self.submit(
+        # a single action is one step: the runtime guards judge it, as they judge every step
+        run_id, _ = await self._submit(
             validated.compiled, project_id=project_id, context=context, defer=True
         )
         result = await self.wait(run_id, timeout + 5)

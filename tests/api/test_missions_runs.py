@@ -68,6 +68,41 @@ async def test_mission_wait_yaml_and_dry_run(api: Api) -> None:
     assert hostile.json()["error"]["line"] == 1
 
 
+async def test_a_mission_the_safety_analysis_fails_is_refused_before_it_runs(
+    api: Api, make_api: Any
+) -> None:
+    """The spec's order (loader, safety validation, executor): a failing verdict is a 422 with
+    the findings, and no run exists; an operator who turns the analysis off gets the runtime
+    guards' answer for each step instead."""
+    risky = {
+        "steps": [
+            {
+                "id": "meta",
+                "step_type": "http",
+                "parameters": {"url": "http://169.254.169.254/latest/meta-data/"},
+                "continue_on_error": True,
+            }
+        ]
+    }
+    r = await api.client.post("/missions/execute?wait=true", headers=api.auth(), json=risky)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "safety_refused"
+    assert {f["rule"] for f in error["safety"]["findings"]} >= {"metadata_endpoint"}
+    assert error["safety"]["passed"] is False and error["safety"]["level"] == "standard"
+    assert (await api.client.get("/runs", headers=api.auth())).json()["runs"] == []
+    dry = await api.client.post("/missions/execute?dry_run=true", headers=api.auth(), json=risky)
+    assert dry.status_code == 200 and dry.json()["safety"]["passed"] is False
+
+    unguarded = await make_api(safety_level="off")
+    r = await unguarded.client.post(
+        "/missions/execute?wait=true", headers=unguarded.auth(), json=risky
+    )
+    assert r.status_code == 200, r.text
+    step = r.json()["step_results"]["meta"]
+    assert step["status"] == "failed" and step["error"]["code"] == "ssrf_blocked"
+
+
 async def test_validate_endpoint(api: Api) -> None:
     ok = (await api.client.post("/missions/validate", headers=api.auth(), json=MISSION)).json()
     assert ok["valid"] is True and ok["levels"] == [["a"], ["b"]] and "safety" in ok

@@ -219,18 +219,21 @@ async def execute_mission(
             prepared, context = _prepare(request, raw, fmt)
         except PuraifyError as exc:
             return status_for(exc), error_body(exc, request_id)
+        service = runs(request)
         if dry_run:
             report = DryRun(
                 levels=prepared.levels,
                 critical_path=prepared.critical_path,
-                safety=prepared.safety.to_dict(),
+                safety=prepared.safety.to_dict(service.settings.safety_level),
                 warnings=[w.to_dict() for w in prepared.warnings],
             )
             return 200, report.model_dump(mode="json")
-        service = runs(request)
-        run_id, _ = await service.submit(
-            prepared.compiled, project_id=principal.project_id, context=context
-        )
+        try:
+            run_id, _ = await service.submit(
+                prepared.compiled, project_id=principal.project_id, context=context
+            )
+        except PuraifyError as exc:  # refused before it was committed: the answer is final
+            return status_for(exc), error_body(exc, request_id)
         result = await service.wait(run_id, None) if wait else None
         if result is not None:
             return 200, json.loads(result.model_dump_json())
@@ -272,7 +275,7 @@ async def validate_mission(
         warnings=[w.to_dict() for w in prepared.warnings],
         levels=prepared.levels,
         critical_path=prepared.critical_path,
-        safety=prepared.safety.to_dict(),
+        safety=prepared.safety.to_dict(application(request).settings.safety_level),
     )
 
 
