@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["Lifespan", "ManualClock", "poll", "wait_for"]
+__all__ = ["Completed", "Lifespan", "ManualClock", "cli", "poll", "wait_for"]
 
 T = TypeVar("T")
 
@@ -95,3 +99,33 @@ class Lifespan:
         if message["type"] != f"lifespan.{phase}.complete":
             await self._task  # Starlette raises the app's exception after saying it failed
             raise RuntimeError(f"lifespan.{phase} failed: {message.get('message', '')}")
+
+
+@dataclass(frozen=True)
+class Completed:
+    """What a command left: its exit code and what it wrote (``subprocess.CompletedProcess``'s
+    names, so a test reads the same whether the command ran in-process or as a process)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> Completed:
+    """Run ``puraify ARGS`` in this process, as the console script runs it (the same entry and
+    last-resort boundary), in ``cwd`` with ``env`` added to the environment, capturing stdout
+    and stderr apart. For everything but what needs a real process: signals, kills, `serve`."""
+    from click.testing import CliRunner
+
+    from puraify.cli.app import run_app
+
+    code = 0
+    with CliRunner().isolation(env=dict(env or {})) as streams, contextlib.chdir(cwd):
+        try:
+            run_app(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        sys.stdout.flush()  # as a process does when it exits
+        sys.stderr.flush()
+        out, err = streams[0].getvalue(), streams[1].getvalue()
+    return Completed(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))

@@ -1,4 +1,7 @@
-"""The CLI as a user runs it: whole processes, exit codes, JSON, no tracebacks."""
+"""The CLI as a user runs it: exit codes, JSON, no tracebacks.
+
+Commands run in-process through the console script's own entry (``tests.helpers.cli``); the
+tests where a process is the point (Ctrl-C at three moments) start one."""
 
 from __future__ import annotations
 
@@ -12,20 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import Completed, cli, wait_for
 
 
-def puraify(
-    *args: str, cwd: Path, timeout: float = 60, **env: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "puraify", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PURAIFY_HOME": str(cwd / ".home"), "COLUMNS": "200", **env},
-    )
+def puraify(*args: str, cwd: Path, **env: str) -> Completed:
+    return cli(*args, cwd=cwd, env={"PURAIFY_HOME": str(cwd / ".home"), "COLUMNS": "200", **env})
 
 
 MISSION = """
@@ -133,6 +127,39 @@ def test_safety_validate_exit_code_follows_verdict(tmp_path: Path, mission: Path
         "plain_http",
     } <= rules
     assert report["passed"] is False and report["score"] > 60
+
+
+def test_run_refuses_a_mission_the_safety_analysis_fails(tmp_path: Path) -> None:
+    """`run` passes the mission through the safety analysis first, as the spec's pipeline
+    does: a FAIL exits 2 with the findings and runs nothing; `--dry-run` exits 2 too."""
+    risky = tmp_path / "risky.yaml"
+    risky.write_text(
+        "steps:\n  - {id: first, step_type: create_file, parameters: {path: ran.txt, content: x}}\n"
+        "  - {id: wipe, step_type: delete_file, depends_on: [first], "
+        "parameters: {path: /etc/hosts}, continue_on_error: true}\n"
+    )
+    refused = puraify("run", str(risky), "--json", cwd=tmp_path)
+    assert refused.returncode == 2, refused.stdout
+    error = json.loads(refused.stdout)["error"]
+    assert error["code"] == "safety_refused"
+    assert [f["rule"] for f in error["safety"]["findings"]] == ["system_path_delete"]
+    assert not (tmp_path / "ran.txt").exists()
+    human = puraify("run", str(risky), cwd=tmp_path)
+    assert human.returncode == 2 and "system_path_delete" not in human.stdout
+    assert "safety analysis failed" in human.stderr and "/etc/hosts" in human.stderr
+    assert json.loads(puraify("runs", "list", "--json", cwd=tmp_path).stdout) == []
+
+    dry = puraify("run", str(risky), "--dry-run", "--json", cwd=tmp_path)
+    assert dry.returncode == 2 and json.loads(dry.stdout)["safety"]["passed"] is False
+    # a critical finding fails every level but `off`, where the runtime guards decide alone
+    assert puraify("run", str(risky), "--safety-level", "permissive", cwd=tmp_path).returncode == 2
+    unguarded = puraify("run", str(risky), "--json", "--safety-level", "off", cwd=tmp_path)
+    assert unguarded.returncode == 0, unguarded.stdout
+    result = json.loads(unguarded.stdout)
+    assert result["step_results"]["wipe"]["error"]["code"] == "path_outside_jail"
+    assert (tmp_path / "ran.txt").exists()
+    bad_level = puraify("run", str(risky), "--safety-level", "lax", cwd=tmp_path)
+    assert bad_level.returncode == 2 and "--safety-level" in bad_level.stderr
 
 
 @pytest.mark.parametrize(

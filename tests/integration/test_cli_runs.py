@@ -1,7 +1,9 @@
-"""`puraify runs ...` and `puraify db upgrade` as a user runs them."""
+"""`puraify runs ...` and `puraify db upgrade` as a user runs them (in-process, through the
+console script's entry; a run that must live in another process, or die there, is one)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,17 +13,11 @@ from pathlib import Path
 
 from puraify.store.database import HEAD_REVISION
 from puraify.testing import LocalServer, RecordingSink, Reply
+from tests.helpers import Completed, cli
 
 
-def puraify(*args: str, home: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "puraify", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PURAIFY_HOME": str(home), "COLUMNS": "200"},
-    )
+def puraify(*args: str, home: Path, cwd: Path) -> Completed:
+    return cli(*args, cwd=cwd, env={"PURAIFY_HOME": str(home), "COLUMNS": "200"})
 
 
 def test_history_retry_export_prune(tmp_path: Path) -> None:
@@ -116,7 +112,6 @@ def test_runs_cancel_stops_a_live_run(tmp_path: Path) -> None:
     )
     try:
         run_id = None
-        # each look is a whole `puraify runs list` process: allow for cold starts under load
         deadline = time.monotonic() + 90
         while run_id is None and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -142,7 +137,7 @@ def test_runs_show_after_a_resume_leaves_no_attempt_running(tmp_path: Path) -> N
 
     home = tmp_path / "home"
     started = tmp_path / "started"
-    code = f"open({str(started)!r}, 'w').close(); import time; time.sleep(60)"
+    code = f"import os, time; open({str(started)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
     path = tmp_path / "unsafe.yaml"
     path.write_text(
         f"steps:\n  - {{id: cmd, step_type: command, parameters: {{command: {sys.executable}, "
@@ -157,10 +152,13 @@ def test_runs_show_after_a_resume_leaves_no_attempt_running(tmp_path: Path) -> N
         start_new_session=True,
     )
     try:
-        wait_for(started.exists, what="the command step running")
+        wait_for(lambda: started.exists() and started.read_text(), what="the command running")
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the engine and its command die together
+        os.killpg(proc.pid, signal.SIGKILL)  # the engine dies with the step in flight
         proc.wait(timeout=30)
+        if started.exists() and started.read_text():  # its command runs in its own session
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(started.read_text()), signal.SIGKILL)
     run_id = json.loads(puraify("runs", "list", "--json", home=home, cwd=tmp_path).stdout)[0][
         "run_id"
     ]
