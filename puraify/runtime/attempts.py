@@ -66,7 +66,9 @@ class StepRecord:
         )
 
     def result(self) -> StepResult:
-        return StepResult(
+        # built from values this module typed itself (an action's output is checked to be a
+        # mapping when it returns): no validation pass, once per reported step
+        return StepResult.model_construct(
             step_id=self.step.id,
             name=self.step.display_name,
             step_type=self.step.step_type,
@@ -119,6 +121,8 @@ class Attempts:
             try:
                 async with asyncio.timeout(timeout) as cm:
                     output = await self.runner.run(invocation)
+                if not isinstance(output, dict):
+                    raise TypeError(f"the action returned {type(output).__name__}, not an object")
                 rec.status, rec.output = StepStatus.SUCCESS, output
                 return
             except TimeoutError:

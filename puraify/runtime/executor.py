@@ -190,8 +190,6 @@ class _Run:
         """Start every step the plan allows now, up to the concurrency limit; steps that
         ``when`` skips or that a resume ends at once are decided on the way."""
         while True:
-            if self.running or self.plan.has_ready():
-                await self.flush()
             starting: list[StepRecord] = []
             for step_id in self.plan.ready(self.limit - len(self.running)):
                 rec = self.records[step_id]
@@ -211,15 +209,20 @@ class _Run:
                     continue
                 starting.append(rec)
             if starting:
-                await self.flush()  # `when` skips decided just now
+                # the results reported so far (what these steps may depend on, `when` skips
+                # decided just now) become durable in the transaction that starts them
                 fences = await self.executor.recorder.attempts_started(
-                    self.info.run_id, [(r.step.id, r.attempts + 1) for r in starting]
+                    self.info.run_id,
+                    [(r.step.id, r.attempts + 1) for r in starting],
+                    self.take_unrecorded(),
                 )
                 for rec in starting:
                     rec.fence = fences[rec.step.id]
                     task: asyncio.Future[Any] = asyncio.create_task(self._run_step(rec))
                     self.running[task] = rec.step.id
                     task.add_done_callback(self.finished.put_nowait)
+            elif self.running:
+                await self.flush()  # nothing starts now: results are durable all the same
             if self.running or not self.plan.has_ready():
                 return  # else `when` skips freed more steps
 

@@ -31,9 +31,13 @@ class RunRecorder(Protocol):
         """Seconds between ``heartbeat`` calls while a run executes; None: no lease to keep."""
 
     async def attempts_started(
-        self, run_id: str, items: Sequence[tuple[str, int]]
+        self,
+        run_id: str,
+        items: Sequence[tuple[str, int]],
+        finished: Sequence[tuple[StepResult, int | None]] = (),
     ) -> dict[str, int]:
-        """Record attempts ``(step_id, attempt)`` as running; return each step's new fence."""
+        """Record attempts ``(step_id, attempt)`` as running; return each step's new fence.
+        ``finished``: results to record first, in the same transaction (``steps_finished``)."""
 
     async def steps_finished(
         self, run_id: str, items: Sequence[tuple[StepResult, int | None]]
@@ -101,7 +105,10 @@ class NullRecorder:
         self._fences: dict[tuple[str, str], int] = {}
 
     async def attempts_started(
-        self, run_id: str, items: Sequence[tuple[str, int]]
+        self,
+        run_id: str,
+        items: Sequence[tuple[str, int]],
+        finished: Sequence[tuple[StepResult, int | None]] = (),
     ) -> dict[str, int]:
         out = {}
         for step_id, _attempt in items:

@@ -201,12 +201,15 @@ class RunStore:
     # -- recorder ------------------------------------------------------------------------------
 
     async def attempts_started(
-        self, run_id: str, items: Sequence[tuple[str, int]]
+        self,
+        run_id: str,
+        items: Sequence[tuple[str, int]],
+        finished: Sequence[tuple[StepResult, int | None]] = (),
     ) -> dict[str, int]:
         now = _now()
         epoch = await self.leases.epoch(run_id)
         fences = {step_id: epoch * FENCE_SPAN + attempt for step_id, attempt in items}
-        writes: list[Write] = []
+        writes: list[Write] = list(self.rows.steps(run_id, finished, now)) if finished else []
         for step_id, attempt in items:
             writes.append(self.rows.start_step(run_id, step_id, attempt, fences[step_id], now))
             writes.append(self.rows.attempt(run_id, step_id, attempt, fences[step_id], now))
