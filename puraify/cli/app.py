@@ -3,6 +3,7 @@ the root app, shared options and the error boundary."""
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -178,6 +179,10 @@ def run(
         if dry_run:
             passed = _print_dry_run(prepared, preparer.registry, as_json, level)
             raise typer.Exit(EXIT_OK if passed else EXIT_INVALID)
+        # The mission and its compiled steps (and every module) live as long as this process:
+        # keep them out of the cyclic collector's passes, which would walk them all again and
+        # again while the run allocates (a third of a 10,000-step run's collector time).
+        gc.freeze()
 
         async def start(app: Any) -> Any:
             run_id, _ = await app.runs.submit(
