@@ -78,6 +78,44 @@ async def test_sec01_private_linklocal_cgnat_metadata_blocked(
     assert result.step("call").error.code == "ssrf_blocked"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::7f00:1",  # NAT64 well-known prefix: 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # ... 169.254.169.254
+        "64:ff9b::a00:1",  # ... 10.0.0.1
+        "::7f00:1",  # IPv4-compatible (deprecated): 127.0.0.1
+        "::a9fe:a9fe",  # ... 169.254.169.254
+        "::ffff:0:a00:1",  # IPv4-translated: 10.0.0.1
+        "::ffff:0:7f00:1",  # ... 127.0.0.1
+        "::ffff:a9fe:a9fe",  # IPv4-mapped: 169.254.169.254
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+        "64:ff9b:1::808:808",  # NAT64 for local use: the translator decides, refused
+        "fec0::1",  # site-local (deprecated)
+    ],
+)
+def test_sec01_ipv6_forms_are_judged_by_the_ipv4_they_embed(address: str) -> None:
+    from puraify.runtime.guards.ssrf import SsrfPolicy
+
+    assert SsrfPolicy().address_allowed(address) is False
+    assert SsrfPolicy(allow_loopback=True).address_allowed(address) is ("7f00:1" in address)
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "::ffff:808:808", "2606:4700::1111"])
+def test_sec01_ipv6_forms_of_public_addresses_stay_reachable(address: str) -> None:
+    from puraify.runtime.guards.ssrf import SsrfPolicy
+
+    assert SsrfPolicy().address_allowed(address) is True
+
+
+async def test_sec01_a_nat64_url_to_a_private_address_is_refused(
+    make_engine: EngineFactory,
+) -> None:
+    engine = server_engine(make_engine)
+    result = await run_text(engine, http_step("http://[64:ff9b::a9fe:a9fe]/latest/meta-data/"))
+    assert result.step("call").error.code == "ssrf_blocked"  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://127.0.0.1/", "ftp://example.com/"])
 async def test_sec01_only_http_and_https(make_engine: EngineFactory, url: str) -> None:
     engine = server_engine(make_engine)

@@ -19,6 +19,20 @@ from ...errors import GuardError
 __all__ = ["SsrfPolicy", "SsrfTransport"]
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+# IPv6 prefixes whose last 32 bits are an IPv4 address that the packet really reaches (besides
+# IPv4-mapped, 6to4 and Teredo, which ``ipaddress`` decodes itself): NAT64's well-known prefix
+# (RFC 6052), IPv4-translated (RFC 2765) and the deprecated IPv4-compatible form (RFC 4291).
+_EMBEDS_IPV4 = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+    ipaddress.IPv6Network("::/96"),
+)
+# Refused whatever they hold: NAT64 for local use (RFC 8215), where the operator's translator
+# decides the IPv4 address, and site-local addresses (deprecated, still routed inside sites).
+_REFUSED_V6 = (
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+    ipaddress.IPv6Network("fec0::/10"),
+)
 
 
 class SsrfPolicy:
@@ -48,14 +62,9 @@ class SsrfPolicy:
         return host.lower().rstrip(".") in self.allow_names
 
     def _address_allowed(self, address: str) -> bool:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address):
-            if ip.ipv4_mapped is not None:
-                ip = ip.ipv4_mapped
-            elif ip.sixtofour is not None:
-                ip = ip.sixtofour
-            elif ip.teredo is not None:
-                ip = ip.teredo[1]
+        ip = _reached(ipaddress.ip_address(address.split("%", 1)[0]))
+        if ip is None:
+            return False
         if any(ip in net for net in self.allow_nets):
             return True
         if self.only_allowlisted:
@@ -63,6 +72,28 @@ class SsrfPolicy:
         if ip.is_loopback:
             return self.allow_loopback
         return ip.is_global and ip not in _CGNAT and not ip.is_multicast
+
+
+def _reached(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a connection to ``ip`` really reaches: an IPv6 address that embeds an IPv4
+    one is judged by that IPv4 address; None for ranges refused whatever they hold."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return ip
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if any(ip in net for net in _REFUSED_V6):
+        return None
+    if ip not in (ipaddress.IPv6Address("::"), ipaddress.IPv6Address("::1")):
+        for net in _EMBEDS_IPV4:
+            if ip in net:
+                return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip
 
 
 def _blocked(url: httpx.URL, why: str) -> GuardError:
