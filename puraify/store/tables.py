@@ -196,4 +196,6 @@ idempotency_records = Table(
     Column("status_code", Integer, nullable=True),
     Column("response", JSON, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    # while the first request works: renewed by it, taken over by a retry once past
+    Column("lease_until", UTCDateTime(), nullable=True),
 )

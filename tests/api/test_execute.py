@@ -163,6 +163,21 @@ async def test_idempotency_key(api: Api) -> None:
     assert len(runs) == 1
 
 
+async def test_idempotency_key_covers_method_path_and_query(api: Api) -> None:
+    """A dry run's answer is never replayed for the real call under the same key."""
+    mission = {"steps": [{"id": "a", "step_type": "noop", "parameters": {"message": "m"}}]}
+    headers = {**api.auth(), "Idempotency-Key": "mission-7"}
+    dry = await api.client.post("/missions/execute?dry_run=true", json=mission, headers=headers)
+    assert dry.status_code == 200 and "levels" in dry.json()
+    real = await api.client.post("/missions/execute?wait=true", json=mission, headers=headers)
+    assert real.status_code == 409 and real.json()["error"]["code"] == "idempotency_conflict"
+    # the same query in another order is the same request
+    fresh = {**api.auth(), "Idempotency-Key": "mission-8"}
+    one = await api.client.post("/missions/execute?a=1&dry_run=true", json=mission, headers=fresh)
+    two = await api.client.post("/missions/execute?dry_run=true&a=1", json=mission, headers=fresh)
+    assert one.status_code == two.status_code == 200 and one.json() == two.json()
+
+
 async def test_body_limit(make_api) -> None:  # type: ignore[no-untyped-def]
     api = await make_api(max_body_bytes=1000)
     r = await api.client.post(

@@ -45,7 +45,9 @@ async def _idempotent(
     if key is None:
         status, payload = await produce()
     else:
-        raw = request.url.path.encode() + b"\n" + await request.body()
+        # the key covers the whole request: method, path, query (in any order) and body
+        query = "&".join(sorted(request.url.query.split("&"))) if request.url.query else ""
+        raw = f"{request.method} {request.url.path}?{query}\n".encode() + await request.body()
         status, payload = await application(request).idempotency.run(
             principal.project_id, key, raw, produce
         )
