@@ -223,10 +223,11 @@ def resume(
             try:
                 await app.runs.resume(rid)
                 result = await follow(app, rid)
-            except PuraifyError as exc:
+            except Exception as exc:
                 if not all_runs:
                     raise
-                # one run that cannot continue must not keep the others from continuing
+                # one run that cannot continue (it ended failed, with the reason) must not
+                # keep the others from continuing
                 code = max(code, report_error(err_console, exc, as_json=False))
                 continue
             code = max(code, print_result(result, as_json))

@@ -21,6 +21,7 @@ import structlog
 
 from ..errors import ActionError, PuraifyError, StepTimeout
 from ..mission.compile import CompiledStep
+from ..mission.data import json_safe, safe_text
 from ..mission.model import MissionStep, StepError, StepResult, StepStatus
 from .hooks import Hooks, RunInfo
 from .recorder import RunRecorder
@@ -123,7 +124,8 @@ class Attempts:
                     output = await self.runner.run(invocation)
                 if not isinstance(output, dict):
                     raise TypeError(f"the action returned {type(output).__name__}, not an object")
-                rec.status, rec.output = StepStatus.SUCCESS, output
+                # what a platform answered, made storable and servable (NaN, NUL, ...)
+                rec.status, rec.output = StepStatus.SUCCESS, json_safe(output)
                 return
             except TimeoutError:
                 if not cm.expired():
@@ -150,16 +152,18 @@ class Attempts:
                         run.run_id,
                         step.id,
                         rec.fence,
-                        StepError(code=error.code, message=error.message, status=error.status),
+                        StepError(
+                            code=error.code, message=safe_text(error.message), status=error.status
+                        ),
                     )
                 await self.hooks.on_retry(run, step.step, attempt, _error_dict(error), delay)
                 await asyncio.sleep(delay)
                 continue
             rec.status = StepStatus.FAILED
-            rec.output = error.output
+            rec.output = None if error.output is None else json_safe(error.output)
             rec.error = StepError(
                 code=error.code,
-                message=error.message,
+                message=safe_text(error.message),
                 retryable=error.retryable,
                 status=error.status,
             )

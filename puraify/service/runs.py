@@ -167,16 +167,25 @@ class RunService:
     ) -> None:
         handle = RunHandle(run_id=run_id)
         engine = self.engine(origin)
-        task = asyncio.create_task(
-            engine.run(mission, handle=handle, context=context, resume=resume)
-        )
+
+        async def execute() -> MissionResult:
+            try:
+                return await engine.run(mission, handle=handle, context=context, resume=resume)
+            except Exception as exc:
+                # a fault of the engine or the store, not of a step (those end as results): the
+                # run ends failed with the reason, so it neither stays running nor is resumed
+                # into the same fault, and other runs go on
+                _log.exception("run_crashed", run_id=run_id)
+                with contextlib.suppress(Exception):
+                    await self.store.abandon(run_id, f"the engine failed: {type(exc).__name__}")
+                raise
+
+        task = asyncio.create_task(execute())
         self.live[run_id] = _Live(task, handle)
 
         def done(t: asyncio.Task[MissionResult]) -> None:
             self.live.pop(run_id, None)
             self.store.forget(run_id)
-            if not t.cancelled() and t.exception() is not None:
-                _log.error("run_crashed", run_id=run_id, error=repr(t.exception()))
 
         task.add_done_callback(done)
 
@@ -384,12 +393,20 @@ class RunService:
         run_id, _ = await self._submit(
             validated.compiled, project_id=project_id, context=context, defer=True
         )
-        result = await self.wait(run_id, timeout + 5)
+        try:
+            result = await self.wait(run_id, timeout + 5)
+            step = result.steps[0] if result is not None else None
+        except Exception:
+            # the engine failed around the action (the run ended failed with the reason): the
+            # caller learns what the store knows of it, never a bare 500 that invites a retry
+            # of an action that may have run
+            record = await self.store.get(run_id)
+            step = record.steps[0].result(record.steps[0].step_id)
         return ActionOutcome(
             run_id=run_id,
             action=step_type,
             platform=platform or self.preparer.registry.get(step_type).platform,
-            step=result.steps[0] if result is not None else None,
+            step=step,
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
 

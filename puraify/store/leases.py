@@ -177,48 +177,56 @@ class Leases:
                 update(runs).where(runs.c.id == run_id).values(cancel_requested=True)
             )
         if await self.acquire(run_id):
-            now = _now()
-            async with self.db.engine.begin() as conn:
-                await conn.execute(
-                    update(run_steps)
-                    .where(
-                        run_steps.c.run_id == run_id,
-                        run_steps.c.status.in_(
-                            [StepStatus.PENDING.value, StepStatus.RUNNING.value]
-                        ),
-                    )
-                    .values(
-                        status=StepStatus.CANCELLED.value,
-                        finished_at=now,
-                        error_code="cancelled",
-                        error_message="run cancelled",
-                    )
-                )
-                await conn.execute(  # attempts of an engine that is gone
-                    update(attempts)
-                    .where(
-                        attempts.c.run_id == run_id,
-                        attempts.c.status == StepStatus.RUNNING.value,
-                    )
-                    .values(
-                        status=StepStatus.CANCELLED.value,
-                        finished_at=now,
-                        error_code="cancelled",
-                        error_message="run cancelled",
-                    )
-                )
-                await conn.execute(
-                    update(runs)
-                    .where(runs.c.id == run_id)
-                    .values(
-                        status=MissionStatus.CANCELLED.value,
-                        finished_at=now,
-                        error_code="cancelled",
-                        error_message="the run was cancelled",
-                        lease_owner=None,
-                        lease_until=None,
-                    )
-                )
-            self.release(run_id)
+            await self.end(run_id, MissionStatus.CANCELLED, "cancelled", "the run was cancelled")
             return MissionStatus.CANCELLED
         return MissionStatus.RUNNING
+
+    async def end(self, run_id: str, status: MissionStatus, code: str, message: str) -> None:
+        """End a run this process holds (``acquire``d, or its engine stopped) and that will not
+        run on: unfinished steps and their open attempts end with it, pending ones cancelled,
+        running ones with ``status`` and the reason."""
+        now = _now()
+        if status is MissionStatus.CANCELLED:
+            step_status, step_code, step_message = (
+                StepStatus.CANCELLED,
+                "cancelled",
+                "run cancelled",
+            )
+        else:
+            step_status, step_code, step_message = StepStatus.FAILED, code, message
+        ended = {"finished_at": now}
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                update(run_steps)
+                .where(run_steps.c.run_id == run_id, run_steps.c.status == StepStatus.PENDING.value)
+                .values(
+                    status=StepStatus.CANCELLED.value,
+                    error_code="cancelled",
+                    error_message="run cancelled",
+                    **ended,
+                )
+            )
+            for table in (run_steps, attempts):  # running steps, and attempts of a gone engine
+                await conn.execute(
+                    update(table)
+                    .where(table.c.run_id == run_id, table.c.status == StepStatus.RUNNING.value)
+                    .values(
+                        status=step_status.value,
+                        error_code=step_code,
+                        error_message=step_message,
+                        **ended,
+                    )
+                )
+            await conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(
+                    status=status.value,
+                    finished_at=now,
+                    error_code=code,
+                    error_message=message,
+                    lease_owner=None,
+                    lease_until=None,
+                )
+            )
+        self.release(run_id)

@@ -20,7 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..codes import ErrorCode
 from ..errors import StoreError
+from ..mission.data import safe_text
 from ..mission.model import Mission, MissionResult, MissionStatus, StepError, StepResult
 from . import history
 from .commit import GroupCommit, Write
@@ -255,6 +257,14 @@ class RunStore:
     async def request_cancel(self, run_id: str) -> MissionStatus:
         """Ask the owner to cancel; a run with no live owner is cancelled here and now."""
         return await self.leases.request_cancel(run_id)
+
+    async def abandon(self, run_id: str, reason: str) -> None:
+        """End a run this process executes and cannot go on with (its engine failed): the run
+        and its unfinished steps end ``failed`` with ``internal_error`` and ``reason``, so it is
+        never left ``running`` nor resumed into the same failure."""
+        await self.leases.end(
+            run_id, MissionStatus.FAILED, ErrorCode.INTERNAL_ERROR, safe_text(reason)[:4000]
+        )
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, update
 
 from ..codes import ErrorCode
+from ..mission.data import json_safe, safe_text
 from ..mission.model import Mission, MissionResult, MissionStatus, StepError, StepResult, StepStatus
 from .commit import Statement, Write
 from .tables import JSONText, attempts, run_events, run_steps, runs
@@ -199,14 +200,18 @@ class Rows:
         """
         if output is None:
             return None
-        text = json.dumps(self.redact(output), default=str)
+        redacted = self.redact(output)
+        try:
+            text = json.dumps(redacted, default=str, allow_nan=False)
+        except ValueError:  # NaN from somewhere no action put it: stored by the documented rule
+            text = json.dumps(json_safe(redacted), default=str)
         if len(text) <= self.max_output_bytes:
             return JSONText(text)
         return {TRUNCATED: True, "size": len(text), "preview": text[: self.max_output_bytes]}
 
     def message(self, message: str | None) -> str | None:
         """An error message or warning, redacted and cut to 4,000 characters."""
-        return None if message is None else str(self.redact(message))[:4000]
+        return None if message is None else safe_text(str(self.redact(message))[:4000])
 
     def new_run(
         self,

@@ -198,3 +198,26 @@ async def test_idempotency_key_is_freed_when_the_call_fails(api: Api) -> None:
     for _ in range(2):  # the second call must not wait on a record the first one left behind
         r = await api.client.post(f"/runs/{'0' * 32}/retry", headers=headers)
         assert r.status_code == 404
+
+
+async def test_an_action_whose_answer_json_cannot_hold_is_answered_not_a_500(
+    api: Api, sink: tuple[RecordingSink, str]
+) -> None:
+    """F: NaN, infinities, NUL and lone surrogates in a platform's answer: /execute reports
+    the action as run (200, the documented replacements), and the run reads back, for ever."""
+    from tests.store.test_run_store import CLEANED, HOSTILE_BODY
+
+    receiver, url = sink
+    receiver.script("/weird", Reply(200, HOSTILE_BODY))
+    r = await api.client.post(
+        "/execute",
+        headers=api.auth(),
+        json={
+            "action": "http_request",
+            "parameters": {"url": f"{url}/weird", "response_format": "json"},
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["body"] == CLEANED
+    run = await api.client.get(f"/runs/{r.json()['run_id']}", headers=api.auth())
+    assert run.status_code == 200 and run.json()["steps"][0]["output"]["body"] == CLEANED

@@ -520,3 +520,75 @@ def test_first_runs_on_a_fresh_home_do_not_race_on_the_schema(tmp_path: Path) ->
     for proc, (out, err) in zip(procs, outcomes, strict=True):
         assert proc.returncode == 0, err
         assert json.loads(out)["status"] == "completed"
+
+
+HOSTILE_BODY = (
+    b'{"nan": NaN, "inf": 1e999, "neg": -Infinity, "nul": "a\\u0000b", "lone": "x\\ud800y", '
+    b'"ok": [1, 2.5, "fine"]}'
+)
+CLEANED = {
+    "nan": "NaN",
+    "inf": "Infinity",
+    "neg": "-Infinity",
+    "nul": "a\ufffdb",
+    "lone": "x\ufffdy",
+    "ok": [1, 2.5, "fine"],
+}
+
+
+async def test_outputs_no_json_can_hold_are_stored_by_the_documented_rule(
+    tmp_path: Path, store: RunStore, sink: tuple[RecordingSink, str]
+) -> None:
+    """F: NaN, infinities, NUL and lone surrogates from a platform (in a body, in an error
+    message) never wedge a run, on SQLite and PostgreSQL: the run ends, and every read of it
+    afterwards answers."""
+    receiver, url = sink
+    receiver.script("/weird", Reply(200, HOSTILE_BODY))
+    receiver.script("/worse", Reply(400, HOSTILE_BODY))
+    engine = engine_for(tmp_path, store)
+    text = (
+        "config: {fail_fast: false}\nsteps:\n"
+        f"  - {{id: weird, step_type: http, parameters: {{url: '{url}/weird', response_format: json}}}}\n"
+        f"  - {{id: worse, step_type: http, parameters: {{url: '{url}/worse', response_format: json}}}}\n"
+        "  - {id: echo, step_type: command, parameters: {command: printf, "
+        "args: ['%b', 'out\\0put'], success_codes: [1]}}\n"
+    )
+    run_id, mission = await start(engine, store, text)
+    result = await engine.run(mission, handle=RunHandle(run_id=run_id))
+    await engine.aclose()
+    assert result.step("weird").output["body"] == CLEANED  # type: ignore[index]
+    record = await store.get(run_id)
+    assert record.status is MissionStatus.FAILED
+    by_id = {s.step_id: s for s in record.steps}
+    assert by_id["weird"].output["body"] == CLEANED  # type: ignore[index]
+    assert by_id["worse"].output["body"] == CLEANED  # type: ignore[index]
+    assert by_id["echo"].output["stdout"] == "out\ufffdput"  # type: ignore[index]
+    assert "\x00" not in (by_id["echo"].error.message or "")  # type: ignore[union-attr]
+    steps = [s.result(s.step_id).model_dump(mode="json") for s in record.steps]
+    json.dumps(steps, allow_nan=False).encode()  # servable as is
+
+
+async def test_the_store_cleans_what_reaches_it_unclean(store: RunStore) -> None:
+    """The store's own guard, for results that did not pass through an action's attempt."""
+    from puraify.mission.model import StepError
+
+    from puraify.mission.loader import load_mission
+
+    loaded = load_mission("steps:\n  - {id: a, step_type: noop}\n")
+    run_id, _ = await store.create_run(loaded.mission)
+    now = datetime.now(UTC)
+    result = StepResult(
+        step_id="a",
+        name="a",
+        step_type="noop",
+        status=StepStatus.FAILED,
+        output={"v": float("nan")},
+        error=StepError(code="x", message="bad\x00byte \ud800"),
+        attempts=1,
+        started_at=now,
+        finished_at=now,
+    )
+    await store.steps_finished(run_id, [(result, None)])
+    stored = (await store.get(run_id)).steps[0]
+    assert stored.output == {"v": "NaN"}
+    assert stored.error is not None and stored.error.message == "bad\ufffdbyte \ufffd"
