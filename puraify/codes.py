@@ -64,6 +64,7 @@ class ErrorCode(StrEnum):
     INVALID_FIELD = "invalid_field"
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
     INVALID_MISSION = "invalid_mission"
+    INVALID_NUMBER = "invalid_number"
     INVALID_PARAMETERS = "invalid_parameters"
     INVALID_PROJECT = "invalid_project"
     INVALID_REFERENCE = "invalid_reference"
@@ -285,6 +286,12 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
             HTTPStatus.BAD_REQUEST,
             None,
             "The Idempotency-Key header is longer than 200 characters; send a shorter key.",
+        ),
+        ErrorCode.INVALID_NUMBER: CodeInfo(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            ExitCode.INVALID,
+            "`NaN` and infinities have no JSON spelling, so a mission cannot hold them; write the "
+            "value as a string, or leave it out.",
         ),
         ErrorCode.INVALID_MISSION: CodeInfo(
             HTTPStatus.UNPROCESSABLE_ENTITY,

@@ -22,15 +22,16 @@ import math
 import re
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "json_safe", "safe_text"]
+__all__ = ["MAX_DEPTH", "UNSAFE_CHARS", "json_safe", "safe_text"]
 
 MAX_DEPTH = 256
-_UNSAFE_CHARS = re.compile("[\x00\ud800-\udfff]")
+#: What no store can hold: NUL (PostgreSQL refuses it), a lone surrogate (no UTF-8 exists).
+UNSAFE_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 
 def safe_text(text: str) -> str:
     """``text`` with NUL characters and lone surrogates replaced by U+FFFD."""
-    return _UNSAFE_CHARS.sub("\ufffd", text) if _UNSAFE_CHARS.search(text) else text
+    return UNSAFE_CHARS.sub("\ufffd", text) if UNSAFE_CHARS.search(text) else text
 
 
 def json_safe(value: Any) -> Any:

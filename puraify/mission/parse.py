@@ -10,6 +10,7 @@ line and column of the first few levels (enough to point at a step and its field
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 
 from ..errors import LoadError
+from .data import UNSAFE_CHARS
 
 __all__ = ["ParseLimits", "Parsed", "SourceMap", "parse_document"]
 
@@ -32,6 +34,9 @@ except AttributeError:  # pragma: no cover - libyaml missing
 _STD = "tag:yaml.org,2002:"
 _ALLOWED_TAGS = {f"{_STD}{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")}
 _MAX_NUMBER_DIGITS = 100
+# The JSON escapes that may spell what no store can hold (a valid surrogate pair is one
+# character once parsed).
+_UNSAFE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 _MAP_DEPTH = 4  # how deep source positions are recorded
 
 
@@ -114,16 +119,36 @@ def _parse_json(text: str, filename: str | None, limits: ParseLimits) -> Any:
 
     def parse_int(literal: str) -> int:
         if len(literal.lstrip("-")) > _MAX_NUMBER_DIGITS:
-            raise _NumberTooLarge(literal)
+            raise _NumberTooLarge(literal, f"number with more than {_MAX_NUMBER_DIGITS} digits")
         return int(literal)
 
+    def parse_float(literal: str) -> float:
+        number = float(literal)
+        if not math.isfinite(number):  # 1e999
+            raise _NumberTooLarge(literal, f"{literal[:40]} is too large for a number")
+        return number
+
+    def parse_constant(literal: str) -> float:  # NaN, Infinity: Python's, not JSON's
+        raise _NotJson(literal)
+
     try:
-        data = json.loads(text, object_pairs_hook=pairs, parse_int=parse_int)
+        data = json.loads(
+            text,
+            object_pairs_hook=pairs,
+            parse_int=parse_int,
+            parse_float=parse_float,
+            parse_constant=parse_constant,
+        )
     except _NumberTooLarge as exc:
         line, col = _locate(text, text.find(exc.args[0]))
         raise LoadError(
-            f"number with more than {_MAX_NUMBER_DIGITS} digits",
-            code="number_too_large",
+            exc.args[1], code="number_too_large", file=filename, line=line, column=col
+        ) from None
+    except _NotJson as exc:
+        line, col = _locate(text, text.find(exc.args[0]))
+        raise LoadError(
+            f"invalid JSON: {exc.args[0]} is not a JSON number",
+            code="invalid_number",
             file=filename,
             line=line,
             column=col,
@@ -146,10 +171,39 @@ def _parse_json(text: str, filename: str | None, limits: ParseLimits) -> Any:
         ) from None
     if type(data) is dict or type(data) is list:
         _check_depth(data, limits.max_depth, filename)
+    escape = _UNSAFE_ESCAPE.search(text)  # only an escape can spell them in JSON text
+    if escape is not None and _holds_unsafe_text(data):
+        line, col = _locate(text, escape.start())
+        raise LoadError(
+            "a string holds a NUL character or a lone surrogate, which no run can store",
+            code="invalid_encoding",
+            file=filename,
+            line=line,
+            column=col,
+        )
     return data
 
 
+def _holds_unsafe_text(data: Any) -> bool:
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if UNSAFE_CHARS.search(value):
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
 class _NumberTooLarge(ValueError):
+    pass
+
+
+class _NotJson(ValueError):
     pass
 
 
@@ -382,6 +436,12 @@ class _YamlBuilder:
     def _scalar(self, event: Any) -> Any:
         tag = event.tag
         value: str = event.value
+        if UNSAFE_CHARS.search(value):  # "\0", "\x00", "\ud800" in a quoted string
+            raise self.error(
+                "a string holds a NUL character or a lone surrogate, which no run can store",
+                "invalid_encoding",
+                event.start_mark,
+            )
         if tag is None or tag == "!":
             if not event.implicit[0]:
                 return value  # quoted
@@ -400,9 +460,17 @@ class _YamlBuilder:
             return value
         node = yaml.ScalarNode(tag, value, event.start_mark, event.end_mark, event.style)
         try:
-            return self.constructor.construct_object(node)
+            built = self.constructor.construct_object(node)
         except (yaml.YAMLError, ValueError, KeyError, TypeError, OverflowError):
             # PyYAML's constructors raise what they like (`!!bool maybe` is a KeyError)
             raise self.error(
                 f"{value[:40]!r} is not a valid {tag[len(_STD) :]}", "yaml_syntax", event.start_mark
             ) from None
+        if isinstance(built, float) and not math.isfinite(built):
+            # `.nan`, `.inf`, 1e999: no JSON spelling, so no run could store or answer them
+            raise self.error(
+                f"{value[:40]!r} is not a finite number (mission data must be JSON)",
+                "number_too_large" if not math.isnan(built) else "invalid_number",
+                event.start_mark,
+            )
+        return built

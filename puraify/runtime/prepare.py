@@ -12,13 +12,14 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..actions import ActionRegistry, default_registry
 from ..errors import Issue
 from ..mission.compile import CompiledMission
-from ..mission.loader import LoadedMission, load_mission
+from ..mission.loader import LoadedMission, load_mission, mission_from_data
 from ..mission.model import Mission
-from ..mission.parse import ParseLimits
+from ..mission.parse import Parsed, ParseLimits, parse_document
 from ..mission.plan import Plan
 from ..mission.safety import SafetyReport, analyze
 from ..mission.validate import ValidatedMission, validate_mission
@@ -82,10 +83,26 @@ class Preparer:
         )
 
     def load(
-        self, source: str | bytes | Path, *, strict: bool = False, filename: str | None = None
+        self,
+        source: str | bytes | Path,
+        *,
+        strict: bool = False,
+        filename: str | None = None,
+        fmt: str | None = None,
     ) -> LoadedMission:
         """Parse and model a mission document (``LoadError`` / ``ValidationError`` on failure)."""
-        return load_mission(source, strict=strict, limits=self.parse_limits, filename=filename)
+        return load_mission(
+            source, strict=strict, limits=self.parse_limits, filename=filename, fmt=fmt
+        )
+
+    def parse(self, source: str | bytes, *, fmt: str | None = None) -> Parsed:
+        """Parse a document under the document limits, without modelling it as a mission (a
+        request that wraps its mission)."""
+        return parse_document(source, fmt=fmt, limits=self.parse_limits)
+
+    def load_data(self, data: Any, *, strict: bool = False) -> LoadedMission:
+        """Model a mission from data parsed by ``parse``."""
+        return mission_from_data(data, strict=strict)
 
     def validate(
         self, loaded: LoadedMission, *, strict: bool = False, context_names: Iterable[str] = ()
@@ -116,13 +133,17 @@ class Preparer:
         strict: bool = False,
         context_names: Iterable[str] = (),
         filename: str | None = None,
+        fmt: str | None = None,
     ) -> Prepared:
         """Load, validate, plan and analyse: everything ``--dry-run`` shows, nothing executed."""
-        validated = self.validate(
-            self.load(source, strict=strict, filename=filename),
-            strict=strict,
-            context_names=context_names,
-        )
+        loaded = self.load(source, strict=strict, filename=filename, fmt=fmt)
+        return self.prepare_loaded(loaded, strict=strict, context_names=context_names)
+
+    def prepare_loaded(
+        self, loaded: LoadedMission, *, strict: bool = False, context_names: Iterable[str] = ()
+    ) -> Prepared:
+        """``prepare`` for a mission already loaded."""
+        validated = self.validate(loaded, strict=strict, context_names=context_names)
         plan = Plan.from_mission(validated.mission)
         return Prepared(
             validated.mission,

@@ -221,3 +221,31 @@ async def test_an_action_whose_answer_json_cannot_hold_is_answered_not_a_500(
     assert r.json()["result"]["body"] == CLEANED
     run = await api.client.get(f"/runs/{r.json()['run_id']}", headers=api.auth())
     assert run.status_code == 200 and run.json()["steps"][0]["output"]["body"] == CLEANED
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b'{"action": "noop", "parameters": ' + b"[" * 300_000, "document_too_deep"),
+        (b'{"action": "noop", "parameters": {"a": NaN}}', "invalid_number"),
+        (b'{"action": "noop", "parameters": {"a": 1e999}}', "number_too_large"),
+        (b'{"action": "noop", "action": "log_message"}', "duplicate_key"),
+        (
+            '{"action": "log_message", "parameters": {"message": "café"}}'.encode("latin-1"),
+            "invalid_encoding",
+        ),
+        (b'{"action": "log_message", "parameters": {"message": "a\\u0000b"}}', "invalid_encoding"),
+        (b"[1, 2]", "invalid_request"),
+        (b"", "json_syntax"),
+    ],
+)
+@pytest.mark.parametrize("route", ["/execute", "/perform_action"])
+async def test_sec06_hostile_action_bodies_get_a_structured_error(
+    api: Api, route: str, body: bytes, code: str
+) -> None:
+    r = await api.client.post(
+        route, headers={**api.auth(), "Content-Type": "application/json"}, content=body
+    )
+    assert r.status_code in (400, 422), r.text[:300]
+    assert r.json()["error"]["code"] == code, r.text[:300]
+    assert (await api.client.get("/runs", headers=api.auth())).json()["runs"] == []

@@ -310,3 +310,82 @@ async def test_a_server_never_runs_a_local_profile_run_again(api: Api) -> None:
         assert (await local.runs.wait(run_id)) is not None
     r = await api.client.post(f"/runs/{run_id}/retry", headers=api.auth())
     assert r.status_code == 403 and r.json()["error"]["code"] == "profile_refused", r.text
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "code"),
+    [
+        (b"[" * 300_000, "application/json", "document_too_deep"),
+        (b'{"mission": ' + b"[" * 300_000, "application/json", "document_too_deep"),
+        (b'{"a":' * 100_000, "application/json", "document_too_deep"),
+        (
+            b'{"mission": {"steps": [{"id": "a", "step_type": "noop"}], '
+            b'"steps": [{"id": "b", "step_type": "noop"}]}}',
+            "application/json",
+            "duplicate_key",
+        ),
+        (
+            b'{"mission": {"steps": [{"id": "a", "step_type": "noop"}]}, "context": "abc"}',
+            "application/json",
+            "invalid_request",
+        ),
+        (
+            b'{"mission": {"steps": [{"id": "a", "step_type": "noop"}]}, "context": [1, 2]}',
+            "application/json",
+            "invalid_request",
+        ),
+        ("name: café\nsteps: []\n".encode("latin-1"), "application/yaml", "invalid_encoding"),
+        (
+            '{"name": "café", "steps": []}'.encode("latin-1"),
+            "application/json",
+            "invalid_encoding",
+        ),
+        (
+            b'{"steps": [{"id": "a", "step_type": "noop", "timeout_seconds": NaN}]}',
+            "application/json",
+            "invalid_number",
+        ),
+        (
+            b'{"steps": [{"id": "a", "step_type": "noop", "timeout_seconds": 1e999}]}',
+            "application/json",
+            "number_too_large",
+        ),
+        (
+            b"steps:\n  - {id: a, step_type: noop, timeout_seconds: .nan}\n",
+            "application/yaml",
+            "invalid_number",
+        ),
+        (
+            b'{"name": "x\\u0000y", "steps": [{"id": "a", "step_type": "noop"}]}',
+            "application/json",
+            "invalid_encoding",
+        ),
+        (
+            b'{"steps": [{"id": "a\\ud800", "step_type": "noop"}]}',
+            "application/json",
+            "invalid_encoding",
+        ),
+        (b'steps:\n  - {id: "a\\0", step_type: noop}\n', "application/yaml", "invalid_encoding"),
+    ],
+)
+async def test_sec06_hostile_mission_bodies_get_a_structured_error(
+    api: Api, body: bytes, ctype: str, code: str
+) -> None:
+    """SEC-06 at the API: every mission body is parsed once, by the mission parser and under
+    its limits, whether it wraps its mission or not; never a 500, and nothing runs."""
+    for route in ("/missions/execute", "/missions/validate"):
+        r = await api.client.post(
+            route, headers={**api.auth(), "Content-Type": ctype}, content=body
+        )
+        assert r.status_code in (200, 400, 422), (route, r.status_code, r.text[:300])
+        error = r.json()["error"] if r.status_code != 200 else r.json()["errors"][0]
+        assert error["code"] == code, (route, r.text[:300])
+    assert (await api.client.get("/runs", headers=api.auth())).json()["runs"] == []
+
+
+async def test_a_mission_without_a_content_type_is_told_apart_by_its_content(api: Api) -> None:
+    yaml_body = b"steps:\n  - {id: a, step_type: noop, parameters: {message: hi}}\n"
+    json_body = b'{"steps": [{"id": "a", "step_type": "noop"}]}'
+    for body in (yaml_body, json_body):
+        r = await api.client.post("/missions/execute?wait=true", headers=api.auth(), content=body)
+        assert r.status_code == 200 and r.json()["status"] == "completed", r.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from ...errors import Issue, PuraifyError, ValidationError
@@ -94,11 +94,34 @@ async def _run_action(
     return status_for_code(code), {**base, "status": "fail", "reason": message, "error": detail}
 
 
-@router.post("/execute", response_model=Envelope, responses=_FAIL, summary="Run one action")
+async def _json_body(request: Request) -> Any:
+    """A JSON request body, parsed by the mission parser and under its limits (UTF-8, depth,
+    size, duplicate keys, numbers JSON can spell): a structured 4xx for anything else, never
+    a 500."""
+    return application(request).preparer.parse(await request.body(), fmt="json").data
+
+
+def _object_body(description: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    }
+
+
+@router.post(
+    "/execute",
+    response_model=Envelope,
+    responses=_FAIL,
+    summary="Run one action",
+    openapi_extra=_object_body("Any of the seed request shapes."),
+)
 async def execute(
     request: Request,
-    body: Annotated[dict[str, Any], Body(description="Any of the seed request shapes.")],
     principal: Annotated[Principal, Depends(require("execute"))],
+    body: Annotated[Any, Depends(_json_body)],
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """A single action, in any of the Execution Engine's request shapes, as a one-step run."""
@@ -118,11 +141,12 @@ async def execute(
     response_model=PerformActionAnswer,
     responses=_FAIL,
     summary="Run one action (Action Engine shape)",
+    openapi_extra=_object_body("{user_id, platform, action_type, payload}"),
 )
 async def perform_action(
     request: Request,
-    body: Annotated[dict[str, Any], Body(description="{user_id, platform, action_type, payload}")],
     principal: Annotated[Principal, Depends(require("execute"))],
+    body: Annotated[Any, Depends(_json_body)],
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """The Action Engine's ``/perform_action``: answers with ``action_type`` and ``result``."""
@@ -144,12 +168,16 @@ async def perform_action(
     return await _idempotent(request, principal, idempotency_key, produce)
 
 
-async def _mission_body(request: Request) -> tuple[bytes, str]:
-    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+async def _mission_body(request: Request) -> tuple[bytes, str | None]:
+    """The body and its format: ``None`` when no Content-Type says (told apart by content)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    fmt: str | None
     if ctype in ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"):
         fmt = "yaml"
-    elif ctype in ("application/json", "text/json", ""):
+    elif ctype in ("application/json", "text/json"):
         fmt = "json"
+    elif ctype == "":
+        fmt = None
     else:
         raise ApiError(
             f"send the mission as JSON or YAML, not {ctype}", code="unsupported_media_type"
@@ -157,26 +185,27 @@ async def _mission_body(request: Request) -> tuple[bytes, str]:
     return await request.body(), fmt
 
 
-def _prepare(request: Request, raw: bytes, fmt: str) -> tuple[Prepared, dict[str, Any]]:
+def _prepare(request: Request, raw: bytes, fmt: str | None) -> tuple[Prepared, dict[str, Any]]:
     """The mission of a request body, and the context it carries (a JSON body may wrap the
-    mission: ``{"mission": {...}, "context": {...}}``)."""
+    mission: ``{"mission": {...}, "context": {...}}``). The body is parsed once, by the
+    mission parser and under its limits (UTF-8, depth, size, duplicate keys, numbers), whether
+    it is a mission or wraps one."""
     preparer = application(request).preparer
-    text = raw.decode("utf-8", "replace")
-    if fmt == "json":
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            doc = None
-        if isinstance(doc, dict) and isinstance(doc.get("mission"), dict):
-            raw_context = doc.get("context") or {}
-            if not isinstance(raw_context, dict):
-                raise ApiError(
-                    "`context` must be an object", code="invalid_request", field="context"
-                )
-            context = dict(raw_context)
-            prepared = preparer.prepare(json.dumps(doc["mission"]), context_names=list(context))
-            return prepared, context
-    return preparer.prepare(text), {}
+    if fmt is None:
+        fmt = "json" if raw.lstrip()[:1] in (b"{", b"[") else "yaml"
+    if fmt != "json":
+        return preparer.prepare(raw, fmt=fmt), {}
+    doc = preparer.parse(raw, fmt="json").data
+    if isinstance(doc, dict) and isinstance(doc.get("mission"), dict):
+        raw_context = doc.get("context")
+        if raw_context is not None and not isinstance(raw_context, dict):
+            raise ApiError("`context` must be an object", code="invalid_request", field="context")
+        context = dict(raw_context or {})
+        prepared = preparer.prepare_loaded(
+            preparer.load_data(doc["mission"]), context_names=list(context)
+        )
+        return prepared, context
+    return preparer.prepare_loaded(preparer.load_data(doc)), {}
 
 
 _MISSION_BODY = {
