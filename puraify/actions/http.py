@@ -13,6 +13,7 @@ import email.utils
 import json
 import socket
 import time
+import zlib
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ from ..errors import ActionError, GuardError
 from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
+from .content import BoundedDecoder, ResponseTooLarge
 
 __all__ = ["Http", "retry_after_seconds"]
 
@@ -117,12 +119,20 @@ class Http(Action):
             )
             try:
                 raw = bytearray()
-                async for chunk in response.aiter_bytes():  # decoded: caps bombs too
-                    raw += chunk
-                    if len(raw) > cap:
-                        raise ActionError(
-                            f"response is larger than {cap} bytes", code="response_too_large"
-                        )
+                # decoded here, within the cap at every layer: `gzip, gzip` bombs included
+                decoder = BoundedDecoder(response.headers.get("content-encoding"), cap)
+                async for chunk in response.aiter_raw():
+                    raw += decoder.feed(chunk)
+                raw += decoder.flush()
+            except ResponseTooLarge:
+                raise ActionError(
+                    f"response is larger than {cap} bytes once decoded", code="response_too_large"
+                ) from None
+            except zlib.error:
+                raise ActionError(
+                    "the response body does not match its Content-Encoding",
+                    code="invalid_response",
+                ) from None
             finally:
                 await response.aclose()
         except httpx.TimeoutException:

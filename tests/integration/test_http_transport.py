@@ -7,6 +7,8 @@ import gzip
 import json
 import socket
 import threading
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -201,3 +203,79 @@ async def test_the_output_url_carries_no_credentials_or_query(
         engine, f"steps:\n  - {{id: b, step_type: http, parameters: {{url: '{url}/y'}}}}\n"
     )
     assert plain.step("b").output["url"] == f"{url}/y"  # type: ignore[index]
+
+
+def _gzip_of_zeros(megabytes: int) -> bytes:
+    """A gzip stream of ``megabytes`` MiB of zeros, built without holding them."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = b"\0" * (1 << 20)
+    return b"".join(packer.compress(block) for _ in range(megabytes)) + packer.flush()
+
+
+async def test_a_stacked_gzip_bomb_is_refused_within_the_cap(
+    engine: Engine, sink: tuple[RecordingSink, str]
+) -> None:
+    """F: a few KB of `gzip, gzip` that would expand to 512 MiB: refused at the response cap,
+    with memory bounded by it (the inflated bytes never exist)."""
+    receiver, url = sink
+    bomb = gzip.compress(_gzip_of_zeros(512), 9)
+    assert len(bomb) < 64 * 1024
+    receiver.script("/bomb", Reply(200, bomb, {"Content-Encoding": "gzip, gzip"}))
+    tracemalloc.start()
+    try:
+        result = await run_text(
+            engine, f"steps:\n  - {{id: a, step_type: http, parameters: {{url: '{url}/bomb'}}}}\n"
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    step = result.step("a")
+    assert step.error is not None and step.error.code == "response_too_large"
+    assert peak < 64 * 1024 * 1024, peak  # the 10 MiB cap, a few times over at most
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate, no zlib header
+        ("gzip, gzip", lambda b: gzip.compress(gzip.compress(b))),
+        ("identity", lambda b: b),
+        ("br", lambda b: b),  # a coding it does not know passes through, as in httpx
+    ],
+)
+async def test_encoded_bodies_decode_as_sent(
+    engine: Engine, sink: tuple[RecordingSink, str], encoding: str, encode: Any
+) -> None:
+    receiver, url = sink
+    body = json.dumps({"items": list(range(500))}).encode()
+    receiver.script(
+        "/enc",
+        Reply(
+            200, encode(body), {"Content-Encoding": encoding, "Content-Type": "application/json"}
+        ),
+    )
+    step = (
+        await run_text(
+            engine,
+            f"steps:\n  - {{id: a, step_type: http, parameters: {{url: '{url}/enc', "
+            "response_format: json}}\n",
+        )
+    ).step("a")
+    assert step.status is StepStatus.SUCCESS, step.error
+    assert step.output is not None and step.output["body"] == {"items": list(range(500))}
+
+
+async def test_a_body_that_is_not_its_encoding_is_a_clear_error(
+    engine: Engine, sink: tuple[RecordingSink, str]
+) -> None:
+    receiver, url = sink
+    receiver.script("/lie", Reply(200, b"plain text, not gzip", {"Content-Encoding": "gzip"}))
+    step = (
+        await run_text(
+            engine, f"steps:\n  - {{id: a, step_type: http, parameters: {{url: '{url}/lie'}}}}\n"
+        )
+    ).step("a")
+    assert step.error is not None and step.error.code == "invalid_response"
