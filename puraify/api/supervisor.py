@@ -11,15 +11,19 @@ The parent only supervises: it restarts a worker that dies, and on SIGTERM or SI
 signal on (each worker shuts down gracefully, as a single ``puraify serve`` does) and waits.
 Each worker tells the parent through a pipe when it serves; one that dies before that could not
 start, and when workers keep failing to start the parent gives up (exit status 1), however long
-each attempt took.
+each attempt took. Each worker also holds the read end of a lifeline the parent never writes to:
+when the parent dies, however it dies (SIGKILL included), the lifeline ends and the worker
+shuts down gracefully, so no worker serves unsupervised.
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -47,7 +51,9 @@ def bind_reuseport(host: str, port: int, *, backlog: int = 2048) -> socket.socke
     return sock
 
 
-def _worker(host: str, port: int, options: dict[str, Any], ready: Connection) -> None:
+def _worker(
+    host: str, port: int, options: dict[str, Any], ready: Connection, lifeline: Connection
+) -> None:
     import functools
 
     import uvicorn
@@ -64,7 +70,16 @@ def _worker(host: str, port: int, options: dict[str, Any], ready: Connection) ->
     sock = bind_reuseport(host, port)
     factory = functools.partial(create_app_from_environment, host=host)
     config = uvicorn.Config(factory, factory=True, **options)
-    Server(config).run(sockets=[sock])
+    server = Server(config)
+
+    def watch_parent() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            lifeline.recv()  # the parent never writes: this returns when it is gone
+        _log.warning("supervisor_gone", pid=os.getpid())
+        server.should_exit = True  # the graceful shutdown SIGTERM starts
+
+    threading.Thread(target=watch_parent, name="puraify-lifeline", daemon=True).start()
+    server.run(sockets=[sock])
 
 
 @dataclass
@@ -92,11 +107,13 @@ def serve_workers(
     ctx = multiprocessing.get_context("spawn")
     stopping = False
     failures = 0  # start failures in a row
+    # held open here, never written: the workers read EOF from it when this process is gone
+    lifeline, lifeline_end = ctx.Pipe(duplex=False)
 
     def start() -> _Worker:
         reader, writer = ctx.Pipe(duplex=False)
         process = ctx.Process(
-            target=_worker, args=(host, port, options, writer), name="puraify-api"
+            target=_worker, args=(host, port, options, writer, lifeline), name="puraify-api"
         )
         process.start()
         writer.close()  # the child holds the only writer: its death reads as EOF here
@@ -161,4 +178,6 @@ def serve_workers(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        lifeline.close()
+        lifeline_end.close()
     return code

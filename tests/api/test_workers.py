@@ -3,6 +3,7 @@ SIGTERM stops them all."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -228,3 +229,36 @@ def test_sse_subscribers_on_every_worker_see_the_run_finish(tmp_path: Path) -> N
         assert events, "a subscriber received nothing"
         assert (events[-1]["event"], events[-1]["status"]) == ("run_finished", "completed"), events
         assert ("after", "success") in {(e.get("step_id"), e.get("status")) for e in events}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    """F: after SIGKILL of the supervisor, its workers do not go on serving unsupervised: they
+    see their lifeline end and shut down gracefully."""
+    server = Server(tmp_path / "home", {})
+    server.start(workers=2)
+    assert server.proc is not None
+    parent = server.proc.pid
+    workers: list[int] = []
+    try:
+        _wait_for(lambda: len(_workers(parent)) == 2, seconds=90)
+        workers = _workers(parent)
+        _wait_for(lambda: _listening(server.port) == 2, seconds=90)
+        server.proc.kill()  # SIGKILL: the supervisor has no chance to stop anything
+        server.proc.wait(timeout=30)
+
+        def gone(pid: int) -> bool:
+            try:
+                return "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+            except OSError:
+                return True
+
+        _wait_for(lambda: all(gone(pid) for pid in workers), seconds=60)
+        assert _listening(server.port) == 0
+    finally:
+        for pid in workers:  # a failed check must not leave them serving
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        server.proc = None
+        server.log.close()
