@@ -458,7 +458,8 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
         ErrorCode.STORE_UNAVAILABLE: CodeInfo(
             HTTPStatus.SERVICE_UNAVAILABLE,
             ExitCode.INTERNAL,
-            "The database cannot be reached; check that it runs and the database URL.",
+            "The run store cannot be reached or written (down, or its disk is full); try again "
+            "later, and check the database, its URL and its free space.",
         ),
         ErrorCode.TEMPLATE_ERROR: CodeInfo(
             HTTPStatus.UNPROCESSABLE_ENTITY,

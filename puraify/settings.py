@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     # how long a server trusts a token it verified before asking the store again: a revoked
     # token is refused by every process within this time (0: ask the store on every request)
     token_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+    # /readyz says "not ready" below this much free space where the SQLite store or the
+    # workspaces are (a full disk would fail every write)
+    ready_min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     max_body_bytes: int = 1024 * 1024
     execute_timeout_seconds: float = 60.0
     monitoring_url: str | None = None

@@ -5,6 +5,7 @@ limit, a log line and metrics. Routes translate HTTP into calls on ``app.state.s
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import time
@@ -22,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..actions import default_registry
-from ..errors import PuraifyError
+from ..errors import PuraifyError, StoreError
 from ..observability.logging import configure_logging
 from ..observability.logging_hook import LoggingHook
 from ..observability.metrics import Metrics, MetricsHook
@@ -203,6 +204,13 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        if _store_fault(exc):  # down, or its disk full: the caller should try again later
+            _log.error("store_unavailable", path=request.url.path, error=type(exc).__name__)
+            error = StoreError(
+                f"the run store cannot be used right now ({type(exc).__name__}); try again later",
+                code="store_unavailable",
+            )
+            return JSONResponse(error_body(error, _request_id(request)), status_code=503)
         _log.exception("unhandled_error", path=request.url.path)
         return JSONResponse(error_body(exc, _request_id(request)), status_code=500)
 
@@ -221,3 +229,13 @@ def create_app_from_environment(host: str | None = None) -> FastAPI:
     settings = Settings()
     listen = host or "an address uvicorn was given"
     return create_app(settings, environ=dict(os.environ), host=listen, server_process=True)
+
+
+def _store_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store (or the disk under it) cannot be used now, rather than
+    that something is wrong with the request or the code."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

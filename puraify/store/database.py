@@ -51,6 +51,10 @@ class Database:
         else:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        #: the SQLite database file (None for PostgreSQL and in-memory databases)
+        self.file: Path | None = (
+            Path(self._path) if self.is_sqlite and self._path and self._path != ":memory:" else None
+        )
         if self.is_sqlite:
             if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
                 raise StoreError(f"sqlite_synchronous must be NORMAL, FULL or EXTRA, not {sync!r}")

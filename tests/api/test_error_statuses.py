@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from tests.api.conftest import Api
 
 LOG = {"action": "log_message", "parameters": {"message": "x"}}
@@ -73,3 +77,39 @@ async def test_hostile_inputs_are_the_callers_mistake_not_a_500(api: Api) -> Non
         content=yaml_body,
     )
     assert r.status_code == 422 and r.json()["error"]["code"] == "yaml_syntax", r.text
+
+
+async def test_a_full_disk_is_a_503_with_a_reason_and_readyz_says_not_ready(
+    make_api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """F: a store that cannot write (disk full) is answered honestly: 503 store_unavailable on
+    the calls that write, and /readyz is not ready while the disk is nearly full."""
+    import sqlite3
+
+    import httpx
+    from sqlalchemy.exc import OperationalError
+
+    from puraify.store import RunStore
+
+    api = await make_api()
+    assert (await api.client.get("/readyz")).status_code == 200
+
+    async def full(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("INSERT", None, sqlite3.OperationalError("database or disk is full"))
+
+    monkeypatch.setattr(RunStore, "create_run", full)
+    transport = httpx.ASGITransport(app=api.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for route, body in (
+            ("/execute", {"action": "noop", "parameters": {}}),
+            ("/missions/execute", {"steps": [{"id": "a", "step_type": "noop"}]}),
+        ):
+            r = await client.post(route, headers=api.auth(), json=body)
+            assert r.status_code == 503, r.text
+            error = r.json()["error"]
+            assert error["code"] == "store_unavailable" and "try again later" in error["message"]
+            assert "disk is full" not in r.text  # the driver's text stays in the log
+
+    nearly_full = await make_api(ready_min_free_bytes=1 << 60)  # more than any disk has
+    r = await nearly_full.client.get("/readyz")
+    assert r.status_code == 503 and "run store" in r.json()["reason"]

@@ -570,9 +570,8 @@ async def test_outputs_no_json_can_hold_are_stored_by_the_documented_rule(
 
 async def test_the_store_cleans_what_reaches_it_unclean(store: RunStore) -> None:
     """The store's own guard, for results that did not pass through an action's attempt."""
-    from puraify.mission.model import StepError
-
     from puraify.mission.loader import load_mission
+    from puraify.mission.model import StepError
 
     loaded = load_mission("steps:\n  - {id: a, step_type: noop}\n")
     run_id, _ = await store.create_run(loaded.mission)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -29,15 +31,39 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "not ready"}},
 )
 async def readyz(request: Request) -> JSONResponse:
+    """Ready when the store answers and the disks it and the workspaces write to have room
+    (``ready_min_free_bytes``): a full disk fails every write, so a balancer should look
+    elsewhere."""
+    app = application(request)
     try:
-        async with application(request).db.engine.connect() as conn:
+        async with app.db.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:
-        return JSONResponse(
-            {"status": "unavailable", "reason": f"database unreachable: {type(exc).__name__}"},
-            status_code=503,
-        )
+        return _unready(f"database unreachable: {type(exc).__name__}")
+    places = {"run store": app.db.file.parent if app.db.file else None}
+    if app.profile.server:
+        places["workspaces"] = app.settings.workspace or app.settings.home / "workspaces"
+    for what, where in places.items():
+        if where is None:
+            continue
+        try:
+            free = shutil.disk_usage(_existing(where)).free
+        except OSError as exc:
+            return _unready(f"{what}: {exc.strerror or type(exc).__name__}")
+        if free < app.settings.ready_min_free_bytes:
+            return _unready(f"{what}: {free // (1024 * 1024)} MiB free, below the minimum")
     return JSONResponse({"status": "ready"})
+
+
+def _unready(reason: str) -> JSONResponse:
+    return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+
+
+def _existing(path: Path) -> Path:
+    """``path``, or its nearest existing parent (a workspace root is made on first use)."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
 
 
 @router.get(
