@@ -290,7 +290,7 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
         ErrorCode.INVALID_NUMBER: CodeInfo(
             HTTPStatus.UNPROCESSABLE_ENTITY,
             ExitCode.INVALID,
-            "`NaN` and infinities have no JSON spelling, so a mission cannot hold them; write the "
+            "NaN and infinities have no JSON spelling, so a mission cannot hold them; write the "
             "value as a string, or leave it out.",
         ),
         ErrorCode.INVALID_MISSION: CodeInfo(

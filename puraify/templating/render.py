@@ -8,6 +8,13 @@ Rules (DESIGN.md §3, RELIABILITY.md SEC-02):
   and mappings as JSON (what every platform on the other end parses), never Python's.
 - Output is capped in bytes, and rendering in time: the deadline is checked on every call,
   attribute or item lookup and output chunk, and ``*`` / ``**`` refuse results past the cap.
+  A width or precision past the cap is refused before anything is allocated, wherever it is
+  given: ``%`` and the ``format`` filter, ``str.format``, ``center``/``ljust``/``rjust``/
+  ``zfill``/``expandtabs`` and the ``center``/``indent`` filters; ``replace`` and ``join``
+  whose result would pass the cap are refused before they build it; ``slice`` takes at most
+  ``MAX_SLICES``; ``lipsum`` is not available. Every ``{% for %}`` checks the deadline on each
+  item, so nested loops that call nothing are bounded in time too; recursion past Python's
+  limit is ``template_limit``.
 - Rendering is single pass: data coming from a step's output is inserted as a value and never
   parsed as a template again.
 
@@ -22,14 +29,15 @@ from __future__ import annotations
 
 import json
 import re
+import string
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any, NamedTuple, Protocol
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
-from jinja2.exceptions import SecurityError
+from jinja2.exceptions import FilterArgumentError, SecurityError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -77,8 +85,20 @@ class CompiledTemplate(NamedTuple):
     path: tuple[str, ...] | None = None
 
 
+MAX_SLICES = 10_000
+_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+_FORMAT_METHODS = frozenset({"format", "format_map"})
+# %[(key)][flags][width][.precision]: the width and the precision, `*` when an argument gives it
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_DIGITS = re.compile(r"\d+")
+
+
+def _ints(values: Iterable[Any]) -> list[int]:
+    return [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
 
     def __init__(self, max_output: int) -> None:
         super().__init__(
@@ -88,6 +108,115 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             finalize=_json_spelling,
         )
         self.max_output = max_output
+        self.globals.pop("lipsum", None)  # up to 100,000 paragraphs of filler text
+        center, indent, slice_ = (self.filters[n] for n in ("center", "indent", "slice"))
+
+        def bounded_center(value: Any, width: int = 80) -> Any:
+            self._check_widths(_ints([width]))
+            return center(value, width)
+
+        def bounded_indent(value: Any, width: Any = 4, *args: Any, **kwargs: Any) -> Any:
+            self._check_widths(_ints([width]))
+            return indent(value, width, *args, **kwargs)
+
+        def bounded_format(value: Any, *args: Any, **kwargs: Any) -> Any:
+            if args and kwargs:
+                raise FilterArgumentError("format takes positional or keyword arguments, not both")
+            return self._percent(value, args or kwargs)
+
+        def bounded_slice(value: Any, slices: int, *args: Any) -> Any:
+            if isinstance(slices, int) and slices > MAX_SLICES:
+                raise TemplateSecurityError(
+                    f"slice takes at most {MAX_SLICES} slices", code="template_limit"
+                )
+            return slice_(value, slices, *args)
+
+        replace, join = self.filters["replace"], self.filters["join"]
+
+        def bounded_replace(ctx: Any, value: Any, old: Any, new: Any, count: Any = None) -> Any:
+            self._check_replace(value, old, new)
+            return replace(ctx, value, old, new, count)
+
+        bounded_replace.jinja_pass_arg = replace.jinja_pass_arg  # type: ignore[attr-defined]
+
+        def bounded_join(context: Any, value: Any, d: Any = "", attribute: Any = None) -> Any:
+            if isinstance(d, str) and d and attribute is None:
+                items = list(value)
+                self._check_size((len(items) - 1) * len(d) + sum(len(str(i)) for i in items))
+                value = items
+            return join(context, value, d, attribute)
+
+        bounded_join.jinja_pass_arg = join.jinja_pass_arg  # type: ignore[attr-defined]
+        self.filters.update(
+            center=bounded_center,
+            indent=bounded_indent,
+            format=bounded_format,
+            slice=bounded_slice,
+            replace=bounded_replace,
+            join=bounded_join,
+        )
+        self.globals["_puraify_iter"] = self._ticking
+
+    def _ticking(self, iterable: Any) -> Any:
+        """What every ``{% for %}`` iterates: the same items, the deadline checked on each."""
+        for item in iterable:
+            self._tick()
+            yield item
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Call(nodes.Name("_puraify_iter", "load"), [loop.iter], [], None, None)
+        return tree
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_output:
+            raise TemplateSecurityError(
+                f"template output would exceed {self.max_output} bytes", code="template_limit"
+            )
+
+    def _check_replace(self, text: Any, old: Any, new: Any) -> None:
+        if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
+            grows = len(new) - len(old)
+            if grows > 0:
+                hits = text.count(old) if old else len(text) + 1
+                self._check_size(len(text) + hits * grows)
+
+    def _check_widths(self, numbers: Iterable[int]) -> None:
+        for number in numbers:
+            if number > self.max_output:
+                raise TemplateSecurityError(
+                    f"a width or precision of {number} would pass the {self.max_output}-byte "
+                    "output limit",
+                    code="template_limit",
+                )
+
+    def _percent(self, text: Any, right: Any) -> Any:
+        """``text % right``, with every width and precision checked before it allocates."""
+        if isinstance(text, str):
+            star = False
+            for match in _PERCENT_SPEC.finditer(text):
+                for group in match.groups():
+                    if group == "*":
+                        star = True
+                    elif group:
+                        self._check_widths([int(group)])
+            if star:
+                self._check_widths(_ints(right if isinstance(right, tuple) else (right,)))
+        return text % right
+
+    def _check_format(self, text: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        try:
+            specs = [spec for _, _, spec, _ in string.Formatter().parse(text) if spec]
+        except ValueError:
+            return  # str.format raises its own error for it
+        for spec in specs:
+            self._check_widths(int(d) for d in _DIGITS.findall(spec))
+            if "{" in spec:  # a width from the arguments: `{:{w}}`
+                values = [*args, *kwargs.values()]
+                if args and isinstance(args[0], Mapping):
+                    values += list(args[0].values())
+                self._check_widths(_ints(values))
 
     def _tick(self) -> None:
         if time.monotonic() > _deadline.get():
@@ -95,6 +224,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         self._tick()
+        if operator == "%":
+            return self._percent(left, right)
         if operator == "**":
             if isinstance(left, int) and isinstance(right, int) and right > 0:
                 if abs(left) > 1 and left.bit_length() * right > 64_000:
@@ -122,6 +253,20 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         self._tick()
+        target = getattr(__obj, "__wrapped__", __obj)  # str.format comes wrapped by the sandbox
+        owner = getattr(target, "__self__", None)
+        if isinstance(owner, str):
+            name = getattr(target, "__name__", "")
+            if name in _WIDTH_METHODS:
+                self._check_widths(_ints([*args, *kwargs.values()]))
+            elif name in _FORMAT_METHODS:
+                self._check_format(owner, args, kwargs)
+            elif name == "replace" and len(args) >= 2:
+                self._check_replace(owner, args[0], args[1])
+            elif name == "join" and args:
+                items = [str(i) for i in args[0]] if isinstance(args[0], list | tuple) else None
+                if items is not None:
+                    self._check_size((len(items) - 1) * len(owner) + sum(map(len, items)))
         return super().call(__context, __obj, *args, **kwargs)
 
 
@@ -232,6 +377,12 @@ class TemplateEngine:
             raise TemplateError(f"template error: {exc.message}", field=field or None) from None
         except (TypeError, ValueError, ArithmeticError, LookupError, OverflowError) as exc:
             raise TemplateError(f"template error: {exc}", field=field or None) from None
+        except (RecursionError, MemoryError):
+            raise TemplateSecurityError(
+                "template recursed or allocated past its limits",
+                code="template_limit",
+                field=field or None,
+            ) from None
         finally:
             _deadline.reset(token)
 
