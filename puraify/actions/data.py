@@ -20,6 +20,7 @@ from ..mission.parse import ParseLimits, parse_document
 from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
+from .regex import user_regex
 
 if TYPE_CHECKING:  # the XML modules load with the first parse_xml step (~35 ms otherwise)
     from xml.etree.ElementTree import Element
@@ -188,6 +189,7 @@ class ValidateSchema(Action):
             raise ActionError(
                 f"the schema itself is invalid: {exc.message}", code="invalid_schema"
             ) from None
+        cls = _linear_patterns(cls)
         # Only references inside the schema resolve: jsonschema would otherwise fetch an
         # http(s):// or file:// `$ref` itself, outside the SSRF guard and the workspace jail.
         registry: Any = referencing.Registry(retrieve=_no_remote)  # type: ignore[call-arg]
@@ -211,6 +213,54 @@ class ValidateSchema(Action):
                 details={"errors": errors},
             )
         return {"valid": not errors, "errors": errors}
+
+
+def _linear_patterns(cls: Any) -> Any:
+    """``cls`` with the keywords that match patterns (``pattern``, ``patternProperties``,
+    ``additionalProperties`` next to them) matching in linear time (RE2), as jsonschema's own
+    do with ``re``."""
+    import jsonschema
+
+    def search(pattern: str, text: str) -> bool:
+        return user_regex(pattern, field="schema").search(text) is not None
+
+    def pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Any:
+        if validator.is_type(instance, "string") and not search(patrn, instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {patrn!r}")
+
+    def pattern_properties(validator: Any, patterns: Any, instance: Any, schema: Any) -> Any:
+        if not validator.is_type(instance, "object"):
+            return
+        for patrn, subschema in patterns.items():
+            for key, value in instance.items():
+                if search(patrn, key):
+                    yield from validator.descend(value, subschema, path=key, schema_path=patrn)
+
+    def additional_properties(validator: Any, extra: Any, instance: Any, schema: Any) -> Any:
+        if not validator.is_type(instance, "object"):
+            return
+        properties = schema.get("properties", {})
+        patterns = list(schema.get("patternProperties", {}))
+        extras = [
+            key
+            for key in instance
+            if key not in properties and not any(search(p, key) for p in patterns)
+        ]
+        if validator.is_type(extra, "object"):
+            for key in extras:
+                yield from validator.descend(instance[key], extra, path=key)
+        elif not extra and extras:
+            names = ", ".join(repr(k) for k in sorted(extras, key=str))
+            yield jsonschema.ValidationError(f"additional properties are not allowed ({names})")
+
+    return jsonschema.validators.extend(
+        cls,
+        {
+            "pattern": pattern,
+            "patternProperties": pattern_properties,
+            "additionalProperties": additional_properties,
+        },
+    )
 
 
 def _no_remote(uri: str) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import fnmatch
-import re
 from typing import Any, ClassVar, Literal, Self
 
 from pydantic import AliasChoices, Field, model_validator
@@ -19,6 +18,7 @@ from ..errors import ActionError
 from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
+from .regex import user_regex
 
 __all__ = [
     "CopyFile",
@@ -162,12 +162,8 @@ class EditFile(Action):
                 )
             replacement = params.replace if params.replace is not None else content
             if params.regex:
-                try:
-                    new, replacements = re.subn(params.find, replacement, text, count=params.count)
-                except re.error as exc:
-                    raise ActionError(
-                        f"bad regex: {exc}", code="invalid_parameters", field="find"
-                    ) from None
+                pattern = user_regex(params.find, field="find")
+                new, replacements = pattern.subn(replacement, text, count=params.count)
             else:
                 replacements = text.count(params.find)
                 if params.count:
@@ -391,17 +387,14 @@ class FileSearch(Action):
 
     def _search(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
         ws = ctx.workspace
-        flags = 0 if params.case_sensitive else re.IGNORECASE
-        matcher: re.Pattern[str] | None = None
+        matcher: Any = None
         if params.content is not None:
-            try:
-                matcher = re.compile(
-                    params.content if params.regex else re.escape(params.content), flags
-                )
-            except re.error as exc:
-                raise ActionError(
-                    f"bad regex: {exc}", code="invalid_parameters", field="content"
-                ) from None
+            matcher = user_regex(
+                params.content,
+                field="content",
+                ignore_case=not params.case_sensitive,
+                literal=not params.regex,
+            )
         scan_cap = ctx.limit("file_search_max_results", 1000) * 10
         entries = (
             ws.walk(params.path, max_entries=scan_cap)

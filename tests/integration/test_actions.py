@@ -211,3 +211,43 @@ async def test_edit_file_in_the_specs_form(make_engine: EngineFactory, workspace
     with pytest.raises(ValidationError) as info:
         await one(make_engine, "edit_file", path="notes.txt", operation="replace", content="x")
     assert "needs `find`" in str(info.value)
+
+
+EVIL = "(a+)+$"  # exponential for a backtracking engine on "aaaa...b"
+
+
+async def test_user_regexes_match_in_linear_time(
+    make_engine: EngineFactory, workspace: Path
+) -> None:
+    """F: the patterns that froze the engine (edit_file, validate_schema, file_search) finish
+    at once: RE2 has no backtracking. A pattern RE2 refuses is invalid_parameters."""
+    (workspace / "victim.txt").write_text("a" * 5000 + "b")
+    edit = await one(
+        make_engine, "edit_file", path="victim.txt", find=EVIL, replace="x", regex=True
+    )
+    assert out(edit)["replacements"] == 0
+    schema = {"type": "string", "pattern": EVIL}
+    checked = await one(
+        make_engine, "validate_schema", data="a" * 5000 + "b", schema=schema, fail_on_invalid=False
+    )
+    assert out(checked)["valid"] is False
+    props = {
+        "type": "object",
+        "patternProperties": {EVIL: {"type": "integer"}},
+        "additionalProperties": False,
+    }
+    keyed = await one(
+        make_engine,
+        "validate_schema",
+        data={"a" * 500 + "b": 1},
+        schema=props,
+        fail_on_invalid=False,
+    )
+    assert out(keyed)["valid"] is False
+    found = await one(make_engine, "file_search", path=".", content=EVIL, regex=True)
+    assert out(found)["matches"] == []
+    refused = await one(
+        make_engine, "edit_file", path="victim.txt", find="(?<=a)b", replace="x", regex=True
+    )
+    error = refused.step("s").error
+    assert error is not None and error.code == "invalid_parameters" and "RE2" in error.message
