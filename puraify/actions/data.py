@@ -253,7 +253,8 @@ def _linear_patterns(cls: Any) -> Any:
             names = ", ".join(repr(k) for k in sorted(extras, key=str))
             yield jsonschema.ValidationError(f"additional properties are not allowed ({names})")
 
-    return jsonschema.validators.extend(
+    extend: Any = jsonschema.validators.extend  # untyped in jsonschema's stubs
+    return extend(
         cls,
         {
             "pattern": pattern,

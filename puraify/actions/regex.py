@@ -18,7 +18,9 @@ from ..errors import ActionError
 __all__ = ["user_regex"]
 
 
-def user_regex(pattern: str, *, field: str, ignore_case: bool = False, literal: bool = False) -> Any:
+def user_regex(
+    pattern: str, *, field: str, ignore_case: bool = False, literal: bool = False
+) -> Any:
     """``pattern`` compiled by RE2 (``literal``: matched as plain text)."""
     options = re2.Options()
     options.log_errors = False  # RE2 would write each refusal to stderr as well
