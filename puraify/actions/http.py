@@ -201,7 +201,7 @@ def _parse(raw: bytes, response: httpx.Response, fmt: str) -> Any:
     if is_json and text.strip():
         try:
             return json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             if fmt == "json":
                 raise ActionError("response is not valid JSON", code="invalid_response") from None
     return text

@@ -12,7 +12,8 @@ checked in one pass) and otherwise a copy with each such part replaced, by a doc
 - a key that is not a string becomes its text; a tuple becomes a list; an integer too long to
   write in decimal (over 4,300 digits, Python's limit) becomes ``"<integer too large>"``;
 - anything else that is not data becomes its text, and a value nested deeper than
-  ``MAX_DEPTH`` becomes the text ``"<nested too deeply>"``.
+  ``MAX_DEPTH`` becomes the text ``"<nested too deeply>"`` (serializers, pydantic's among them,
+  stop at a depth of their own; the result and its envelope must stay under it).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 __all__ = ["MAX_DEPTH", "UNSAFE_CHARS", "json_safe", "safe_text"]
 
-MAX_DEPTH = 256
+MAX_DEPTH = 128
 #: What no store can hold: NUL (PostgreSQL refuses it), a lone surrogate (no UTF-8 exists).
 UNSAFE_CHARS = re.compile("[\x00\ud800-\udfff]")
 
@@ -36,6 +37,8 @@ def safe_text(text: str) -> str:
 
 def json_safe(value: Any) -> Any:
     """``value`` if every store and client can hold it as JSON; else a cleaned copy."""
+    if _deeper_than(value, MAX_DEPTH):
+        return _clean(value, 0)
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False)
         text.encode("utf-8")
@@ -44,6 +47,22 @@ def json_safe(value: Any) -> Any:
     if "\\u0000" in text:  # json.dumps always escapes NUL
         return _clean(value, 0)
     return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests containers more than ``limit`` deep (scalars are not visited)."""
+    if not isinstance(value, dict | list | tuple):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend(
+            (child, depth + 1) for child in children if isinstance(child, dict | list | tuple)
+        )
+    return False
 
 
 def _clean(value: Any, depth: int) -> Any:

@@ -249,3 +249,24 @@ async def test_sec06_hostile_action_bodies_get_a_structured_error(
     assert r.status_code in (400, 422), r.text[:300]
     assert r.json()["error"]["code"] == code, r.text[:300]
     assert (await api.client.get("/runs", headers=api.auth())).json()["runs"] == []
+
+
+@pytest.mark.parametrize("depth", [130, 256, 300, 5_000, 100_000])
+async def test_a_deeply_nested_answer_is_stored_and_served(
+    api: Api, sink: tuple[RecordingSink, str], depth: int
+) -> None:
+    """F: a platform's answer nested past what serializers take: the action reports it ran,
+    and the run reads back (the nesting past 128 levels is replaced, or the body kept as text
+    when no JSON parser could read it)."""
+    receiver, url = sink
+    body = b"[" * depth + b"]" * depth
+    receiver.script("/deep", Reply(200, body, {"Content-Type": "application/json"}))
+    r = await api.client.post(
+        "/execute",
+        headers=api.auth(),
+        json={"action": "http_request", "parameters": {"url": f"{url}/deep"}},
+    )
+    assert r.status_code == 200, r.text[:300]
+    run = await api.client.get(f"/runs/{r.json()['run_id']}", headers=api.auth())
+    assert run.status_code == 200, run.text[:300]
+    assert run.json()["status"] == "completed"
