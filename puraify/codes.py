@@ -261,9 +261,9 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
         ),
         ErrorCode.IDEMPOTENCY_CONFLICT: CodeInfo(
             HTTPStatus.CONFLICT,
-            None,
-            "This Idempotency-Key was already used with another request, or its first request "
-            "is still running; use a new key, or wait for the first answer.",
+            ExitCode.INVALID,
+            "This idempotency key was already used with another request or mission, or its "
+            "first request is still running; use a new key, or wait for the first answer.",
         ),
         ErrorCode.INTERNAL_ERROR: CodeInfo(
             HTTPStatus.INTERNAL_SERVER_ERROR,

@@ -368,9 +368,11 @@ class RunService:
         parameters: Mapping[str, Any],
         context: Mapping[str, Any],
         project_id: str | None,
+        idempotency_key: str | None = None,
     ) -> ActionOutcome:
         """Run one action as a one-step run and wait for it (``execute_timeout_seconds``, which
-        is also the step's timeout)."""
+        is also the step's timeout). A known ``idempotency_key`` gives back its run, continued
+        if its engine is gone."""
         started = time.perf_counter()
         step_type = self.resolve_action(action, platform)
         timeout = self.settings.execute_timeout_seconds
@@ -391,7 +393,11 @@ class RunService:
         # the run id is shown only with the result: the run is committed with its attempt
         # a single action is one step: the runtime guards judge it, as they judge every step
         run_id, _ = await self._submit(
-            validated.compiled, project_id=project_id, context=context, defer=True
+            validated.compiled,
+            project_id=project_id,
+            context=context,
+            idempotency_key=idempotency_key,
+            defer=idempotency_key is None,
         )
         try:
             result = await self.wait(run_id, timeout + 5)

@@ -71,6 +71,11 @@ class IdempotencyStore:
         produce: Callable[[], Awaitable[tuple[int, Any]]],
     ) -> tuple[int, Any]:
         """Answer with ``produce()`` the first time; with the stored answer afterwards."""
+        if not key.strip():
+            raise InvalidIdempotencyKey(
+                "Idempotency-Key is empty; send a unique key per operation, or none",
+                field="Idempotency-Key",
+            )
         if len(key) > MAX_KEY_LENGTH:
             raise InvalidIdempotencyKey(
                 f"Idempotency-Key is longer than {MAX_KEY_LENGTH} characters; send a shorter key",

@@ -141,7 +141,8 @@ class RunStore:
     ) -> tuple[str, bool]:
         """Commit a new run (owned by this process) and its steps; ``(run_id, created)``.
 
-        With an ``idempotency_key`` already used, the existing run's id comes back instead.
+        With an ``idempotency_key`` already used for the same mission, the existing run's id
+        comes back instead; used for another mission, ``idempotency_conflict``.
         ``reuse`` copies successful results from another run (``runs retry``). ``profile``:
         the safety profile the run is created under, kept for every later resume or retry.
 
@@ -150,10 +151,6 @@ class RunStore:
         (the first attempt, which is always before any dispatch) instead of in one of its own:
         one round trip less per run, and still nothing is dispatched before the run is durable.
         """
-        if idempotency_key is not None:
-            existing = await self.find_by_key(idempotency_key)
-            if existing is not None:
-                return existing, False
         run_id = run_id or new_run_id()
         new = self.rows.new_run(
             mission,
@@ -169,6 +166,10 @@ class RunStore:
             project_id=project_id,
             profile=profile,
         )
+        if idempotency_key is not None:
+            existing = await self._keyed(idempotency_key, new.run["mission_hash"])
+            if existing is not None:
+                return existing, False
         if defer and idempotency_key is None:
             self._writer.defer(new)
             self.leases.hold(run_id, 1)
@@ -177,7 +178,7 @@ class RunStore:
             await self._writer.create(new)
         except IntegrityError:
             if idempotency_key is not None:
-                existing = await self.find_by_key(idempotency_key)
+                existing = await self._keyed(idempotency_key, new.run["mission_hash"])
                 if existing is not None:
                     return existing, False
             raise
@@ -192,6 +193,25 @@ class RunStore:
         """Drop what this store holds for a run that is no longer executing here."""
         self._writer.forget(run_id)
         self.leases.release(run_id)
+
+    async def _keyed(self, key: str, mission_hash: str) -> str | None:
+        """The run created with ``key``, which must be of the same mission."""
+        async with self.db.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(runs.c.id, runs.c.mission_hash).where(runs.c.idempotency_key == key)
+                )
+            ).first()
+        if row is None:
+            return None
+        if row.mission_hash != mission_hash:
+            raise StoreError(
+                f"this idempotency key belongs to run {row.id}, of another mission; use a new "
+                "key for this one",
+                code="idempotency_conflict",
+                run_id=row.id,
+            )
+        return str(row.id)
 
     async def find_by_key(self, key: str) -> str | None:
         """The run created with idempotency key ``key``, if any."""

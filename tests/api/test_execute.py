@@ -270,3 +270,59 @@ async def test_a_deeply_nested_answer_is_stored_and_served(
     run = await api.client.get(f"/runs/{r.json()['run_id']}", headers=api.auth())
     assert run.status_code == 200, run.text[:300]
     assert run.json()["status"] == "completed"
+
+
+async def test_a_repeat_that_takes_over_a_dead_requests_key_continues_its_run(
+    api: Api, sink: tuple[RecordingSink, str]
+) -> None:
+    """F: the first request died after its run was committed (the process went away: its key
+    stays pending, its run unfinished). The repeat takes the key over and continues that run,
+    so the platform sees one delivery key, never two runs."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from puraify.store.tables import idempotency_records, runs
+
+    receiver, url = sink
+    body = {"action": "http", "parameters": {"url": f"{url}/pay", "method": "POST"}}
+    headers = {**api.auth(), "Idempotency-Key": "order-99"}
+    first = await api.client.post("/execute", json=body, headers=headers)
+    assert first.status_code == 200
+    run_id = first.json()["run_id"]
+    # what a crash leaves: the key pending with its lease run out, the run's engine gone
+    db = api.app.state.application.db
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            update(idempotency_records).values(status_code=None, response=None, lease_until=past)
+        )
+        await conn.execute(update(runs).where(runs.c.id == run_id).values(status="running"))
+    again = await api.client.post("/execute", json=body, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json()["run_id"] == run_id  # the same run, not a second one
+    keys = {r.headers["idempotency-key"] for r in receiver.requests}
+    assert keys == {f"{run_id}:action"}
+    listed = (await api.client.get("/runs", headers=api.auth())).json()["runs"]
+    assert [r["run_id"] for r in listed] == [run_id]
+
+
+async def test_the_key_reads_the_query_as_the_route_does(api: Api) -> None:
+    """F: `?dry_run=false&dry_run=true` and `?dry_run=true&dry_run=false` mean different calls
+    (the last value counts), so one's answer is never replayed for the other."""
+    mission = {"steps": [{"id": "a", "step_type": "noop"}]}
+    headers = {**api.auth(), "Idempotency-Key": "q-1"}
+    real = await api.client.post(
+        "/missions/execute?dry_run=true&dry_run=false", json=mission, headers=headers
+    )
+    assert real.status_code == 202
+    dry = await api.client.post(
+        "/missions/execute?dry_run=false&dry_run=true", json=mission, headers=headers
+    )
+    assert dry.status_code == 409
+    empty = await api.client.post(
+        "/execute",
+        json={"action": "noop", "parameters": {}},
+        headers={**api.auth(), "Idempotency-Key": "  "},
+    )
+    assert empty.status_code == 400 and empty.json()["error"]["code"] == "invalid_idempotency_key"

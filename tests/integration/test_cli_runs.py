@@ -91,6 +91,11 @@ def test_idempotency_key_reuses_a_finished_run(tmp_path: Path) -> None:
     )
     assert first["run_id"] == again["run_id"]
     assert len(json.loads(puraify("runs", "list", "--json", home=home, cwd=tmp_path).stdout)) == 1
+    other = tmp_path / "other.yaml"
+    other.write_text("steps:\n  - {id: b, step_type: noop}\n")
+    clash = puraify("run", str(other), "--json", "--idempotency-key", "k", home=home, cwd=tmp_path)
+    assert clash.returncode == 2
+    assert json.loads(clash.stdout)["error"]["code"] == "idempotency_conflict"
 
 
 def test_runs_cancel_stops_a_live_run(tmp_path: Path) -> None:

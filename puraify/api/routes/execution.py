@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
@@ -45,8 +47,9 @@ async def _idempotent(
     if key is None:
         status, payload = await produce()
     else:
-        # the key covers the whole request: method, path, query (in any order) and body
-        query = "&".join(sorted(request.url.query.split("&"))) if request.url.query else ""
+        # the key covers the whole request: method, path, the query as the route reads it
+        # (parameters in any order; the values of a repeated one in theirs) and body
+        query = urlencode(sorted(request.query_params.multi_items(), key=lambda kv: kv[0]))
         raw = f"{request.method} {request.url.path}?{query}\n".encode() + await request.body()
         status, payload = await application(request).idempotency.run(
             principal.project_id, key, raw, produce
@@ -54,8 +57,18 @@ async def _idempotent(
     return JSONResponse(payload, status_code=status)
 
 
+def _run_key(principal: Principal, key: str | None) -> str | None:
+    """The run-level key of a request's Idempotency-Key: the run a request creates carries it,
+    so a repeat that takes over a key whose first request died continues that run (resumed)
+    instead of creating a second one."""
+    if key is None:
+        return None
+    digest = hashlib.sha256(f"{principal.project_id}\0{key}".encode()).hexdigest()
+    return f"api:{digest}"
+
+
 async def _run_action(
-    request: Request, principal: Principal, req: ActionRequest
+    request: Request, principal: Principal, req: ActionRequest, run_key: str | None
 ) -> tuple[int, dict[str, Any]]:
     """Run one action as a one-step run; ``(http_status, envelope)``."""
     request_id = getattr(request.state, "request_id", None)
@@ -74,6 +87,7 @@ async def _run_action(
             parameters=req.parameters,
             context=req.context,
             project_id=principal.project_id,
+            idempotency_key=run_key,
         )
     except PuraifyError as exc:
         return status_for(exc), {**base, **error_body(exc, request_id)}
@@ -131,7 +145,7 @@ async def execute(
             req = normalize_execute(body)
         except PuraifyError as exc:
             return status_for(exc), error_body(exc, getattr(request.state, "request_id", None))
-        return await _run_action(request, principal, req)
+        return await _run_action(request, principal, req, _run_key(principal, idempotency_key))
 
     return await _idempotent(request, principal, idempotency_key, produce)
 
@@ -156,7 +170,9 @@ async def perform_action(
             req = normalize_perform_action(body)
         except PuraifyError as exc:
             return status_for(exc), error_body(exc, getattr(request.state, "request_id", None))
-        status, envelope = await _run_action(request, principal, req)
+        status, envelope = await _run_action(
+            request, principal, req, _run_key(principal, idempotency_key)
+        )
         answer: dict[str, Any] = {
             k: envelope[k]
             for k in ("status", "request_id", "run_id", "result", "reason", "error")
@@ -261,7 +277,10 @@ async def execute_mission(
             return 200, report.model_dump(mode="json")
         try:
             run_id, _ = await service.submit(
-                prepared.compiled, project_id=principal.project_id, context=context
+                prepared.compiled,
+                project_id=principal.project_id,
+                context=context,
+                idempotency_key=_run_key(principal, idempotency_key),
             )
         except PuraifyError as exc:  # refused before it was committed: the answer is final
             return status_for(exc), error_body(exc, request_id)
