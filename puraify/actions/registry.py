@@ -79,6 +79,10 @@ class ActionRegistry:
         """Per action name, the other names templates may read its output fields by."""
         return {a.name: a.output_aliases for a in self.actions() if a.output_aliases}
 
+    def parameter_names(self, step_type: str) -> dict[str, str]:
+        """Every name a parameter of ``step_type`` is accepted under -> the parameter's name."""
+        return dict(_field_names(self.get(step_type).Params))
+
     def catalog(self) -> list[dict[str, Any]]:
         return [a.describe() for a in self.actions()]
 

@@ -21,6 +21,7 @@ __all__ = [
     "Rule",
     "env_refusal",
     "program_name",
+    "programs_run",
     "refusal",
 ]
 
@@ -42,10 +43,71 @@ SHELL_PROGRAMS = frozenset(
         "pwsh",
         "cmd",
         "cmd.exe",
+        "rbash",
+        "rksh",
+        "mksh",
+        "yash",
+        "posh",
+        "oksh",
+        "loksh",
+        "elvish",
+        "xonsh",
+        "nu",
+        # they run their argument through a shell
+        "watch",
+        "script",
     }
 )
-#: Programs that change privileges: never run.
-PRIVILEGE_PROGRAMS = frozenset({"sudo", "su", "doas", "pkexec", "runas"})
+#: Programs that change privileges, users or namespaces: never run.
+PRIVILEGE_PROGRAMS = frozenset(
+    {
+        "sudo",
+        "sudoedit",
+        "su",
+        "doas",
+        "pkexec",
+        "runas",
+        "runuser",
+        "setpriv",
+        "capsh",
+        "setcap",
+        "chroot",
+        "nsenter",
+        "unshare",
+        "systemd-run",
+        "machinectl",
+    }
+)
+#: Programs that run another program given in their arguments: what they run is judged.
+#: Value: options that take a separate value, and how many operands precede the program.
+_WRAPPERS: dict[str, tuple[frozenset[str], int]] = {
+    "env": (frozenset({"-u", "--unset", "-C", "--chdir"}), 0),
+    "timeout": (frozenset({"-s", "--signal", "-k", "--kill-after"}), 1),
+    "nice": (frozenset({"-n", "--adjustment"}), 0),
+    "nohup": (frozenset(), 0),
+    "setsid": (frozenset(), 0),
+    "stdbuf": (frozenset({"-i", "-o", "-e", "--input", "--output", "--error"}), 0),
+    "ionice": (frozenset({"-c", "--class", "-n", "--classdata", "-p", "--pid"}), 0),
+    "chrt": (frozenset(), 1),
+    "taskset": (frozenset(), 1),
+    "time": (frozenset({"-f", "--format", "-o", "--output"}), 0),
+    "xargs": (
+        frozenset(
+            {"-a", "--arg-file", "-d", "--delimiter", "-E", "-e", "-I", "-i", "-L", "-l"}
+            | {"-n", "--max-args", "-P", "--max-procs", "-s", "--max-chars"}
+        ),
+        0,
+    ),
+    "flock": (frozenset({"-w", "--timeout", "-E", "--conflict-exit-code"}), 1),
+    "strace": (frozenset({"-e", "-o", "-p", "-s", "-u"}), 0),
+    "ltrace": (frozenset({"-e", "-o", "-p", "-s", "-u"}), 0),
+    "catchsegv": (frozenset(), 0),
+    "command": (frozenset(), 0),
+    "exec": (frozenset(), 0),
+    "busybox": (frozenset(), 0),
+}
+_AWKS = frozenset({"awk", "gawk", "mawk", "nawk", "busybox-awk"})
+_FIND_EXEC = frozenset({"-exec", "-execdir", "-ok", "-okdir"})
 #: Programs that administer or wreck the system: never run (``mkfs.<type>`` counts as ``mkfs``).
 SYSTEM_PROGRAMS = frozenset(
     {
@@ -82,10 +144,15 @@ Rule = Literal[
 
 _SHELL_SYNTAX = re.compile(r"[;&|`$<>(){}\n*?\s]")
 _ENV_REFUSED = re.compile(
-    r"^(LD_|DYLD_|PYTHONSTARTUP$|PYTHONPATH$|PYTHONHOME$|PERL5OPT$|"
-    r"PERL5LIB$|NODE_OPTIONS$|RUBYOPT$|BASH_ENV$|ENV$|IFS$|PATH$|"
-    r"GCONV_PATH$|MALLOC_|GLIBC_TUNABLES$)"
+    r"^(LD_|DYLD_|PYTHONSTARTUP$|PYTHONPATH$|PYTHONHOME$|PYTHONUSERBASE$|PYTHONINSPECT$|"
+    r"PERL5OPT$|PERL5LIB$|PERLLIB$|PERL5DB$|NODE_OPTIONS$|NODE_PATH$|RUBYOPT$|RUBYLIB$|"
+    r"LUA_INIT|LUA_PATH|LUA_CPATH|BASH_ENV$|BASH_FUNC_|ENV$|IFS$|PATH$|SHELLOPTS$|BASHOPTS$|"
+    r"PS4$|PROMPT_COMMAND$|GCONV_PATH$|MALLOC_|GLIBC_TUNABLES$|GIT_EXEC_PATH$|GIT_SSH|"
+    r"GIT_CONFIG|JAVA_TOOL_OPTIONS$|_JAVA_OPTIONS$|JDK_JAVA_OPTIONS$)",
+    re.IGNORECASE,
 )
+# awk programs that reach a shell: system(...), print | "cmd", "cmd" | getline
+_AWK_SHELL = re.compile(r"system\s*\(|\|\s*\"|\"\s*\|\s*getline|\|&")
 # Targets that mean "everything here" (absolute paths are refused on their own).
 _WIDE_TARGETS = ("~", "~/", ".", "./", "..", "*")
 
@@ -106,7 +173,57 @@ def program_name(program: str) -> str:
 
 
 def refusal(argv: Sequence[str], *, allow_shell: bool = False) -> Refusal | None:
-    """Why ``argv`` (the program, then its arguments; never empty) may not run, or None."""
+    """Why ``argv`` (the program, then its arguments; never empty) may not run, or None.
+
+    A wrapper (``env``, ``timeout``, ``nice``, ``xargs``, ``find -exec``, ...) is judged by
+    what it runs as well, so ``env sh -c ...`` is a shell like ``sh -c ...`` is."""
+    for inner in programs_run(list(argv)):
+        found = _refusal(inner, allow_shell=allow_shell)
+        if found is not None:
+            return found
+    return None
+
+
+def programs_run(argv: list[str], depth: int = 0) -> list[list[str]]:
+    """``argv`` and every command line its wrappers would run."""
+    out = [argv]
+    if depth > 8 or not argv:
+        return out
+    name = program_name(argv[0])
+    args = argv[1:]
+    if name in _WRAPPERS:
+        valued, operands = _WRAPPERS[name]
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                i += 1
+                break
+            if name == "env" and "=" in arg and not arg.startswith("-"):
+                i += 1  # NAME=value
+                continue
+            if not arg.startswith("-") or arg == "-":
+                break
+            if name == "env" and (arg == "-S" or arg.startswith("--split-string")):
+                # `env -S "sh -c ..."` splits one argument into a command line
+                if arg == "-S":
+                    split, rest = (args[i + 1] if i + 1 < len(args) else ""), args[i + 2 :]
+                else:
+                    split, rest = arg.partition("=")[2], args[i + 1 :]
+                return out + programs_run(split.split() + rest, depth + 1)
+            i += 2 if arg in valued else 1
+        i += operands
+        if i < len(args):
+            out += programs_run(args[i:], depth + 1)
+    elif name == "find":
+        for i, arg in enumerate(args):
+            if arg in _FIND_EXEC and i + 1 < len(args):
+                end = next((j for j in range(i + 1, len(args)) if args[j] in (";", "+")), len(args))
+                out += programs_run(args[i + 1 : end], depth + 1)
+    return out
+
+
+def _refusal(argv: Sequence[str], *, allow_shell: bool) -> Refusal | None:
     program, args = argv[0], argv[1:]
     if _SHELL_SYNTAX.search(program):
         return Refusal(
@@ -127,6 +244,12 @@ def refusal(argv: Sequence[str], *, allow_shell: bool = False) -> Refusal | None
         return Refusal(
             "destructive_command", f"{name} administers the system and is not allowed in a mission"
         )
+    if name in _AWKS and not allow_shell and any(_AWK_SHELL.search(a) for a in args):
+        return Refusal(
+            "shell_command",
+            f"{name} program runs shell commands (system(), pipes); call the program directly, "
+            "or ask an operator to set command_allow_shell",
+        )
     message = _argument_refusal(name, args)
     return Refusal("destructive_command", message) if message else None
 
@@ -135,7 +258,12 @@ def _argument_refusal(name: str, args: Sequence[str]) -> str | None:
     operands = [a for a in args if not a.startswith("-")]
     if name == "rm":
         for t in operands:
-            if t in _WIDE_TARGETS or t.rstrip("/") in ("", *_WIDE_TARGETS) or t.startswith("/"):
+            if (
+                t in _WIDE_TARGETS
+                or t.rstrip("/") in ("", *_WIDE_TARGETS)
+                or t.startswith("/")
+                or ".." in t.replace("\\", "/").split("/")
+            ):
                 return f"rm of {t!r} is refused; remove files inside the workspace only"
     # dd into a file is an ordinary copy; onto a device it overwrites a disk
     if name == "dd" and any(a.startswith("of=/dev/") for a in args):

@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from .model import Mission, MissionStep
-from .programs import Rule, env_refusal, program_name, refusal
+from .programs import Rule, env_refusal, program_name, programs_run, refusal
 
 __all__ = ["LEVELS", "Finding", "SafetyReport", "analyze"]
 
@@ -56,13 +56,20 @@ _DANGEROUS_TEXT = re.compile(
     r"(curl|wget)[^|]*\|\s*(ba|z)?sh|mkfs\.|/etc/(passwd|shadow)",
     re.I,
 )
+# a parameter named like a credential: whole words of its name (`access_token`, `apiKey`), not
+# parts of other words (`tokenizer`)
 _SECRET_KEYS = re.compile(
-    r"(pass(word)?|secret|token|api[_-]?key|private[_-]?key|credential)", re.I
+    r"(?:^|[_\-.\s]|(?<=[a-z])(?=[A-Z]))"
+    r"(?i:pass(?:word)?|passwd|secret|token|api[_-]?key|apikey|private[_-]?key|credentials?)"
+    r"(?:$|[_\-.\s]|(?=[A-Z]))"
 )
+# values in a known credential format (high); a bearer token written out (medium: placeholders
+# in documentation look the same)
 _SECRET_VALUES = re.compile(
     r"(xox[abprs]-[0-9A-Za-z-]{10,}|sk-[A-Za-z0-9]{20,}|ghp_[A-Za-z0-9]{30,}|"
-    r"AKIA[0-9A-Z]{16}|-----BEGIN [A-Z ]*PRIVATE KEY-----|Bearer\s+[A-Za-z0-9._-]{20,})"
+    r"AKIA[0-9A-Z]{16}|-----BEGIN [A-Z ]*PRIVATE KEY-----)"
 )
+_BEARER = re.compile(r"Bearer\s+[A-Za-z0-9._~+/-]{20,}")
 _SYSTEM_PREFIXES = (
     "/etc",
     "/usr",
@@ -83,6 +90,9 @@ _SYSTEM_PREFIXES = (
 
 class _Catalog(Protocol):
     def canonical(self, step_type: str) -> str | None: ...
+
+    def parameter_names(self, step_type: str) -> dict[str, str]:
+        """Every name a step type's parameter is accepted under -> the parameter's name."""
 
 
 @dataclass(frozen=True)
@@ -133,8 +143,12 @@ def analyze(mission: Mission, catalog: _Catalog, *, allow_shell: bool = False) -
     commands run shells (``command_allow_shell``), so a shell is a medium finding, not high."""
     findings: list[Finding] = []
     for step in mission.steps:
-        kind = catalog.canonical(step.step_type) or step.step_type
-        findings.extend(_step_findings(step, kind, allow_shell))
+        canonical = catalog.canonical(step.step_type)
+        kind = canonical or step.step_type
+        # judged as the action reads them: `file_path` is `path`, `target` is `destination`
+        names = catalog.parameter_names(canonical) if canonical else {}
+        params = {names.get(k, k): v for k, v in step.parameters.items()}
+        findings.extend(_step_findings(step, kind, params, allow_shell))
     score = min(100, sum(_WEIGHT[f.severity] for f in findings))
     return SafetyReport(tuple(findings), score)
 
@@ -155,19 +169,20 @@ def _first(params: dict[str, Any], *names: str) -> Any:
     return next((params[n] for n in names if params.get(n) is not None), None)
 
 
-def _step_findings(step: MissionStep, kind: str, allow_shell: bool) -> list[Finding]:
+def _step_findings(
+    step: MissionStep, kind: str, p: dict[str, Any], allow_shell: bool
+) -> list[Finding]:
     out: list[Finding] = []
-    p = step.parameters
 
     def add(rule: str, severity: Severity, message: str) -> None:
-        out.append(Finding(rule, severity, message, step.id))
+        # a finding quotes the mission: never a credential it holds
+        out.append(Finding(rule, severity, _redacted(message), step.id))
 
     if kind == "command":
         program = str(_first(p, "command", "program", "cmd") or "")
         raw_args = _first(p, "args", "arguments")
         args = [str(a) for a in raw_args] if isinstance(raw_args, list) else []
         env = p.get("env")
-        base = program_name(program)
         joined = " ".join([program, *args])
         # a templated program is only known at run time, where the guard judges it
         templated = "{{" in program or "{%" in program
@@ -180,12 +195,21 @@ def _step_findings(step: MissionStep, kind: str, allow_shell: bool) -> list[Find
                 if allow_shell and refused.rule == "shell_command":
                     severity = "medium"
                 add(refused.rule, severity, refused.message)
-        if base == "rm" and any(a.startswith("-") and "r" in a for a in args):
-            add("recursive_delete", "medium", "deletes recursively")
-        if _INLINE_CODE.get(base) in args:
-            add("inline_code", "medium", f"runs inline {base} code")
-        if base in _NETWORK_FETCH:
-            add("network_fetch", "low", f"{base} fetches from the network outside the SSRF guard")
+        # what the command runs, wrappers (`env`, `timeout`, `xargs`, ...) included
+        for inner in [] if templated else programs_run([program, *args]):
+            name, inner_args = program_name(inner[0]), inner[1:]
+            if name == "rm" and any(a.startswith("-") and "r" in a for a in inner_args):
+                add("recursive_delete", "medium", "deletes recursively")
+            if _INLINE_CODE.get(name) in inner_args:
+                add("inline_code", "medium", f"runs inline {name} code")
+            elif name in _INLINE_CODE and p.get("stdin") and not inner_args:
+                add("inline_code", "medium", f"runs {name} code given on stdin")
+            if name in _NETWORK_FETCH:
+                add(
+                    "network_fetch",
+                    "low",
+                    f"{name} fetches from the network outside the SSRF guard",
+                )
         if _DANGEROUS_TEXT.search(joined):
             add("dangerous_pattern", "critical", f"dangerous command text: {joined[:120]!r}")
     if kind == "delete_file":
@@ -206,10 +230,14 @@ def _step_findings(step: MissionStep, kind: str, allow_shell: bool) -> list[Find
             ):
                 add("system_path_write", "high", f"writes {value!r}, outside the workspace")
     if kind == "http":
-        url = str(p.get("url", ""))
-        if "{{" not in url:
-            parts = urlsplit(url)
-            host = parts.hostname or ""
+        url = _judged_url(str(p.get("url", "")))
+        try:
+            parts = urlsplit(url) if url else None
+            host = (parts.hostname or "").rstrip(".") if parts else ""
+        except ValueError:
+            parts = None
+            add("invalid_url", "medium", "the URL cannot be parsed; the request would fail")
+        if parts is not None:
             if parts.scheme == "http" and host not in ("localhost", "127.0.0.1", "::1"):
                 add("plain_http", "medium", f"plain http to {host or url!r}; use https")
             try:
@@ -222,6 +250,7 @@ def _step_findings(step: MissionStep, kind: str, allow_shell: bool) -> list[Find
                 add("metadata_endpoint", "critical", "targets a cloud metadata endpoint")
     if kind in ("command", "http") and step.timeout_seconds is None and not p.get("timeout"):
         add("no_timeout", "low", "no timeout_seconds; the 300 s default applies")
+    advice = "read it from the environment ({{ env.NAME }}) or the vault ({{ secrets.NAME }})"
     for key, value in _strings(p):
         if "{{" in value:
             continue
@@ -229,7 +258,24 @@ def _step_findings(step: MissionStep, kind: str, allow_shell: bool) -> list[Find
             add(
                 "inline_secret",
                 "high",
-                f"parameter {key!r} holds what looks like a secret; use {{{{ secrets.<platform> }}}}",
+                f"parameter {key!r} holds what looks like a secret; {advice}",
             )
             break
+        if _BEARER.search(value):
+            add("inline_secret", "medium", f"parameter {key!r} holds a bearer token; {advice}")
+            break
     return out
+
+
+def _judged_url(url: str) -> str:
+    """The part of a URL the analysis can judge: all of it, or, when templates fill in the
+    rest, the scheme and host before them ("" when a template is the host itself)."""
+    cut = min((i for i in (url.find("{{"), url.find("{%")) if i >= 0), default=-1)
+    if cut < 0:
+        return url
+    head = url[:cut]
+    return head if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+[/?#]", head) else ""
+
+
+def _redacted(message: str) -> str:
+    return _BEARER.sub("Bearer ***", _SECRET_VALUES.sub("***", message))

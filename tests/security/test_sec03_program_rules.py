@@ -64,6 +64,24 @@ REFUSED: list[tuple[list[str], str]] = [
     (["kill", "-9", "-1"], "destructive_command"),
     (["echo hi && rm -rf /"], "shell_syntax"),
     (["ls;id"], "shell_syntax"),
+    # wrappers are judged by what they run
+    (["env", "bash", "-c", "echo x > pwned.txt"], "shell_command"),
+    (["env", "-i", "A=1", "sh", "-c", "id"], "shell_command"),
+    (["env", "-S", "sh -c id"], "shell_command"),
+    (["env", "--split-string=bash -c id"], "shell_command"),
+    (["timeout", "3", "sh", "-c", "id"], "shell_command"),
+    (["timeout", "-s", "KILL", "3", "bash"], "shell_command"),
+    (["nice", "-n", "5", "zsh"], "shell_command"),
+    (["nohup", "setsid", "bash"], "shell_command"),
+    (["xargs", "-I", "{}", "sh", "-c", "id"], "shell_command"),
+    (["find", ".", "-exec", "sh", "-c", "id", ";"], "shell_command"),
+    (["awk", 'BEGIN{system("id")}'], "shell_command"),
+    (["rbash"], "shell_command"),
+    (["runuser", "-u", "nobody", "id"], "privilege_escalation"),
+    (["setpriv", "--reuid=0", "id"], "privilege_escalation"),
+    (["env", "sudo", "id"], "privilege_escalation"),
+    (["rm", "-rf", "../victim"], "destructive_command"),
+    (["rm", "-rf", "a/../../victim"], "destructive_command"),
 ]
 
 ALLOWED: list[list[str]] = [
@@ -75,6 +93,11 @@ ALLOWED: list[list[str]] = [
     ["python3", "script.py"],
     ["/usr/bin/git", "status"],
     ["mkfsx"],
+    ["env", "FOO=1", "python3", "x.py"],
+    ["timeout", "3", "echo", "hi"],
+    ["find", ".", "-name", "*.py"],
+    ["awk", "{print $1}", "data.txt"],
+    ["xargs", "echo"],
 ]
 
 
@@ -93,7 +116,18 @@ def test_what_the_guard_runs_the_analysis_does_not_refuse(argv: list[str]) -> No
     assert not analysis_rules(argv) & REFUSAL_RULES
 
 
-@pytest.mark.parametrize("name", ["LD_PRELOAD", "DYLD_INSERT_LIBRARIES", "PYTHONPATH", "PATH"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "LD_PRELOAD",
+        "DYLD_INSERT_LIBRARIES",
+        "PYTHONPATH",
+        "PATH",
+        "BASH_FUNC_ls%%",
+        "PERLLIB",
+        "NODE_PATH",
+    ],
+)
 def test_loader_hijacking_environment_refused_and_reported(name: str) -> None:
     env = {name: "/tmp/evil.so"}
     refused = guard_refusal(["echo", "x"], env)

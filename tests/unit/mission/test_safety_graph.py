@@ -58,3 +58,46 @@ def test_graphs() -> None:
     svg = to_svg(mission)
     assert svg.startswith("<svg") and svg.count("<rect") == 3 and svg.count("<line") == 2
     assert "&lt;x&gt;" in svg and "<x>" not in svg
+
+
+def test_the_analysis_reads_parameters_by_every_name_the_action_accepts() -> None:
+    """A finding for `path` is a finding for its aliases; a templated query does not hide the
+    host; a trailing dot does not hide the metadata endpoint."""
+    for step in (
+        "{id: d, step_type: delete_file, parameters: {file_path: /etc/hosts}}",
+        "{id: c, step_type: copy_file, parameters: {from: a, target: /etc/cron.d/x}}",
+        "{id: h, step_type: http, parameters: {url: 'http://169.254.169.254/x?q={{ run.id }}'}}",
+        "{id: t, step_type: http, parameters: {url: 'http://169.254.169.254./latest'}}",
+    ):
+        r = report("steps:\n  - " + step + "\n")
+        assert not r.verdict("standard"), (step, r.to_dict())
+
+
+def test_a_malformed_url_is_a_finding_not_a_crash() -> None:
+    r = report("steps:\n  - {id: u, step_type: http, parameters: {url: 'http://[::1/x'}}\n")
+    assert [f.rule for f in r.findings][:1] == ["invalid_url"]
+
+
+def test_ordinary_parameters_are_not_taken_for_secrets() -> None:
+    """`tokenizer` is not a token; a bearer token written out (often a placeholder) is a
+    medium finding that standard lets through; credential formats and credential-named
+    parameters fail standard, and no finding quotes the secret."""
+    ok = report(
+        "steps:\n  - {id: a, step_type: http, parameters: {url: 'https://x.io', timeout: 5, "
+        "body: {tokenizer: cl100k_base, max_tokens: 100000}}}\n"
+        "  - {id: b, step_type: create_file, parameters: {path: doc.md, "
+        "content: 'Authorization: Bearer YOUR_TOKEN_GOES_HERE_1234'}}\n"
+    )
+    assert ok.verdict("standard"), ok.to_dict()
+    bad = report(
+        "steps:\n  - {id: a, step_type: http, parameters: {url: 'https://x.io', timeout: 5, "
+        "headers: {X-Api-Key: 'sk-abcdefghijklmnopqrstuvwxyz'}}}\n"
+        "  - {id: b, step_type: command, parameters: {command: curl, "
+        "args: ['-H', 'Authorization: Bearer abcdefghijklmnopqrstuvwxyz0123', 'x | sh']}}\n"
+    )
+    assert not bad.verdict("standard")
+    text = str(bad.to_dict())
+    assert (
+        "sk-abcdefghijklmnopqrstuvwxyz" not in text and "abcdefghijklmnopqrstuvwxyz0123" not in text
+    )
+    assert "{{ env.NAME }}" in text
