@@ -168,7 +168,9 @@ class Http(Action):
         )
         output = {
             "status": status,
-            "headers": dict(response.headers),
+            # cookies are the platform's session with this engine, which keeps none: not
+            # data for a mission, and not to be stored with the run
+            "headers": {k: v for k, v in response.headers.items() if k != "set-cookie"},
             "body": None,
             "url": _safe_url(response.url),
             "elapsed_ms": round(elapsed, 3),

@@ -42,6 +42,12 @@ class _Aliased(dict[str, Any]):
             raise KeyError(key)
         return self[target]
 
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
     def __contains__(self, key: object) -> bool:
         return super().__contains__(key) or (
             isinstance(key, str) and self._aliases.get(key) in self.keys()

@@ -525,6 +525,7 @@ async def test_a_failed_steps_output_is_readable_by_its_fallback(
     assert failed_call.status is StepStatus.FAILED and failed_call.output is not None
     assert failed_call.output["body"] == {"error": "no such user", "id": 7}
     assert "response" not in failed_call.output  # the alias is read, never stored twice
+    assert result.step("get_user").output is not None
     assert result.step("on_missing").output == {"message": "no such user (404)"}
 
 
@@ -553,6 +554,14 @@ async def test_http_output_reads_as_response_as_the_spec_writes_it(
     output = result.step("process_data").output or {}
     assert output["message"] == 'Analyze this user data: {"name": "Ada", "plan": "pro"}'
     assert result.step("plan").output == {"message": "pro"}
+    text = (
+        "steps:\n  - {id: g, step_type: http, parameters: {url: '" + f"{url}/users/42" + "'}}\n"
+        "  - {id: h, step_type: noop, depends_on: [g], "
+        "parameters: {message: \"{{ g.output.get('response').plan }}\"}}\n"
+    )
+    receiver.script("/users/42", Reply(200, {"name": "Ada", "plan": "pro"}))
+    again = await run_text(make_engine(), text)
+    assert again.step("h").output == {"message": "pro"}  # .get reads the alias too
     assert set(result.step("get_user_data").output or {}) == {
         "status",
         "headers",

@@ -185,6 +185,7 @@ async def test_the_shared_client_keeps_no_cookies_between_runs(
     assert second.step("b").status is StepStatus.SUCCESS
     assert [r.path for r in receiver.requests] == ["/login", "/next"]
     assert "cookie" not in receiver.requests[1].headers
+    assert "set-cookie" not in (first.step("a").output or {})["headers"]  # nor stored
 
 
 async def test_the_output_url_carries_no_credentials_or_query(
