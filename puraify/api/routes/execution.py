@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from typing import Annotated, Any
@@ -201,6 +202,14 @@ async def _mission_body(request: Request) -> tuple[bytes, str | None]:
     return await request.body(), fmt
 
 
+async def _prepared(
+    request: Request, raw: bytes, fmt: str | None
+) -> tuple[Prepared, dict[str, Any]]:
+    """``_prepare`` on a worker thread: parsing and validating a large mission (a 1 MiB body
+    takes seconds) must not hold up the event loop, which keeps answering other requests."""
+    return await asyncio.to_thread(_prepare, request, raw, fmt)
+
+
 def _prepare(request: Request, raw: bytes, fmt: str | None) -> tuple[Prepared, dict[str, Any]]:
     """The mission of a request body, and the context it carries (a JSON body may wrap the
     mission: ``{"mission": {...}, "context": {...}}``). The body is parsed once, by the
@@ -263,7 +272,7 @@ async def execute_mission(
     async def produce() -> tuple[int, Any]:
         request_id = getattr(request.state, "request_id", None)
         try:
-            prepared, context = _prepare(request, raw, fmt)
+            prepared, context = await _prepared(request, raw, fmt)
         except PuraifyError as exc:
             return status_for(exc), error_body(exc, request_id)
         service = runs(request)
@@ -310,7 +319,7 @@ async def validate_mission(
     """Errors, warnings, execution levels and safety findings; nothing runs."""
     raw, fmt = await _mission_body(request)
     try:
-        prepared, _context = _prepare(request, raw, fmt)
+        prepared, _context = await _prepared(request, raw, fmt)
     except ValidationError as exc:
         issues: list[Issue] = exc.issues
         return MissionCheck(
