@@ -18,6 +18,7 @@ from . import (
     engine_runs,
     http_fanout,
     load_validate,
+    sandbox,
     store_runs,
     templates,
 )
@@ -32,6 +33,7 @@ SUITES = {
     "api": api_load.run,
     "templates": templates.run,
     "output": cli_output.run,
+    "sandbox": sandbox.run,
 }
 
 

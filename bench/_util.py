@@ -16,6 +16,7 @@ from pydantic import Field
 from puraify.actions import Action, ActionContext, default_registry
 from puraify.actions.base import Output, Params
 from puraify.runtime.engine import Engine
+from puraify.runtime.sandbox import ActionPool
 from puraify.settings import Settings
 
 
@@ -38,13 +39,13 @@ class Sleep(Action):
         return {"slept_ms": params.ms}
 
 
-def engine(**overrides: Any) -> Engine:
+def engine(*, pool: ActionPool | None = None, **overrides: Any) -> Engine:
     home = Path(tempfile.mkdtemp(prefix="puraify-bench-"))
     registry = default_registry()
     registry.register(Sleep())
     settings = Settings(home=home / "home", **overrides)
     return Engine.from_settings(
-        settings, workspace=home / "ws", registry=registry, environ=dict(os.environ)
+        settings, workspace=home / "ws", registry=registry, environ=dict(os.environ), pool=pool
     )
 
 

@@ -85,6 +85,7 @@ class ErrorCode(StrEnum):
     PATH_OUTSIDE_JAIL = "path_outside_jail"
     POLICY_DENIED = "policy_denied"
     PROFILE_REFUSED = "profile_refused"
+    RESOURCE_LIMIT = "resource_limit"
     RESPONSE_TOO_LARGE = "response_too_large"
     RUN_BUSY = "run_busy"
     RUN_NOT_FOUND = "run_not_found"
@@ -409,6 +410,12 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
             ExitCode.FAILED,
             "Engine Control does not let this engine run this action on this platform now (a "
             "permission, the platform's status or a feature flag).",
+        ),
+        ErrorCode.RESOURCE_LIMIT: CodeInfo(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            ExitCode.FAILED,
+            "The step passed a resource limit of its sandbox (memory) and was stopped; give it "
+            "less to do, or have the operator raise the limit.",
         ),
         ErrorCode.RESPONSE_TOO_LARGE: CodeInfo(
             HTTPStatus.BAD_GATEWAY,

@@ -86,6 +86,11 @@ class PuraifyError(Exception):
         self.column = column
         self.field = field
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # crosses process boundaries (the action sandbox) with every attribute, whatever the
+        # subclass's constructor takes
+        return (_restore, (type(self), self.message, dict(self.__dict__)))
+
     def to_dict(self) -> dict[str, Any]:
         """The structured form shown to users: ``code``, ``message`` and any known location."""
         out: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -108,6 +113,13 @@ class PuraifyError(Exception):
             where.append(f"step {self.step_id!r}")
         prefix = f"{', '.join(where)}: " if where else ""
         return f"{prefix}{self.message} [{self.code}]"
+
+
+def _restore(cls: type[PuraifyError], message: str, state: dict[str, Any]) -> PuraifyError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class MissionError(PuraifyError):

@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     max_yaml_aliases: int = 100
     max_steps: int = 50_000
     step_timeout_seconds: float = 300.0
+    # The sandbox for CPU-bound actions (parsers, schema checks, CSV, edits, searches): worker
+    # processes a timeout really stops (0: run them on the engine's event loop), and the
+    # memory each may use.
+    action_workers: int = Field(default=2, ge=0, le=64)
+    action_max_memory_bytes: int = Field(default=1024 * 1024 * 1024, ge=64 * 1024 * 1024)
 
     # Run store: SQLite at home/puraify.db unless a URL is given (postgresql+asyncpg://...).
     database_url: str | None = None

@@ -109,6 +109,9 @@ class Action(ABC):
     #: Other names templates may read an output field by (``response`` for ``body``); the
     #: output itself holds each field once.
     output_aliases: ClassVar[Mapping[str, str]] = {}
+    #: CPU-bound: run in the engine's sandbox of worker processes (``runtime.sandbox``), where
+    #: a timeout or a cancel really stops it. Its ``run`` then gets a context without network.
+    sandboxed: ClassVar[bool] = False
 
     @abstractmethod
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:

@@ -69,6 +69,7 @@ class ParseJson(Action):
     Params = _Source
     Output = _Parsed
     name = "parse_json"
+    sandboxed: ClassVar = True
     description = "Parse JSON from `content` or a workspace file."
     example: ClassVar = {"content": '{"items": [1, 2, 3]}'}
 
@@ -82,6 +83,7 @@ class ParseYaml(Action):
     Params = _Source
     Output = _Parsed
     name = "parse_yaml"
+    sandboxed: ClassVar = True
     description = "Parse YAML safely from `content` or a workspace file."
     example: ClassVar = {"content": "name: demo\nitems: [1, 2]\n"}
 
@@ -121,6 +123,7 @@ class ParseXml(Action):
     Params = _Source
     Output = _Parsed
     name = "parse_xml"
+    sandboxed: ClassVar = True
     description = "Parse XML safely into {tag, attributes, text, children}."
     example: ClassVar = {"content": "<root><item id='1'>a</item></root>"}
 
@@ -164,6 +167,7 @@ class ValidateSchema(Action):
         errors: list[dict[str, Any]]
 
     name = "validate_schema"
+    sandboxed: ClassVar = True
     description = "Validate data against a JSON Schema; fails the step when invalid."
     example: ClassVar = {"data": {"id": 1}, "schema": {"type": "object", "required": ["id"]}}
 
@@ -311,6 +315,7 @@ class CsvProcess(Action):
         output_path: str | None
 
     name = "csv_process"
+    sandboxed: ClassVar = True
     aliases = ("process_csv",)
     description = "Parse and transform CSV (filter, select, sort, limit, statistics, write)."
     example: ClassVar = {

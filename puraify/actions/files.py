@@ -128,6 +128,7 @@ class EditFile(Action):
         backup: str | None
 
     name = "edit_file"
+    sandboxed: ClassVar = True
     aliases = ("modify_file", "append_file")
     delivery: ClassVar = "unsafe"  # append is not idempotent
     description = "Append to, prepend to, search-and-replace in or overwrite a workspace file."
@@ -377,6 +378,7 @@ class FileSearch(Action):
         truncated: bool
 
     name = "file_search"
+    sandboxed: ClassVar = True
     aliases = ("search_files", "find_files")
     delivery: ClassVar = "idempotent"
     description = "Search workspace files by name glob and content."

@@ -27,6 +27,7 @@ from .prepare import Prepared, Preparer
 from .recorder import RunRecorder
 from .resume import ResumeState
 from .runner import InProcessRunner, StepRunner
+from .sandbox import ActionPool
 from .transport import AiohttpTransport
 
 __all__ = ["Engine", "Prepared", "http_client"]
@@ -106,12 +107,15 @@ class Engine:
         profile: Profile | None = None,
         http: httpx.AsyncClient | None = None,
         preparer: Preparer | None = None,
+        pool: ActionPool | None = None,
     ) -> Engine:
         """Build the engine an operator configured; ``environ`` is the process environment
         (read by the caller, which is an edge). ``profile``: the safety profile (default: the
         one ``settings.mode`` names, else ``server``). ``http``: a client shared with other
         engines of the same profile (built by ``http_client``; the caller closes it).
-        ``preparer``: the catalogue and template engine, when shared with other engines."""
+        ``preparer``: the catalogue and template engine, when shared with other engines.
+        ``pool``: the worker processes sandboxed actions run in (the caller closes it); without
+        one they run on the event loop."""
         environ = environ if environ is not None else {}
         profile = profile or settings.profile(settings.mode or "server")
         preparer = preparer or Preparer.from_settings(settings, registry=registry)
@@ -133,7 +137,13 @@ class Engine:
             "file_search_max_results": settings.file_search_max_results,
         }
         runner = InProcessRunner(
-            registry, http=http, workspace=jail, commands=commands, limits=limits
+            registry,
+            http=http,
+            workspace=jail,
+            commands=commands,
+            limits=limits,
+            pool=pool,
+            protected=tuple(str(p) for p in settings.protected_paths),
         )
         allow = profile.env_allow
         env = dict(environ) if "*" in allow else {k: environ[k] for k in allow if k in environ}

@@ -18,6 +18,7 @@ import structlog
 from ..actions.base import ActionContext, CommandGuard, WorkspaceJail
 from ..actions.registry import ActionRegistry
 from ..errors import ActionError
+from .sandbox import ActionPool, Job, action_ref
 
 __all__ = ["InProcessRunner", "StepInvocation", "StepRunner"]
 
@@ -47,7 +48,8 @@ class StepRunner(Protocol):
 
 
 class InProcessRunner:
-    """Runs actions in the current event loop with the shared client, jail and policies."""
+    """Runs actions in the current event loop with the shared client, jail and policies; a
+    ``sandboxed`` action in the ``pool``'s worker processes, when there is one."""
 
     def __init__(
         self,
@@ -57,12 +59,16 @@ class InProcessRunner:
         workspace: WorkspaceJail,
         commands: CommandGuard,
         limits: Mapping[str, int] | None = None,
+        pool: ActionPool | None = None,
+        protected: tuple[str, ...] = (),
     ) -> None:
         self.registry = registry
         self.http = http
         self.workspace = workspace
         self.commands = commands
         self.limits = dict(limits or {})
+        self.pool = pool
+        self.protected = protected  # the engine's own files, refused by the worker's jail too
         self.logger = structlog.get_logger("puraify.action")
 
     async def run(self, invocation: StepInvocation) -> dict[str, Any]:
@@ -77,6 +83,18 @@ class InProcessRunner:
                 raise ActionError(
                     f"parameter {where}: {first['msg']}", code="invalid_parameters", field=where
                 ) from None
+        if self.pool is not None and action.sandboxed:
+            job = Job(
+                action=action_ref(action),
+                params=params,
+                run_id=invocation.run_id,
+                step_id=invocation.step_id,
+                attempt=invocation.attempt,
+                workspace=str(self.workspace.root),
+                protected=self.protected,
+                limits=self.limits,
+            )
+            return await self.pool.run(job)
         ctx = ActionContext(
             run_id=invocation.run_id,
             step_id=invocation.step_id,

@@ -35,6 +35,7 @@ from ..runtime.executor import RunHandle
 from ..runtime.hooks import Hooks
 from ..runtime.prepare import Preparer
 from ..runtime.resume import ResumeState, resume_plan, reusable_results
+from ..runtime.sandbox import ActionPool
 from ..settings import Mode, Profile, SafetyLevel, Settings
 from ..store import RunRecord, RunStore
 from .workspaces import workspace_for
@@ -103,6 +104,12 @@ class RunService:
         # are shared), so one dropped from the cache while a run still uses it is harmless
         self._engines: LRUCache[tuple[Mode, Path], Engine] = LRUCache(maxsize=_ENGINES)
         self.live: dict[str, _Live] = {}
+        # CPU-bound actions of every engine run in one pool of workers (started on first use)
+        self._pool = (
+            ActionPool(settings.action_workers, max_memory_bytes=settings.action_max_memory_bytes)
+            if settings.action_workers
+            else None
+        )
 
     # -- composition seams ---------------------------------------------------------------------
 
@@ -129,6 +136,7 @@ class RunService:
                 profile=profile,
                 http=self._http[origin.profile],
                 preparer=self.preparer,
+                pool=self._pool,
             )
             self._engines[key] = engine
         return engine
@@ -476,6 +484,8 @@ class RunService:
             await client.aclose()
         self._http.clear()
         self._engines.clear()
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.close)
 
 
 def _store_events(

@@ -1,0 +1,47 @@
+"""The sandbox's cost: a chain of `csv_process` steps in the worker processes (warm) against
+the same steps on the event loop, per step. (`command` steps are not contained yet.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from puraify.runtime.sandbox import ActionPool
+
+from ._util import Report, chain, engine
+
+
+async def _per_step(pool: ActionPool | None, steps: int = 100) -> float:
+    eng = engine(pool=pool)
+    assert eng.workspace is not None
+    rows = "".join(f"{i},{i * 2},name{i}\n" for i in range(200))
+    (eng.workspace / "data.csv").write_text("a,b,name\n" + rows)
+    prepared = eng.prepare(json.dumps(chain(steps, "csv_process", {"file": "data.csv"})))
+    await eng.run(prepared.compiled)  # warm-up (the pool starts its workers)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        result = await eng.run(prepared.compiled)
+        best = min(best, time.perf_counter() - start)
+        assert result.status.value == "completed", result.status
+    await eng.aclose()
+    return best / steps
+
+
+def run(report: Report) -> None:
+    pool = ActionPool(2)
+    try:
+        sandboxed = asyncio.run(_per_step(pool))
+    finally:
+        pool.close()
+    direct = asyncio.run(_per_step(None))
+    report.add(
+        "csv_process (200 rows) per step, in the sandbox's workers",
+        sandboxed * 1000,
+        "ms",
+        target=1.5 * direct * 1000,
+        baseline=direct * 1000,
+        baseline_name="on the event loop",
+        note="target: 1.5x the direct path",
+    )

@@ -1,0 +1,143 @@
+"""Where CPU-bound actions run: worker processes that a timeout or a cancel really stops.
+
+Code on the engine's event loop cannot be interrupted: a parser, a schema check or a
+transformation that runs for a minute holds up every other run and request of the process for
+that minute, and a step's timeout only fires once it returns. Actions that declare
+``sandboxed = True`` (parsers, ``validate_schema``, ``csv_process``, ``edit_file``,
+``file_search``) run instead in a small pool of worker processes (pebble's, which terminates the
+worker of a task that is cancelled): the engine awaits the result; a step's timeout or a cancel
+ends the worker at once and a new one takes its place. Each worker has a memory cap
+(``RLIMIT_AS``), its own copy of the workspace jail and no network.
+
+Workers start on first use, forked from a preloaded server process (``forkserver``), so a
+mission without such steps never starts one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib
+import multiprocessing
+import resource
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pebble
+import structlog
+
+from ..actions.base import Action, ActionContext
+from ..errors import ActionError, GuardError
+from .guards.commands import CommandPolicy
+from .guards.jail import Jail
+
+__all__ = ["ActionPool", "Job"]
+
+_log = structlog.get_logger("puraify.sandbox")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One attempt of a sandboxed action, as a worker needs it (everything picklable)."""
+
+    action: str  # "module:QualifiedName" of the action's class
+    params: Any
+    run_id: str
+    step_id: str
+    attempt: int
+    workspace: str
+    protected: tuple[str, ...] = ()
+    limits: Mapping[str, int] = field(default_factory=dict)
+
+
+class ActionPool:
+    """Worker processes for sandboxed actions; one per engine process, started on first use."""
+
+    def __init__(self, workers: int, *, max_memory_bytes: int | None = None) -> None:
+        self.workers = workers
+        self.max_memory_bytes = max_memory_bytes
+        self._pool: pebble.ProcessPool | None = None
+
+    def _started(self) -> pebble.ProcessPool:
+        if self._pool is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])
+            self._pool = pebble.ProcessPool(
+                max_workers=self.workers,
+                initializer=_worker_started,
+                initargs=(self.max_memory_bytes,),
+                context=context,
+            )
+        return self._pool
+
+    async def run(self, job: Job) -> dict[str, Any]:
+        """The action's output, computed in a worker. Cancelling the caller (a step's timeout,
+        a run's cancel) terminates the worker."""
+        future = self._started().schedule(_run, args=(job,))
+        try:
+            return await asyncio.wrap_future(future)
+        except pebble.ProcessExpired as exc:  # killed: memory cap, or a crash in C code
+            raise ActionError(
+                f"the action's worker process ended (exit status {exc.exitcode}); it may have "
+                "passed its memory limit",
+                code="resource_limit",
+            ) from None
+        except concurrent.futures.CancelledError:
+            raise asyncio.CancelledError from None
+
+    def close(self) -> None:
+        """Stop the workers (any task still running is ended)."""
+        pool: Any = self._pool  # pebble's stop() and join() are untyped
+        if pool is not None:
+            pool.stop()
+            pool.join(timeout=10)
+            self._pool = None
+
+
+def action_ref(action: Action) -> str:
+    cls = type(action)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+# -- in the worker ------------------------------------------------------------------------------
+
+_actions: dict[str, Action] = {}
+
+
+def _worker_started(max_memory_bytes: int | None) -> None:
+    if max_memory_bytes:
+        resource.setrlimit(resource.RLIMIT_AS, (max_memory_bytes, max_memory_bytes))
+
+
+class _NoNetwork(httpx.AsyncBaseTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise GuardError("sandboxed actions have no network", code="ssrf_blocked", field="url")
+
+
+def _run(job: Job) -> dict[str, Any]:
+    action = _actions.get(job.action)
+    if action is None:
+        module, _, name = job.action.partition(":")
+        target: Any = importlib.import_module(module)
+        for part in name.split("."):
+            target = getattr(target, part)
+        action = _actions[job.action] = target()
+    ctx = ActionContext(
+        run_id=job.run_id,
+        step_id=job.step_id,
+        attempt=job.attempt,
+        http=httpx.AsyncClient(transport=_NoNetwork()),
+        workspace=Jail(Path(job.workspace), protected=[Path(p) for p in job.protected]),
+        commands=CommandPolicy(enabled=False),
+        limits=job.limits,
+    )
+    try:
+        return asyncio.run(action.run(job.params, ctx))
+    except MemoryError:
+        raise ActionError(
+            "the action passed the memory its sandbox allows (action_max_memory_bytes)",
+            code="resource_limit",
+        ) from None
