@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     # Commands.
     command_enabled: bool | None = None
     command_allow_shell: bool = False
+    # the programs command steps may run (names, or absolute paths). Unset: in the local
+    # profile any the deny list lets through; in the server profile none (it runs commands by
+    # allow list only).
+    command_allow: tuple[str, ...] | None = None
     command_env_allow: tuple[str, ...] = (
         "PATH",
         "HOME",

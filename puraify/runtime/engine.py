@@ -130,6 +130,10 @@ class Engine:
             env_allow=settings.command_env_allow,
             max_output_bytes=settings.command_max_output_bytes,
             base_env=environ,
+            # the server profile runs commands by allow list only (none until one is given)
+            allow=settings.command_allow
+            if settings.command_allow is not None or not profile.server
+            else (),
         )
         limits = {
             "http_max_response_bytes": settings.http_max_response_bytes,

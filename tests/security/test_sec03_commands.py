@@ -94,8 +94,29 @@ async def test_sec03_disabled_in_server_mode_unless_flag(make_engine: EngineFact
     engine = make_engine(mode="server")
     result = await run_text(engine, cmd("echo", ["hi"]))
     assert result.step("c").error.code == "command_disabled"  # type: ignore[union-attr]
+    # on, the server runs only the programs the operator's allow list names
     engine = make_engine(mode="server", command_enabled=True)
+    refused = (await run_text(engine, cmd("echo", ["hi"]))).step("c").error
+    assert refused is not None and refused.code == "command_refused"
+    assert "command_allow" in refused.message
+    engine = make_engine(mode="server", command_enabled=True, command_allow=["echo", "env"])
     assert (await run_text(engine, cmd("echo", ["hi"]))).step("c").status is StepStatus.SUCCESS
+    assert (await run_text(engine, cmd("env", ["echo", "hi"]))).step("c").status is (
+        StepStatus.SUCCESS
+    )
+    # what a listed wrapper runs must be listed too
+    wrapped = (await run_text(engine, cmd("env", ["ls"]))).step("c").error
+    assert wrapped is not None and wrapped.code == "command_refused" and "ls" in wrapped.message
+
+
+async def test_the_local_profile_honours_an_allow_list_when_given(
+    make_engine: EngineFactory,
+) -> None:
+    engine = make_engine(command_allow=[sys.executable])
+    ok = await run_text(engine, cmd(sys.executable, ["-c", "print(1)"]))
+    assert ok.step("c").status is StepStatus.SUCCESS
+    other = (await run_text(engine, cmd("echo", ["hi"]))).step("c").error
+    assert other is not None and other.code == "command_refused"
 
 
 async def test_command_not_found_and_exit_codes(make_engine: EngineFactory) -> None:

@@ -1,7 +1,10 @@
 """The command policy (SEC-03): argv only, no shells, no privilege, no system wreckers.
 
 Which programs, arguments and environment variables are refused is decided by
-``mission.programs``, the table the safety analysis reads too; this module enforces it.
+``mission.programs``, the table the safety analysis reads too; this module enforces it. An
+operator's allow list (``command_allow``) comes first: when set, only the programs it names
+run, and so must every program a wrapper would run (``env``, ``timeout``, ``xargs`` ...); the
+deny list stays as the safety net under it.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from ...errors import GuardError
-from ...mission.programs import env_refusal, refusal
+from ...mission.programs import env_refusal, program_name, programs_run, refusal
 
 __all__ = ["CommandPolicy"]
 
@@ -26,8 +29,11 @@ class CommandPolicy:
         env_allow: Iterable[str] = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"),
         max_output_bytes: int = 1024 * 1024,
         base_env: Mapping[str, str] | None = None,
+        allow: Iterable[str] | None = None,
     ) -> None:
         self.enabled = enabled
+        # names (`git`) match the program's name; paths (`/usr/bin/git`) its path exactly
+        self.allow = None if allow is None else frozenset(allow)
         self.allow_shell = allow_shell
         self.env_allow = tuple(env_allow)
         self.max_output_bytes = max_output_bytes
@@ -49,6 +55,23 @@ class CommandPolicy:
             )
         if not argv or not argv[0]:
             raise GuardError("no program given", code="command_refused", field="command")
+        if self.allow is not None:
+            if not self.allow:
+                raise GuardError(
+                    "this engine runs command steps only from the operator's command_allow "
+                    "list, and it lists no program",
+                    code="command_refused",
+                    field="command",
+                )
+            for inner in programs_run(list(argv)):
+                program = inner[0]
+                if program not in self.allow and program_name(program) not in self.allow:
+                    raise GuardError(
+                        f"{program_name(program)} is not among the programs this engine runs "
+                        "(the operator's command_allow list)",
+                        code="command_refused",
+                        field="command",
+                    )
         found = refusal(argv, allow_shell=self.allow_shell) or env_refusal(env)
         if found is not None:
             raise GuardError(found.message, code="command_refused", field=found.field)
