@@ -3,6 +3,13 @@
 The process gets its own process group; on timeout or cancellation the whole group is killed
 with SIGKILL, so a ``sleep`` started by a script dies with it (REL-04). stdout and stderr are
 read concurrently and capped; what is past the cap is drained and counted, never stored.
+
+A process the command leaves behind does not outlive the step: once the program has ended, its
+output is read for at most ``DRAIN_SECONDS`` more (a detached child holding the pipes open
+cannot keep the step running), and when the step ends, every process of the engine's user
+that carries the step's mark in its environment is killed, whether it stayed in the group or
+left it with ``setsid()``. (A process that also clears its environment is not found this way;
+containing that needs a PID namespace, which the engine does not use yet.)
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 from typing import Any, ClassVar
@@ -24,22 +32,107 @@ from .base import Params as ParamsModel
 __all__ = ["Command"]
 
 
-async def _read_capped(stream: asyncio.StreamReader | None, cap: int) -> tuple[bytes, int]:
-    if stream is None:
-        return b"", 0
-    kept = bytearray()
-    total = 0
-    while chunk := await stream.read(65536):
-        total += len(chunk)
-        room = cap - len(kept)
-        if room > 0:
-            kept += chunk[:room]
-    return bytes(kept), total
+DRAIN_SECONDS = 1.0
+_MARK = "PURAIFY_STEP_MARK"
+
+
+class _Capture:
+    """What a stream gave, up to ``cap`` bytes kept; readable even if reading was stopped."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.kept = bytearray()
+        self.total = 0
+
+    async def read(self, stream: asyncio.StreamReader) -> None:
+        while chunk := await stream.read(65536):
+            self.total += len(chunk)
+            room = self.cap - len(self.kept)
+            if room > 0:
+                self.kept += chunk[:room]
 
 
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def _kill_marked(mark: str) -> int:
+    """Kill every process of this user whose environment carries ``mark``; how many."""
+    needle = f"{_MARK}={mark}".encode()
+    uid = os.getuid()
+    killed = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                marked = needle in fh.read().split(b"\0")
+            if marked:
+                os.kill(int(name), signal.SIGKILL)
+                killed += 1
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or not ours to read
+    return killed
+
+
+class _Pipe:
+    """A pipe the engine owns (not the subprocess transport): the program's exit is seen when
+    it happens, even while a process it left behind holds the write end open (asyncio on
+    Python 3.11 reports a program's exit only once its own pipes have closed). Each end is
+    closed exactly once, whenever the step ends."""
+
+    def __init__(self) -> None:
+        read_fd, self.write_fd = os.pipe()
+        self.file = os.fdopen(read_fd, "rb", buffering=0)  # owns the read end from here
+        self.stream = asyncio.StreamReader()
+        self.transport: asyncio.BaseTransport | None = None
+
+    def _release_write_end(self) -> None:
+        if self.write_fd >= 0:
+            fd, self.write_fd = self.write_fd, -1
+            os.close(fd)
+
+    async def open(self) -> None:
+        """Start reading; the program holds its own copy of the write end by now."""
+        self._release_write_end()
+        loop = asyncio.get_running_loop()
+        connecting = asyncio.ensure_future(
+            loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(self.stream), self.file)
+        )
+        try:
+            self.transport, _ = await asyncio.shield(connecting)
+        except asyncio.CancelledError:  # the transport exists now: keep it, to close it
+            self.transport, _ = await connecting
+            raise
+
+    def close(self) -> None:
+        self._release_write_end()
+        if self.transport is not None:
+            self.transport.close()
+        else:
+            self.file.close()
+
+
+async def _ended(
+    proc: asyncio.subprocess.Process,
+    readers: asyncio.Future[Any] | None,
+    pipes: list[_Pipe],
+    mark: str,
+) -> None:
+    """Leave nothing of the step behind: the program reaped, every process that carries its
+    mark killed, the pipes closed."""
+    await proc.wait()
+    await asyncio.to_thread(_kill_marked, mark)
+    if readers is not None:
+        readers.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await readers
+    for pipe in pipes:
+        pipe.close()
+    await asyncio.sleep(0)  # a pipe transport releases its descriptor on the next loop turn
 
 
 class Command(Action):
@@ -84,7 +177,8 @@ class Command(Action):
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
         argv = [params.command, *params.args]
         ctx.commands.check(argv, params.env)
-        env = ctx.commands.environment(params.env)
+        mark = secrets.token_hex(16)
+        env = {**ctx.commands.environment(params.env), _MARK: mark}
         cwd = ctx.workspace.root
         if params.working_dir:
             if not ctx.workspace.is_dir(params.working_dir):
@@ -102,49 +196,59 @@ class Command(Action):
                 field="command",
             )
         cap = ctx.commands.max_output_bytes
-        proc = await asyncio.create_subprocess_exec(
-            program,
-            *params.args,
-            stdin=asyncio.subprocess.PIPE
-            if params.stdin is not None
-            else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-        )
+        pipes = [_Pipe(), _Pipe()]
         try:
+            proc = await asyncio.create_subprocess_exec(
+                program,
+                *params.args,
+                stdin=asyncio.subprocess.PIPE
+                if params.stdin is not None
+                else asyncio.subprocess.DEVNULL,
+                stdout=pipes[0].write_fd,
+                stderr=pipes[1].write_fd,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+            )
+        except BaseException:
+            for pipe in pipes:
+                pipe.close()
+            raise
+        out, err = _Capture(cap), _Capture(cap)
+        readers: asyncio.Future[Any] | None = None
+        try:
+            for pipe in pipes:
+                await pipe.open()
+            readers = asyncio.gather(out.read(pipes[0].stream), err.read(pipes[1].stream))
             async with asyncio.timeout(params.timeout):
                 if params.stdin is not None and proc.stdin is not None:
                     proc.stdin.write(params.stdin.encode())
                     await proc.stdin.drain()
                     proc.stdin.close()
-                (out, out_total), (err, err_total) = await asyncio.gather(
-                    _read_capped(proc.stdout, cap), _read_capped(proc.stderr, cap)
-                )
                 code = await proc.wait()
+            # the program ended; what it wrote is read to the end, unless something it left
+            # behind holds the pipes open
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DRAIN_SECONDS):
+                    await asyncio.shield(readers)
         except TimeoutError:
-            _kill_group(proc.pid)
-            await proc.wait()
             raise ActionError(
                 f"command ran past its {params.timeout}s timeout and was killed",
                 code="timeout",
                 retryable=True,
             ) from None
-        except BaseException:
+        finally:
             _kill_group(proc.pid)
-            await asyncio.shield(proc.wait())
-            raise
-        stdout = out.decode("utf-8", "replace")
-        stderr = err.decode("utf-8", "replace")
+            await asyncio.shield(_ended(proc, readers, pipes, mark))
+        stdout = out.kept.decode("utf-8", "replace")
+        stderr = err.kept.decode("utf-8", "replace")
         result = {
             "argv": argv,
             "exit_code": code,
             "stdout": stdout,
             "stderr": stderr,
-            "stdout_truncated": out_total > len(out),
-            "stderr_truncated": err_total > len(err),
+            "stdout_truncated": out.total > len(out.kept),
+            "stderr_truncated": err.total > len(err.kept),
         }
         if code not in params.success_codes:
             raise ActionError(

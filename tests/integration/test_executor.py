@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -591,3 +592,44 @@ async def test_config_values_render_in_json_spelling_and_custom_keys_are_kept(
     # a misspelt setting is still reported
     near_miss = engine.prepare("config: {fail_fst: false}\nsteps:\n  - {id: a, step_type: noop}\n")
     assert [w.code for w in near_miss.warnings] == ["unknown_key"]
+
+
+ESCAPE = (
+    "import os, sys, time\n"
+    "if os.fork() == 0:\n"
+    "    os.setsid()\n"  # leaves the process group the engine kills
+    "    open('escaped.pid', 'w').write(str(os.getpid()))\n"
+    "    time.sleep(600)\n"  # and keeps stdout open
+    "    sys.exit(0)\n"
+    "while not os.path.exists('escaped.pid'): time.sleep(0.01)\n"
+    "print('parent done', flush=True)\n"
+    "{tail}"
+)
+
+
+@pytest.mark.parametrize(
+    ("tail", "timeout", "status"),
+    [("", 60, StepStatus.SUCCESS), ("time.sleep(600)\n", 2, StepStatus.FAILED)],
+    ids=["program-ends", "program-times-out"],
+)
+async def test_a_process_that_left_with_setsid_does_not_outlive_its_step(
+    make_engine: EngineFactory, workspace: Path, tail: str, timeout: int, status: StepStatus
+) -> None:
+    """F: a child that calls setsid() and keeps the pipes open neither holds the step open
+    (past the program's end, or its timeout) nor survives it."""
+    code = ESCAPE.format(tail=tail)
+    text = (
+        f"steps:\n  - id: c\n    step_type: command\n    timeout_seconds: {timeout}\n"
+        f"    parameters: {{command: {SLEEP}, args: ['-c', {json.dumps(code)}]}}\n"
+    )
+    result = await run_text(make_engine(), text)
+    step = result.step("c")
+    assert step.status is status, step.error
+    if status is StepStatus.SUCCESS:
+        assert (step.output or {})["stdout"] == "parent done\n"
+    escaped = int((workspace / "escaped.pid").read_text())
+    for _ in range(400):
+        if not _alive(escaped):
+            break
+        await asyncio.sleep(0.05)
+    assert not _alive(escaped), "the setsid() child survived its step"

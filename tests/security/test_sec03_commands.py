@@ -80,7 +80,9 @@ async def test_sec03_environment_stripped_to_allowlist(make_engine: EngineFactor
     env = json.loads(result.step("c").output["stdout"])  # type: ignore[index]
     assert "SECRET_TOKEN" not in env
     assert env["MY_FLAG"] == "1"
-    assert set(env) <= {"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "MY_FLAG"}
+    # the allow-listed variables, the step's own, and the mark that finds what it leaves behind
+    allowed = {"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "MY_FLAG"}
+    assert set(env) <= allowed | {"PURAIFY_STEP_MARK"}
 
 
 async def test_sec03_output_capped(make_engine: EngineFactory) -> None:
