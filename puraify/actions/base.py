@@ -49,6 +49,7 @@ class WorkspaceJail(Protocol):
     (``path_outside_jail``) or reach special files (``file_type_refused``)."""
 
     root: Path
+    refuse_hard_links: bool
 
     def display(self, path: str) -> str: ...
     def open(self, path: str, mode: str, *, create_dirs: bool = False) -> IO[bytes]: ...

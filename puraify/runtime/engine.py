@@ -121,7 +121,7 @@ class Engine:
         preparer = preparer or Preparer.from_settings(settings, registry=registry)
         registry = preparer.registry
         root = workspace or settings.workspace or Path.cwd()
-        jail = Jail(root, protected=settings.protected_paths)
+        jail = Jail(root, protected=settings.protected_paths, refuse_hard_links=profile.server)
         owns_http = http is None
         http = http or http_client(settings, profile)
         commands = CommandPolicy(

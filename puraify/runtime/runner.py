@@ -92,6 +92,7 @@ class InProcessRunner:
                 attempt=invocation.attempt,
                 workspace=str(self.workspace.root),
                 protected=self.protected,
+                refuse_hard_links=self.workspace.refuse_hard_links,
                 limits=self.limits,
             )
             return await self.pool.run(job)

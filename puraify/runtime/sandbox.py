@@ -50,6 +50,7 @@ class Job:
     attempt: int
     workspace: str
     protected: tuple[str, ...] = ()
+    refuse_hard_links: bool = False
     limits: Mapping[str, int] = field(default_factory=dict)
 
 
@@ -130,7 +131,11 @@ def _run(job: Job) -> dict[str, Any]:
         step_id=job.step_id,
         attempt=job.attempt,
         http=httpx.AsyncClient(transport=_NoNetwork()),
-        workspace=Jail(Path(job.workspace), protected=[Path(p) for p in job.protected]),
+        workspace=Jail(
+            Path(job.workspace),
+            protected=[Path(p) for p in job.protected],
+            refuse_hard_links=job.refuse_hard_links,
+        ),
         commands=CommandPolicy(enabled=False),
         limits=job.limits,
     )

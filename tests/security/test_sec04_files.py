@@ -88,6 +88,27 @@ async def test_sec04_absolute_path_inside_workspace_is_fine(
     assert (workspace / "inside.txt").read_text() == "ok"
 
 
+@pytest.mark.parametrize("kind", ["read_file", "create_file", "edit_file", "copy_file"])
+async def test_sec04_hard_links_out_of_the_jail_refused(
+    make_engine: EngineFactory, workspace: Path, canary: Path, kind: str
+) -> None:
+    """F: a hard link inside the workspace is another name of a file outside it (a command step
+    can make one): in the server profile, reading or writing through it is refused."""
+    os.link(canary, workspace / "link.txt")
+    params: dict[str, object] = {"path": "link.txt"}
+    if kind in ("create_file", "edit_file"):
+        params.update(content="pwned", overwrite=True)
+        if kind == "edit_file":
+            params = {"path": "link.txt", "content": "pwned", "operation": "overwrite"}
+    if kind == "copy_file":
+        params = {"source": "link.txt", "destination": "copy.txt"}
+    result = await run_text(make_engine(mode="server"), step(kind, **params))
+    error = result.step("f").error
+    assert error is not None and error.code == "file_type_refused", error
+    assert_canary(canary)
+    assert not (workspace / "copy.txt").exists()
+
+
 @pytest.mark.parametrize("kind", ["read_file", "create_file", "edit_file", "delete_file"])
 async def test_sec04_symlinks_out_of_the_jail_refused(
     make_engine: EngineFactory, workspace: Path, canary: Path, kind: str

@@ -36,9 +36,14 @@ _MAX_FILES = 10_000
 class Jail:
     """A directory that file steps cannot leave (see module docstring)."""
 
-    def __init__(self, root: Path, *, protected: Iterable[Path] = ()) -> None:
+    def __init__(
+        self, root: Path, *, protected: Iterable[Path] = (), refuse_hard_links: bool = False
+    ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root.resolve()
+        # a file with several names may have one outside the workspace (another tenant's file):
+        # the server profile opens none (a developer's own tools, git and pnpm, make them)
+        self.refuse_hard_links = refuse_hard_links
         self._protected_paths = [Path(p) for p in protected]
         # the engine's own files by path too, whether they exist or not: a step must not create
         # the configuration file a later run would read
@@ -186,6 +191,12 @@ class Jail:
             st = self._check_fd(fd, path)
             if not stat.S_ISREG(st.st_mode):
                 raise GuardError(f"{path!r} is not a regular file", code="file_type_refused")
+            if self.refuse_hard_links and st.st_nlink > 1:
+                # another name of the same file may be outside the workspace (`ln /etc/x y`)
+                raise GuardError(
+                    f"{path!r} has other hard links, which may lie outside the workspace",
+                    code="file_type_refused",
+                )
             if mode == "w":
                 os.ftruncate(fd, 0)
             os.set_blocking(fd, True)
