@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import re2
-
 from ..errors import ActionError
 
 __all__ = ["user_regex"]
@@ -22,6 +20,8 @@ def user_regex(
     pattern: str, *, field: str, ignore_case: bool = False, literal: bool = False
 ) -> Any:
     """``pattern`` compiled by RE2 (``literal``: matched as plain text)."""
+    import re2  # on first use: a mission without patterns does not load it
+
     options = re2.Options()
     options.log_errors = False  # RE2 would write each refusal to stderr as well
     options.case_sensitive = not ignore_case

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pebble
 import structlog
 
 from ..actions.base import Action, ActionContext
@@ -60,10 +59,12 @@ class ActionPool:
     def __init__(self, workers: int, *, max_memory_bytes: int | None = None) -> None:
         self.workers = workers
         self.max_memory_bytes = max_memory_bytes
-        self._pool: pebble.ProcessPool | None = None
+        self._pool: Any = None  # pebble.ProcessPool, imported on first use (~80 ms)
 
-    def _started(self) -> pebble.ProcessPool:
+    def _started(self) -> Any:
         if self._pool is None:
+            import pebble
+
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload([__name__])
             self._pool = pebble.ProcessPool(
@@ -77,10 +78,12 @@ class ActionPool:
     async def run(self, job: Job) -> dict[str, Any]:
         """The action's output, computed in a worker. Cancelling the caller (a step's timeout,
         a run's cancel) terminates the worker."""
+        from pebble import ProcessExpired
+
         future = self._started().schedule(_run, args=(job,))
         try:
             return await asyncio.wrap_future(future)
-        except pebble.ProcessExpired as exc:  # killed: memory cap, or a crash in C code
+        except ProcessExpired as exc:  # killed: memory cap, or a crash in C code
             raise ActionError(
                 f"the action's worker process ended (exit status {exc.exitcode}); it may have "
                 "passed its memory limit",
