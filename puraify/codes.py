@@ -60,6 +60,7 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     INTERNAL_ERROR = "internal_error"
     INTERRUPTED = "interrupted"
+    INVALID_ARGUMENTS = "invalid_arguments"
     INVALID_ENCODING = "invalid_encoding"
     INVALID_FIELD = "invalid_field"
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
@@ -321,6 +322,12 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
             ExitCode.INVALID,
             "A setting (a PURAIFY_* variable or the config file) has a value puraify cannot "
             "use; fix it (docs/configuration.md lists them).",
+        ),
+        ErrorCode.INVALID_ARGUMENTS: CodeInfo(
+            HTTPStatus.BAD_REQUEST,
+            ExitCode.INVALID,
+            "The command line is not one puraify accepts (an unknown option, a value of the "
+            "wrong kind); `puraify COMMAND --help` shows what it takes.",
         ),
         ErrorCode.INVALID_REQUEST: CodeInfo(
             HTTPStatus.BAD_REQUEST,

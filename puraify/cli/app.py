@@ -404,6 +404,15 @@ def run_app(args: list[str] | None = None) -> None:
     args = sys.argv[1:] if args is None else args
     as_json = "--json" in args
     try:
-        app(args=args, prog_name="puraify")
-    except Exception as exc:  # last resort: a structured message, never a traceback
+        if not as_json:
+            app(args=args, prog_name="puraify")
+        # with --json, a usage error is the failure envelope on stdout too, not click's box
+        code = app(args=args, prog_name="puraify", standalone_mode=False)
+    except Exception as exc:
+        usage = getattr(exc, "format_message", None)  # a usage error (click's, as Typer has it)
+        if as_json and callable(usage):
+            error = PuraifyError(str(usage()), code="invalid_arguments")
+            sys.exit(report_error(console, error, as_json=True))
+        # last resort: a structured message, never a traceback
         sys.exit(report_error(console if as_json else err_console, exc, as_json=as_json))
+    sys.exit(code if isinstance(code, int) else 0)

@@ -356,3 +356,16 @@ def test_json_output_keeps_its_envelope_on_every_failure(
     settings = runner.invoke(app, ["validate", str(bad), "--json"])
     assert settings.exit_code == 2
     assert json.loads(settings.stdout)["error"]["code"] == "invalid_settings"
+
+
+def test_json_usage_errors_keep_the_envelope(tmp_path: Path, mission: Path) -> None:
+    """A command line puraify does not accept, with --json: the failure envelope on stdout
+    (invalid_arguments, exit 2), not a usage box."""
+    for args in (
+        ["run", str(mission), "--safety-level", "bogus", "--json"],
+        ["run", str(mission), "--var", "novalue", "--json"],
+        ["runs", "list", "--bogus", "--json"],
+    ):
+        proc = puraify(*args, cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert json.loads(proc.stdout)["error"]["code"] == "invalid_arguments", args
