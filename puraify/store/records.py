@@ -114,8 +114,15 @@ def run_not_found(run_id: str) -> StoreError:
     return StoreError(f"no run {run_id!r}", code="run_not_found")
 
 
-def _error(code: str | None, message: str | None) -> StepError | None:
-    return StepError(code=code, message=message or "") if code else None
+def _error(
+    code: str | None,
+    message: str | None,
+    retryable: bool | None = None,
+    status: int | None = None,
+) -> StepError | None:
+    if not code:
+        return None
+    return StepError(code=code, message=message or "", retryable=bool(retryable), status=status)
 
 
 async def read_state(
@@ -175,7 +182,7 @@ async def read_record(
                 attempts=s.attempts,
                 fence=s.fence,
                 output=s.output,
-                error=_error(s.error_code, s.error_message),
+                error=_error(s.error_code, s.error_message, s.error_retryable, s.error_status),
                 started_at=s.started_at,
                 finished_at=s.finished_at,
                 duration_ms=s.duration_ms,

@@ -138,6 +138,8 @@ run_steps = Table(
     Column("output", StoredJSON, nullable=True),
     Column("error_code", String(64), nullable=True),
     Column("error_message", Text, nullable=True),
+    Column("error_retryable", Boolean, nullable=True),
+    Column("error_status", Integer, nullable=True),
     Column("reused_from", String(64), nullable=True),
 )
 

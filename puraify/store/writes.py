@@ -74,6 +74,8 @@ _FINISH_FIELDS = {
     "output": bindparam("p_output", type_=run_steps.c.output.type),
     "error_code": bindparam("p_code"),
     "error_message": bindparam("p_message"),
+    "error_retryable": bindparam("p_retryable"),
+    "error_status": bindparam("p_http_status"),
 }
 FINISH_STEP = Statement(  # a result of a dispatched attempt: only if its fence is the latest
     update(run_steps)
@@ -364,6 +366,8 @@ class Rows:
                 "p_output": self.output(result.output),
                 "p_code": error.code if error else None,
                 "p_message": self.message(error.message if error else None),
+                "p_retryable": error.retryable if error else None,
+                "p_http_status": error.status if error else None,
             }
             if fence is None:
                 writes.append(Write(DECIDE_STEP, params))

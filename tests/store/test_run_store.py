@@ -319,7 +319,7 @@ async def test_status_answers_like_get_without_loading_the_run(
 async def test_schema_is_at_head(database: Database) -> None:
     from puraify.store.database import HEAD_REVISION
 
-    assert await database.revision() == database.head() == HEAD_REVISION == "0006"
+    assert await database.revision() == database.head() == HEAD_REVISION == "0007"
 
 
 async def test_documents_are_stored_as_serialized_once(tmp_path: Path, store: RunStore) -> None:
@@ -591,3 +591,21 @@ async def test_the_store_cleans_what_reaches_it_unclean(store: RunStore) -> None
     stored = (await store.get(run_id)).steps[0]
     assert stored.output == {"v": "NaN"}
     assert stored.error is not None and stored.error.message == "bad\ufffdbyte \ufffd"
+
+
+async def test_a_step_error_reads_back_with_its_retry_hint_and_status(
+    tmp_path: Path, store: RunStore, sink: tuple[RecordingSink, str]
+) -> None:
+    receiver, url = sink
+    receiver.script("/down", Reply(503, {"error": "later"}))
+    engine = engine_for(tmp_path, store)
+    run_id, mission = await start(
+        engine,
+        store,
+        f"steps:\n  - {{id: call, step_type: http, parameters: {{url: '{url}/down'}}}}\n",
+    )
+    live = await engine.run(mission, handle=RunHandle(run_id=run_id))
+    await engine.aclose()
+    stored = (await store.get(run_id)).steps[0].error
+    assert live.step("call").error == stored
+    assert stored is not None and stored.retryable is True and stored.status == 503
