@@ -61,6 +61,7 @@ class Profile:
     allow_loopback: bool
     commands_enabled: bool
     env_allow: tuple[str, ...]
+    commands_networked: bool = True
 
     @property
     def server(self) -> bool:
@@ -112,6 +113,12 @@ class Settings(BaseSettings):
         "TMPDIR",
     )
     command_max_output_bytes: int = 1024 * 1024
+    # Containment of command steps (each in its own PID and network namespace when the system
+    # allows it): whether they may reach the network (local: yes, server: no), and their limits.
+    command_network: bool | None = None
+    command_max_memory_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=16 * 1024 * 1024)
+    command_max_cpu_seconds: int = Field(default=600, ge=1)
+    command_max_open_files: int = Field(default=1024, ge=16)
 
     # Files.
     file_max_read_bytes: int = 10 * 1024 * 1024
@@ -189,6 +196,7 @@ class Settings(BaseSettings):
             name=name,
             allow_loopback=local if self.ssrf_allow_loopback is None else self.ssrf_allow_loopback,
             commands_enabled=local if self.command_enabled is None else self.command_enabled,
+            commands_networked=local if self.command_network is None else self.command_network,
             env_allow=(
                 (("*",) if local else ())
                 if self.template_env_allow is None

@@ -68,9 +68,11 @@ class CommandGuard(Protocol):
 
     enabled: bool
     max_output_bytes: int
+    network: bool
 
     def check(self, argv: Sequence[str], env: Mapping[str, str]) -> None: ...
     def environment(self, extra: Mapping[str, str]) -> dict[str, str]: ...
+    def contain(self, argv: Sequence[str], *, network: bool) -> list[str]: ...
 
 
 @dataclass

@@ -152,6 +152,9 @@ class Command(Action):
             default=None, gt=0, validation_alias=AliasChoices("timeout", "timeout_seconds")
         )
         success_codes: list[int] = Field(default_factory=lambda: [0])
+        #: whether the program may reach the network (default: what the operator lets command
+        #: steps do; asking for it where they may not is refused)
+        network: bool | None = None
 
         @field_validator("args", mode="before")
         @classmethod
@@ -196,11 +199,12 @@ class Command(Action):
                 field="command",
             )
         cap = ctx.commands.max_output_bytes
+        network = ctx.commands.network if params.network is None else params.network
+        contained = ctx.commands.contain([program, *params.args], network=network)
         pipes = [_Pipe(), _Pipe()]
         try:
             proc = await asyncio.create_subprocess_exec(
-                program,
-                *params.args,
+                *contained,
                 stdin=asyncio.subprocess.PIPE
                 if params.stdin is not None
                 else asyncio.subprocess.DEVNULL,

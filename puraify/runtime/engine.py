@@ -134,6 +134,10 @@ class Engine:
             allow=settings.command_allow
             if settings.command_allow is not None or not profile.server
             else (),
+            network=profile.commands_networked,
+            max_memory_bytes=settings.command_max_memory_bytes,
+            max_cpu_seconds=settings.command_max_cpu_seconds,
+            max_open_files=settings.command_max_open_files,
         )
         limits = {
             "http_max_response_bytes": settings.http_max_response_bytes,

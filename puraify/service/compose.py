@@ -8,6 +8,7 @@ argv into calls on what it returns.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from ..actions import ActionRegistry
 from ..errors import StoreError
 from ..observability.events import EventBroker
 from ..observability.sinks import EventSinks
+from ..runtime.guards.commands import containment
 from ..runtime.hooks import Hooks
 from ..runtime.prepare import Preparer
 from ..settings import Mode, Profile, Settings
@@ -119,6 +121,18 @@ async def compose(
     profile = settings.profile(choose_profile(settings, listen=listen))
     if listen is not None and not profile.server:
         _warn_local_listener(listen)
+    if listen is not None and profile.commands_enabled:
+        # what command steps will be contained by, where an operator reads it
+        mode = await asyncio.to_thread(containment)
+        (_log.info if mode == "namespaces" else _log.warning)(
+            "command_containment",
+            containment=mode,
+            message={
+                "namespaces": "each command runs in its own PID namespace, with limits",
+                "limits": "no namespaces here: commands run with limits, in a process group",
+                "process-group": "no prlimit or unshare here: commands run in a process group",
+            }[mode],
+        )
     db = await open_database(settings)
     store = RunStore(db, max_output_bytes=settings.store_max_output_bytes)
     preparer = Preparer.from_settings(settings, registry=registry)

@@ -306,18 +306,24 @@ async def test_rel04_step_timeout_kills_the_process_tree(
     make_engine: EngineFactory, workspace: Path
 ) -> None:
     engine = make_engine()
+    # pids as the host sees them (/proc/self, not getpid(): a command may run in a PID namespace)
+    child = (
+        "import os, time; open('child.pid', 'w').write(os.readlink('/proc/self')); time.sleep(600)"
+    )
     script = (
-        "import subprocess, sys, time; "
-        "p = subprocess.Popen(['sleep', '600']); "
-        "open('child.pid', 'w').write(str(p.pid)); time.sleep(600)"
+        "import os, subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, '-c', {child!r}])\n"
+        "while not os.path.exists('child.pid'): time.sleep(0.01)\n"
+        "time.sleep(600)\n"
     )
     text = (
-        "steps:\n  - id: long\n    step_type: command\n    timeout_seconds: 1\n"
-        f"    parameters: {{command: {SLEEP}, args: ['-c', \"{script}\"]}}\n"
+        # long enough for the grandchild to start on a loaded machine; short beside 600 s
+        "steps:\n  - id: long\n    step_type: command\n    timeout_seconds: 5\n"
+        f"    parameters: {{command: {SLEEP}, args: ['-c', {json.dumps(script)}]}}\n"
     )
     started = time.monotonic()
     result = await run_text(engine, text)
-    assert time.monotonic() - started < 30  # the step's 1 s, not the script's 600 s
+    assert time.monotonic() - started < 60  # the step's 5 s, not the script's 600 s
     step = result.step("long")
     assert (
         step.status is StepStatus.FAILED and step.error is not None and step.error.code == "timeout"
@@ -598,7 +604,8 @@ ESCAPE = (
     "import os, sys, time\n"
     "if os.fork() == 0:\n"
     "    os.setsid()\n"  # leaves the process group the engine kills
-    "    open('escaped.pid', 'w').write(str(os.getpid()))\n"
+    # its pid as the host sees it (the command may run in a PID namespace of its own)
+    "    open('escaped.pid', 'w').write(os.readlink('/proc/self'))\n"
     "    time.sleep(600)\n"  # and keeps stdout open
     "    sys.exit(0)\n"
     "while not os.path.exists('escaped.pid'): time.sleep(0.01)\n"

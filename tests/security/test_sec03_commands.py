@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from puraify.mission.model import StepStatus
+from puraify.runtime.guards.commands import containment
+from puraify.testing import CanaryListener
 from tests.conftest import EngineFactory, run_text
+from tests.helpers import wait_for
 
 
 def cmd(command: str, args: list[str], **params: object) -> str:
@@ -129,3 +132,74 @@ async def test_command_not_found_and_exit_codes(make_engine: EngineFactory) -> N
         engine, cmd(sys.executable, ["-c", "import sys; sys.exit(3)"], success_codes=[0, 3])
     )
     assert result.step("c").output["exit_code"] == 3  # type: ignore[index]
+
+
+NAMESPACES = pytest.mark.skipif(
+    containment() != "namespaces",
+    reason="this kernel refuses unprivileged PID and network namespaces",
+)
+
+
+@NAMESPACES
+async def test_a_command_has_no_network_unless_the_operator_allows_it(
+    make_engine: EngineFactory,
+) -> None:
+    """F: command steps without network get a network namespace of their own: even loopback
+    is unreachable; a step asking for network where the operator gives none is refused."""
+    with CanaryListener() as canary:
+        probe = (
+            "import socket; s = socket.socket(); s.settimeout(3)\n"
+            f"try:\n    s.connect(('127.0.0.1', {canary.port})); print('reached')\n"
+            "except OSError as e:\n    print('refused', e.errno)\n"
+        )
+        closed = make_engine(command_network=False)
+        result = await run_text(closed, cmd(sys.executable, ["-c", probe]))
+        assert (result.step("c").output or {})["stdout"].startswith("refused")
+        asked = await run_text(closed, cmd(sys.executable, ["-c", probe], network=True))
+        error = asked.step("c").error
+        assert error is not None and error.code == "command_refused"
+        assert "command_network" in error.message
+        assert canary.connections == 0
+        opened = make_engine()  # the local profile lets commands reach the network
+        reached = await run_text(opened, cmd(sys.executable, ["-c", probe]))
+        assert (reached.step("c").output or {})["stdout"].startswith("reached")
+
+
+async def test_a_command_past_its_memory_cap_fails_alone(make_engine: EngineFactory) -> None:
+    engine = make_engine(command_max_memory_bytes=256 * 1024 * 1024)
+    hog = "b = bytearray(1024 * 1024 * 1024); print(len(b))"
+    result = await run_text(engine, cmd(sys.executable, ["-c", hog]))
+    step = result.step("c")
+    assert step.status is StepStatus.FAILED and step.error is not None
+    assert "MemoryError" in (step.output or {}).get("stderr", ""), step.output
+
+
+@NAMESPACES
+async def test_a_detached_child_that_clears_its_environment_still_ends_with_its_step(
+    make_engine: EngineFactory, workspace: Path
+) -> None:
+    """F: the PID namespace ends every process of the command when it ends, whatever they do
+    (setsid(), a cleared environment, a double fork)."""
+    code = (
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        os.environ.clear()\n"
+        "        open('hidden.pid', 'w').write(os.readlink('/proc/self'))\n"
+        "        time.sleep(600)\n"
+        "    os._exit(0)\n"
+        "while not os.path.exists('hidden.pid'): time.sleep(0.01)\n"
+    )
+    result = await run_text(make_engine(), cmd(sys.executable, ["-c", code]))
+    assert result.step("c").status is StepStatus.SUCCESS, result.step("c").error
+    hidden = int((workspace / "hidden.pid").read_text())
+
+    def gone() -> bool:
+        try:
+            state = Path(f"/proc/{hidden}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        return state == "Z"
+
+    wait_for(gone, what="the hidden child ended with its step")
