@@ -1,5 +1,6 @@
-"""The sandbox's cost: a chain of `csv_process` steps in the worker processes (warm) against
-the same steps on the event loop, per step. (`command` steps are not contained yet.)"""
+"""The sandbox's cost, per step: a chain of `csv_process` steps in the worker processes (warm)
+against the same steps on the event loop, and a chain of 10 ms `command` steps contained (PID
+and network namespaces, limits) against the same commands in a process group only."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import json
 import time
 
+from puraify.runtime.guards.commands import containment
 from puraify.runtime.sandbox import ActionPool
 
 from ._util import Report, chain, engine
@@ -29,7 +31,33 @@ async def _per_step(pool: ActionPool | None, steps: int = 100) -> float:
     return best / steps
 
 
+async def _command_step(contain: bool, steps: int = 20) -> float:
+    eng = engine(command_contain=contain, command_network=False, mode="local")
+    params = {"command": "sleep", "args": ["0.01"]}
+    prepared = eng.prepare(json.dumps(chain(steps, "command", params)))
+    await eng.run(prepared.compiled)  # warm-up
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        result = await eng.run(prepared.compiled)
+        best = min(best, time.perf_counter() - start)
+        assert result.status.value == "completed", result.status
+    await eng.aclose()
+    return best / steps
+
+
 def run(report: Report) -> None:
+    contained = asyncio.run(_command_step(True))
+    bare = asyncio.run(_command_step(False))
+    report.add(
+        f"10 ms command per step, contained ({containment()})",
+        contained * 1000,
+        "ms",
+        target=1.5 * bare * 1000,
+        baseline=bare * 1000,
+        baseline_name="in a process group only",
+        note="target: 1.5x the direct path",
+    )
     pool = ActionPool(2)
     try:
         sandboxed = asyncio.run(_per_step(pool))

@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     # Containment of command steps (each in its own PID and network namespace when the system
     # allows it): whether they may reach the network (local: yes, server: no), and their limits.
     command_network: bool | None = None
+    command_contain: bool = True  # false: commands run in a process group only, no namespaces
     command_max_memory_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=16 * 1024 * 1024)
     command_max_cpu_seconds: int = Field(default=600, ge=1)
     command_max_open_files: int = Field(default=1024, ge=16)

@@ -138,6 +138,7 @@ class Engine:
             max_memory_bytes=settings.command_max_memory_bytes,
             max_cpu_seconds=settings.command_max_cpu_seconds,
             max_open_files=settings.command_max_open_files,
+            contain=settings.command_contain,
         )
         limits = {
             "http_max_response_bytes": settings.http_max_response_bytes,

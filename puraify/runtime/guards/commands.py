@@ -70,11 +70,13 @@ class CommandPolicy:
         max_memory_bytes: int | None = None,
         max_cpu_seconds: int | None = None,
         max_open_files: int | None = None,
+        contain: bool = True,
     ) -> None:
         self.enabled = enabled
         # names (`git`) match the program's name; paths (`/usr/bin/git`) its path exactly
         self.allow = None if allow is None else frozenset(allow)
         self.network = network  # whether command steps may reach the network at all
+        self.contained = contain
         self.limits = {
             "--data": max_memory_bytes,
             "--cpu": max_cpu_seconds,
@@ -132,7 +134,7 @@ class CommandPolicy:
                 code="command_refused",
                 field="network",
             )
-        mode = containment()
+        mode = containment() if self.contained else "process-group"
         if mode == "process-group":
             return list(argv)
         prlimit = shutil.which("prlimit") or "prlimit"
