@@ -57,8 +57,19 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def _kill_marked(mark: str) -> int:
-    """Kill every process of this user whose environment carries ``mark``; how many."""
+def _kill_marked(mark: str, *, passes: int = 10) -> int:
+    """Kill every process of this user whose environment carries ``mark``, again until a pass
+    finds none (a process may start another between two looks; at most ``passes``)."""
+    total = 0
+    for _ in range(passes):
+        killed = _kill_marked_once(mark)
+        total += killed
+        if not killed:
+            break
+    return total
+
+
+def _kill_marked_once(mark: str) -> int:
     needle = f"{_MARK}={mark}".encode()
     uid = os.getuid()
     killed = 0
@@ -76,6 +87,16 @@ def _kill_marked(mark: str) -> int:
         except (OSError, ValueError):
             continue  # gone meanwhile, or not ours to read
     return killed
+
+
+async def _feed(stdin: asyncio.StreamWriter, data: bytes) -> None:
+    """Write ``data`` to the program's stdin and close it; a program that exits (or closes its
+    stdin) without reading all of it is its own business, not a failure of the step."""
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
+        stdin.write(data)
+        await stdin.drain()
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
+        stdin.close()
 
 
 class _Pipe:
@@ -226,9 +247,7 @@ class Command(Action):
             readers = asyncio.gather(out.read(pipes[0].stream), err.read(pipes[1].stream))
             async with asyncio.timeout(params.timeout):
                 if params.stdin is not None and proc.stdin is not None:
-                    proc.stdin.write(params.stdin.encode())
-                    await proc.stdin.drain()
-                    proc.stdin.close()
+                    await _feed(proc.stdin, params.stdin.encode())
                 code = await proc.wait()
             # the program ended; what it wrote is read to the end, unless something it left
             # behind holds the pipes open

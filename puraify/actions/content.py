@@ -35,8 +35,18 @@ class _Inflater:
         return zlib.decompressobj(wbits)
 
     def feed(self, data: bytes) -> bytes:
-        if not data:
-            return b""
+        out = bytearray()
+        while data:
+            out += self._inflate(data)
+            rest = self.inflater.unused_data
+            if not (self.coding == "gzip" and self.inflater.eof and rest.strip(b"\0")):
+                break
+            # the next member of a multi-member gzip stream (what `cat a.gz b.gz` gives)
+            self.inflater = self._new(zlib.MAX_WBITS | 16)
+            data = rest
+        return bytes(out)
+
+    def _inflate(self, data: bytes) -> bytes:
         try:
             out = self.inflater.decompress(data, self.budget - self.produced + 1)
         except zlib.error:

@@ -102,7 +102,10 @@ class Http(Action):
             content = (
                 params.body if isinstance(params.body, str | bytes) else json.dumps(params.body)
             )
-        cap = params.max_response_bytes or ctx.limit("http_max_response_bytes", 10 * 1024 * 1024)
+        # a step may ask for less than the operator's cap, never more
+        cap = ctx.limit("http_max_response_bytes", 10 * 1024 * 1024)
+        if params.max_response_bytes is not None:
+            cap = min(cap, params.max_response_bytes)
         started = time.perf_counter()
         try:
             request = ctx.http.build_request(

@@ -407,7 +407,7 @@ def run_app(args: list[str] | None = None) -> None:
         if not as_json:
             app(args=args, prog_name="puraify")
         # with --json, a usage error is the failure envelope on stdout too, not click's box
-        code = app(args=args, prog_name="puraify", standalone_mode=False)
+        status = app(args=args, prog_name="puraify", standalone_mode=False)
     except Exception as exc:
         usage = getattr(exc, "format_message", None)  # a usage error (click's, as Typer has it)
         if as_json and callable(usage):
@@ -415,4 +415,4 @@ def run_app(args: list[str] | None = None) -> None:
             sys.exit(report_error(console, error, as_json=True))
         # last resort: a structured message, never a traceback
         sys.exit(report_error(console if as_json else err_console, exc, as_json=as_json))
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(status if isinstance(status, int) else 0)

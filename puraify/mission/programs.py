@@ -107,6 +107,31 @@ _WRAPPERS: dict[str, tuple[frozenset[str], int]] = {
     "busybox": (frozenset(), 0),
 }
 _AWKS = frozenset({"awk", "gawk", "mawk", "nawk", "busybox-awk"})
+# git settings and options that name a program git runs (through a shell, often)
+_GIT_EXEC_KEYS = re.compile(
+    r"^(alias\.|core\.(pager|editor|sshcommand|fsmonitor|hookspath|askpass|gitproxy)$|"
+    r"diff\.external$|diff\..*\.(command|textconv)$|merge\..*\.driver$|pager\.|filter\.|"
+    r"sequence\.editor$|credential\.helper$|gpg\.(.*\.)?program$|uploadpack\.|"
+    r"remote\..*\.(uploadpack|receivepack|proxy|vcs)$|protocol\.|url\.|include\.|includeif\.)",
+    re.IGNORECASE,
+)
+_GIT_EXEC_OPTIONS = ("--upload-pack", "--receive-pack", "--exec", "--config-env", "-u", "--ssh")
+# tar options that run a program
+_TAR_EXEC_OPTIONS = (
+    "--to-command",
+    "--checkpoint-action",
+    "--use-compress-program",
+    "--rsh-command",
+    "--rmt-command",
+    "--info-script",
+    "--new-volume-script",
+    "-I",
+    "-F",
+)
+# sed scripts with e (run a command), r/R/w/W (files anywhere) or s///e, s///w
+_SED_ESCAPE = re.compile(
+    r"(^|[;\n{}]|\d|\$|/)\s*[eEwWrR](\s|$)|s(.).*?\3.*?\3[gpIiMm0-9]*[ew]",
+)
 _FIND_EXEC = frozenset({"-exec", "-execdir", "-ok", "-okdir"})
 #: Programs that administer or wreck the system: never run (``mkfs.<type>`` counts as ``mkfs``).
 SYSTEM_PROGRAMS = frozenset(
@@ -148,7 +173,9 @@ _ENV_REFUSED = re.compile(
     r"PERL5OPT$|PERL5LIB$|PERLLIB$|PERL5DB$|NODE_OPTIONS$|NODE_PATH$|RUBYOPT$|RUBYLIB$|"
     r"LUA_INIT|LUA_PATH|LUA_CPATH|BASH_ENV$|BASH_FUNC_|ENV$|IFS$|PATH$|SHELLOPTS$|BASHOPTS$|"
     r"PS4$|PROMPT_COMMAND$|GCONV_PATH$|MALLOC_|GLIBC_TUNABLES$|GIT_EXEC_PATH$|GIT_SSH|"
-    r"GIT_CONFIG|JAVA_TOOL_OPTIONS$|_JAVA_OPTIONS$|JDK_JAVA_OPTIONS$)",
+    r"GIT_CONFIG|GIT_PAGER$|GIT_EDITOR$|GIT_EXTERNAL_DIFF$|GIT_ASKPASS$|GIT_PROXY_COMMAND$|"
+    r"TAR_OPTIONS$|PAGER$|EDITOR$|VISUAL$|LESSOPEN$|LESSCLOSE$|MANPAGER$|BROWSER$|"
+    r"SSH_ASKPASS$|JAVA_TOOL_OPTIONS$|_JAVA_OPTIONS$|JDK_JAVA_OPTIONS$)",
     re.IGNORECASE,
 )
 # awk programs that reach a shell: system(...), print | "cmd", "cmd" | getline
@@ -244,6 +271,13 @@ def _refusal(argv: Sequence[str], *, allow_shell: bool) -> Refusal | None:
         return Refusal(
             "destructive_command", f"{name} administers the system and is not allowed in a mission"
         )
+    escape = None if allow_shell else _program_escape(name, args)
+    if escape is not None:
+        return Refusal(
+            "shell_command",
+            f"{name} {escape} runs another program (a shell, often); call the program directly, "
+            "or ask an operator to set command_allow_shell",
+        )
     if name in _AWKS and not allow_shell and any(_AWK_SHELL.search(a) for a in args):
         return Refusal(
             "shell_command",
@@ -252,6 +286,33 @@ def _refusal(argv: Sequence[str], *, allow_shell: bool) -> Refusal | None:
         )
     message = _argument_refusal(name, args)
     return Refusal("destructive_command", message) if message else None
+
+
+def _program_escape(name: str, args: Sequence[str]) -> str | None:
+    """The option of ``name`` (git, tar, sed) that would make it run another program."""
+    if name == "git":
+        for i, arg in enumerate(args):
+            key = None
+            if arg == "-c" and i + 1 < len(args):
+                key = args[i + 1].partition("=")[0]
+            elif arg.startswith("-c") and len(arg) > 2:
+                key = arg[2:].partition("=")[0]
+            if key is not None and _GIT_EXEC_KEYS.match(key):
+                return f"setting {key}"
+            if arg.split("=", 1)[0] in _GIT_EXEC_OPTIONS or arg.startswith("ext::"):
+                return f"option {arg.split('=', 1)[0]}"
+    if name in ("tar", "gtar", "bsdtar"):
+        for arg in args:
+            option = arg.split("=", 1)[0]
+            if option in _TAR_EXEC_OPTIONS or (
+                len(option) > 2 and option[:2] in ("-I", "-F") and not option.startswith("--")
+            ):
+                return f"option {option}"
+    if name in ("sed", "gsed") and "--sandbox" not in args:
+        for arg in args:
+            if not arg.startswith("-") and _SED_ESCAPE.search(arg):
+                return "script (an e, r or w command; run sed with --sandbox)"
+    return None
 
 
 def _argument_refusal(name: str, args: Sequence[str]) -> str | None:

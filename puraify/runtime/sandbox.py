@@ -19,7 +19,10 @@ import asyncio
 import concurrent.futures
 import importlib
 import multiprocessing
+import os
 import resource
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +73,7 @@ class ActionPool:
             self._pool = pebble.ProcessPool(
                 max_workers=self.workers,
                 initializer=_worker_started,
-                initargs=(self.max_memory_bytes,),
+                initargs=(self.max_memory_bytes, os.getpid()),
                 context=context,
             )
         return self._pool
@@ -111,9 +114,23 @@ def action_ref(action: Action) -> str:
 _actions: dict[str, Action] = {}
 
 
-def _worker_started(max_memory_bytes: int | None) -> None:
+def _worker_started(max_memory_bytes: int | None, engine: int) -> None:
     if max_memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (max_memory_bytes, max_memory_bytes))
+    threading.Thread(target=_watch_engine, args=(engine,), daemon=True).start()
+
+
+def _watch_engine(engine: int) -> None:
+    """End this worker once the engine that started the pool is gone, even if it was killed
+    and could not stop its pool (the worker may be busy with a task that never ends)."""
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(engine, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # the pid went to another user's process: the engine is gone
+            os._exit(1)
 
 
 class _NoNetwork(httpx.AsyncBaseTransport):

@@ -86,6 +86,8 @@ class CompiledTemplate(NamedTuple):
 
 
 MAX_SLICES = 10_000
+_MAX_INDENT = 64
+_MAX_INT_BITS = 64_000
 _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 _FORMAT_METHODS = frozenset({"format", "format_map"})
 # %[(key)][flags][width][.precision]: the width and the precision, `*` when an argument gives it
@@ -98,7 +100,7 @@ def _ints(values: Iterable[Any]) -> list[int]:
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+", "-", "//", "/"})
 
     def __init__(self, max_output: int) -> None:
         super().__init__(
@@ -131,7 +133,16 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 )
             return slice_(value, slices, *args)
 
-        replace, join = self.filters["replace"], self.filters["join"]
+        replace, join, tojson = (self.filters[n] for n in ("replace", "join", "tojson"))
+
+        def bounded_tojson(ctx: Any, value: Any, indent: Any = None) -> Any:
+            if isinstance(indent, int) and indent > _MAX_INDENT:
+                raise TemplateSecurityError(
+                    f"tojson indents at most {_MAX_INDENT} spaces", code="template_limit"
+                )
+            return tojson(ctx, value, indent)
+
+        bounded_tojson.jinja_pass_arg = tojson.jinja_pass_arg  # type: ignore[attr-defined]
 
         def bounded_replace(ctx: Any, value: Any, old: Any, new: Any, count: Any = None) -> Any:
             self._check_replace(value, old, new)
@@ -154,6 +165,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             slice=bounded_slice,
             replace=bounded_replace,
             join=bounded_join,
+            tojson=bounded_tojson,
         )
         self.globals["_puraify_iter"] = self._ticking
 
@@ -224,6 +236,20 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         self._tick()
+        for number in (left, right):  # arithmetic on huge integers holds the loop for seconds
+            if isinstance(number, int) and number.bit_length() > _MAX_INT_BITS:
+                raise TemplateSecurityError(
+                    f"a number of more than {_MAX_INT_BITS} bits is too large for a template",
+                    code="template_limit",
+                )
+        if operator == "+":
+            return left + right
+        if operator == "-":
+            return left - right
+        if operator == "/":
+            return left / right
+        if operator == "//":
+            return left // right
         if operator == "%":
             return self._percent(left, right)
         if operator == "**":

@@ -243,6 +243,7 @@ async def test_a_stacked_gzip_bomb_is_refused_within_the_cap(
         ("deflate", zlib.compress),
         ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate, no zlib header
         ("gzip, gzip", lambda b: gzip.compress(gzip.compress(b))),
+        ("gzip", lambda b: gzip.compress(b[:700]) + gzip.compress(b[700:])),  # two members
         ("identity", lambda b: b),
         ("br", lambda b: b),  # a coding it does not know passes through, as in httpx
     ],
@@ -280,3 +281,19 @@ async def test_a_body_that_is_not_its_encoding_is_a_clear_error(
         )
     ).step("a")
     assert step.error is not None and step.error.code == "invalid_response"
+
+
+async def test_a_step_cannot_raise_the_operators_response_cap(
+    make_engine: Any, sink: tuple[RecordingSink, str]
+) -> None:
+    receiver, url = sink
+    receiver.script("/big", Reply(200, "x" * 5000))
+    engine = make_engine(http_max_response_bytes=1000)
+    step = (
+        await run_text(
+            engine,
+            f"steps:\n  - {{id: a, step_type: http, parameters: {{url: '{url}/big', "
+            "max_response_bytes: 1000000000}}\n",
+        )
+    ).step("a")
+    assert step.error is not None and step.error.code == "response_too_large"

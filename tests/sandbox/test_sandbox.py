@@ -134,3 +134,38 @@ async def test_sandboxed_actions_have_no_network_and_keep_the_jail(
     assert result.step("csv").output["row_count"] == 2  # type: ignore[index]
     error = result.step("out").error
     assert error is not None and error.code == "path_outside_jail"
+
+
+def test_workers_end_when_their_engine_is_killed(tmp_path: Path) -> None:
+    """F: an engine killed with SIGKILL cannot stop its pool; its workers notice it is gone
+    and end, even in the middle of a task that would never end."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers import wait_for
+
+    pid_file = tmp_path / "spin.pid"
+    script = (
+        "import asyncio, sys\n"
+        "from puraify.runtime.sandbox import ActionPool, Job\n"
+        "from tests.sandbox.actions import Spin\n"
+        "job = Job(action='tests.sandbox.actions:Spin', params=Spin.Params(pid_file=sys.argv[1]),"
+        " run_id='r', step_id='s', attempt=1, workspace=sys.argv[2])\n"
+        "asyncio.run(ActionPool(1).run(job))\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    engine = subprocess.Popen(
+        [sys.executable, "-c", script, str(pid_file), str(tmp_path / "ws")], cwd=repo
+    )
+    try:
+        wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the task running")
+    finally:
+        engine.send_signal(signal.SIGKILL)
+        engine.wait(timeout=30)
+    worker = int(pid_file.read_text())
+    try:
+        wait_for(lambda: not _alive(worker), seconds=60, what="the worker ended")
+    finally:
+        if _alive(worker):
+            os.kill(worker, signal.SIGKILL)

@@ -95,7 +95,9 @@ async def test_sec03_output_capped(make_engine: EngineFactory) -> None:
     assert out is not None and len(out["stdout"]) == 1000 and out["stdout_truncated"] is True
 
 
-async def test_sec03_disabled_in_server_mode_unless_flag(make_engine: EngineFactory) -> None:
+async def test_sec03_disabled_in_server_mode_unless_flag(
+    make_engine: EngineFactory, workspace: Path
+) -> None:
     engine = make_engine(mode="server")
     result = await run_text(engine, cmd("echo", ["hi"]))
     assert result.step("c").error.code == "command_disabled"  # type: ignore[union-attr]
@@ -112,6 +114,11 @@ async def test_sec03_disabled_in_server_mode_unless_flag(make_engine: EngineFact
     # what a listed wrapper runs must be listed too
     wrapped = (await run_text(engine, cmd("env", ["ls"]))).step("c").error
     assert wrapped is not None and wrapped.code == "command_refused" and "ls" in wrapped.message
+    # a name is a program found on PATH: a file of that name elsewhere is not it
+    (workspace / "echo").write_text("#!/bin/sh\necho impostor\n")
+    (workspace / "echo").chmod(0o755)
+    impostor = (await run_text(engine, cmd(str(workspace / "echo"), []))).step("c").error
+    assert impostor is not None and impostor.code == "command_refused"
 
 
 async def test_the_local_profile_honours_an_allow_list_when_given(
@@ -203,3 +210,10 @@ async def test_a_detached_child_that_clears_its_environment_still_ends_with_its_
         return state == "Z"
 
     wait_for(gone, what="the hidden child ended with its step")
+
+
+async def test_stdin_a_program_does_not_read_is_not_a_failure(make_engine: EngineFactory) -> None:
+    result = await run_text(make_engine(), cmd("echo", ["x"], stdin="y" * 900_000))
+    step = result.step("c")
+    assert step.status is StepStatus.SUCCESS, step.error
+    assert (step.output or {})["stdout"] == "x\n"

@@ -82,6 +82,20 @@ REFUSED: list[tuple[list[str], str]] = [
     (["env", "sudo", "id"], "privilege_escalation"),
     (["rm", "-rf", "../victim"], "destructive_command"),
     (["rm", "-rf", "a/../../victim"], "destructive_command"),
+    # programs with options that run another program
+    (["git", "-c", "alias.x=!id", "x"], "shell_command"),
+    (["git", "-c", "core.pager=sh -c id", "log"], "shell_command"),
+    (["git", "clone", "--upload-pack=touch pwned", "repo"], "shell_command"),
+    (["git", "clone", "ext::sh -c id", "dir"], "shell_command"),
+    (
+        ["tar", "cf", "a.tar", "--checkpoint=1", "--checkpoint-action=exec=sh -c id", "x"],
+        "shell_command",
+    ),
+    (["tar", "xf", "a.tar", "--to-command=sh"], "shell_command"),
+    (["tar", "-Ish", "-cf", "a.tar", "b"], "shell_command"),
+    (["sed", "-n", "1e id", "f.txt"], "shell_command"),
+    (["sed", "s/a/b/e", "f.txt"], "shell_command"),
+    (["sed", "-n", "w /tmp/out", "f.txt"], "shell_command"),
 ]
 
 ALLOWED: list[list[str]] = [
@@ -98,6 +112,10 @@ ALLOWED: list[list[str]] = [
     ["find", ".", "-name", "*.py"],
     ["awk", "{print $1}", "data.txt"],
     ["xargs", "echo"],
+    ["git", "-c", "user.name=me", "commit", "-m", "x"],
+    ["tar", "czf", "a.tgz", "dir"],
+    ["sed", "-i", "s/a/b/g", "file.txt"],
+    ["sed", "--sandbox", "-n", "/x/p", "f.txt"],
 ]
 
 

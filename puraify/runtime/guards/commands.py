@@ -113,7 +113,11 @@ class CommandPolicy:
                 )
             for inner in programs_run(list(argv)):
                 program = inner[0]
-                if program not in self.allow and program_name(program) not in self.allow:
+                # a name matches a program found on PATH; a path must be listed as that path
+                listed = (
+                    program in self.allow if "/" in program else program_name(program) in self.allow
+                )
+                if not listed:
                     raise GuardError(
                         f"{program_name(program)} is not among the programs this engine runs "
                         "(the operator's command_allow list)",

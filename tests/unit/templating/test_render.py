@@ -178,3 +178,26 @@ def test_a_scope_holds_only_the_names_asked_for() -> None:
     assert scope.names(["run", "v", "w", "unknown"]) == {"run": {"id": "r1"}, "v": 1, "w": 2}
     assert set(scope.names(["steps"])["steps"]) == {"fetch", "other"}
     assert scope.names(["config"])["config"]["fail_fast"] is True
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ [1, [2, [3]]]|tojson(indent=100000000)|length }}",
+        "{% set a = 3**31000 %}{% set a = a*a %}{% set a = a*a %}{{ (a // (a + 1)) > 0 }}",
+        "{% set a = 3**31000 %}{% set a = a*a %}{{ (a*a - 1) > 0 }}",
+    ],
+)
+def test_f_templates_that_would_hold_the_loop_are_refused_before_they_run(template: str) -> None:
+    """F: indentation and integer sizes are checked before the work, so a template cannot
+    hold the engine's event loop for seconds."""
+    with pytest.raises(TemplateSecurityError) as refused:
+        TemplateEngine().render_string(template, {})
+    assert refused.value.code == "template_limit"
+
+
+def test_arithmetic_still_works() -> None:
+    rendered = TemplateEngine().render_string(
+        "{{ 1 + 2 }} {{ 7 // 2 }} {{ 7 / 2 }} {{ 5 - 3 }} {{ 'a' + 'b' }} {{ [1] + [2] }}", {}
+    )
+    assert rendered == "3 3 3.5 2 ab [1, 2]"
