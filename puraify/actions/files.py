@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic import AliasChoices, Field, model_validator
 
-from ..errors import ActionError
+from ..errors import ActionError, GuardError
 from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
@@ -376,6 +376,7 @@ class FileSearch(Action):
         matches: list[dict[str, Any]]
         count: int
         truncated: bool
+        skipped: int = 0  # files the jail would not open (engine state, hard links): not read
 
     name = "file_search"
     sandboxed: ClassVar = True
@@ -407,6 +408,7 @@ class FileSearch(Action):
         base = ws.display(params.path)
         matches: list[dict[str, Any]] = []
         truncated = False
+        skipped = 0
         for rel, kind, size in entries:
             if kind != "file" or not fnmatch.fnmatch(rel.rsplit("/", 1)[-1], params.pattern):
                 continue
@@ -414,8 +416,14 @@ class FileSearch(Action):
             if matcher is None:
                 matches.append({"path": full, "size": size})
             else:
-                with ws.open(full, "r") as fh:
-                    text = fh.read(read_cap).decode("utf-8", "replace")
+                try:
+                    with ws.open(full, "r") as fh:
+                        text = fh.read(read_cap).decode("utf-8", "replace")
+                except GuardError:
+                    skipped += (
+                        1  # a file the jail will not open (engine state, a link): not searched
+                    )
+                    continue
                 for lineno, line in enumerate(text.splitlines(), 1):
                     if matcher.search(line):
                         matches.append({"path": full, "line": lineno, "text": line[:500]})
@@ -424,4 +432,9 @@ class FileSearch(Action):
             if len(matches) >= params.max_results:
                 truncated = True
                 break
-        return {"matches": matches, "count": len(matches), "truncated": truncated}
+        return {
+            "matches": matches,
+            "count": len(matches),
+            "truncated": truncated,
+            "skipped": skipped,
+        }

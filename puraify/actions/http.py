@@ -9,6 +9,7 @@ details carry the body cut to 1 KiB. Templates may read ``body`` as ``response``
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import socket
@@ -108,37 +109,40 @@ class Http(Action):
             cap = min(cap, params.max_response_bytes)
         started = time.perf_counter()
         try:
-            request = ctx.http.build_request(
-                params.method,
-                params.url,
-                headers=headers,
-                params=params.query or None,
-                content=content,
-                json=json_payload,
-                timeout=params.timeout,
-            )
-            response = await ctx.http.send(
-                request, stream=True, follow_redirects=params.follow_redirects
-            )
-            try:
-                raw = bytearray()
-                # decoded here, within the cap at every layer: `gzip, gzip` bombs included
-                decoder = BoundedDecoder(response.headers.get("content-encoding"), cap)
-                async for chunk in response.aiter_raw():
-                    raw += decoder.feed(chunk)
-                raw += decoder.flush()
-            except ResponseTooLarge:
-                raise ActionError(
-                    f"response is larger than {cap} bytes once decoded", code="response_too_large"
-                ) from None
-            except zlib.error:
-                raise ActionError(
-                    "the response body does not match its Content-Encoding",
-                    code="invalid_response",
-                ) from None
-            finally:
-                await response.aclose()
-        except httpx.TimeoutException:
+            # `timeout` bounds the whole request: connecting, waiting and reading the body
+            async with asyncio.timeout(params.timeout):
+                request = ctx.http.build_request(
+                    params.method,
+                    params.url,
+                    headers=headers,
+                    params=params.query or None,
+                    content=content,
+                    json=json_payload,
+                    timeout=params.timeout,
+                )
+                response = await ctx.http.send(
+                    request, stream=True, follow_redirects=params.follow_redirects
+                )
+                try:
+                    raw = bytearray()
+                    # decoded here, within the cap at every layer: `gzip, gzip` bombs included
+                    decoder = BoundedDecoder(response.headers.get("content-encoding"), cap)
+                    async for chunk in response.aiter_raw():
+                        raw += decoder.feed(chunk)
+                    raw += decoder.flush()
+                except ResponseTooLarge:
+                    raise ActionError(
+                        f"response is larger than {cap} bytes once decoded",
+                        code="response_too_large",
+                    ) from None
+                except zlib.error:
+                    raise ActionError(
+                        "the response body does not match its Content-Encoding",
+                        code="invalid_response",
+                    ) from None
+                finally:
+                    await response.aclose()
+        except (httpx.TimeoutException, TimeoutError):
             raise ActionError(
                 f"{params.method} {_safe(params.url)} timed out after {params.timeout}s",
                 code="timeout",

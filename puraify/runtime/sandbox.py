@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import importlib
 import multiprocessing
 import os
+import pickle
 import resource
 import threading
 import time
@@ -36,7 +38,10 @@ from ..errors import ActionError, GuardError
 from .guards.commands import CommandPolicy
 from .guards.jail import Jail
 
-__all__ = ["ActionPool", "Job"]
+__all__ = ["MAX_RESULT_BYTES", "ActionPool", "Job"]
+
+#: The largest result a sandboxed action may hand back (serialized).
+MAX_RESULT_BYTES = 16 * 1024 * 1024
 
 _log = structlog.get_logger("puraify.sandbox")
 
@@ -54,14 +59,22 @@ class Job:
     protected: tuple[str, ...] = ()
     refuse_hard_links: bool = False
     limits: Mapping[str, int] = field(default_factory=dict)
+    max_result_bytes: int = MAX_RESULT_BYTES
 
 
 class ActionPool:
     """Worker processes for sandboxed actions; one per engine process, started on first use."""
 
-    def __init__(self, workers: int, *, max_memory_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        workers: int,
+        *,
+        max_memory_bytes: int | None = None,
+        max_result_bytes: int = MAX_RESULT_BYTES,
+    ) -> None:
         self.workers = workers
         self.max_memory_bytes = max_memory_bytes
+        self.max_result_bytes = max_result_bytes
         self._pool: Any = None  # pebble.ProcessPool, imported on first use (~80 ms)
 
     def _started(self) -> Any:
@@ -83,6 +96,7 @@ class ActionPool:
         a run's cancel) terminates the worker."""
         from pebble import ProcessExpired
 
+        job = dataclasses.replace(job, max_result_bytes=self.max_result_bytes)
         future = self._started().schedule(_run, args=(job,))
         try:
             return await asyncio.wrap_future(future)
@@ -160,7 +174,15 @@ def _run(job: Job) -> dict[str, Any]:
         limits=job.limits,
     )
     try:
-        return asyncio.run(action.run(job.params, ctx))
+        out: dict[str, Any] = asyncio.run(action.run(job.params, ctx))
+        # the engine reads the result on its event loop: a huge one would hold it there
+        if len(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)) > job.max_result_bytes:
+            raise ActionError(
+                f"the action's result is larger than {job.max_result_bytes} bytes; ask for "
+                "less (a smaller file, a filter, fewer rows)",
+                code="resource_limit",
+            )
+        return out
     except MemoryError:
         raise ActionError(
             "the action passed the memory its sandbox allows (action_max_memory_bytes)",

@@ -297,3 +297,29 @@ async def test_a_step_cannot_raise_the_operators_response_cap(
         )
     ).step("a")
     assert step.error is not None and step.error.code == "response_too_large"
+
+
+class _Drip:
+    """Answers at once, then sends its body one byte at a time, 0.3 s apart, for ever."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while True:
+            await send({"type": "http.response.body", "body": b"x", "more_body": True})
+            await asyncio.sleep(0.3)
+
+
+async def test_the_http_timeout_bounds_the_whole_request(engine: Engine) -> None:
+    """F: a body dripping slower than the timeout, but faster than any one read's timeout,
+    still ends at the step's `timeout`."""
+    with LocalServer(_Drip()) as server:
+        step = (
+            await run_text(
+                engine,
+                f"steps:\n  - {{id: a, step_type: http, parameters: {{url: '{server.url}/', "
+                "timeout: 1}}\n",
+            )
+        ).step("a")
+    assert step.error is not None and step.error.code == "timeout", step.error

@@ -26,7 +26,7 @@ async def sandboxed(tmp_path: Path, workspace: Path) -> AsyncIterator[Engine]:
     registry = default_registry(entry_points=False)
     for action in (Spin(), Hog(), Where()):
         registry.register(action)
-    pool = ActionPool(1, max_memory_bytes=512 * 1024 * 1024)
+    pool = ActionPool(1, max_memory_bytes=512 * 1024 * 1024, max_result_bytes=1024 * 1024)
     engine = Engine.from_settings(
         make_settings(tmp_path), workspace=workspace, environ=TEST_ENV, registry=registry, pool=pool
     )
@@ -169,3 +169,16 @@ def test_workers_end_when_their_engine_is_killed(tmp_path: Path) -> None:
     finally:
         if _alive(worker):
             os.kill(worker, signal.SIGKILL)
+
+
+async def test_a_result_too_large_to_hand_back_fails_in_the_worker(
+    sandboxed: Engine, workspace: Path
+) -> None:
+    """F: the engine reads a result on its event loop; one past the pool's result limit
+    (MAX_RESULT_BYTES by default) is refused in the worker instead."""
+    (workspace / "big.json").write_text("[" + ",".join(['"abcdef"'] * 300_000) + "]")
+    result = await run_text(
+        sandboxed, "steps:\n  - {id: p, step_type: parse_json, parameters: {file: big.json}}\n"
+    )
+    error = result.step("p").error
+    assert error is not None and error.code == "resource_limit", error
