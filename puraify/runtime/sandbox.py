@@ -10,7 +10,9 @@ ends the worker at once and a new one takes its place. Each worker has a memory 
 (``RLIMIT_AS``), its own copy of the workspace jail and no network.
 
 Workers start on first use, forked from a preloaded server process (``forkserver``), so a
-mission without such steps never starts one.
+mission without such steps never starts one. One workspace (a project, in the server profile)
+holds at most ``per_workspace`` workers at a time, so the steps of one project cannot take
+every worker from the others.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 import httpx
 import structlog
+from cachetools import LRUCache
 
 from ..actions.base import Action, ActionContext
 from ..errors import ActionError, GuardError
@@ -71,10 +74,14 @@ class ActionPool:
         *,
         max_memory_bytes: int | None = None,
         max_result_bytes: int = MAX_RESULT_BYTES,
+        per_workspace: int | None = None,
     ) -> None:
         self.workers = workers
         self.max_memory_bytes = max_memory_bytes
         self.max_result_bytes = max_result_bytes
+        self.per_workspace = max(1, min(per_workspace or workers, workers))
+        # per event loop and workspace: how many of its steps may hold a worker
+        self._slots: LRUCache[tuple[int, str], asyncio.Semaphore] = LRUCache(maxsize=4096)
         self._pool: Any = None  # pebble.ProcessPool, imported on first use (~80 ms)
 
     def _started(self) -> Any:
@@ -94,9 +101,17 @@ class ActionPool:
     async def run(self, job: Job) -> dict[str, Any]:
         """The action's output, computed in a worker. Cancelling the caller (a step's timeout,
         a run's cancel) terminates the worker."""
+        job = dataclasses.replace(job, max_result_bytes=self.max_result_bytes)
+        key = (id(asyncio.get_running_loop()), job.workspace)
+        slots = self._slots.get(key)
+        if slots is None:
+            slots = self._slots[key] = asyncio.Semaphore(self.per_workspace)
+        async with slots:
+            return await self._run(job)
+
+    async def _run(self, job: Job) -> dict[str, Any]:
         from pebble import ProcessExpired
 
-        job = dataclasses.replace(job, max_result_bytes=self.max_result_bytes)
         future = self._started().schedule(_run, args=(job,))
         try:
             return await asyncio.wrap_future(future)

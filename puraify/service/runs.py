@@ -105,8 +105,14 @@ class RunService:
         self._engines: LRUCache[tuple[Mode, Path], Engine] = LRUCache(maxsize=_ENGINES)
         self.live: dict[str, _Live] = {}
         # CPU-bound actions of every engine run in one pool of workers (started on first use)
+        # in the server profile one project holds at most all workers but one, so that another
+        # project's steps always find one
         self._pool = (
-            ActionPool(settings.action_workers, max_memory_bytes=settings.action_max_memory_bytes)
+            ActionPool(
+                settings.action_workers,
+                max_memory_bytes=settings.action_max_memory_bytes,
+                per_workspace=settings.action_workers - 1 if profile.server else None,
+            )
             if settings.action_workers
             else None
         )

@@ -182,3 +182,46 @@ async def test_a_result_too_large_to_hand_back_fails_in_the_worker(
     )
     error = result.step("p").error
     assert error is not None and error.code == "resource_limit", error
+
+
+async def test_one_workspace_cannot_take_every_worker(tmp_path: Path) -> None:
+    """F: a project whose steps never end holds at most its share of the pool; another
+    project's steps still find a worker."""
+    registry = default_registry(entry_points=False)
+    for action in (Spin(), Where()):
+        registry.register(action)
+    pool = ActionPool(2, per_workspace=1)
+    engines = [
+        Engine.from_settings(
+            make_settings(tmp_path),
+            workspace=tmp_path / name,
+            environ=TEST_ENV,
+            registry=registry,
+            pool=pool,
+        )
+        for name in ("greedy", "other")
+    ]
+    greedy, other = engines
+    handles = [RunHandle(), RunHandle()]
+    spins = [
+        asyncio.create_task(
+            greedy.run(greedy.prepare(_spin(tmp_path / f"spin{i}.pid")).mission, handle=h)
+        )
+        for i, h in enumerate(handles)
+    ]
+    try:
+
+        async def one_spinning() -> bool:
+            return any((tmp_path / f"spin{i}.pid").exists() for i in range(2))
+
+        await poll(one_spinning, bool, what="a greedy step holding a worker")
+        text = "steps:\n  - {id: w, step_type: test_where, timeout_seconds: 60}\n"
+        result = await run_text(other, text)
+        assert result.status is MissionStatus.COMPLETED, result.model_dump()
+    finally:
+        for handle in handles:
+            handle.cancel()
+        await asyncio.gather(*spins, return_exceptions=True)
+        for engine in engines:
+            await engine.aclose()
+        await asyncio.to_thread(pool.close)
