@@ -7,11 +7,28 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
+from puraify.runtime.engine import Engine
 from puraify.runtime.guards.commands import containment
 from puraify.runtime.sandbox import ActionPool
 
 from ._util import Report, chain, engine
+
+
+async def _best_per_step(eng: Engine, mission: dict[str, Any], steps: int) -> float:
+    """The best of three runs of ``mission`` after a warm-up (a pool starts its workers), per
+    step; closes ``eng``."""
+    prepared = eng.prepare(json.dumps(mission))
+    await eng.run(prepared.compiled)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        result = await eng.run(prepared.compiled)
+        best = min(best, time.perf_counter() - start)
+        assert result.status.value == "completed", result.status
+    await eng.aclose()
+    return best / steps
 
 
 async def _per_step(pool: ActionPool | None, steps: int = 100) -> float:
@@ -19,31 +36,13 @@ async def _per_step(pool: ActionPool | None, steps: int = 100) -> float:
     assert eng.workspace is not None
     rows = "".join(f"{i},{i * 2},name{i}\n" for i in range(200))
     (eng.workspace / "data.csv").write_text("a,b,name\n" + rows)
-    prepared = eng.prepare(json.dumps(chain(steps, "csv_process", {"file": "data.csv"})))
-    await eng.run(prepared.compiled)  # warm-up (the pool starts its workers)
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        result = await eng.run(prepared.compiled)
-        best = min(best, time.perf_counter() - start)
-        assert result.status.value == "completed", result.status
-    await eng.aclose()
-    return best / steps
+    return await _best_per_step(eng, chain(steps, "csv_process", {"file": "data.csv"}), steps)
 
 
 async def _command_step(contain: bool, steps: int = 20) -> float:
     eng = engine(command_contain=contain, command_network=False, mode="local")
     params = {"command": "sleep", "args": ["0.01"]}
-    prepared = eng.prepare(json.dumps(chain(steps, "command", params)))
-    await eng.run(prepared.compiled)  # warm-up
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        result = await eng.run(prepared.compiled)
-        best = min(best, time.perf_counter() - start)
-        assert result.status.value == "completed", result.status
-    await eng.aclose()
-    return best / steps
+    return await _best_per_step(eng, chain(steps, "command", params), steps)
 
 
 def run(report: Report) -> None:

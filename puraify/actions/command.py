@@ -6,10 +6,11 @@ read concurrently and capped; what is past the cap is drained and counted, never
 
 A process the command leaves behind does not outlive the step: once the program has ended, its
 output is read for at most ``DRAIN_SECONDS`` more (a detached child holding the pipes open
-cannot keep the step running), and when the step ends, every process of the engine's user
-that carries the step's mark in its environment is killed, whether it stayed in the group or
-left it with ``setsid()``. (A process that also clears its environment is not found this way;
-containing that needs a PID namespace, which the engine does not use yet.)
+cannot keep the step running). Where the command guard runs it in a PID namespace of its own
+(``CommandGuard.contain``), every process it started ends with it; elsewhere, when the step
+ends, every process of the engine's user that carries the step's mark in its environment is
+killed, whether it stayed in the group or left it with ``setsid()`` (one that also clears its
+environment is not found that way).
 """
 
 from __future__ import annotations
@@ -141,12 +142,13 @@ async def _ended(
     proc: asyncio.subprocess.Process,
     readers: asyncio.Future[Any] | None,
     pipes: list[_Pipe],
-    mark: str,
+    mark: str | None,
 ) -> None:
     """Leave nothing of the step behind: the program reaped, every process that carries its
     mark killed, the pipes closed."""
     await proc.wait()
-    await asyncio.to_thread(_kill_marked, mark)
+    if mark is not None:
+        await asyncio.to_thread(_kill_marked, mark)
     if readers is not None:
         readers.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -201,8 +203,11 @@ class Command(Action):
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
         argv = [params.command, *params.args]
         ctx.commands.check(argv, params.env)
-        mark = secrets.token_hex(16)
-        env = {**ctx.commands.environment(params.env), _MARK: mark}
+        env = ctx.commands.environment(params.env)
+        # without a PID namespace to end them, leftovers are found by a mark in their environment
+        mark = None if ctx.commands.isolates_processes else secrets.token_hex(16)
+        if mark is not None:
+            env[_MARK] = mark
         cwd = ctx.workspace.root
         if params.working_dir:
             if not ctx.workspace.is_dir(params.working_dir):

@@ -191,6 +191,7 @@ def run(
                 context=variables,
                 idempotency_key=idempotency_key,
                 safety_level=level,
+                safety=prepared.safety,
             )
             return await follow(app, run_id)
 

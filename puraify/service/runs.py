@@ -29,6 +29,7 @@ from ..errors import PuraifyError, SafetyRefused, StoreError
 from ..mission.compile import CompiledMission
 from ..mission.loader import mission_from_data
 from ..mission.model import Mission, MissionResult, StepResult
+from ..mission.safety import SafetyReport
 from ..observability.events import EventBroker
 from ..runtime.engine import Engine, http_client
 from ..runtime.executor import RunHandle
@@ -212,13 +213,15 @@ class RunService:
         idempotency_key: str | None = None,
         defer: bool = False,
         safety_level: SafetyLevel | None = None,
+        safety: SafetyReport | None = None,
     ) -> tuple[str, bool]:
         """Commit a run of a validated, compiled mission and start it; ``(run_id, created)``.
         A known ``idempotency_key`` gives back its run, continued if its engine is gone.
         ``defer``: the caller shows the run id only after the run ended, so the run may be
         committed with its first attempt. ``safety_level``: the operator's own choice on the
-        command line, instead of the configured one (``SafetyRefused`` when it fails)."""
-        self.check_safety(mission.mission, safety_level)
+        command line, instead of the configured one (``SafetyRefused`` when it fails).
+        ``safety``: the mission's analysis when the caller already made it (``Prepared``)."""
+        self.check_safety(mission.mission, safety_level, report=safety)
         return await self._submit(
             mission,
             project_id=project_id,
@@ -227,13 +230,21 @@ class RunService:
             defer=defer,
         )
 
-    def check_safety(self, mission: Mission, level: SafetyLevel | None = None) -> None:
+    def check_safety(
+        self,
+        mission: Mission,
+        level: SafetyLevel | None = None,
+        *,
+        report: SafetyReport | None = None,
+    ) -> None:
         """Refuse ``mission`` (``SafetyRefused``) when the analysis fails it at ``level`` (the
-        configured ``safety_level`` by default); ``off`` admits every mission."""
+        configured ``safety_level`` by default); ``off`` admits every mission. ``report``: the
+        analysis of ``mission`` if already made."""
         level = level or self.settings.safety_level
         if level == "off":
             return
-        report = self.preparer.analyze(mission)
+        if report is None:
+            report = self.preparer.analyze(mission)
         if not report.verdict(level):
             raise SafetyRefused(report.to_dict(level))
 

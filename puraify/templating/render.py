@@ -152,9 +152,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
         def bounded_join(context: Any, value: Any, d: Any = "", attribute: Any = None) -> Any:
             if isinstance(d, str) and d and attribute is None:
-                items = list(value)
-                self._check_size((len(items) - 1) * len(d) + sum(len(str(i)) for i in items))
-                value = items
+                value = list(value)
+                self._check_join(d, value)
             return join(context, value, d, attribute)
 
         bounded_join.jinja_pass_arg = join.jinja_pass_arg  # type: ignore[attr-defined]
@@ -186,6 +185,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             raise TemplateSecurityError(
                 f"template output would exceed {self.max_output} bytes", code="template_limit"
             )
+
+    def _check_join(self, separator: str, items: list[Any] | tuple[Any, ...]) -> None:
+        """Refuse a join whose result would pass the output cap, before it is built."""
+        self._check_size((len(items) - 1) * len(separator) + sum(len(str(i)) for i in items))
 
     def _check_replace(self, text: Any, old: Any, new: Any) -> None:
         if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
@@ -290,9 +293,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             elif name == "replace" and len(args) >= 2:
                 self._check_replace(owner, args[0], args[1])
             elif name == "join" and args:
-                items = [str(i) for i in args[0]] if isinstance(args[0], list | tuple) else None
-                if items is not None:
-                    self._check_size((len(items) - 1) * len(owner) + sum(map(len, items)))
+                if isinstance(args[0], list | tuple):
+                    self._check_join(owner, args[0])
         return super().call(__context, __obj, *args, **kwargs)
 
 

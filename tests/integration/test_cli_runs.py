@@ -13,7 +13,7 @@ from pathlib import Path
 
 from puraify.store.database import HEAD_REVISION
 from puraify.testing import LocalServer, RecordingSink, Reply
-from tests.helpers import Completed, cli
+from tests.helpers import Completed, cli, wait_for
 
 
 def puraify(*args: str, home: Path, cwd: Path) -> Completed:
@@ -99,7 +99,6 @@ def test_idempotency_key_reuses_a_finished_run(tmp_path: Path) -> None:
 
 
 def test_runs_cancel_stops_a_live_run(tmp_path: Path) -> None:
-    import time
 
     home = tmp_path / "home"
     path = tmp_path / "slow.yaml"
@@ -116,14 +115,13 @@ def test_runs_cancel_stops_a_live_run(tmp_path: Path) -> None:
         env={**os.environ, "PURAIFY_HOME": str(home)},
     )
     try:
-        run_id = None
-        deadline = time.monotonic() + 90
-        while run_id is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-            listed = puraify("runs", "list", "--json", home=home, cwd=tmp_path).stdout
-            rows = json.loads(listed or "[]")
-            run_id = rows[0]["run_id"] if rows else None
-        assert run_id is not None
+
+        def listed() -> list[dict[str, str]]:
+            out = puraify("runs", "list", "--json", home=home, cwd=tmp_path).stdout
+            return json.loads(out or "[]")  # type: ignore[no-any-return]
+
+        wait_for(listed, seconds=90, what="the run in the store")
+        run_id = listed()[0]["run_id"]
         asked = puraify("runs", "cancel", run_id, home=home, cwd=tmp_path)
         assert "cancellation requested" in asked.stdout
         out, err = proc.communicate(timeout=30)  # the owner sees the request at its next heartbeat
@@ -138,7 +136,6 @@ def test_runs_cancel_stops_a_live_run(tmp_path: Path) -> None:
 def test_runs_show_after_a_resume_leaves_no_attempt_running(tmp_path: Path) -> None:
     """An unsafe step interrupted by a crash ends unknown_outcome on resume, and so does the
     attempt the dead engine had started: nothing is left shown as running."""
-    from tests.helpers import wait_for
 
     home = tmp_path / "home"
     started = tmp_path / "started"

@@ -21,6 +21,7 @@ from puraify.runtime.executor import RunHandle
 from puraify.runtime.hooks import Hooks, RunInfo
 from puraify.testing import RecordingSink, Reply
 from tests.conftest import TEST_ENV, EngineFactory, make_settings, run_text
+from tests.helpers import poll
 
 SLEEP = sys.executable  # `python -c "import time; time.sleep(x)"` via argv, no shell
 
@@ -329,11 +330,12 @@ async def test_rel04_step_timeout_kills_the_process_tree(
         step.status is StepStatus.FAILED and step.error is not None and step.error.code == "timeout"
     )
     child = int((workspace / "child.pid").read_text())
-    for _ in range(400):
-        if not _alive(child):
-            break
-        await asyncio.sleep(0.05)
-    assert not _alive(child), "the grandchild `sleep 600` survived the timeout"
+    await poll(
+        lambda: asyncio.sleep(0, _alive(child)),
+        lambda alive: not alive,
+        seconds=20,
+        what="the grandchild `sleep 600` ended with the timeout",
+    )
 
 
 async def test_step_timeout_precedence_under_settings_default(make_engine: EngineFactory) -> None:
@@ -635,8 +637,9 @@ async def test_a_process_that_left_with_setsid_does_not_outlive_its_step(
     if status is StepStatus.SUCCESS:
         assert (step.output or {})["stdout"] == "parent done\n"
     escaped = int((workspace / "escaped.pid").read_text())
-    for _ in range(400):
-        if not _alive(escaped):
-            break
-        await asyncio.sleep(0.05)
-    assert not _alive(escaped), "the setsid() child survived its step"
+    await poll(
+        lambda: asyncio.sleep(0, _alive(escaped)),
+        lambda alive: not alive,
+        seconds=20,
+        what="the setsid() child ended with its step",
+    )

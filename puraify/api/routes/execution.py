@@ -290,6 +290,7 @@ async def execute_mission(
                 project_id=principal.project_id,
                 context=context,
                 idempotency_key=_run_key(principal, idempotency_key),
+                safety=prepared.safety,
             )
         except PuraifyError as exc:  # refused before it was committed: the answer is final
             return status_for(exc), error_body(exc, request_id)

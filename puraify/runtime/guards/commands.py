@@ -128,6 +128,11 @@ class CommandPolicy:
         if found is not None:
             raise GuardError(found.message, code="command_refused", field=found.field)
 
+    @property
+    def isolates_processes(self) -> bool:
+        """Whether a contained command's processes all end with it (a PID namespace)."""
+        return self.contained and containment() == "namespaces"
+
     def contain(self, argv: Sequence[str], *, network: bool) -> list[str]:
         """The command line that runs ``argv`` contained (see the module's docstring):
         ``network`` whether this step may reach the network (``GuardError`` if the operator
