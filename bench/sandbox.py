@@ -1,6 +1,7 @@
 """The sandbox's cost, per step: a chain of `csv_process` steps in the worker processes (warm)
-against the same steps on the event loop, and a chain of 10 ms `command` steps contained (PID
-and network namespaces, limits) against the same commands in a process group only."""
+against the same steps on the event loop, and a chain of 10 ms `command` steps contained (the
+command sandbox: PID, network and mount namespaces, limits) against the same commands in a
+process group only."""
 
 from __future__ import annotations
 

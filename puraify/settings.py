@@ -113,13 +113,18 @@ class Settings(BaseSettings):
         "TMPDIR",
     )
     command_max_output_bytes: int = 1024 * 1024
-    # Containment of command steps (each in its own PID and network namespace when the system
-    # allows it): whether they may reach the network (local: yes, server: no), and their limits.
+    # Containment of command steps (each in the command sandbox when the system allows it: its
+    # own PID, network and mount namespaces): whether they may reach the network (local: yes,
+    # server: no), and their limits.
     command_network: bool | None = None
-    command_contain: bool = True  # false: commands run in a process group only, no namespaces
+    command_contain: bool = True  # false: commands run in a process group only, no sandbox
     command_max_memory_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=16 * 1024 * 1024)
     command_max_cpu_seconds: int = Field(default=600, ge=1)
     command_max_open_files: int = Field(default=1024, ge=16)
+    # In the sandbox, a command writes only in its workspace, in these directories, and in a
+    # fresh /tmp of at most command_tmp_bytes.
+    command_writable: tuple[Path, ...] = ()
+    command_tmp_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
 
     # Files.
     file_max_read_bytes: int = 10 * 1024 * 1024
@@ -210,6 +215,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.home / 'puraify.db'}"
+
+    def command_hidden(self, *, server: bool) -> tuple[Path, ...]:
+        """What a contained command may not even read: the engine's state and config and, in
+        the server profile, the directory holding every project's workspace (its own is
+        bound back in)."""
+        hidden = [*self.protected_paths]
+        if server:
+            hidden.append(self.workspace or self.home / "workspaces")
+        return tuple(p.resolve() for p in hidden)
 
     @property
     def protected_paths(self) -> tuple[Path, ...]:

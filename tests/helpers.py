@@ -129,3 +129,14 @@ def cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> Complete
         sys.stderr.flush()
         out, err = streams[0].getvalue(), streams[1].getvalue()
     return Completed(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+
+def process_running(token: str) -> bool:
+    """Whether a process whose command line holds ``token`` runs on this machine."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if token.encode() in (entry / "cmdline").read_bytes():
+                return True
+        except OSError:
+            continue
+    return False

@@ -63,8 +63,19 @@ class WorkspaceJail(Protocol):
     def copy(self, source: str, destination: str, *, overwrite: bool, create_dirs: bool) -> int: ...
 
 
+class StartedCommand(Protocol):
+    """A running command: its exit code (negative: the signal that ended it), and a kill that
+    ends it with every process of its that containment reaches."""
+
+    pid: int
+
+    async def wait(self) -> int: ...
+    async def kill(self) -> None: ...
+
+
 class CommandGuard(Protocol):
-    """Checks an argv and the environment a command would get; raises ``GuardError``."""
+    """Checks an argv and the environment a command would get (raises ``GuardError``), and
+    starts it contained."""
 
     enabled: bool
     max_output_bytes: int
@@ -75,7 +86,18 @@ class CommandGuard(Protocol):
 
     def check(self, argv: Sequence[str], env: Mapping[str, str]) -> None: ...
     def environment(self, extra: Mapping[str, str]) -> dict[str, str]: ...
-    def contain(self, argv: Sequence[str], *, network: bool) -> list[str]: ...
+    async def start(
+        self,
+        program: str,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        network: bool,
+        stdin: int,
+        stdout: int,
+        stderr: int,
+    ) -> StartedCommand: ...
 
 
 @dataclass

@@ -1,16 +1,17 @@
 """``command``: run a program with an argv list. Never a shell (SEC-03).
 
-The process gets its own process group; on timeout or cancellation the whole group is killed
-with SIGKILL, so a ``sleep`` started by a script dies with it (REL-04). stdout and stderr are
-read concurrently and capped; what is past the cap is drained and counted, never stored.
+The command guard starts it contained (``CommandGuard.start``); on timeout or cancellation it
+is killed with SIGKILL, and with it what it started, so a ``sleep`` started by a script dies
+with it (REL-04). stdout and stderr are read concurrently and capped; what is past the cap is
+drained and counted, never stored.
 
 A process the command leaves behind does not outlive the step: once the program has ended, its
 output is read for at most ``DRAIN_SECONDS`` more (a detached child holding the pipes open
-cannot keep the step running). Where the command guard runs it in a PID namespace of its own
-(``CommandGuard.contain``), every process it started ends with it; elsewhere, when the step
-ends, every process of the engine's user that carries the step's mark in its environment is
-killed, whether it stayed in the group or left it with ``setsid()`` (one that also clears its
-environment is not found that way).
+cannot keep the step running). In the guard's sandbox (a PID namespace of its own) every
+process it started ends with it; elsewhere its process group is killed, and every process of
+the engine's user that carries the step's mark in its environment, whether it stayed in the
+group or left it with ``setsid()`` (one that also clears its environment is not found that
+way).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, ClassVar
 from pydantic import AliasChoices, Field, field_validator
 
 from ..errors import ActionError
-from .base import Action, ActionContext
+from .base import Action, ActionContext, StartedCommand
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
 
@@ -51,11 +52,6 @@ class _Capture:
             room = self.cap - len(self.kept)
             if room > 0:
                 self.kept += chunk[:room]
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 def _kill_marked(mark: str, *, passes: int = 10) -> int:
@@ -90,14 +86,48 @@ def _kill_marked_once(mark: str) -> int:
     return killed
 
 
-async def _feed(stdin: asyncio.StreamWriter, data: bytes) -> None:
-    """Write ``data`` to the program's stdin and close it; a program that exits (or closes its
-    stdin) without reading all of it is its own business, not a failure of the step."""
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
-        stdin.write(data)
-        await stdin.drain()
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
-        stdin.close()
+class _Feed:
+    """The program's stdin: the step's ``stdin`` text through a pipe, written from a thread
+    (a program that never reads it blocks that thread only, until the program ends), or
+    ``/dev/null``. A program that exits or closes its stdin without reading all of it is its
+    own business, not a failure of the step."""
+
+    def __init__(self, text: str | None) -> None:
+        self._data = None if text is None else text.encode()
+        if self._data is None:
+            self.read_fd, self._write_fd = os.open(os.devnull, os.O_RDONLY), -1
+        else:
+            self.read_fd, self._write_fd = os.pipe()
+        self._writer: asyncio.Future[None] | None = None
+
+    def started(self) -> None:
+        """The program holds its own copy of the read end: write to it."""
+        os.close(self.read_fd)
+        self.read_fd = -1
+        if self._data is not None:
+            self._writer = asyncio.ensure_future(asyncio.to_thread(self._write, self._data))
+
+    def _write(self, data: bytes) -> None:
+        fd, self._write_fd = self._write_fd, -1
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:
+            pass  # the program is gone, or closed its stdin
+        finally:
+            os.close(fd)
+
+    async def finish(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await self._writer
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self._write_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.read_fd = self._write_fd = -1
 
 
 class _Pipe:
@@ -139,14 +169,18 @@ class _Pipe:
 
 
 async def _ended(
-    proc: asyncio.subprocess.Process,
+    proc: StartedCommand,
     readers: asyncio.Future[Any] | None,
     pipes: list[_Pipe],
+    feed: _Feed,
     mark: str | None,
 ) -> None:
-    """Leave nothing of the step behind: the program reaped, every process that carries its
-    mark killed, the pipes closed."""
-    await proc.wait()
+    """Leave nothing of the step behind: the program and what it started killed and reaped,
+    every process that carries its mark killed, the pipes closed."""
+    await proc.kill()
+    with contextlib.suppress(ActionError):
+        await proc.wait()
+    await feed.finish()
     if mark is not None:
         await asyncio.to_thread(_kill_marked, mark)
     if readers is not None:
@@ -226,24 +260,25 @@ class Command(Action):
             )
         cap = ctx.commands.max_output_bytes
         network = ctx.commands.network if params.network is None else params.network
-        contained = ctx.commands.contain([program, *params.args], network=network)
         pipes = [_Pipe(), _Pipe()]
+        feed = _Feed(params.stdin)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *contained,
-                stdin=asyncio.subprocess.PIPE
-                if params.stdin is not None
-                else asyncio.subprocess.DEVNULL,
-                stdout=pipes[0].write_fd,
-                stderr=pipes[1].write_fd,
+            proc = await ctx.commands.start(
+                program,
+                argv,
                 cwd=cwd,
                 env=env,
-                start_new_session=True,
+                network=network,
+                stdin=feed.read_fd,
+                stdout=pipes[0].write_fd,
+                stderr=pipes[1].write_fd,
             )
         except BaseException:
+            feed.close()
             for pipe in pipes:
                 pipe.close()
             raise
+        feed.started()
         out, err = _Capture(cap), _Capture(cap)
         readers: asyncio.Future[Any] | None = None
         try:
@@ -251,8 +286,6 @@ class Command(Action):
                 await pipe.open()
             readers = asyncio.gather(out.read(pipes[0].stream), err.read(pipes[1].stream))
             async with asyncio.timeout(params.timeout):
-                if params.stdin is not None and proc.stdin is not None:
-                    await _feed(proc.stdin, params.stdin.encode())
                 code = await proc.wait()
             # the program ended; what it wrote is read to the end, unless something it left
             # behind holds the pipes open
@@ -266,8 +299,7 @@ class Command(Action):
                 retryable=True,
             ) from None
         finally:
-            _kill_group(proc.pid)
-            await asyncio.shield(_ended(proc, readers, pipes, mark))
+            await asyncio.shield(_ended(proc, readers, pipes, feed, mark))
         stdout = out.kept.decode("utf-8", "replace")
         stderr = err.kept.decode("utf-8", "replace")
         result = {

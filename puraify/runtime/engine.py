@@ -139,6 +139,10 @@ class Engine:
             max_cpu_seconds=settings.command_max_cpu_seconds,
             max_open_files=settings.command_max_open_files,
             contain=settings.command_contain,
+            workspace=jail.root,
+            hide=settings.command_hidden(server=profile.server),
+            writable=settings.command_writable,
+            tmp_bytes=settings.command_tmp_bytes,
         )
         limits = {
             "http_max_response_bytes": settings.http_max_response_bytes,

@@ -21,7 +21,7 @@ from ..actions import ActionRegistry
 from ..errors import StoreError
 from ..observability.events import EventBroker
 from ..observability.sinks import EventSinks
-from ..runtime.guards.commands import containment
+from ..runtime.guards.commands import CONTAINMENT_MEANING, containment, containment_reason
 from ..runtime.hooks import Hooks
 from ..runtime.prepare import Preparer
 from ..settings import Mode, Profile, Settings
@@ -124,14 +124,11 @@ async def compose(
     if listen is not None and profile.commands_enabled:
         # what command steps will be contained by, where an operator reads it
         mode = await asyncio.to_thread(containment)
-        (_log.info if mode == "namespaces" else _log.warning)(
+        (_log.info if mode == "sandbox" else _log.warning)(
             "command_containment",
             containment=mode,
-            message={
-                "namespaces": "each command runs in its own PID namespace, with limits",
-                "limits": "no namespaces here: commands run with limits, in a process group",
-                "process-group": "no prlimit or unshare here: commands run in a process group",
-            }[mode],
+            reason=containment_reason(),
+            message=CONTAINMENT_MEANING[mode],
         )
     db = await open_database(settings)
     store = RunStore(db, max_output_bytes=settings.store_max_output_bytes)

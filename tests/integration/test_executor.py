@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -21,7 +21,7 @@ from puraify.runtime.executor import RunHandle
 from puraify.runtime.hooks import Hooks, RunInfo
 from puraify.testing import RecordingSink, Reply
 from tests.conftest import TEST_ENV, EngineFactory, make_settings, run_text
-from tests.helpers import poll
+from tests.helpers import poll, process_running
 
 SLEEP = sys.executable  # `python -c "import time; time.sleep(x)"` via argv, no shell
 
@@ -291,26 +291,13 @@ async def test_rel04_hanging_receiver_fails_at_step_timeout(
     assert result.step("call").error.code == "timeout"  # type: ignore[union-attr]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 async def test_rel04_step_timeout_kills_the_process_tree(
     make_engine: EngineFactory, workspace: Path
 ) -> None:
     engine = make_engine()
-    # pids as the host sees them (/proc/self, not getpid(): a command may run in a PID namespace)
-    child = (
-        "import os, time; open('child.pid', 'w').write(os.readlink('/proc/self')); time.sleep(600)"
-    )
+    # how the host finds its processes (pids are the command's own in its PID namespace)
+    token = secrets.token_hex(8)
+    child = f"import os, time; open('child.pid', 'w').close(); time.sleep(600)  # {token}"
     script = (
         "import os, subprocess, sys, time\n"
         f"subprocess.Popen([sys.executable, '-c', {child!r}])\n"
@@ -329,9 +316,9 @@ async def test_rel04_step_timeout_kills_the_process_tree(
     assert (
         step.status is StepStatus.FAILED and step.error is not None and step.error.code == "timeout"
     )
-    child = int((workspace / "child.pid").read_text())
+    assert (workspace / "child.pid").exists()
     await poll(
-        lambda: asyncio.sleep(0, _alive(child)),
+        lambda: asyncio.sleep(0, process_running(token)),
         lambda alive: not alive,
         seconds=20,
         what="the grandchild `sleep 600` ended with the timeout",
@@ -606,8 +593,7 @@ ESCAPE = (
     "import os, sys, time\n"
     "if os.fork() == 0:\n"
     "    os.setsid()\n"  # leaves the process group the engine kills
-    # its pid as the host sees it (the command may run in a PID namespace of its own)
-    "    open('escaped.pid', 'w').write(os.readlink('/proc/self'))\n"
+    "    open('escaped.pid', 'w').close()\n"
     "    time.sleep(600)\n"  # and keeps stdout open
     "    sys.exit(0)\n"
     "while not os.path.exists('escaped.pid'): time.sleep(0.01)\n"
@@ -626,7 +612,8 @@ async def test_a_process_that_left_with_setsid_does_not_outlive_its_step(
 ) -> None:
     """F: a child that calls setsid() and keeps the pipes open neither holds the step open
     (past the program's end, or its timeout) nor survives it."""
-    code = ESCAPE.format(tail=tail)
+    token = secrets.token_hex(8)  # how the host finds the command's processes
+    code = ESCAPE.format(tail=tail) + f"# {token}\n"
     text = (
         f"steps:\n  - id: c\n    step_type: command\n    timeout_seconds: {timeout}\n"
         f"    parameters: {{command: {SLEEP}, args: ['-c', {json.dumps(code)}]}}\n"
@@ -636,9 +623,9 @@ async def test_a_process_that_left_with_setsid_does_not_outlive_its_step(
     assert step.status is status, step.error
     if status is StepStatus.SUCCESS:
         assert (step.output or {})["stdout"] == "parent done\n"
-    escaped = int((workspace / "escaped.pid").read_text())
+    assert (workspace / "escaped.pid").exists()
     await poll(
-        lambda: asyncio.sleep(0, _alive(escaped)),
+        lambda: asyncio.sleep(0, process_running(token)),
         lambda alive: not alive,
         seconds=20,
         what="the setsid() child ended with its step",

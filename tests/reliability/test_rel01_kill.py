@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from puraify.testing import LocalServer, RecordingSink, Reply
-from tests.helpers import wait_for
+from tests.helpers import process_running, wait_for
 
 RUNS = int(os.environ.get("PURAIFY_REL01_RUNS", "20"))
 KILLS = int(os.environ.get("PURAIFY_REL01_KILLS", "5"))
@@ -158,9 +159,10 @@ def test_rel01_unsafe_step_interrupted_ends_unknown_outcome(tmp_path: Path) -> N
     ws.mkdir()
     marker = ws / "effects.txt"
     # the step writes its effect, stays in flight for the kill, then says it ended
+    token = secrets.token_hex(8)  # how the host finds the orphaned attempt
     script = (
         "import time; open('effects.txt', 'a').write('done;'); time.sleep(3); "
-        "open('ended', 'w').close()"
+        f"open('ended', 'w').close()  # {token}"
     )
     path = tmp_path / "unsafe.yaml"
     path.write_text(
@@ -181,6 +183,7 @@ def test_rel01_unsafe_step_interrupted_ends_unknown_outcome(tmp_path: Path) -> N
     step = result["steps"][0]
     assert step["status"] == "failed" and step["error"]["code"] == "unknown_outcome"
     assert result["steps"][1]["status"] in ("skipped", "cancelled")
-    # the orphaned first attempt runs to its end: it must be the only one that took effect
-    wait_for(lambda: (ws / "ended").exists(), what="the orphaned attempt ended")
+    # the orphaned first attempt ends (in the command sandbox it died with its engine; else it
+    # runs to its end): it must be the only one that took effect
+    wait_for(lambda: not process_running(token), what="the orphaned attempt ended")
     assert marker.read_text() == "done;"

@@ -6,51 +6,97 @@ operator's allow list (``command_allow``) comes first: when set, only the progra
 run, and so must every program a wrapper would run (``env``, ``timeout``, ``xargs`` ...); the
 deny list stays as the safety net under it.
 
-Containment (``contain``): where the system allows unprivileged namespaces, a command runs as
-the first process of its own PID namespace (util-linux ``unshare``): when it ends, or is
-killed, every process it started ends with it, ``setsid()`` or not; without network, it also
-gets a network namespace of its own, with no interface but a loopback that is down. Its memory
-(data segment), CPU time and open files are capped (``prlimit``). Where namespaces are refused,
-the limits still apply and the step's process group and mark are what ends its processes;
-``containment()`` says which, and the engine logs it when it starts.
+Containment (``start``): where the system allows unprivileged user namespaces, a command runs in
+the launcher's sandbox (``launcher.py``): its own PID namespace, so every process it started
+ends with it, ``setsid()`` or not; a network namespace without interfaces unless the step may
+reach the network; a read-only view of the filesystem where the workspace (and the operator's
+``command_writable`` directories) are the only writable places, ``/tmp`` is fresh and capped,
+and the engine's home, its config and the other projects' workspaces are hidden. Its memory
+(data segment), CPU time and open files are capped. Where namespaces are refused, the limits
+still apply (``prlimit``) and the step's process group and mark are what ends its processes;
+``containment()`` says which, with the reason, and ``puraify doctor`` and the server's start-up
+log show it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import os
 import shutil
-import subprocess
+import signal
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Protocol
 
 from ...errors import GuardError
 from ...mission.programs import env_refusal, program_name, programs_run, refusal
+from .confinement import Request, launcher, probe
 
-__all__ = ["CommandPolicy", "Containment", "containment"]
+__all__ = [
+    "CONTAINMENT_MEANING",
+    "CommandPolicy",
+    "Containment",
+    "Started",
+    "containment",
+    "containment_reason",
+]
 
-Containment = Literal["namespaces", "limits", "process-group"]
-_UNSHARE = ("--user", "--map-current-user", "--pid", "--fork", "--kill-child")
+Containment = Literal["sandbox", "limits", "process-group"]
+CONTAINMENT_MEANING: dict[Containment, str] = {
+    "sandbox": "each command runs in its own PID, network and mount namespaces, with limits; "
+    "it writes only in its workspace",
+    "limits": "no sandbox here: commands run with limits, in a process group, and can write "
+    "wherever the engine's user can",
+    "process-group": "no sandbox or prlimit here: commands run in a process group, without "
+    "limits, and can write wherever the engine's user can",
+}
+
+
+class Started(Protocol):
+    """A command that runs: its exit code (negative: the signal that ended it), and a kill
+    that ends it and every process it started that containment can reach."""
+
+    pid: int
+
+    async def wait(self) -> int: ...
+    async def kill(self) -> None: ...
 
 
 @functools.cache
+def _probe() -> tuple[Containment, str]:
+    sandbox, why = probe()
+    if sandbox:
+        return "sandbox", why
+    if shutil.which("prlimit") is None:
+        return "process-group", f"{why}; no prlimit either"
+    return "limits", why
+
+
 def containment() -> Containment:
     """What this system lets the engine contain a command with (probed once per process)."""
-    prlimit, unshare = shutil.which("prlimit"), shutil.which("unshare")
-    if prlimit is None:
-        return "process-group"
-    if unshare is not None:
-        try:
-            probe = subprocess.run(
-                [unshare, *_UNSHARE, "--net", "--", "true"],
-                capture_output=True,
-                timeout=10,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError):
-            probe = None
-        if probe is not None and probe.returncode == 0:
-            return "namespaces"
-    return "limits"
+    return _probe()[0]
+
+
+def containment_reason() -> str:
+    """Why ``containment()`` is what it is (what the sandbox uses, or what refused it)."""
+    return _probe()[1]
+
+
+class _Group:
+    """A command started directly, in a process group of its own (no sandbox)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self._proc = proc
+        self.pid = proc.pid
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
+
+    async def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
 
 
 class CommandPolicy:
@@ -71,6 +117,10 @@ class CommandPolicy:
         max_cpu_seconds: int | None = None,
         max_open_files: int | None = None,
         contain: bool = True,
+        workspace: Path | None = None,
+        hide: Iterable[Path] = (),
+        writable: Iterable[Path] = (),
+        tmp_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.enabled = enabled
         # names (`git`) match the program's name; paths (`/usr/bin/git`) its path exactly
@@ -78,10 +128,19 @@ class CommandPolicy:
         self.network = network  # whether command steps may reach the network at all
         self.contained = contain
         self.limits = {
-            "--data": max_memory_bytes,
-            "--cpu": max_cpu_seconds,
-            "--nofile": max_open_files,
+            name: value
+            for name, value in (
+                ("data", max_memory_bytes),
+                ("cpu", max_cpu_seconds),
+                ("nofile", max_open_files),
+            )
+            if value is not None
         }
+        # the sandbox's view: where the command may write, and what it may not even read
+        self.workspace = workspace
+        self.hide = tuple(hide)
+        self.writable = tuple(writable)
+        self.tmp_bytes = tmp_bytes
         self.allow_shell = allow_shell
         self.env_allow = tuple(env_allow)
         self.max_output_bytes = max_output_bytes
@@ -129,27 +188,72 @@ class CommandPolicy:
             raise GuardError(found.message, code="command_refused", field=found.field)
 
     @property
+    def mode(self) -> Containment:
+        """How this policy's commands are contained here."""
+        return containment() if self.contained else "process-group"
+
+    @property
     def isolates_processes(self) -> bool:
         """Whether a contained command's processes all end with it (a PID namespace)."""
-        return self.contained and containment() == "namespaces"
+        return self.mode == "sandbox"
 
-    def contain(self, argv: Sequence[str], *, network: bool) -> list[str]:
-        """The command line that runs ``argv`` contained (see the module's docstring):
-        ``network`` whether this step may reach the network (``GuardError`` if the operator
-        does not let command steps do so)."""
+    async def start(
+        self,
+        program: str,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        network: bool,
+        stdin: int,
+        stdout: int,
+        stderr: int,
+    ) -> Started:
+        """Start ``argv`` (``program`` is its resolved path) contained as the module says;
+        ``network``: whether this step may reach the network (``GuardError`` if the operator
+        does not let command steps do so). The three streams are descriptors the caller
+        keeps."""
         if network and not self.network:
             raise GuardError(
                 "command steps have no network here (the operator's command_network setting)",
                 code="command_refused",
                 field="network",
             )
-        mode = containment() if self.contained else "process-group"
-        if mode == "process-group":
-            return list(argv)
-        prlimit = shutil.which("prlimit") or "prlimit"
-        limits = [f"{flag}={value}" for flag, value in self.limits.items() if value is not None]
-        line = [prlimit, *limits, "--"]
-        if mode == "namespaces":
-            unshare = shutil.which("unshare") or "unshare"
-            line += [unshare, *_UNSHARE, *(() if network else ("--net",)), "--"]
-        return line + list(argv)
+        mode = self.mode
+        if mode == "sandbox":
+            workspace = self.workspace or cwd
+            writable = (workspace, *self.writable)
+            environment = dict(env)
+            if not any(_within(environment.get("TMPDIR", ""), w) for w in writable):
+                environment["TMPDIR"] = "/tmp"
+            request = Request(
+                program=program,
+                argv=argv,
+                env=environment,
+                cwd=cwd,
+                workspace=workspace,
+                network=network,
+                hide=self.hide,
+                writable=self.writable,
+                tmp_bytes=self.tmp_bytes,
+                limits=self.limits,
+            )
+            return await launcher().start(request, (stdin, stdout, stderr))
+        line = [program, *argv[1:]]
+        if mode == "limits":
+            prlimit = shutil.which("prlimit") or "prlimit"
+            line = [prlimit, *(f"--{k}={v}" for k, v in self.limits.items()), "--", *line]
+        proc = await asyncio.create_subprocess_exec(
+            *line,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=cwd,
+            env=dict(env),
+            start_new_session=True,
+        )
+        return _Group(proc)
+
+
+def _within(path: str, parent: Path) -> bool:
+    return bool(path) and (path == str(parent) or path.startswith(str(parent).rstrip("/") + "/"))

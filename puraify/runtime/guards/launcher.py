@@ -1,0 +1,420 @@
+"""The command launcher: the process that starts every contained command (stdlib only).
+
+The engine starts one per process (``confinement.Launcher``) as ``python -I -S launcher.py``;
+it never imports puraify, so it starts in a few milliseconds. At start it enters a user and
+mount namespace of its own and makes its whole view of the filesystem read-only (one
+``mount_setattr`` over every mount). Then it waits for requests on the socket it was given.
+
+For each command it forks a child that takes a mount, PID and (unless the step may reach the
+network) network namespace of its own, and builds the command's view:
+
+- fresh, size-capped ``/tmp``, ``/var/tmp`` and ``/dev/shm``;
+- the workspace (and any directory the operator lists as writable) bound writable, at its own
+  path, even where that path lies in a hidden or fresh directory;
+- every path to hide (the engine's home and config, the other projects' workspaces) covered by
+  an empty read-only directory, or ``/dev/null`` for a file.
+
+That child forks the command's first process, which is PID 1 of the new namespace: when it
+ends, the kernel ends every process it started, ``setsid()`` or not. It mounts a ``/proc`` of
+its namespace, enters one more user namespace (so the command holds no privilege over the
+mounts it sees and cannot undo them), sets no_new_privs and the resource limits, and runs the
+program. The child reports the program's exit as its own; the launcher reports it to the
+engine. When the engine goes away (its end of the socket closes), the launcher kills every
+command it started and exits.
+
+Frames on the socket: a 4-byte big-endian length, then a JSON object; a request to run carries
+the command's stdin, stdout and stderr as file descriptors (SCM_RIGHTS) with its first bytes.
+
+``python launcher.py --probe DIR UID GID`` sets everything up and runs ``true`` confined, with DIR as
+the workspace: exit 0 when this system supports the whole of it, else 1 and the reason.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import ctypes
+import json
+import os
+import resource
+import selectors
+import signal
+import socket
+import struct
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MOUNT_ATTR_RDONLY = 0x1
+AT_FDCWD, AT_RECURSIVE = -100, 0x8000
+SYS_MOUNT_SETATTR = 442  # the same number on every architecture (asm-generic)
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+MAX_FRAME = 64 * 1024 * 1024
+SETUP_FAILED = 126  # a child's exit when it could not build the command's view
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_LIMITS = {
+    "data": resource.RLIMIT_DATA,
+    "cpu": resource.RLIMIT_CPU,
+    "nofile": resource.RLIMIT_NOFILE,
+}
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
+    _check(
+        _libc.mount(
+            source.encode() if source else None,
+            target.encode(),
+            fstype.encode() if fstype else None,
+            ctypes.c_ulong(flags),
+            data.encode() if data else None,
+        ),
+        f"mount {target}",
+    )
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def _map_user(inner_uid: int, outer_uid: int, inner_gid: int, outer_gid: int) -> None:
+    """Map one user and group into the user namespace this process has just entered."""
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{inner_uid} {outer_uid} 1")
+    _write("/proc/self/gid_map", f"{inner_gid} {outer_gid} 1")
+
+
+def enter(uid: int, gid: int) -> None:
+    """The launcher's own namespaces: root of a user namespace mapped to the engine's user,
+    every mount of its view private and read-only."""
+    _unshare(CLONE_NEWUSER | CLONE_NEWNS)
+    _map_user(0, uid, 0, gid)
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    _check(
+        _libc.syscall(
+            SYS_MOUNT_SETATTR,
+            AT_FDCWD,
+            b"/",
+            AT_RECURSIVE,
+            ctypes.byref(attr),
+            ctypes.sizeof(attr),
+        ),
+        "mount_setattr /",
+    )
+
+
+def _within(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def _view(request: dict[str, Any]) -> None:
+    """Build a command's filesystem view in the mount namespace this process has just entered
+    (see the module's docstring)."""
+    writable: list[str] = [request["workspace"], *request.get("writable", ())]
+    writable = [p for p in writable if os.path.isdir(p)]
+    sources = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in writable}
+    scratch = f"size={int(request['tmp_bytes'])},mode=1777"
+    for path in ("/tmp", "/var/tmp", "/dev/shm"):
+        if os.path.isdir(path):
+            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, scratch)
+    # what lay in those is gone already
+    hide = [p for p in request.get("hide", ()) if os.path.lexists(p)]
+    # hidden directories that hold a writable path come first, so the binds land on top
+    outer = [p for p in hide if any(_within(w, p) and w != p for w in writable)]
+    for path in outer:
+        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=65536,mode=755")
+    for path, fd in sources.items():
+        os.makedirs(path, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
+        os.close(fd)
+    for path in outer:
+        _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    for path in hide:
+        if path in outer or path in writable or not os.path.lexists(path):
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            _mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4096,mode=755")
+        elif os.path.isfile(path) and not os.path.islink(path):
+            _mount("/dev/null", path, None, MS_BIND)
+            _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+
+
+def _exec(request: dict[str, Any], fds: list[int], parent: int, errors: int) -> None:
+    """The command's first process (PID 1 of its namespace): never returns. ``parent`` is
+    the read end of a pipe only its parent holds open: at end of file, the parent is gone."""
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+    os.set_blocking(parent, False)
+    try:
+        if os.read(parent, 1) == b"":  # the child that started it is gone already
+            os._exit(SETUP_FAILED)
+    except BlockingIOError:
+        pass
+    os.close(parent)
+    try:
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except OSError:  # no /proc of its own: it gets none rather than the engine's
+        _mount("tmpfs", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4096")
+    uid, gid = request["uid"], request["gid"]
+    _unshare(CLONE_NEWUSER)
+    _map_user(uid, 0, gid, 0)
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl")
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target, inheritable=True)
+    os.chdir(request["cwd"])
+    # nothing of the launcher's (other commands' descriptors among them) reaches the program
+    os.closerange(3, errors)
+    os.closerange(errors + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    for name, value in request.get("limits", {}).items():
+        resource.setrlimit(_LIMITS[name], (int(value), int(value)))
+    os.execve(request["program"], request["argv"], request["env"])  # noqa: S606 (argv, no shell)
+
+
+def _child(request: dict[str, Any], fds: list[int], errors: int, launcher: int) -> int:
+    """The child the launcher forks for one command: builds its view, starts its first
+    process, and returns what to exit with (the program's own exit)."""
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+    if os.getppid() != launcher:  # the launcher is gone already
+        return SETUP_FAILED
+    os.setsid()
+    for default in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD):
+        signal.signal(default, signal.SIG_DFL)
+    _unshare(CLONE_NEWNS | CLONE_NEWPID | (0 if request.get("network") else CLONE_NEWNET))
+    _view(request)
+    me = os.getpid()
+    alive, holder = os.pipe()
+    first = os.fork()
+    if first == 0:
+        try:
+            os.close(holder)
+            _exec(request, fds, alive, errors)
+        except BaseException as exc:
+            _report(errors, f"cannot start {request['argv'][0]}: {exc}")
+        os._exit(SETUP_FAILED)
+    os.close(alive)
+    for fd in set(fds):
+        os.close(fd)
+    os.close(errors)
+    while True:
+        try:
+            _, status = os.waitpid(first, 0)
+            break
+        except ChildProcessError:
+            return SETUP_FAILED
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):  # end the same way, so the launcher sees the signal
+        number = os.WTERMSIG(status)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        signal.signal(number, signal.SIG_DFL)
+        os.kill(me, number)
+        return 128 + number
+    return os.waitstatus_to_exitcode(status)
+
+
+def _report(fd: int, message: str) -> None:
+    with contextlib.suppress(OSError):
+        os.write(fd, message.encode("utf-8", "replace")[:4000])
+
+
+def send(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
+    body = json.dumps(message).encode()
+    frame = struct.pack(">I", len(body)) + body
+    sent = sock.sendmsg(
+        [frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    )
+    if sent < len(frame):
+        sock.sendall(frame[sent:])
+
+
+def receive(sock: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
+    """One frame and the descriptors that came with it; ``None`` when the peer is gone."""
+    header, fds = b"", []
+    while len(header) < 4:
+        data, ancillary, _, _ = sock.recvmsg(4 - len(header), socket.CMSG_SPACE(3 * 4))
+        if not data:
+            return None
+        header += data
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds += array.array("i", payload[: len(payload) - len(payload) % 4]).tolist()
+    (length,) = struct.unpack(">I", header)
+    if length > MAX_FRAME:
+        raise ValueError("frame too large")
+    body = bytearray()
+    while len(body) < length:
+        chunk = sock.recv(min(length - len(body), 1 << 20))
+        if not chunk:
+            return None
+        body += chunk
+    return json.loads(body), fds
+
+
+class _Launcher:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(sock, selectors.EVENT_READ)
+        self.running: dict[int, tuple[str, int, int]] = {}  # pidfd -> (id, pid, error pipe)
+
+    def start(self, request: dict[str, Any], fds: list[int]) -> int:
+        """Fork the child for ``request``; its pid."""
+        errors_read, errors_write = os.pipe2(os.O_CLOEXEC)
+        me = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            code = SETUP_FAILED
+            try:
+                self.sock.close()
+                os.close(errors_read)
+                code = _child(request, fds, errors_write, me)
+            except BaseException as exc:
+                _report(errors_write, f"cannot contain the command: {exc}")
+            os._exit(code)
+        for fd in set(fds):
+            os.close(fd)
+        os.close(errors_write)
+        os.set_blocking(errors_read, False)
+        pidfd = os.pidfd_open(pid)
+        self.running[pidfd] = (request["id"], pid, errors_read)
+        self.selector.register(pidfd, selectors.EVENT_READ)
+        return pid
+
+    def reap(self, pidfd: int) -> None:
+        ident, pid, errors = self.running.pop(pidfd)
+        self.selector.unregister(pidfd)
+        os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        try:
+            error = os.read(errors, 4000).decode("utf-8", "replace")
+        except BlockingIOError:
+            error = ""
+        os.close(errors)
+        reply: dict[str, Any] = {"id": ident, "exit": os.waitstatus_to_exitcode(status)}
+        if error:
+            reply["error"] = error
+        send(self.sock, reply)
+
+    def kill(self, ident: str) -> None:
+        for _, (other, pid, _) in list(self.running.items()):
+            if other == ident:
+                os.kill(pid, signal.SIGKILL)  # its first process follows (PDEATHSIG)
+
+    def serve(self) -> None:
+        send(self.sock, {"ready": True})
+        while True:
+            for key, _ in self.selector.select():
+                if key.fileobj is self.sock:
+                    frame = receive(self.sock)
+                    if frame is None:
+                        return
+                    message, fds = frame
+                    if message.get("kill"):
+                        self.kill(message["kill"])
+                    else:
+                        try:
+                            pid = self.start(message, fds)
+                        except OSError as exc:  # no fork, no pipe: this command fails alone
+                            for fd in set(fds):
+                                os.close(fd)
+                            reply = {"id": message["id"], "exit": SETUP_FAILED, "error": str(exc)}
+                            send(self.sock, reply)
+                        else:
+                            send(self.sock, {"id": message["id"], "pid": pid})
+                else:
+                    self.reap(int(key.fd))
+
+    def stop(self) -> None:
+        for _, pid, _ in self.running.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _probe(workspace: str, uid: int, gid: int) -> int:
+    """Run ``true`` confined, every step as a command would; 0 when it all works."""
+    enter(uid, gid)
+    errors_read, errors_write = os.pipe2(os.O_CLOEXEC)
+    null = os.open(os.devnull, os.O_RDWR)
+    request = {
+        "id": "probe",
+        "program": "/bin/true" if os.path.exists("/bin/true") else "/usr/bin/true",
+        "argv": ["true"],
+        "env": {},
+        "cwd": workspace,
+        "workspace": workspace,
+        "hide": [],
+        "tmp_bytes": 1 << 20,
+        "limits": {"nofile": 64},
+        "uid": uid,
+        "gid": gid,
+    }
+    me = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        code = SETUP_FAILED
+        try:
+            os.close(errors_read)
+            code = _child(request, [null, null, null], errors_write, me)
+        except BaseException as exc:
+            _report(errors_write, str(exc))
+        os._exit(code)
+    os.close(errors_write)
+    _, status = os.waitpid(pid, 0)
+    error = os.read(errors_read, 4000).decode("utf-8", "replace")
+    if status != 0 or error:
+        print(error or f"exit status {status}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) >= 2 and argv[1] == "--probe":
+        try:
+            return _probe(argv[2], int(argv[3]), int(argv[4]))
+        except OSError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+    sock = socket.socket(fileno=int(argv[1]))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides when it ends
+    launcher = _Launcher(sock)
+    try:
+        enter(int(argv[2]), int(argv[3]))
+    except OSError as exc:
+        send(sock, {"ready": False, "error": str(exc)})
+        return 1
+    try:
+        launcher.serve()
+    finally:
+        launcher.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
