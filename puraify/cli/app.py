@@ -338,6 +338,29 @@ def graph(
     sys.stdout.write(renderers[fmt](prepared.mission))
 
 
+@app.command()
+def doctor(as_json: JsonOpt = False) -> None:
+    """Check what this machine and configuration give the engine: the safety profile `serve`
+    runs with, the command sandbox, the run store, disk space and the action sandbox's
+    workers. Exits 1 when a check failed."""
+    import asyncio
+
+    from ..service.doctor import diagnose
+
+    checks = asyncio.run(diagnose(load_settings()))
+    failed = any(c.status == "failed" for c in checks)
+    if as_json:
+        write_json({"ok": not failed, "checks": [c.as_dict() for c in checks]})
+    else:
+        colour = {"ok": "green", "warning": "yellow", "failed": "red"}
+        for check in checks:
+            console.print(
+                f"[{colour[check.status]}]{check.status:<7}[/] [bold]{escape(check.name)}[/]: "
+                f"{escape(check.detail)}"
+            )
+    raise typer.Exit(1 if failed else EXIT_OK)
+
+
 @actions_app.command("list")
 def actions_list(as_json: JsonOpt = False) -> None:
     """List every step type with its aliases, platform and delivery class."""
