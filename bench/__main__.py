@@ -3,7 +3,8 @@
 Every figure is printed with its target and, where one makes sense, the ratio against a
 baseline measured in the same run (raw PyYAML/json, raw asyncio, raw httpx, bare Python
 start-up). Targets are the issue's; a missed one is printed as MISSED, never hidden.
-Run: ``scripts/bench`` (all) or ``scripts/bench load engine http cli store api templates``.
+Run: ``scripts/bench`` (all) or some of ``scripts/bench load engine http cli store api
+templates output sandbox attacks``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from . import (
     api_load,
+    attacks,
     cli_output,
     cli_startup,
     engine_runs,
@@ -34,6 +36,7 @@ SUITES = {
     "templates": templates.run,
     "output": cli_output.run,
     "sandbox": sandbox.run,
+    "attacks": attacks.run,
 }
 
 

@@ -83,19 +83,28 @@ class ActionPool:
         # per event loop and workspace: how many of its steps may hold a worker
         self._slots: LRUCache[tuple[int, str], asyncio.Semaphore] = LRUCache(maxsize=4096)
         self._pool: Any = None  # pebble.ProcessPool, imported on first use (~80 ms)
+        self._starting = threading.Lock()
 
     def _started(self) -> Any:
+        with self._starting:
+            return self._start()
+
+    def _start(self) -> Any:
+        """The pool, started: its server process and workers run before it is handed out (the
+        pool would start them on its first task, on the caller's thread: the event loop's)."""
         if self._pool is None:
             import pebble
 
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload([__name__])
-            self._pool = pebble.ProcessPool(
+            pool = pebble.ProcessPool(
                 max_workers=self.workers,
                 initializer=_worker_started,
                 initargs=(self.max_memory_bytes, os.getpid()),
                 context=context,
             )
+            pool.schedule(_ready).result()
+            self._pool = pool
         return self._pool
 
     async def run(self, job: Job) -> dict[str, Any]:
@@ -112,7 +121,9 @@ class ActionPool:
     async def _run(self, job: Job) -> dict[str, Any]:
         from pebble import ProcessExpired
 
-        future = self._started().schedule(_run, args=(job,))
+        # starting the pool starts its server process: off the event loop (~0.3 s)
+        pool = self._pool if self._pool is not None else await asyncio.to_thread(self._started)
+        future = pool.schedule(_run, args=(job,))
         try:
             return await asyncio.wrap_future(future)
         except ProcessExpired as exc:  # killed: memory cap, or a crash in C code
@@ -141,6 +152,10 @@ def action_ref(action: Action) -> str:
 # -- in the worker ------------------------------------------------------------------------------
 
 _actions: dict[str, Action] = {}
+
+
+def _ready() -> None:
+    """A first task: the pool has started once it is done."""
 
 
 def _worker_started(max_memory_bytes: int | None, engine: int) -> None:
