@@ -121,6 +121,7 @@ class Settings(BaseSettings):
     command_max_memory_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=16 * 1024 * 1024)
     command_max_cpu_seconds: int = Field(default=600, ge=1)
     command_max_open_files: int = Field(default=1024, ge=16)
+    command_max_processes: int = Field(default=512, ge=8)  # in the sandbox: its processes
     # In the sandbox, a command writes only in its workspace, in these directories, and in a
     # fresh /tmp of at most command_tmp_bytes.
     command_writable: tuple[Path, ...] = ()

@@ -87,10 +87,9 @@ def _kill_marked_once(mark: str) -> int:
 
 
 class _Feed:
-    """The program's stdin: the step's ``stdin`` text through a pipe, written from a thread
-    (a program that never reads it blocks that thread only, until the program ends), or
-    ``/dev/null``. A program that exits or closes its stdin without reading all of it is its
-    own business, not a failure of the step."""
+    """The program's stdin: the step's ``stdin`` text through a pipe written without blocking
+    as the program reads it, or ``/dev/null``. A program that exits or closes its stdin
+    without reading all of it is its own business, not a failure of the step."""
 
     def __init__(self, text: str | None) -> None:
         self._data = None if text is None else text.encode()
@@ -98,30 +97,42 @@ class _Feed:
             self.read_fd, self._write_fd = os.open(os.devnull, os.O_RDONLY), -1
         else:
             self.read_fd, self._write_fd = os.pipe()
-        self._writer: asyncio.Future[None] | None = None
+            os.set_blocking(self._write_fd, False)
+        self._writer: asyncio.Task[None] | None = None
 
     def started(self) -> None:
         """The program holds its own copy of the read end: write to it."""
         os.close(self.read_fd)
         self.read_fd = -1
         if self._data is not None:
-            self._writer = asyncio.ensure_future(asyncio.to_thread(self._write, self._data))
+            self._writer = asyncio.get_running_loop().create_task(self._write(self._data))
 
-    def _write(self, data: bytes) -> None:
-        fd, self._write_fd = self._write_fd, -1
+    async def _write(self, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        view = memoryview(data)
         try:
-            view = memoryview(data)
             while view:
-                view = view[os.write(fd, view) :]
+                try:
+                    view = view[os.write(self._write_fd, view) :]
+                except BlockingIOError:
+                    ready = loop.create_future()
+                    loop.add_writer(self._write_fd, ready.set_result, None)
+                    try:
+                        await ready
+                    finally:
+                        loop.remove_writer(self._write_fd)
         except OSError:
             pass  # the program is gone, or closed its stdin
         finally:
-            os.close(fd)
+            self.close()
 
     async def finish(self) -> None:
+        """Stop writing (the program has ended) and close the pipe."""
         if self._writer is not None:
-            with contextlib.suppress(Exception):
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+        self.close()
 
     def close(self) -> None:
         for fd in (self.read_fd, self._write_fd):
@@ -185,7 +196,7 @@ async def _ended(
         await asyncio.to_thread(_kill_marked, mark)
     if readers is not None:
         readers.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await readers
     for pipe in pipes:
         pipe.close()

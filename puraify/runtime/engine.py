@@ -138,6 +138,7 @@ class Engine:
             max_memory_bytes=settings.command_max_memory_bytes,
             max_cpu_seconds=settings.command_max_cpu_seconds,
             max_open_files=settings.command_max_open_files,
+            max_processes=settings.command_max_processes,
             contain=settings.command_contain,
             workspace=jail.root,
             hide=settings.command_hidden(server=profile.server),
@@ -149,7 +150,7 @@ class Engine:
             "file_max_read_bytes": settings.file_max_read_bytes,
             "file_search_max_results": settings.file_search_max_results,
         }
-        runner = InProcessRunner(
+        runner: StepRunner = InProcessRunner(
             registry,
             http=http,
             workspace=jail,

@@ -8,6 +8,7 @@ with less protection or margin than it could have) or ``failed`` (the engine can
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from ..actions import default_registry
 from ..errors import PuraifyError
@@ -79,11 +81,24 @@ async def _commands(settings: Settings) -> Check:
         detail += f" (the sandbox is refused here: {containment_reason()})"
     listed = ", ".join(settings.command_allow or ()) or "none listed"
     detail += f"; the server profile runs only the programs of command_allow: {listed}"
-    return Check("command sandbox", "ok" if mode == "sandbox" else "warning", detail)
+    status: Status = "ok" if mode == "sandbox" else "warning"
+    if os.getuid() == 0:
+        status = "warning"
+        detail += (
+            "; the engine runs as root, so its commands are root to the kernel inside their "
+            "sandbox (without privileges, but with root's file permissions and no process "
+            "limit): run puraify as an unprivileged user"
+        )
+    return Check("command sandbox", status, detail)
 
 
 async def _store(settings: Settings) -> Check:
-    where = make_url(settings.store_url).render_as_string(hide_password=True)
+    try:
+        url = make_url(settings.store_url)
+    except (ArgumentError, ValueError):
+        return Check("run store", "failed", "database_url is not a database URL")
+    # a password can also ride in the query (?password=...): no query value is shown
+    where = url.set(query={k: "***" for k in url.query}).render_as_string(hide_password=True)
     try:
         db = await open_database(settings)
     except PuraifyError as exc:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from puraify.runtime.guards.commands import containment
+from puraify.store.database import HEAD_REVISION
 from tests.helpers import cli
 
 
@@ -28,9 +32,11 @@ def test_doctor_reports_every_check(tmp_path: Path) -> None:
     assert code == 0 and report["ok"] is True
     assert found["profile"]["status"] == "ok" and "server profile" in found["profile"]["detail"]
     sandbox = found["command sandbox"]
-    assert sandbox["status"] == ("ok" if containment() == "sandbox" else "warning")
+    fine = containment() == "sandbox" and os.getuid() != 0
+    assert sandbox["status"] == ("ok" if fine else "warning")
+    assert ("runs as root" in sandbox["detail"]) == (os.getuid() == 0)
     assert "command_allow: none listed" in sandbox["detail"]
-    assert "schema 0007" in found["run store"]["detail"]
+    assert f"schema {HEAD_REVISION}" in found["run store"]["detail"]
     assert found["disk"]["status"] == "ok"
     assert found["action sandbox"]["status"] == "ok"
     assert "answered" in found["action sandbox"]["detail"]
@@ -63,6 +69,21 @@ def test_doctor_fails_on_a_store_it_cannot_open_and_hides_its_password(tmp_path:
     assert "failed" in done.stdout and "run store" in done.stdout
     assert "s3cret-pw" not in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+asyncpg://puraify@127.0.0.1:1/nothing?password=s3cret-pw",
+        "not a url s3cret-pw",
+        "postgresql+asyncpg://u:s3cret-pw@[::1/db",
+    ],
+)
+def test_doctor_hides_passwords_anywhere_in_the_url(tmp_path: Path, url: str) -> None:
+    code, report = doctor(tmp_path, PURAIFY_DATABASE_URL=url)
+    store = checks(report)["run store"]
+    assert code == 1 and store["status"] == "failed"
+    assert "s3cret-pw" not in json.dumps(report)
 
 
 def test_doctor_fails_below_the_minimum_free_space(tmp_path: Path) -> None:

@@ -251,3 +251,143 @@ async def test_commands_go_on_after_the_launcher_dies(
     assert step.error.code == "command_failed" and "launcher" in step.error.message
     wait_for(lambda: not process_running(token), what="the command ended with its launcher")
     assert stdout(await run_text(engine, python("print('again')"))).strip() == "again"
+
+
+async def test_a_command_cannot_write_kernel_settings_or_reach_devices(
+    make_engine: EngineFactory,
+) -> None:
+    """A process the kernel counts as root (an engine running as root) could write
+    /proc/sys (core_pattern runs a program as the host's root), sysrq, or raw devices: its
+    /proc keeps them read-only or hidden, its /dev holds only the harmless devices, and /run
+    (where daemons keep their sockets) is its own, empty."""
+    code = (
+        "import os\n"
+        "for path in ('/proc/sys/kernel/core_pattern', '/proc/sysrq-trigger', "
+        "'/proc/sys/vm/drop_caches'):\n"
+        "    try:\n        open(path, 'w').close(); print('opened', path)\n"
+        "    except OSError as e:\n        print('refused', path)\n"
+        "print(sorted(os.listdir('/dev')))\n"
+        "print(os.listdir('/run') if os.path.isdir('/run') else [])\n"
+        "print(open('/proc/kcore', 'rb').read(16) if os.path.exists('/proc/kcore') else b'')\n"
+    )
+    lines = stdout(await run_text(make_engine(), python(code))).splitlines()
+    assert all(line.startswith("refused") for line in lines[:3]), lines
+    devices = eval(lines[3])
+    assert set(devices) <= {
+        *("null", "zero", "full", "random", "urandom", "tty"),
+        *("fd", "stdin", "stdout", "stderr", "shm", "pts"),
+    }
+    assert {"null", "zero", "urandom", "shm"} <= set(devices)
+    assert lines[4] == "[]"
+    assert lines[5] == "b''"
+
+
+async def test_a_command_that_clears_its_parent_death_signal_still_ends_at_its_timeout(
+    make_engine: EngineFactory,
+) -> None:
+    """F: the step's timeout ends the command through its first process, PID 1 of its
+    namespace, which the program cannot opt out of; a big stdin it never reads changes
+    nothing."""
+    token = secrets.token_hex(8)
+    code = (
+        "import ctypes, time\n"
+        "ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)\n"  # PR_SET_PDEATHSIG, 0
+        f"time.sleep(600)  # {token}\n"
+    )
+    text = (
+        "steps:\n  - id: c\n    step_type: command\n    timeout_seconds: 1\n"
+        f"    parameters: {json.dumps({'command': sys.executable, 'args': ['-c', code], 'stdin': 'x' * 500_000})}\n"
+    )
+    result = await run_text(make_engine(), text)
+    error = result.step("c").error
+    assert error is not None and error.code == "timeout"
+    wait_for(lambda: not process_running(token), what="the command ended at its timeout")
+
+
+async def test_a_command_line_past_the_limit_is_refused_and_harms_no_other(
+    make_engine: EngineFactory,
+) -> None:
+    """F: arguments too large to run are a structured error; the launcher, and the commands
+    of other steps, go on."""
+    engine = make_engine()
+    huge = ["{{ 'é' * 400000 }}"] * 2  # 2 x 800 KB, past the limit as the launcher reads it
+    text = (
+        "steps:\n  - id: c\n    step_type: command\n"
+        f"    parameters: {json.dumps({'command': 'echo', 'args': huge})}\n"
+    )
+    error = (await run_text(engine, text)).step("c").error
+    assert error is not None and error.code == "invalid_parameters", error
+    assert stdout(await run_text(engine, python("print('still here')"))).strip() == "still here"
+
+
+async def test_shared_memory_is_the_command_own(make_engine: EngineFactory) -> None:
+    """F: SysV shared memory lives in the command's own IPC namespace, gone with it."""
+    key = secrets.randbelow(2**30) + 1
+    code = f"import ctypes\nprint(ctypes.CDLL(None).shmget({key}, 4096, 0o1000 | 0o600) >= 0)\n"
+    assert stdout(await run_text(make_engine(), python(code))).strip() == "True"
+    assert f" {key} " not in Path("/proc/sysvipc/shm").read_text()
+
+
+@pytest.mark.skipif(
+    os.getuid() == 0,
+    reason="the kernel exempts its root user from process limits: an engine running as root "
+    "gets no command_max_processes (puraify doctor warns of it)",
+)
+async def test_a_command_processes_are_capped(make_engine: EngineFactory) -> None:
+    """F: a command's processes are capped (command_max_processes), counted in its own user
+    namespace: the engine user's other processes do not count."""
+    code = (
+        "import os, time\n"
+        "made = 0\n"
+        "try:\n"
+        "    for _ in range(64):\n"
+        "        if os.fork() == 0:\n            time.sleep(30); os._exit(0)\n"
+        "        made += 1\n"
+        "except OSError:\n    print('refused after', made)\n"
+    )
+    engine = make_engine(command_max_processes=16)
+    line = stdout(await run_text(engine, python(code))).strip()
+    assert line.startswith("refused after") and int(line.split()[-1]) < 16, line
+
+
+async def test_commands_run_in_the_default_server_layout(durable: Path) -> None:
+    """The server's default: the home outside /tmp, every workspace under <home>/workspaces
+    (hidden with the home, the command's own bound back in)."""
+    home = durable / "home"
+    mine = home / "workspaces" / "project-a"
+    mine.mkdir(parents=True)
+    (home / "puraify.db").write_text("secret state")
+    settings = make_settings(
+        durable, mode="server", home=home, command_enabled=True, command_allow=(sys.executable,)
+    )
+    engine = Engine.from_settings(settings, workspace=mine, environ=TEST_ENV)
+    try:
+        code = (
+            "import os, sys\n"
+            "print(os.path.exists(sys.argv[1]))\n"
+            "open('mine.txt', 'w').write('mine')\n"
+        )
+        p = {"command": sys.executable, "args": ["-c", code, str(home / "puraify.db")]}
+        text = f"steps:\n  - id: c\n    step_type: command\n    parameters: {json.dumps(p)}\n"
+        assert stdout(await run_text(engine, text)).strip() == "False"
+    finally:
+        await engine.aclose()
+    assert (mine / "mine.txt").read_text() == "mine"
+
+
+async def test_a_hidden_home_stays_hidden_after_its_parent_is_renamed(
+    make_engine: EngineFactory, workspace: Path
+) -> None:
+    """F: a home inside the workspace is hidden where it is now, not where it was: a step that
+    renames a directory above it does not expose it to the next."""
+    home = workspace / ".local" / "puraify"
+    home.mkdir(parents=True)
+    (home / "secret.txt").write_text("secret")
+    engine = make_engine(home=home)
+    first = python("import os\nos.rename('.local', 'moved')\nprint('moved')")
+    assert stdout(await run_text(engine, first)).strip() == "moved"
+    read = python(
+        "try:\n    print(open('moved/puraify/secret.txt').read())\n"
+        "except OSError as e:\n    print('hidden', e.errno)\n"
+    )
+    assert stdout(await run_text(engine, read)).startswith("hidden")

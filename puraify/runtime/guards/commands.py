@@ -116,6 +116,7 @@ class CommandPolicy:
         max_memory_bytes: int | None = None,
         max_cpu_seconds: int | None = None,
         max_open_files: int | None = None,
+        max_processes: int | None = None,
         contain: bool = True,
         workspace: Path | None = None,
         hide: Iterable[Path] = (),
@@ -133,13 +134,16 @@ class CommandPolicy:
                 ("data", max_memory_bytes),
                 ("cpu", max_cpu_seconds),
                 ("nofile", max_open_files),
+                ("nproc", max_processes),
             )
             if value is not None
         }
         # the sandbox's view: where the command may write, and what it may not even read
         self.workspace = workspace
-        self.hide = tuple(hide)
         self.writable = tuple(writable)
+        # held open, so that a hidden directory is found where it is now, also after a command
+        # renamed a directory above it
+        self._hidden = [_Held(p) for p in hide]
         self.tmp_bytes = tmp_bytes
         self.allow_shell = allow_shell
         self.env_allow = tuple(env_allow)
@@ -233,7 +237,7 @@ class CommandPolicy:
                 cwd=cwd,
                 workspace=workspace,
                 network=network,
-                hide=self.hide,
+                hide=tuple(held.path() for held in self._hidden),
                 writable=self.writable,
                 tmp_bytes=self.tmp_bytes,
                 limits=self.limits,
@@ -242,7 +246,9 @@ class CommandPolicy:
         line = [program, *argv[1:]]
         if mode == "limits":
             prlimit = shutil.which("prlimit") or "prlimit"
-            line = [prlimit, *(f"--{k}={v}" for k, v in self.limits.items()), "--", *line]
+            # no process limit here: outside a user namespace it would count all of the user's
+            limits = [f"--{k}={v}" for k, v in self.limits.items() if k != "nproc"]
+            line = [prlimit, *limits, "--", *line]
         proc = await asyncio.create_subprocess_exec(
             *line,
             stdin=stdin,
@@ -253,6 +259,30 @@ class CommandPolicy:
             start_new_session=True,
         )
         return _Group(proc)
+
+
+class _Held:
+    """A path, and a descriptor of what it named (``path()``: where that is now)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fd: int | None = None
+        with contextlib.suppress(OSError):
+            self._fd = os.open(path, os.O_PATH | os.O_NOFOLLOW)
+
+    def path(self) -> Path:
+        if self._fd is None:
+            return self._path
+        try:
+            now = os.readlink(f"/proc/self/fd/{self._fd}")
+        except OSError:
+            return self._path
+        return self._path if now.endswith(" (deleted)") else Path(now)
+
+    def __del__(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
 
 
 def _within(path: str, parent: Path) -> bool:

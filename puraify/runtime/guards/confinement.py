@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import json
 import os
 import socket
 import subprocess
@@ -25,9 +26,12 @@ from typing import Any
 from ...errors import ActionError
 from . import launcher as _protocol
 
-__all__ = ["ConfinedProcess", "Launcher", "Request", "launcher", "probe"]
+__all__ = ["MAX_REQUEST_BYTES", "ConfinedProcess", "Launcher", "Request", "launcher", "probe"]
 
 _SCRIPT = str(Path(_protocol.__file__).resolve())
+#: The most a command's arguments and environment may take, as sent to the launcher (Linux
+#: refuses an argv and environment past about 2 MiB; each string past 128 KiB).
+MAX_REQUEST_BYTES = 2 * 1024 * 1024
 _START_SECONDS = 30.0  # a launcher that is not ready by then is not coming (a stalled machine)
 
 
@@ -41,10 +45,17 @@ def probe() -> tuple[bool, str]:
     """Whether contained commands can run here in the launcher's sandbox; if not, why."""
     if sys.platform != "linux":
         return False, "the command sandbox needs Linux namespaces"
-    with tempfile.TemporaryDirectory(prefix="puraify-probe-") as workspace:
+    # outside /tmp, which the sandbox replaces: what it hides there must really be hidden
+    parent = Path.home() / ".cache"
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        place = tempfile.TemporaryDirectory(prefix="puraify-probe-", dir=parent)
+    except OSError:
+        place = tempfile.TemporaryDirectory(prefix="puraify-probe-")
+    with place as directory:
         try:
             done = subprocess.run(
-                [*_command(), "--probe", workspace, str(os.getuid()), str(os.getgid())],
+                [*_command(), "--probe", directory, str(os.getuid()), str(os.getgid())],
                 capture_output=True,
                 timeout=_START_SECONDS,
                 check=False,
@@ -139,9 +150,17 @@ class Launcher:
         started: asyncio.Future[dict[str, Any]] = loop.create_future()
         process = ConfinedProcess(self, ident, started)
         self._waiting[ident] = (process, started)
-        sending = asyncio.ensure_future(
-            asyncio.to_thread(self._send_request, request.message(ident), fds)
-        )
+        message = request.message(ident)
+        size = len(json.dumps(message))
+        if size > MAX_REQUEST_BYTES:  # exec would refuse it (E2BIG) anyway
+            self._waiting.pop(ident, None)
+            raise ActionError(
+                f"the command's arguments and environment take {size} bytes; at most "
+                f"{MAX_REQUEST_BYTES} are accepted",
+                code="invalid_parameters",
+                field="args",
+            )
+        sending = asyncio.ensure_future(asyncio.to_thread(self._send_request, message, fds))
         try:
             await asyncio.shield(sending)
             process.pid = int((await asyncio.shield(started))["pid"])

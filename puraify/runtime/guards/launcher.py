@@ -46,6 +46,7 @@ from collections.abc import Sequence
 from typing import Any
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
@@ -63,6 +64,7 @@ _LIMITS = {
     "data": resource.RLIMIT_DATA,
     "cpu": resource.RLIMIT_CPU,
     "nofile": resource.RLIMIT_NOFILE,
+    "nproc": resource.RLIMIT_NPROC,  # counted in its own user namespace: its processes only
 }
 
 
@@ -134,37 +136,98 @@ def _within(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+#: In its /proc: read-only (kernel settings a process the kernel sees as root could write) ...
+_PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs")
+#: ... and hidden (kernel memory, keys, timers and devices).
+_PROC_HIDDEN = ("kcore", "keys", "kmsg", "timer_list", "sched_debug", "acpi", "scsi", "asound")
+
+
+def _scratch(path: str, size: int, flags: int = 0) -> None:
+    _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | flags, f"size={size},mode=1777")
+
+
+def _dev(tmp_bytes: int) -> None:
+    """A /dev of its own: the harmless devices, bound from the real one, and nothing else."""
+    sources = {
+        name: os.open(f"/dev/{name}", os.O_PATH)
+        for name in _DEVICES
+        if os.path.exists(f"/dev/{name}")
+    }
+    _mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=65536,mode=755")
+    for name, fd in sources.items():
+        with open(f"/dev/{name}", "w"):
+            pass
+        _mount(f"/proc/self/fd/{fd}", f"/dev/{name}", None, MS_BIND)
+        os.close(fd)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0")):
+        os.symlink(target, f"/dev/{name}")
+    os.symlink("/proc/self/fd/1", "/dev/stdout")
+    os.symlink("/proc/self/fd/2", "/dev/stderr")
+    os.mkdir("/dev/shm")
+    os.mkdir("/dev/pts")
+    _mount(None, "/dev", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "size=65536")
+    _scratch("/dev/shm", tmp_bytes)
+
+
 def _view(request: dict[str, Any]) -> None:
     """Build a command's filesystem view in the mount namespace this process has just entered
     (see the module's docstring)."""
     writable: list[str] = [request["workspace"], *request.get("writable", ())]
     writable = [p for p in writable if os.path.isdir(p)]
     sources = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in writable}
-    scratch = f"size={int(request['tmp_bytes'])},mode=1777"
-    for path in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(path):
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, scratch)
-    # what lay in those is gone already
-    hide = [p for p in request.get("hide", ()) if os.path.lexists(p)]
-    # hidden directories that hold a writable path come first, so the binds land on top
+    tmp_bytes = int(request["tmp_bytes"])
+    # fresh, empty and capped: scratch space, and where daemons keep their sockets
+    for path in ("/tmp", "/var/tmp", "/run"):
+        if os.path.isdir(path) and not os.path.islink(path):
+            _scratch(path, tmp_bytes)
+    if os.path.isdir("/var/run") and not os.path.islink("/var/run"):
+        _scratch("/var/run", tmp_bytes)
+    _dev(tmp_bytes)
+    # hidden directories that hold a writable path come first (outermost first), so the
+    # binds land on top; what lies in one hidden already is not there to hide again
+    hide = sorted(request.get("hide", ()), key=len)
     outer = [p for p in hide if any(_within(w, p) and w != p for w in writable)]
     for path in outer:
-        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=65536,mode=755")
+        if os.path.isdir(path) and not os.path.islink(path):
+            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=65536,mode=755")
     for path, fd in sources.items():
         os.makedirs(path, exist_ok=True)
         _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
         _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
         os.close(fd)
     for path in outer:
-        _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        if os.path.ismount(path):
+            _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
     for path in hide:
-        if path in outer or path in writable or not os.path.lexists(path):
+        if path in outer or path in writable or os.path.islink(path):
             continue
-        if os.path.isdir(path) and not os.path.islink(path):
+        if os.path.isdir(path):
             _mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4096,mode=755")
-        elif os.path.isfile(path) and not os.path.islink(path):
+        elif os.path.isfile(path):
             _mount("/dev/null", path, None, MS_BIND)
             _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+
+
+def _proc() -> None:
+    """A /proc of its PID namespace, with the kernel's settings read-only and its secrets
+    hidden (as container runtimes do)."""
+    try:
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except OSError:  # no /proc of its own: it gets none rather than the engine's
+        _mount("tmpfs", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4096")
+        return
+    for name in _PROC_READ_ONLY:
+        path = f"/proc/{name}"
+        if os.path.exists(path):
+            _mount(path, path, None, MS_BIND | MS_REC)
+            _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    for name in _PROC_HIDDEN:
+        path = f"/proc/{name}"
+        if os.path.isdir(path):
+            _mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4096")
+        elif os.path.exists(path):
+            _mount("/dev/null", path, None, MS_BIND)
 
 
 def _exec(request: dict[str, Any], fds: list[int], parent: int, errors: int) -> None:
@@ -178,10 +241,7 @@ def _exec(request: dict[str, Any], fds: list[int], parent: int, errors: int) -> 
     except BlockingIOError:
         pass
     os.close(parent)
-    try:
-        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    except OSError:  # no /proc of its own: it gets none rather than the engine's
-        _mount("tmpfs", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4096")
+    _proc()
     uid, gid = request["uid"], request["gid"]
     _unshare(CLONE_NEWUSER)
     _map_user(uid, 0, gid, 0)
@@ -199,20 +259,35 @@ def _exec(request: dict[str, Any], fds: list[int], parent: int, errors: int) -> 
 
 def _child(request: dict[str, Any], fds: list[int], errors: int, launcher: int) -> int:
     """The child the launcher forks for one command: builds its view, starts its first
-    process, and returns what to exit with (the program's own exit)."""
-    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+    process, and returns what to exit with (the program's own exit).
+
+    It ends the command when told to (SIGTERM: the step's timeout or cancel, the engine or the
+    launcher gone) by killing its first process, PID 1 of its namespace, which takes every
+    other process of the namespace with it; the program cannot opt out of that."""
+    first = 0
+
+    def end(signum: int, frame: object) -> None:
+        if first:
+            os.kill(first, signal.SIGKILL)
+        else:  # not started yet: nothing to end but this
+            os._exit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, end)
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0), "prctl")
     if os.getppid() != launcher:  # the launcher is gone already
         return SETUP_FAILED
     os.setsid()
-    for default in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD):
+    for default in (signal.SIGINT, signal.SIGPIPE, signal.SIGCHLD):
         signal.signal(default, signal.SIG_DFL)
-    _unshare(CLONE_NEWNS | CLONE_NEWPID | (0 if request.get("network") else CLONE_NEWNET))
+    network = 0 if request.get("network") else CLONE_NEWNET
+    _unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | network)
     _view(request)
     me = os.getpid()
     alive, holder = os.pipe()
     first = os.fork()
     if first == 0:
         try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.close(holder)
             _exec(request, fds, alive, errors)
         except BaseException as exc:
@@ -266,14 +341,17 @@ def receive(sock: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds += array.array("i", payload[: len(payload) - len(payload) % 4]).tolist()
     (length,) = struct.unpack(">I", header)
-    if length > MAX_FRAME:
-        raise ValueError("frame too large")
     body = bytearray()
-    while len(body) < length:
-        chunk = sock.recv(min(length - len(body), 1 << 20))
+    left = length
+    while left:
+        chunk = sock.recv(min(left, 1 << 20))
         if not chunk:
             return None
-        body += chunk
+        left -= len(chunk)
+        if length <= MAX_FRAME:
+            body += chunk
+    if length > MAX_FRAME:  # read past, so the next frame is read whole: this one is refused
+        return {"refused": f"a frame of {length} bytes is past the limit"}, fds
     return json.loads(body), fds
 
 
@@ -325,7 +403,7 @@ class _Launcher:
     def kill(self, ident: str) -> None:
         for _, (other, pid, _) in list(self.running.items()):
             if other == ident:
-                os.kill(pid, signal.SIGKILL)  # its first process follows (PDEATHSIG)
+                os.kill(pid, signal.SIGTERM)  # the child kills the command's first process
 
     def serve(self) -> None:
         send(self.sock, {"ready": True})
@@ -336,7 +414,10 @@ class _Launcher:
                     if frame is None:
                         return
                     message, fds = frame
-                    if message.get("kill"):
+                    if "refused" in message:
+                        for fd in set(fds):
+                            os.close(fd)
+                    elif message.get("kill"):
                         self.kill(message["kill"])
                     else:
                         try:
@@ -354,11 +435,17 @@ class _Launcher:
     def stop(self) -> None:
         for _, pid, _ in self.running.values():
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGTERM)
 
 
-def _probe(workspace: str, uid: int, gid: int) -> int:
-    """Run ``true`` confined, every step as a command would; 0 when it all works."""
+def _probe(directory: str, uid: int, gid: int) -> int:
+    """Run ``true`` confined, every step as a command would (a hidden directory holding the
+    workspace, a hidden file, limits); 0 when it all works."""
+    hidden = os.path.join(directory, "hidden")
+    workspace = os.path.join(hidden, "workspace")
+    os.makedirs(workspace)
+    with open(os.path.join(directory, "secret"), "w"):
+        pass
     enter(uid, gid)
     errors_read, errors_write = os.pipe2(os.O_CLOEXEC)
     null = os.open(os.devnull, os.O_RDWR)
@@ -369,9 +456,9 @@ def _probe(workspace: str, uid: int, gid: int) -> int:
         "env": {},
         "cwd": workspace,
         "workspace": workspace,
-        "hide": [],
+        "hide": [hidden, os.path.join(directory, "secret")],
         "tmp_bytes": 1 << 20,
-        "limits": {"nofile": 64},
+        "limits": {"nofile": 64, "nproc": 64},
         "uid": uid,
         "gid": gid,
     }
