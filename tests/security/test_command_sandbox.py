@@ -391,3 +391,82 @@ async def test_a_hidden_home_stays_hidden_after_its_parent_is_renamed(
         "except OSError as e:\n    print('hidden', e.errno)\n"
     )
     assert stdout(await run_text(engine, read)).startswith("hidden")
+
+
+async def test_a_command_cannot_make_namespaces_mount_or_set_id_bits(
+    make_engine: EngineFactory, workspace: Path
+) -> None:
+    """F: the command's system call filter: no namespace of its own (where it could mount a
+    cgroup hierarchy and freeze or starve the host), no mount, no setuid or setgid file and no
+    file capability for someone else to run; threads and child processes still work."""
+    code = (
+        "import ctypes, os, shutil, subprocess, sys, threading\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print('unshare', libc.unshare(0x10000000 | 0x20000), ctypes.get_errno())\n"
+        "print('mount', libc.mount(b'none', b'/tmp', b'tmpfs', 0, None), ctypes.get_errno())\n"
+        "shutil.copy('/bin/true', 'prog')\n"
+        "for mode in (0o4755, 0o2755):\n"
+        "    try:\n        os.chmod('prog', mode); print('chmod', oct(mode), 'done')\n"
+        "    except OSError as e:\n        print('chmod', oct(mode), 'refused', e.errno)\n"
+        "try:\n    os.setxattr('prog', 'security.capability', b'\\x01' * 20); print('xattr done')\n"
+        "except OSError as e:\n    print('xattr refused', e.errno)\n"
+        "try:\n    os.open('made', os.O_CREAT | os.O_WRONLY, 0o4755); print('create done')\n"
+        "except OSError as e:\n    print('create refused', e.errno)\n"
+        "t = threading.Thread(target=lambda: None); t.start(); t.join()\n"
+        "print(subprocess.run(['echo', 'child'], capture_output=True, text=True).stdout.strip())\n"
+    )
+    lines = stdout(await run_text(make_engine(), python(code))).splitlines()
+    assert lines[0] == "unshare -1 1" and lines[1] == "mount -1 1", lines
+    assert lines[2:6] == [
+        "chmod 0o4755 refused 1",
+        "chmod 0o2755 refused 1",
+        "xattr refused 1",
+        "create refused 1",
+    ], lines
+    assert lines[6] == "child"
+    assert not (workspace / "prog").stat().st_mode & 0o6000
+
+
+async def test_renaming_above_a_hidden_home_while_commands_start_never_exposes_it(
+    make_engine: EngineFactory, workspace: Path
+) -> None:
+    """F: a command renaming a directory above the hidden home, back and forth, while others
+    start: each of those either has the home hidden or does not start (what the engine holds
+    is checked where it is mounted over); none reads it."""
+    home = workspace / "st" / "home"
+    home.mkdir(parents=True)
+    (home / "secret.txt").write_text("secret")
+    flip = (
+        "import os, time\nend = time.monotonic() + 2\n"
+        "while time.monotonic() < end:\n"
+        "    os.rename('st', 'st2'); os.rename('st2', 'st')\n"
+    )
+    look = (
+        "import os\nfor d in ('st/home', 'st2/home'):\n"
+        "    try:\n        print('SEEN' if os.listdir(d) else 'empty', d)\n"
+        "    except OSError:\n        pass\n"
+    )
+    steps = [
+        {
+            "id": "flip",
+            "step_type": "command",
+            "parameters": {"command": sys.executable, "args": ["-c", flip]},
+        }
+    ]
+    steps += [
+        {
+            "id": f"look{i}",
+            "step_type": "command",
+            "continue_on_error": True,
+            "parameters": {"command": sys.executable, "args": ["-c", look]},
+        }
+        for i in range(8)
+    ]
+    mission = {"config": {"max_concurrent_steps": 9}, "steps": steps}
+    result = await run_text(make_engine(home=home), json.dumps(mission))
+    for i in range(8):
+        step = result.step(f"look{i}")
+        seen = (step.output or {}).get("stdout", "")
+        assert "SEEN" not in seen, seen
+        if step.error is not None:  # refused to start: the home had moved
+            assert step.error.code == "command_failed", step.error

@@ -237,7 +237,7 @@ class CommandPolicy:
                 cwd=cwd,
                 workspace=workspace,
                 network=network,
-                hide=tuple(held.path() for held in self._hidden),
+                hide=tuple(held.where() for held in self._hidden),
                 writable=self.writable,
                 tmp_bytes=self.tmp_bytes,
                 limits=self.limits,
@@ -270,14 +270,19 @@ class _Held:
         with contextlib.suppress(OSError):
             self._fd = os.open(path, os.O_PATH | os.O_NOFOLLOW)
 
-    def path(self) -> Path:
+    def where(self) -> tuple[Path, tuple[int, int] | None]:
+        """Where it is now, and its (device, inode): the launcher hides what is there only if
+        it is still this (a rename meanwhile fails the command, never exposes the file)."""
         if self._fd is None:
-            return self._path
+            return self._path, None
         try:
             now = os.readlink(f"/proc/self/fd/{self._fd}")
+            st = os.fstat(self._fd)
         except OSError:
-            return self._path
-        return self._path if now.endswith(" (deleted)") else Path(now)
+            return self._path, None
+        if now.endswith(" (deleted)"):
+            return self._path, None
+        return Path(now), (st.st_dev, st.st_ino)
 
     def __del__(self) -> None:
         if self._fd is not None:

@@ -40,6 +40,14 @@ def _command() -> list[str]:
     return [sys.executable, "-I", "-S", _SCRIPT]
 
 
+def _identity() -> list[str]:
+    """The launcher's arguments after its first: the engine's uid and gid, and where the
+    libseccomp binding is."""
+    import pyseccomp
+
+    return [str(os.getuid()), str(os.getgid()), str(Path(pyseccomp.__file__).resolve())]
+
+
 @functools.cache
 def probe() -> tuple[bool, str]:
     """Whether contained commands can run here in the launcher's sandbox; if not, why."""
@@ -55,7 +63,7 @@ def probe() -> tuple[bool, str]:
     with place as directory:
         try:
             done = subprocess.run(
-                [*_command(), "--probe", directory, str(os.getuid()), str(os.getgid())],
+                [*_command(), "--probe", directory, *_identity()],
                 capture_output=True,
                 timeout=_START_SECONDS,
                 check=False,
@@ -66,7 +74,7 @@ def probe() -> tuple[bool, str]:
     if done.returncode != 0:
         reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
         return False, reason[-1] if reason else f"the probe exited with {done.returncode}"
-    return True, "user, mount, PID and network namespaces"
+    return True, "user, mount, PID, network and IPC namespaces, a seccomp filter"
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,8 @@ class Request:
     cwd: Path
     workspace: Path
     network: bool
-    hide: Sequence[Path] = ()
+    #: what to hide: where it is, and what it is (device, inode), when known
+    hide: Sequence[tuple[Path, tuple[int, int] | None]] = ()
     writable: Sequence[Path] = ()
     tmp_bytes: int = 64 * 1024 * 1024
     limits: Mapping[str, int] = field(default_factory=dict)
@@ -93,7 +102,10 @@ class Request:
             "cwd": str(self.cwd),
             "workspace": str(self.workspace),
             "network": self.network,
-            "hide": [str(p) for p in self.hide],
+            "hide": [
+                {"path": str(path), "id": list(identity) if identity else None}
+                for path, identity in self.hide
+            ],
             "writable": [str(p) for p in self.writable],
             "tmp_bytes": self.tmp_bytes,
             "limits": dict(self.limits),
@@ -199,7 +211,7 @@ class Launcher:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             process = subprocess.Popen(
-                [*_command(), str(theirs.fileno()), str(os.getuid()), str(os.getgid())],
+                [*_command(), str(theirs.fileno()), *_identity()],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

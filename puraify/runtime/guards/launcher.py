@@ -25,7 +25,9 @@ command it started and exits.
 Frames on the socket: a 4-byte big-endian length, then a JSON object; a request to run carries
 the command's stdin, stdout and stderr as file descriptors (SCM_RIGHTS) with its first bytes.
 
-``python launcher.py --probe DIR UID GID`` sets everything up and runs ``true`` confined, with DIR as
+Its argv: the socket's descriptor, the engine's uid and gid, and the path of ``pyseccomp``
+(the libseccomp binding; the launcher runs without site-packages).
+``python launcher.py --probe DIR UID GID SECCOMP`` sets everything up and runs ``true`` confined, with DIR as
 the workspace: exit 0 when this system supports the whole of it, else 1 and the reason.
 """
 
@@ -34,12 +36,15 @@ from __future__ import annotations
 import array
 import contextlib
 import ctypes
+import errno
+import importlib.util
 import json
 import os
 import resource
 import selectors
 import signal
 import socket
+import stat
 import struct
 import sys
 from collections.abc import Sequence
@@ -54,7 +59,10 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MOUNT_ATTR_RDONLY = 0x1
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
-SYS_MOUNT_SETATTR = 442  # the same number on every architecture (asm-generic)
+SYS_MOUNT_SETATTR = 442  # these: the same number on every architecture (asm-generic)
+SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429
+OPEN_TREE_CLONE, AT_EMPTY_PATH = 1, 0x1000
+MOVE_MOUNT_F_EMPTY_PATH, MOVE_MOUNT_T_EMPTY_PATH = 0x4, 0x40
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 MAX_FRAME = 64 * 1024 * 1024
 SETUP_FAILED = 126  # a child's exit when it could not build the command's view
@@ -66,6 +74,21 @@ _LIMITS = {
     "nofile": resource.RLIMIT_NOFILE,
     "nproc": resource.RLIMIT_NPROC,  # counted in its own user namespace: its processes only
 }
+
+
+_SECCOMP: Any = None  # pyseccomp, loaded from the path the engine gives (no site-packages here)
+
+
+def load_seccomp(path: str) -> None:
+    """Load the libseccomp binding from ``path`` (``ImportError``/``OSError`` if it cannot)."""
+    global _SECCOMP
+    spec = importlib.util.spec_from_file_location("pyseccomp", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no module at {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.SyscallFilter(defaction=module.ALLOW)  # libseccomp itself is there
+    _SECCOMP = module
 
 
 class _MountAttr(ctypes.Structure):
@@ -186,11 +209,16 @@ def _view(request: dict[str, Any]) -> None:
     _dev(tmp_bytes)
     # hidden directories that hold a writable path come first (outermost first), so the
     # binds land on top; what lies in one hidden already is not there to hide again
-    hide = sorted(request.get("hide", ()), key=len)
+    entries = sorted(request.get("hide", ()), key=lambda e: len(e["path"]))
+    hide = [e["path"] for e in entries]
     outer = [p for p in hide if any(_within(w, p) and w != p for w in writable)]
-    for path in outer:
-        if os.path.isdir(path) and not os.path.islink(path):
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=65536,mode=755")
+    gone: list[str] = ["/tmp", "/var/tmp", "/run", "/var/run", "/dev"]  # replaced above
+    for entry in entries:
+        if entry["path"] in outer:
+            target = _hidden_target(entry, gone, [])
+            if target is not None:
+                _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "size=65536,mode=755")
+                gone.append(entry["path"])
     for path, fd in sources.items():
         os.makedirs(path, exist_ok=True)
         _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
@@ -199,14 +227,59 @@ def _view(request: dict[str, Any]) -> None:
     for path in outer:
         if os.path.ismount(path):
             _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    for path in hide:
-        if path in outer or path in writable or os.path.islink(path):
+    for entry in entries:
+        if entry["path"] in outer or entry["path"] in writable:
             continue
-        if os.path.isdir(path):
-            _mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4096,mode=755")
-        elif os.path.isfile(path):
-            _mount("/dev/null", path, None, MS_BIND)
-            _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+        target = _hidden_target(entry, gone, writable)
+        if target is None:
+            continue
+        if stat.S_ISDIR(os.stat(target).st_mode):
+            _mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4096,mode=755")
+        else:
+            _null_over(int(target.rsplit("/", 1)[1]))
+        gone.append(entry["path"])
+
+
+def _null_over(fd: int) -> None:
+    """Put a read-only ``/dev/null`` over the file ``fd`` is (made read-only before it is
+    attached, and attached to that very file: no name is looked up again)."""
+    tree = _libc.syscall(SYS_OPEN_TREE, AT_FDCWD, b"/dev/null", OPEN_TREE_CLONE | os.O_CLOEXEC)
+    if tree < 0:
+        _check(-1, "open_tree /dev/null")
+    try:
+        attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+        _check(
+            _libc.syscall(
+                SYS_MOUNT_SETATTR, tree, b"", AT_EMPTY_PATH, ctypes.byref(attr), ctypes.sizeof(attr)
+            ),
+            "mount_setattr /dev/null",
+        )
+        flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
+        _check(_libc.syscall(SYS_MOVE_MOUNT, tree, b"", fd, b"", flags), "move_mount")
+    finally:
+        os.close(tree)
+
+
+def _hidden_target(entry: dict[str, Any], gone: list[str], writable: list[str]) -> str | None:
+    """Where to mount over a hidden path: its descriptor's place in this namespace, once it is
+    certain that it is still what the engine holds (same device and inode); ``None`` when it
+    lies in something replaced or hidden already. Anything else (it moved, it is gone, it
+    is another file now) is an error: the command does not start."""
+    path = entry["path"]
+    if any(_within(path, g) for g in gone) and not any(_within(path, w) for w in writable):
+        return None
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        if entry.get("id") is None:
+            return None  # it never was: nothing to hide
+        raise OSError(errno.ENOENT, f"{path} moved; it cannot be hidden, so nothing runs") from None
+    found = os.fstat(fd)
+    if entry.get("id") is not None and [found.st_dev, found.st_ino] != list(entry["id"]):
+        raise OSError(errno.EEXIST, f"{path} is not what it was; it cannot be hidden")
+    if stat.S_ISLNK(found.st_mode):
+        raise OSError(errno.ELOOP, f"{path} is a symbolic link; it cannot be hidden")
+    return f"/proc/self/fd/{fd}"  # open for the command's life: mounts land on this very file
 
 
 def _proc() -> None:
@@ -228,6 +301,55 @@ def _proc() -> None:
             _mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4096")
         elif os.path.exists(path):
             _mount("/dev/null", path, None, MS_BIND)
+
+
+#: Denied to a command (EPERM): making namespaces, mounting, and kernel interfaces a
+#: sandboxed program has no use for; the sandbox could otherwise be undone from inside (a
+#: user namespace of its own can mount cgroup hierarchies, for one).
+_DENIED = (
+    "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "open_tree", "move_mount",
+    "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr", "bpf", "perf_event_open",
+    "keyctl", "add_key", "request_key", "kexec_load", "kexec_file_load", "init_module",
+    "finit_module", "delete_module", "swapon", "swapoff", "acct", "quotactl", "userfaultfd",
+    "open_by_handle_at", "name_to_handle_at", "setxattr", "lsetxattr", "fsetxattr",
+    "iopl", "ioperm", "syslog",
+)  # fmt: skip
+_NAMESPACES = (
+    CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWIPC,
+    0x04000000,  # CLONE_NEWUTS
+    0x02000000,  # CLONE_NEWCGROUP
+    0x00000080,  # CLONE_NEWTIME
+)  # fmt: skip
+_SET_ID = 0o6000  # S_ISUID | S_ISGID: a file the engine's user would run as its owner
+#: (syscall, index of its mode argument): refused when the mode sets either bit
+_MODES = (
+    ("chmod", 1), ("fchmod", 1), ("fchmodat", 2), ("fchmodat2", 2), ("open", 2),
+    ("openat", 3), ("creat", 1), ("mknod", 1), ("mknodat", 2),
+)  # fmt: skip
+
+
+def _filter(seccomp: Any) -> None:
+    """The command's system call filter (libseccomp): what ``_DENIED`` names, namespaces by
+    ``clone`` (``clone3``, whose flags it cannot read, answers ENOSYS: libc falls back to
+    ``clone``), and setuid or setgid modes. Everything else is allowed."""
+    rules = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+    refuse = seccomp.ERRNO(errno.EPERM)
+
+    def add(action: Any, name: str, *args: Any) -> None:
+        # a system call this kernel or library does not know is one nobody can make
+        with contextlib.suppress(ValueError, RuntimeError, OSError):
+            rules.add_rule(action, name, *args)
+
+    for name in _DENIED:
+        add(refuse, name)
+    for flag in _NAMESPACES:
+        add(refuse, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+    add(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    add(seccomp.ERRNO(errno.ENOSYS), "openat2")
+    for name, index in _MODES:
+        for bit in (0o4000, 0o2000):
+            add(refuse, name, seccomp.Arg(index, seccomp.MASKED_EQ, bit, bit))
+    rules.load()
 
 
 def _exec(request: dict[str, Any], fds: list[int], parent: int, errors: int) -> None:
@@ -254,6 +376,7 @@ def _exec(request: dict[str, Any], fds: list[int], parent: int, errors: int) -> 
     os.closerange(errors + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     for name, value in request.get("limits", {}).items():
         resource.setrlimit(_LIMITS[name], (int(value), int(value)))
+    _filter(_SECCOMP)
     os.execve(request["program"], request["argv"], request["env"])  # noqa: S606 (argv, no shell)
 
 
@@ -456,7 +579,10 @@ def _probe(directory: str, uid: int, gid: int) -> int:
         "env": {},
         "cwd": workspace,
         "workspace": workspace,
-        "hide": [hidden, os.path.join(directory, "secret")],
+        "hide": [
+            {"path": p, "id": [os.lstat(p).st_dev, os.lstat(p).st_ino]}
+            for p in (hidden, os.path.join(directory, "secret"))
+        ],
         "tmp_bytes": 1 << 20,
         "limits": {"nofile": 64, "nproc": 64},
         "uid": uid,
@@ -484,16 +610,18 @@ def _probe(directory: str, uid: int, gid: int) -> int:
 def main(argv: list[str]) -> int:
     if len(argv) >= 2 and argv[1] == "--probe":
         try:
+            load_seccomp(argv[5])
             return _probe(argv[2], int(argv[3]), int(argv[4]))
-        except OSError as exc:
-            print(exc, file=sys.stderr)
+        except (OSError, ImportError, AttributeError) as exc:
+            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
     sock = socket.socket(fileno=int(argv[1]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides when it ends
     launcher = _Launcher(sock)
     try:
+        load_seccomp(argv[4])
         enter(int(argv[2]), int(argv[3]))
-    except OSError as exc:
+    except (OSError, ImportError, AttributeError) as exc:
         send(sock, {"ready": False, "error": str(exc)})
         return 1
     try:
