@@ -4,7 +4,7 @@ Every figure is printed with its target and, where one makes sense, the ratio ag
 baseline measured in the same run (raw PyYAML/json, raw asyncio, raw httpx, bare Python
 start-up). Targets are the issue's; a missed one is printed as MISSED, never hidden.
 Run: ``scripts/bench`` (all) or some of ``scripts/bench load engine http cli store api
-templates output sandbox attacks``.
+templates output sandbox attacks control``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from . import (
     attacks,
     cli_output,
     cli_startup,
+    control,
     engine_runs,
     http_fanout,
     load_validate,
@@ -37,6 +38,7 @@ SUITES = {
     "output": cli_output.run,
     "sandbox": sandbox.run,
     "attacks": attacks.run,
+    "control": control.run,
 }
 
 

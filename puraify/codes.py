@@ -48,6 +48,8 @@ class ErrorCode(StrEnum):
     DOCUMENT_TOO_LARGE = "document_too_large"
     DUPLICATE_KEY = "duplicate_key"
     DUPLICATE_STEP_ID = "duplicate_step_id"
+    ENGINE_EXISTS = "engine_exists"
+    ENGINE_UNKNOWN = "engine_unknown"
     FILE_ERROR = "file_error"
     FILE_EXISTS = "file_exists"
     FILE_NOT_FOUND = "file_not_found"
@@ -71,6 +73,7 @@ class ErrorCode(StrEnum):
     INVALID_REFERENCE = "invalid_reference"
     INVALID_REQUEST = "invalid_request"
     INVALID_SETTINGS = "invalid_settings"
+    INVALID_STATUS = "invalid_status"
     INVALID_RESPONSE = "invalid_response"
     INVALID_SCHEMA = "invalid_schema"
     INVALID_SCOPE = "invalid_scope"
@@ -84,7 +87,9 @@ class ErrorCode(StrEnum):
     NUMBER_TOO_LARGE = "number_too_large"
     PARSE_ERROR = "parse_error"
     PATH_OUTSIDE_JAIL = "path_outside_jail"
+    PLATFORM_UNAVAILABLE = "platform_unavailable"
     POLICY_DENIED = "policy_denied"
+    POLICY_UNAVAILABLE = "policy_unavailable"
     PROFILE_REFUSED = "profile_refused"
     RESOURCE_LIMIT = "resource_limit"
     RESPONSE_TOO_LARGE = "response_too_large"
@@ -241,8 +246,9 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
         ErrorCode.FORBIDDEN: CodeInfo(
             HTTPStatus.FORBIDDEN,
             None,
-            "The token lacks the scope this call needs; use a token created with it "
-            "(`puraify tokens create --scope ...`).",
+            "The caller lacks what this call needs: a token its scope (`puraify tokens create "
+            "--scope ...`), an engine its permission (`control:admin` for Engine Control's "
+            "changes, or to ask about another engine).",
         ),
         ErrorCode.FORBIDDEN_TAG: CodeInfo(
             HTTPStatus.UNPROCESSABLE_ENTITY,
@@ -417,6 +423,36 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
             ExitCode.FAILED,
             "Engine Control does not let this engine run this action on this platform now (a "
             "permission, the platform's status or a feature flag).",
+        ),
+        ErrorCode.POLICY_UNAVAILABLE: CodeInfo(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            ExitCode.FAILED,
+            "Engine Control could not be asked whether this action may run, so it did not run "
+            "(the engine fails closed); it is retryable, and the operator should check that "
+            "Engine Control is reachable.",
+        ),
+        ErrorCode.PLATFORM_UNAVAILABLE: CodeInfo(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            ExitCode.FAILED,
+            "The platform is in maintenance (or disabled or deprecated) in Engine Control, so "
+            "nothing is sent to it; try again once an operator sets it active.",
+        ),
+        ErrorCode.ENGINE_EXISTS: CodeInfo(
+            HTTPStatus.CONFLICT,
+            ExitCode.INVALID,
+            "An engine with this id is registered already (ids are never reused, also after a "
+            "revocation); choose another id, or rotate the existing engine's key.",
+        ),
+        ErrorCode.ENGINE_UNKNOWN: CodeInfo(
+            HTTPStatus.NOT_FOUND,
+            ExitCode.INVALID,
+            "No engine with this id is registered, or it was revoked; `puraify engines list` "
+            "shows them.",
+        ),
+        ErrorCode.INVALID_STATUS: CodeInfo(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            ExitCode.INVALID,
+            "A platform's status is one of active, maintenance, disabled or deprecated.",
         ),
         ErrorCode.RESOURCE_LIMIT: CodeInfo(
             HTTPStatus.UNPROCESSABLE_ENTITY,

@@ -14,6 +14,7 @@ The tree (one root, one base per layer), with each class's HTTP status::
     │   └── StepTimeout              504  a step ran past its timeout
     ├── VaultError                   500  credentials could not be stored, found or decrypted
     ├── PolicyDenied                 403  Engine Control said no
+    ├── ControlError                 400  Engine Control could not make a change it was asked
     └── StoreError                   500  the run store failed
 
 The codes each class carries are listed, with their status, CLI exit code and what to do, in
@@ -39,6 +40,7 @@ from .codes import ErrorCode
 
 __all__ = [
     "ActionError",
+    "ControlError",
     "GuardError",
     "Issue",
     "LoadError",
@@ -303,6 +305,14 @@ class PolicyDenied(PuraifyError):
 
     default_code = ErrorCode.POLICY_DENIED
     http_status = HTTPStatus.FORBIDDEN
+
+
+class ControlError(PuraifyError):
+    """Engine Control could not make a change it was asked (an unknown or existing engine,
+    permissions or a status it cannot take)."""
+
+    default_code = ErrorCode.INVALID_REQUEST
+    http_status = HTTPStatus.BAD_REQUEST
 
 
 class StoreError(PuraifyError):

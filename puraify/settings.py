@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -144,6 +144,16 @@ class Settings(BaseSettings):
     # memory each may use.
     action_workers: int = Field(default=2, ge=0, le=64)
     action_max_memory_bytes: int = Field(default=1024 * 1024 * 1024, ge=64 * 1024 * 1024)
+
+    # Engine Control. The execution service runs as the engine control_engine_id and asks the
+    # policy before every step: in this process (its store), or, with control_url, a separate
+    # `puraify serve control` with this engine's key. Verdicts are kept control_cache_seconds.
+    control_url: str | None = None
+    control_engine_id: str = "puraify-execution"
+    control_engine_key: SecretStr | None = None
+    control_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    # a declarative policy (engines' permissions, platform statuses, flags) applied at start
+    control_policy_file: Path | None = None
 
     # Run store: SQLite at home/puraify.db unless a URL is given (postgresql+asyncpg://...).
     database_url: str | None = None

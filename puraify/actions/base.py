@@ -140,6 +140,15 @@ class Action(ABC):
     #: CPU-bound: run in the engine's sandbox of worker processes (``runtime.sandbox``), where
     #: a timeout or a cancel really stops it. Its ``run`` then gets a context without network.
     sandboxed: ClassVar[bool] = False
+    #: Engine Control: the scopes an engine must hold for this action (``slack:write``), and
+    #: whether it is dangerous, behind a feature flag of its name (off in the server profile).
+    required_scopes: ClassVar[tuple[str, ...]] = ()
+    dangerous: ClassVar[bool] = False
+
+    @property
+    def flag(self) -> str | None:
+        """The feature flag this action is behind, if any."""
+        return self.name if self.dangerous else None
 
     @abstractmethod
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
@@ -159,6 +168,8 @@ class Action(ABC):
             "name": cls.name,
             "aliases": list(cls.aliases),
             "platform": cls.platform,
+            "required_scopes": list(cls.required_scopes),
+            "dangerous": cls.dangerous,
             "delivery": cls.delivery,
             "description": cls.description,
             "parameters": cls.Params.model_json_schema(by_alias=False),

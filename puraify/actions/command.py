@@ -242,6 +242,7 @@ class Command(Action):
     name = "command"
     aliases = ("run_command", "shell_command")
     delivery: ClassVar = "unsafe"
+    dangerous: ClassVar = True
     description = "Run a program (argv only, never a shell) in the workspace."
     example: ClassVar = {"command": "git", "args": ["status", "--short"], "timeout": 30}
 

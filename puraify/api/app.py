@@ -120,12 +120,14 @@ def create_app(
     environ: dict[str, str] | None = None,
     host: str | None = None,
     server_process: bool = False,
+    services: str = "all",
 ) -> FastAPI:
     """Build the HTTP API over the application ``compose`` builds; ``environ`` is the process
     environment (read at the edge). The API always listens, so it runs the server profile
     unless the operator set ``PURAIFY_MODE=local``; ``host`` (default ``api_host``) is where it
     listens, for the warning that mode gives. ``server_process``: this process only serves
-    this app (loggers resolve their configuration once)."""
+    this app (loggers resolve their configuration once). ``services``: ``all``, or only
+    ``execution`` or ``control``."""
     configure_logging(level=settings.log_level, fmt=settings.log_format, cache=server_process)
     metrics = Metrics()
 
@@ -151,7 +153,8 @@ def create_app(
             state.service = application.runs
             state.registry = application.registry
             state.metrics = metrics
-            await application.runs.resume_orphans()
+            if services != "control":  # Engine Control alone runs no runs
+                await application.runs.resume_orphans()
             if server_process:
                 # Everything built so far (modules, app, engine, SQLAlchemy's caches) lives as
                 # long as the process: keep it out of the cyclic collector's full passes, which
@@ -214,21 +217,26 @@ def create_app(
         _log.exception("unhandled_error", path=request.url.path)
         return JSONResponse(error_body(exc, _request_id(request)), status_code=500)
 
-    from .routes import execution, runs, system
+    from .routes import control, execution, runs, system
 
     app.include_router(system.router)
-    app.include_router(execution.router)
-    app.include_router(runs.router)
+    if services in ("all", "execution"):
+        app.include_router(execution.router)
+        app.include_router(runs.router)
+    if services in ("all", "control"):
+        app.include_router(control.router)
     return app
 
 
-def create_app_from_environment(host: str | None = None) -> FastAPI:
+def create_app_from_environment(host: str | None = None, services: str = "all") -> FastAPI:
     """Factory for ``uvicorn --factory`` and worker processes: settings from ``PURAIFY_*``;
     the server profile unless ``PURAIFY_MODE=local``. ``host``: where it listens, when known
     (uvicorn does not tell its factory, so an unknown address counts as exposed)."""
     settings = Settings()
     listen = host or "an address uvicorn was given"
-    return create_app(settings, environ=dict(os.environ), host=listen, server_process=True)
+    return create_app(
+        settings, environ=dict(os.environ), host=listen, server_process=True, services=services
+    )
 
 
 def _store_fault(exc: BaseException) -> bool:

@@ -1,4 +1,5 @@
-"""Authentication for the API: bearer tokens (``Authorization: Bearer pfy_...``) with scopes."""
+"""Authentication for the API: bearer tokens (``Authorization: Bearer pfy_...``) with scopes
+for callers, and ``X-Engine-ID`` with ``X-Engine-Key`` for engines (Engine Control)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 
+from ..control.rules import EngineRecord
 from ..store.tokens import Principal
 from .errors import ApiError
 from .state import application
 
-__all__ = ["require"]
+__all__ = ["admin_engine", "engine", "require"]
 
 
 def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
@@ -30,3 +32,26 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
         return principal
 
     return dependency
+
+
+async def engine(request: Request) -> EngineRecord:
+    """A dependency: the engine whose ``X-Engine-ID`` and ``X-Engine-Key`` these are (401 for
+    anything else: missing headers, an unknown id, a wrong or another engine's key, a revoked
+    engine; which one is not said)."""
+    engine_id = request.headers.get("x-engine-id", "")
+    key = request.headers.get("x-engine-key", "")
+    if not engine_id or not key:
+        raise ApiError("send `X-Engine-ID` and `X-Engine-Key`", code="unauthenticated")
+    found = await application(request).control.authenticate(engine_id, key)
+    if found is None:
+        raise ApiError("the engine id and key are not valid", code="unauthenticated")
+    request.state.engine = found
+    return found
+
+
+async def admin_engine(request: Request) -> EngineRecord:
+    """A dependency: an engine holding ``control:admin`` (403 for any other valid engine)."""
+    found = await engine(request)
+    if not found.is_admin:
+        raise ApiError(f"engine {found.engine_id!r} does not hold control:admin", code="forbidden")
+    return found

@@ -87,6 +87,8 @@ class DryRun(BaseModel):
     critical_path: list[str]
     safety: dict[str, Any]
     warnings: list[dict[str, Any]] = []
+    #: each step's verdict from Engine Control now (not audited)
+    policy: list[dict[str, Any]] = []
 
 
 class MissionCheck(BaseModel):
@@ -99,6 +101,8 @@ class MissionCheck(BaseModel):
     levels: list[list[str]] | None = None
     critical_path: list[str] | None = None
     safety: dict[str, Any] | None = None
+    #: each step's verdict from Engine Control now (not audited)
+    policy: list[dict[str, Any]] | None = None
 
 
 class RunSummary(BaseModel):

@@ -52,7 +52,12 @@ def bind_reuseport(host: str, port: int, *, backlog: int = 2048) -> socket.socke
 
 
 def _worker(
-    host: str, port: int, options: dict[str, Any], ready: Connection, lifeline: Connection
+    host: str,
+    port: int,
+    options: dict[str, Any],
+    ready: Connection,
+    lifeline: Connection,
+    services: str = "all",
 ) -> None:
     import functools
 
@@ -68,7 +73,7 @@ def _worker(
                 ready.close()
 
     sock = bind_reuseport(host, port)
-    factory = functools.partial(create_app_from_environment, host=host)
+    factory = functools.partial(create_app_from_environment, host=host, services=services)
     config = uvicorn.Config(factory, factory=True, **options)
     server = Server(config)
 
@@ -92,7 +97,13 @@ class _Worker:
 
 
 def serve_workers(
-    host: str, port: int, workers: int, options: dict[str, Any], *, start_failures: int = 5
+    host: str,
+    port: int,
+    workers: int,
+    options: dict[str, Any],
+    *,
+    start_failures: int = 5,
+    services: str = "all",
 ) -> int:
     """Run ``workers`` API processes on ``host:port`` until SIGTERM or SIGINT.
 
@@ -113,7 +124,9 @@ def serve_workers(
     def start() -> _Worker:
         reader, writer = ctx.Pipe(duplex=False)
         process = ctx.Process(
-            target=_worker, args=(host, port, options, writer, lifeline), name="puraify-api"
+            target=_worker,
+            args=(host, port, options, writer, lifeline, services),
+            name="puraify-api",
         )
         process.start()
         writer.close()  # the child holds the only writer: its death reads as EOF here

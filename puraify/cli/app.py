@@ -71,6 +71,7 @@ app.add_typer(actions_app, name="actions")
 
 
 def _register_groups() -> None:
+    from .control import engines_app, flags_app, init, platforms_app, policy_app
     from .runs import db_app, runs_app
     from .serve import serve, tokens_app
 
@@ -78,6 +79,11 @@ def _register_groups() -> None:
     app.add_typer(db_app, name="db")
     app.add_typer(tokens_app, name="tokens")
     app.command("serve")(serve)
+    app.command("init")(init)
+    app.add_typer(engines_app, name="engines")
+    app.add_typer(platforms_app, name="platforms")
+    app.add_typer(flags_app, name="flags")
+    app.add_typer(policy_app, name="policy")
 
 
 FileArg = Annotated[Path, typer.Argument(help="Mission file (YAML or JSON).", show_default=False)]
@@ -177,7 +183,8 @@ def run(
             )
         level = cast("SafetyLevel", safety_level or settings.safety_level)
         if dry_run:
-            passed = _print_dry_run(prepared, preparer.registry, as_json, level)
+            verdicts = _policy_preview(settings, prepared.mission)
+            passed = _print_dry_run(prepared, preparer.registry, as_json, level, verdicts)
             raise typer.Exit(EXIT_OK if passed else EXIT_INVALID)
         # The mission and its compiled steps (and every module) live as long as this process:
         # keep them out of the cyclic collector's passes, which would walk them all again and
@@ -201,12 +208,36 @@ def run(
     raise typer.Exit(print_result(result, as_json))
 
 
-def _print_dry_run(prepared: Any, registry: Any, as_json: bool, level: SafetyLevel) -> bool:
+def _policy_preview(settings: Any, mission: Any) -> dict[str, dict[str, Any]]:
+    """Each step's verdict from Engine Control now (read, not audited); what went wrong
+    asking, per step, if it could not be asked."""
+
+    async def preview(app: Any) -> list[dict[str, Any]]:
+        return await app.runs.policy_preview(mission)  # type: ignore[no-any-return]
+
+    try:
+        rows = with_application(settings, preview)
+    except PuraifyError as exc:
+        return {
+            step.id: {"allowed": None, "reason": exc.code, "message": exc.message}
+            for step in mission.steps
+        }
+    return {row.pop("step_id"): row for row in rows}
+
+
+def _print_dry_run(
+    prepared: Any,
+    registry: Any,
+    as_json: bool,
+    level: SafetyLevel,
+    verdicts: dict[str, dict[str, Any]],
+) -> bool:
     """Print the plan; whether the mission passes the safety analysis at ``level``."""
     mission = prepared.mission
     steps_info = []
     for step in mission.steps:
         action = registry.get(step.step_type)
+        said = verdicts.get(step.id, {})
         steps_info.append(
             {
                 "id": step.id,
@@ -215,6 +246,7 @@ def _print_dry_run(prepared: Any, registry: Any, as_json: bool, level: SafetyLev
                 "delivery": action.delivery,
                 "depends_on": list(step.depends_on),
                 "policy_check": f"{action.platform}.{action.name}",
+                "policy": {k: said.get(k) for k in ("allowed", "reason", "message")},
                 "credentials": [] if action.platform == "local" else [action.platform],
             }
         )
@@ -242,9 +274,15 @@ def _print_dry_run(prepared: Any, registry: Any, as_json: bool, level: SafetyLev
     console.print(f"  critical path: {' → '.join(prepared.critical_path)}")
     for info in steps_info:
         creds = ", ".join(info["credentials"]) or "none"
+        said = info["policy"]
+        allowed = (
+            "[green]allowed[/]"
+            if said["allowed"]
+            else f"[red]{'denied' if said['allowed'] is False else 'unknown'}[/] ({said['reason']})"
+        )
         console.print(
-            f"  {info['id']}: {info['step_type']} [dim]policy {info['policy_check']}, "
-            f"credentials {creds}, delivery {info['delivery']}[/]"
+            f"  {info['id']}: {info['step_type']} [dim]policy {info['policy_check']}[/] "
+            f"{allowed}[dim], credentials {creds}, delivery {info['delivery']}[/]"
         )
     verdict = "pass" if report["passed"] else "FAIL: `puraify run` would refuse it"
     console.print(f"  safety: score {report['score']} at level {report['level']}, {verdict}")

@@ -24,7 +24,10 @@ tokens_app = typer.Typer(no_args_is_help=True, help="API tokens: create, list, r
 
 def serve(
     service: Annotated[
-        str, typer.Argument(help="Which service: all (default) or execution.")
+        str,
+        typer.Argument(
+            help="Which service: all (default), execution, or control (Engine Control)."
+        ),
     ] = "all",
     host: Annotated[
         str | None, typer.Option("--host", help="Bind address (default 127.0.0.1).")
@@ -43,8 +46,8 @@ def serve(
 
     from ..api.app import create_app
 
-    if service not in ("all", "execution"):
-        raise typer.BadParameter("this release serves `execution` (and `all`, which is the same)")
+    if service not in ("all", "execution", "control"):
+        raise typer.BadParameter("the services are all, execution and control")
     # the server owns SIGINT and SIGTERM: it shuts down gracefully, leaves long runs resumable,
     # then exits 0 (uvicorn raises the signal it caught again once it has stopped)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -64,14 +67,18 @@ def serve(
 
         bind_host, bind_port = options.pop("host"), options.pop("port")
         try:
-            code = serve_workers(bind_host, bind_port, workers, options)
+            code = serve_workers(bind_host, bind_port, workers, options, services=service)
         except (OSError, ValueError) as exc:
             typer.echo(f"error: cannot serve on {bind_host}:{bind_port}: {exc}", err=True)
             raise typer.Exit(2) from None
         raise typer.Exit(code)
     else:
         app = create_app(
-            settings, environ=dict(os.environ), host=options["host"], server_process=True
+            settings,
+            environ=dict(os.environ),
+            host=options["host"],
+            server_process=True,
+            services=service,
         )
         uvicorn.run(app, **options)
 

@@ -23,6 +23,7 @@ from ..templating.render import TemplateEngine
 from .executor import Executor, RunHandle
 from .guards import CommandPolicy, Jail, SsrfPolicy, SsrfTransport
 from .hooks import Hooks, HookSet
+from .policy import PolicedRunner, StepPolicy
 from .prepare import Prepared, Preparer
 from .recorder import RunRecorder
 from .resume import ResumeState
@@ -108,6 +109,7 @@ class Engine:
         http: httpx.AsyncClient | None = None,
         preparer: Preparer | None = None,
         pool: ActionPool | None = None,
+        policy: StepPolicy | None = None,
     ) -> Engine:
         """Build the engine an operator configured; ``environ`` is the process environment
         (read by the caller, which is an edge). ``profile``: the safety profile (default: the
@@ -115,7 +117,9 @@ class Engine:
         engines of the same profile (built by ``http_client``; the caller closes it).
         ``preparer``: the catalogue and template engine, when shared with other engines.
         ``pool``: the worker processes sandboxed actions run in (the caller closes it); without
-        one they run on the event loop."""
+        one they run on the event loop. ``policy``: what authorizes each attempt (Engine
+        Control); with one, command steps are gated by its ``command`` feature flag instead of
+        the profile's ``command_enabled``."""
         environ = environ if environ is not None else {}
         profile = profile or settings.profile(settings.mode or "server")
         preparer = preparer or Preparer.from_settings(settings, registry=registry)
@@ -125,7 +129,7 @@ class Engine:
         owns_http = http is None
         http = http or http_client(settings, profile)
         commands = CommandPolicy(
-            enabled=profile.commands_enabled,
+            enabled=profile.commands_enabled or policy is not None,
             allow_shell=settings.command_allow_shell,
             env_allow=settings.command_env_allow,
             max_output_bytes=settings.command_max_output_bytes,
@@ -159,6 +163,8 @@ class Engine:
             pool=pool,
             protected=tuple(str(p) for p in settings.protected_paths),
         )
+        if policy is not None:
+            runner = PolicedRunner(runner, policy, registry)
         allow = profile.env_allow
         env = dict(environ) if "*" in allow else {k: environ[k] for k in allow if k in environ}
         return cls(

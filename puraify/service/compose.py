@@ -18,7 +18,12 @@ from pathlib import Path
 import structlog
 
 from ..actions import ActionRegistry
-from ..errors import StoreError
+from ..control.client import HttpPolicy
+from ..control.policy import AuditLog, LocalPolicy, Policy
+from ..control.reconcile import reconcile
+from ..control.registry import ControlRegistry
+from ..control.service import EXECUTION_PERMISSIONS, ControlService
+from ..errors import PuraifyError, StoreError
 from ..observability.events import EventBroker
 from ..observability.sinks import EventSinks
 from ..runtime.guards.commands import CONTAINMENT_MEANING, containment, containment_reason
@@ -47,6 +52,8 @@ class Application:
     idempotency: IdempotencyStore
     preparer: Preparer
     runs: RunService
+    control: ControlService
+    policy: Policy
 
     @property
     def registry(self) -> ActionRegistry:
@@ -83,6 +90,48 @@ def _warn_local_listener(listen: str) -> None:
         )
     log = _log.error if exposed else _log.warning
     log("local_profile_listening", host=listen, exposed=exposed, message=message)
+
+
+async def _control(
+    settings: Settings, profile: Profile, db: Database, catalogue: ActionRegistry, *, server: bool
+) -> tuple[ControlService, Policy]:
+    """Engine Control for this process, and the policy its steps ask: this store's (making the
+    execution service's own engine on first use, and applying ``control_policy_file``), or a
+    separate Engine Control's at ``control_url``."""
+    registry = ControlRegistry(db)
+    audit = AuditLog(registry, log_allowed=server)  # a command logs only refusals
+    # dangerous actions are behind a flag of their name: on where the profile runs commands
+    defaults = {a.flag: profile.commands_enabled for a in catalogue.actions() if a.flag}
+    local = LocalPolicy(
+        registry,
+        catalogue,
+        audit,
+        flag_defaults=defaults,
+        cache_seconds=settings.control_cache_seconds,
+    )
+    control = ControlService(registry, local, audit)
+    if settings.control_url:
+        if settings.control_engine_key is None:
+            raise PuraifyError(
+                "control_url is set, but not control_engine_key: the execution service needs "
+                "its engine's key to ask Engine Control",
+                code="invalid_settings",
+            )
+        remote = HttpPolicy(
+            settings.control_url,
+            settings.control_engine_id,
+            settings.control_engine_key.get_secret_value(),
+            cache_seconds=settings.control_cache_seconds,
+        )
+        return control, remote
+    await registry.ensure(
+        settings.control_engine_id,
+        EXECUTION_PERMISSIONS,
+        description="the execution service's own engine",
+    )
+    if settings.control_policy_file is not None:
+        await reconcile(control, settings.control_policy_file)
+    return control, local
 
 
 async def open_database(settings: Settings) -> Database:
@@ -135,6 +184,13 @@ async def compose(
     preparer = Preparer.from_settings(settings, registry=registry)
     broker = EventBroker()
     sinks = EventSinks(monitoring_url=settings.monitoring_url, feedback_url=settings.feedback_url)
+    try:
+        control, policy = await _control(
+            settings, profile, db, preparer.registry, server=listen is not None
+        )
+    except BaseException:
+        await db.dispose()
+        raise
     runs = RunService(
         settings=settings,
         profile=profile,
@@ -144,6 +200,7 @@ async def compose(
         hooks=[sinks, *hooks],
         environ=environ,
         cwd=cwd,
+        policy=policy,
     )
     app = Application(
         settings=settings,
@@ -154,6 +211,8 @@ async def compose(
         idempotency=IdempotencyStore(db),
         preparer=preparer,
         runs=runs,
+        control=control,
+        policy=policy,
     )
     sinks.start()
     try:
@@ -162,5 +221,8 @@ async def compose(
         try:
             await runs.shutdown(grace_seconds=5.0)
             await sinks.close()
+            await control.audit.aclose()
+            if isinstance(policy, HttpPolicy):
+                await policy.aclose()
         finally:
             await db.dispose()

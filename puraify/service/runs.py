@@ -25,6 +25,7 @@ import httpx
 import structlog
 from cachetools import LRUCache
 
+from ..control.policy import EngineGate, Policy
 from ..errors import PuraifyError, SafetyRefused, StoreError
 from ..mission.compile import CompiledMission
 from ..mission.loader import mission_from_data
@@ -91,8 +92,11 @@ class RunService:
         hooks: Sequence[Hooks],
         environ: Mapping[str, str],
         cwd: Path,
+        policy: Policy | None = None,
     ) -> None:
         self.settings = settings
+        self.policy = policy  # Engine Control, asked before every step (by the gates below)
+        self._gates: dict[Mode, EngineGate] = {}
         self.profile = profile
         self.store = store
         self.preparer = preparer
@@ -144,9 +148,50 @@ class RunService:
                 http=self._http[origin.profile],
                 preparer=self.preparer,
                 pool=self._pool,
+                policy=self._gate(origin.profile, profile),
             )
             self._engines[key] = engine
         return engine
+
+    async def policy_preview(
+        self, mission: Mission, project_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Each step's verdict from Engine Control now, for a dry run or a validation: not
+        audited, nothing changed. A policy that cannot be asked says so per step."""
+        gate = self._gate(self.profile.name, self.profile)
+        if gate is None:
+            return []
+        found: list[dict[str, Any]] = []
+        for step in mission.steps:
+            action = self.preparer.registry.get(step.step_type)
+            row: dict[str, Any] = {
+                "step_id": step.id,
+                "platform": action.platform,
+                "action": action.name,
+            }
+            try:
+                verdict = await gate.preview(action)
+            except PuraifyError as exc:
+                row.update(allowed=False, reason=exc.code, message=exc.message)
+            else:
+                row.update(allowed=verdict.allowed, reason=verdict.reason, message=verdict.message)
+            found.append(row)
+        return found
+
+    def _gate(self, mode: Mode, profile: Profile) -> EngineGate | None:
+        """The gate of runs of ``profile``: the execution service's engine asks the policy;
+        a dangerous action's flag, where nobody set it, is on where the profile runs
+        commands."""
+        if self.policy is None:
+            return None
+        gate = self._gates.get(mode)
+        if gate is None:
+            gate = self._gates[mode] = EngineGate(
+                self.policy,
+                self.settings.control_engine_id,
+                flag_default=profile.commands_enabled,
+            )
+        return gate
 
     def _origin_of(self, record: RunRecord) -> Origin:
         """Where a stored run runs again. A process in the server profile never runs a run of

@@ -201,3 +201,56 @@ idempotency_records = Table(
     # while the first request works: renewed by it, taken over by a retry once past
     Column("lease_until", UTCDateTime(), nullable=True),
 )
+
+# Engine Control (migration 0008): engines, platform statuses, feature flags, the audit log.
+control_engines = Table(
+    "control_engines",
+    metadata,
+    Column("engine_id", String(128), primary_key=True),
+    Column("key_id", String(32), nullable=False, unique=True),
+    Column("key_hash", String(64), nullable=False),
+    Column("permissions", JSON, nullable=False),  # {platform: {action: [scopes]}}
+    Column("depends_on", JSON, nullable=False),
+    Column("description", String(500), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+control_platforms = Table(
+    "control_platforms",
+    metadata,
+    Column("platform", String(128), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("version", String(64), nullable=True),
+    Column("message", String(500), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+control_flags = Table(
+    "control_flags",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+control_events = Table(
+    "control_events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("kind", String(16), nullable=False),  # check, event, admin
+    Column("request_id", String(64), nullable=True),
+    Column("engine_id", String(128), nullable=True),
+    Column("platform", String(128), nullable=True),
+    Column("action", String(200), nullable=True),
+    Column("allowed", Boolean, nullable=True),
+    Column("reason", String(64), nullable=True),
+    Column("data", JSON, nullable=False),
+    Index("ix_control_events_at", "at"),
+    Index("ix_control_events_engine", "engine_id", "at"),
+    Index("ix_control_events_platform", "platform", "at"),
+)

@@ -7,6 +7,7 @@ Invariant: every server binds 127.0.0.1 only.
 
 from __future__ import annotations
 
+from .asgi import Lifespan
 from .servers import CanaryListener, LocalServer, RecordedRequest, RecordingSink, Reply
 
-__all__ = ["CanaryListener", "LocalServer", "RecordedRequest", "RecordingSink", "Reply"]
+__all__ = ["CanaryListener", "Lifespan", "LocalServer", "RecordedRequest", "RecordingSink", "Reply"]

@@ -216,8 +216,10 @@ def test_logs_go_to_stderr_and_json_output_stays_clean(tmp_path: Path) -> None:
     proc = puraify("run", str(path), "--json", cwd=tmp_path, PURAIFY_LOG_FORMAT="json")
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["status"] == "completed"
-    line = json.loads(proc.stderr.strip().splitlines()[-1])
-    assert line["event"] == "mission_log" and line["run_id"] and line["step_id"] == "l"
+    lines = [json.loads(text) for text in proc.stderr.strip().splitlines()]  # every one JSON
+    line = next(entry for entry in lines if entry["event"] == "mission_log")
+    assert line["run_id"] and line["step_id"] == "l"
+    assert not [entry for entry in lines if entry["event"] == "policy_check"]  # allowed
 
 
 def test_ctrl_c_during_start_up_stops_with_nothing_started(tmp_path: Path) -> None:
@@ -369,3 +371,18 @@ def test_json_usage_errors_keep_the_envelope(tmp_path: Path, mission: Path) -> N
         proc = puraify(*args, cwd=tmp_path)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert json.loads(proc.stdout)["error"]["code"] == "invalid_arguments", args
+
+
+def test_dry_run_shows_each_steps_verdict(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "steps:\n  - {id: a, step_type: noop}\n"
+        "  - {id: b, step_type: command, parameters: {command: echo}}\n"
+    )
+    local = puraify("run", str(path), "--dry-run", "--json", cwd=tmp_path)
+    assert [s["policy"]["allowed"] for s in json.loads(local.stdout)["steps"]] == [True, True]
+    server = puraify("run", str(path), "--dry-run", "--json", cwd=tmp_path, PURAIFY_MODE="server")
+    steps = json.loads(server.stdout)["steps"]
+    assert steps[1]["policy"]["allowed"] is False and steps[1]["policy"]["reason"] == "flag_off"
+    plain = puraify("run", str(path), "--dry-run", cwd=tmp_path, PURAIFY_MODE="server")
+    assert "denied (flag_off)" in " ".join(plain.stdout.split())

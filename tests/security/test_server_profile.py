@@ -59,7 +59,9 @@ def test_serve_with_nothing_configured_runs_the_server_profile(tmp_path: Path) -
         try:
             answer = _execute(server, token, {"action": "command", "parameters": {"command": "id"}})
             assert answer.status_code == 403, answer.text
-            assert answer.json()["error"]["code"] == "command_disabled"
+            # dangerous actions are behind feature flags, off in the server profile
+            assert answer.json()["error"]["code"] == "policy_denied"
+            assert "flag_off" in answer.json()["reason"]
 
             answer = _execute(
                 server,
@@ -151,7 +153,7 @@ def test_runs_resume_all_from_a_shell_keeps_the_server_profile(tmp_path: Path) -
     assert result["run_id"] == run_id
     status = {s["step_id"]: s for s in result["steps"]}
     assert status["slow"]["status"] == "success"
-    assert status["cmd"]["error"]["code"] == "command_disabled"
+    assert status["cmd"]["error"]["code"] == "policy_denied"  # the command flag: off here
     assert status["leak"]["status"] == "failed"
     assert status["leak"]["error"]["code"].startswith("template")
     assert status["loop"]["error"]["code"] == "ssrf_blocked"

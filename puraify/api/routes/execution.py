@@ -282,6 +282,7 @@ async def execute_mission(
                 critical_path=prepared.critical_path,
                 safety=prepared.safety.to_dict(service.settings.safety_level),
                 warnings=[w.to_dict() for w in prepared.warnings],
+                policy=await service.policy_preview(prepared.mission, principal.project_id),
             )
             return 200, report.model_dump(mode="json")
         try:
@@ -336,6 +337,7 @@ async def validate_mission(
         levels=prepared.levels,
         critical_path=prepared.critical_path,
         safety=prepared.safety.to_dict(application(request).settings.safety_level),
+        policy=await runs(request).policy_preview(prepared.mission, principal.project_id),
     )
 
 

@@ -1,0 +1,199 @@
+"""Engine Control's use cases, for the API and the CLI alike: authenticate an engine, check an
+action, read and change engines, platform statuses and flags, log engine events, bootstrap.
+
+Every change clears this process's policy cache at once (other processes see it within the
+cache's time). Who made a change (``by``) is an engine id, or ``cli``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .. import __version__
+from ..errors import ControlError
+from .policy import AuditLog, LocalPolicy
+from .registry import ControlRegistry
+from .rules import ADMIN, EngineRecord, Permissions, Verdict
+
+__all__ = ["EXECUTION_PERMISSIONS", "Bootstrap", "ControlService"]
+
+#: What the execution service's own engine may do until an operator narrows it: everything.
+EXECUTION_PERMISSIONS: Permissions = {"*": {"*": ["*"]}}
+ADMIN_PERMISSIONS: Permissions = {ADMIN[0]: {ADMIN[1]: ["*"]}}
+MAX_EVENT_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """What ``init`` did: the keys are shown once, ``None`` when the engine existed."""
+
+    admin_id: str
+    admin_key: str | None
+    execution_id: str
+    execution_key: str | None
+
+    @property
+    def changed(self) -> bool:
+        return self.admin_key is not None or self.execution_key is not None
+
+
+class ControlService:
+    def __init__(self, registry: ControlRegistry, policy: LocalPolicy, audit: AuditLog) -> None:
+        self.registry = registry
+        self.policy = policy
+        self.audit = audit
+
+    # -- callers ------------------------------------------------------------------------------
+
+    async def authenticate(self, engine_id: str, key: str) -> EngineRecord | None:
+        return await self.registry.authenticate(engine_id, key)
+
+    async def check(
+        self,
+        engine_id: str,
+        platform: str,
+        action: str,
+        *,
+        scopes: Sequence[str] | None = None,
+        request_id: str | None = None,
+        asked_by: str | None = None,
+    ) -> Verdict:
+        context: dict[str, Any] = {"request_id": request_id}
+        if asked_by is not None and asked_by != engine_id:
+            context["asked_by"] = asked_by
+        return await self.policy.check(
+            engine_id,
+            platform,
+            action,
+            scopes=None if scopes is None else tuple(sorted(set(scopes))),
+            context=context,
+        )
+
+    async def platforms(self, *, detail: bool = False) -> dict[str, Any]:
+        stored = await self.registry.platforms()
+        if not detail:
+            return {name: state["status"] for name, state in sorted(stored.items())}
+        return {
+            name: {
+                "status": state["status"],
+                "version": state["version"],
+                "message": state["message"],
+                "updated_at": state["updated_at"].isoformat(),
+            }
+            for name, state in sorted(stored.items())
+        }
+
+    async def global_config(self) -> dict[str, Any]:
+        return {"api_version": __version__, "feature_flags": await self.policy.flags()}
+
+    async def log_event(
+        self, engine_id: str, event: Mapping[str, Any], *, request_id: str | None
+    ) -> None:
+        """Store an engine's own event (any JSON object), findable by engine, platform, time."""
+        platform = event.get("platform")
+        action = event.get("action_type", event.get("action"))
+        self.audit.add(
+            {
+                "kind": "event",
+                "request_id": request_id,
+                "engine_id": engine_id,
+                "platform": platform if isinstance(platform, str) else None,
+                "action": action if isinstance(action, str) else None,
+                "allowed": None,
+                "reason": None,
+                "data": dict(event),
+            }
+        )
+
+    async def events(self, **filters: Any) -> list[dict[str, Any]]:
+        await self.audit.flush()
+        rows = await self.registry.events(**filters)
+        for row in rows:
+            at = row.get("at")
+            if isinstance(at, datetime):
+                row["at"] = at.isoformat()
+        return rows
+
+    # -- changes ------------------------------------------------------------------------------
+
+    async def register(
+        self,
+        engine_id: str,
+        permissions: Permissions,
+        *,
+        depends_on: Sequence[str] = (),
+        description: str = "",
+        by: str,
+    ) -> str:
+        key = await self.registry.register(
+            engine_id, permissions, depends_on=depends_on, description=description, by=by
+        )
+        self.policy.invalidate()
+        return key
+
+    async def revoke(self, engine_id: str, *, by: str) -> None:
+        await self.registry.revoke(engine_id, by=by)
+        self.policy.invalidate()
+
+    async def rotate_key(self, engine_id: str, *, by: str) -> str:
+        key = await self.registry.rotate_key(engine_id, by=by)
+        self.policy.invalidate()
+        return key
+
+    async def set_permissions(
+        self, engine_id: str, permissions: Permissions, *, merge: bool, by: str
+    ) -> dict[str, dict[str, list[str]]]:
+        result = await self.registry.set_permissions(engine_id, permissions, merge=merge, by=by)
+        self.policy.invalidate()
+        return result
+
+    async def set_platform(
+        self,
+        platform: str,
+        status: str,
+        *,
+        version: str | None = None,
+        message: str | None = None,
+        by: str,
+    ) -> None:
+        await self.registry.set_platform(platform, status, version=version, message=message, by=by)
+        self.policy.invalidate()
+
+    async def set_flag(self, name: str, enabled: bool, *, by: str) -> None:
+        await self.registry.set_flag(name, enabled, by=by)
+        self.policy.invalidate()
+
+    async def engines(self) -> list[dict[str, Any]]:
+        rows = await self.registry.engines()
+        for row in rows:
+            for key in ("created_at", "updated_at", "revoked_at"):
+                if isinstance(row.get(key), datetime):
+                    row[key] = row[key].isoformat()
+        return rows
+
+    async def bootstrap(self, *, admin_id: str, execution_id: str) -> Bootstrap:
+        """The bootstrap admin engine and the execution service's own engine, each unless it
+        exists; their keys, shown once."""
+        admin_key = execution_key = None
+        if await self.registry.engine(admin_id) is None:
+            admin_key = await self.register(
+                admin_id, ADMIN_PERMISSIONS, description="bootstrap admin", by="cli"
+            )
+        if await self.registry.engine(execution_id) is None:
+            execution_key = await self.register(
+                execution_id,
+                EXECUTION_PERMISSIONS,
+                description="the execution service's own engine",
+                by="cli",
+            )
+        return Bootstrap(admin_id, admin_key, execution_id, execution_key)
+
+    async def require_admin(self, engine: EngineRecord) -> None:
+        if not engine.is_admin:
+            raise ControlError(
+                f"engine {engine.engine_id!r} does not hold control:admin",
+                code="forbidden",
+            )
