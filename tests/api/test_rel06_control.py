@@ -266,3 +266,8 @@ def test_split_deployment_engine_control_and_execution_as_separate_processes(
             execution.stop()
     finally:
         control.stop()
+    # SEC-10: no key in either service's log (the key id names them)
+    logs = (tmp_path / "control" / "control.log").read_text()
+    logs += (tmp_path / "execution" / "execution.log").read_text()
+    assert "policy_check" in logs or "request" in logs
+    assert admin["engine_key"] not in logs and key not in logs

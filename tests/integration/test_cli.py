@@ -386,3 +386,49 @@ def test_dry_run_shows_each_steps_verdict(tmp_path: Path) -> None:
     assert steps[1]["policy"]["allowed"] is False and steps[1]["policy"]["reason"] == "flag_off"
     plain = puraify("run", str(path), "--dry-run", cwd=tmp_path, PURAIFY_MODE="server")
     assert "denied (flag_off)" in " ".join(plain.stdout.split())
+
+
+def test_engine_control_from_the_command_line(tmp_path: Path) -> None:
+    """init once (keys shown once), twice (nothing changes, and it says so); engines,
+    platforms, flags and policy check, each with --json and a structured error."""
+    first = puraify("init", "--json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    made = json.loads(first.stdout)
+    assert made["changed"] is True and made["engine_id"] == "admin"
+    assert made["engine_key"].startswith("pek_")
+    again = json.loads(puraify("init", "--json", cwd=tmp_path).stdout)
+    assert again["changed"] is False and again["engine_key"] is None
+    assert "nothing to do" in puraify("init", cwd=tmp_path).stdout
+    key = json.loads(
+        puraify(
+            "engines",
+            "register",
+            "bot",
+            "--permissions",
+            '{"slack": {"*": []}}',
+            "--json",
+            cwd=tmp_path,
+        ).stdout
+    )["engine_key"]
+    listed = json.loads(puraify("engines", "list", "--json", cwd=tmp_path).stdout)
+    assert {e["engine_id"] for e in listed} == {"admin", "bot", "puraify-execution"}
+    assert key not in json.dumps(listed)
+    allowed = puraify("policy", "check", "bot", "slack", "send", cwd=tmp_path)
+    assert allowed.returncode == 0 and "allowed" in allowed.stdout
+    assert puraify("platforms", "set-status", "slack", "maintenance", cwd=tmp_path).returncode == 0
+    denied = puraify("policy", "check", "bot", "slack", "send", "--json", cwd=tmp_path)
+    assert denied.returncode == 1
+    assert json.loads(denied.stdout)["reason"] == "platform_maintenance"
+    flags = json.loads(puraify("flags", "list", "--json", cwd=tmp_path).stdout)
+    assert flags["feature_flags"]["command"] is True  # the local profile's default
+    assert puraify("flags", "set", "command", "off", cwd=tmp_path).returncode == 0
+    mission = tmp_path / "cmd.yaml"
+    mission.write_text("steps:\n  - {id: c, step_type: command, parameters: {command: echo}}\n")
+    refused = json.loads(puraify("run", str(mission), "--json", cwd=tmp_path).stdout)
+    assert refused["steps"][0]["error"]["code"] == "policy_denied"
+    bad = puraify("platforms", "set-status", "slack", "broken", "--json", cwd=tmp_path)
+    assert bad.returncode == 2 and json.loads(bad.stdout)["error"]["code"] == "invalid_status"
+    unknown = puraify("engines", "revoke", "ghost", "--json", cwd=tmp_path)
+    assert json.loads(unknown.stdout)["error"]["code"] == "engine_unknown"
+    dup = puraify("engines", "register", "bot", "--json", cwd=tmp_path)
+    assert json.loads(dup.stdout)["error"]["code"] == "engine_exists"
