@@ -246,4 +246,6 @@ def _store_fault(exc: BaseException) -> bool:
 
     if isinstance(exc, OperationalError | InterfaceError):
         return True
+    if isinstance(exc, ConnectionError):  # the database server is down or went away
+        return True
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -71,7 +71,7 @@ app.add_typer(actions_app, name="actions")
 
 
 def _register_groups() -> None:
-    from .control import engines_app, flags_app, init, platforms_app, policy_app
+    from .control import audit_app, engines_app, flags_app, init, platforms_app, policy_app
     from .runs import db_app, runs_app
     from .serve import serve, tokens_app
 
@@ -84,6 +84,7 @@ def _register_groups() -> None:
     app.add_typer(platforms_app, name="platforms")
     app.add_typer(flags_app, name="flags")
     app.add_typer(policy_app, name="policy")
+    app.add_typer(audit_app, name="audit")
 
 
 FileArg = Annotated[Path, typer.Argument(help="Mission file (YAML or JSON).", show_default=False)]

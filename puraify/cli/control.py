@@ -15,12 +15,13 @@ from ..errors import PuraifyError
 from ._shared import JsonOpt, console, fail, load_settings, with_application
 from .errors import write_json
 
-__all__ = ["engines_app", "flags_app", "init", "platforms_app", "policy_app"]
+__all__ = ["audit_app", "engines_app", "flags_app", "init", "platforms_app", "policy_app"]
 
 engines_app = typer.Typer(no_args_is_help=True, help="Engines: register, list, revoke, keys.")
 platforms_app = typer.Typer(no_args_is_help=True, help="Platform statuses.")
 flags_app = typer.Typer(no_args_is_help=True, help="Feature flags.")
 policy_app = typer.Typer(no_args_is_help=True, help="Ask Engine Control.")
+audit_app = typer.Typer(no_args_is_help=True, help="Engine Control's audit log.")
 
 _BY = "cli"
 
@@ -47,9 +48,10 @@ def init(
     ] = "admin",
     as_json: JsonOpt = False,
 ) -> None:
-    """Make the home, apply the store's migrations, and register the bootstrap admin engine and
-    the execution service's own engine (each key printed once). Run again, it changes nothing
-    and says so."""
+    """Make the home, apply the store's migrations, and register the bootstrap admin engine (its
+    key printed once) and the execution service's own engine (`puraify engines rotate-key
+    puraify-execution` gives its key, for a separate execution service). Run again, it changes
+    nothing and says so."""
     settings = load_settings()
     done = _control(
         lambda c: c.bootstrap(admin_id=admin_id, execution_id=settings.control_engine_id), as_json
@@ -214,13 +216,19 @@ def set_status(
 
 @flags_app.command("list")
 def flags(as_json: JsonOpt = False) -> None:
-    """Feature flags, with the defaults of this profile for those never set."""
-    found = _control(lambda c: c.policy.flags(), as_json)
+    """Feature flags: those set, and the defaults of this command's profile for the others (a
+    server's may differ: dangerous actions are off there until set)."""
+
+    async def read(c: Any) -> tuple[dict[str, bool], dict[str, bool]]:
+        return await c.policy.flags(), await c.registry.flags()
+
+    merged, stored = _control(read, as_json)
     if as_json:
-        write_json({"feature_flags": found})
+        write_json({"feature_flags": merged, "set": stored})
         return
-    for name, enabled in sorted(found.items()):
-        typer.echo(f"{name}: {'on' if enabled else 'off'}")
+    for name, enabled in sorted(merged.items()):
+        how = "" if name in stored else " (not set: this profile's default)"
+        typer.echo(f"{name}: {'on' if enabled else 'off'}{how}")
 
 
 @flags_app.command("set")
@@ -257,3 +265,42 @@ def check(
         word = "[green]allowed[/]" if verdict.allowed else f"[red]denied[/] ({verdict.reason})"
         console.print(f"{word}: {escape(verdict.message)}")
     raise typer.Exit(0 if verdict.allowed else 1)
+
+
+@audit_app.command("list")
+def audit_list(
+    engine: Annotated[str | None, typer.Option("--engine")] = None,
+    platform: Annotated[str | None, typer.Option("--platform")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="check, event or admin.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Audit events, newest first."""
+    rows = _control(
+        lambda c: c.events(engine_id=engine, platform=platform, kind=kind, limit=limit), as_json
+    )
+    if as_json:
+        write_json(rows)
+        return
+    for r in rows:
+        verdict = "" if r["allowed"] is None else ("allowed" if r["allowed"] else "denied")
+        typer.echo(
+            f"{r['at'][:19]} {r['kind']:<5} {r['engine_id'] or '-'} "
+            f"{r['platform'] or '-'}.{r['action'] or '-'} {verdict} {r['reason'] or ''}".rstrip()
+        )
+
+
+@audit_app.command("prune")
+def audit_prune(
+    older_than: Annotated[str, typer.Option("--older-than", help="Age like 90d or an ISO time.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete audit events older than the given age."""
+    from .runs import parse_age
+
+    cutoff = parse_age(older_than)
+    count = _control(lambda c: c.prune(cutoff), as_json)
+    if as_json:
+        write_json({"pruned": count, "before": cutoff.isoformat()})
+    else:
+        typer.echo(f"pruned {count} audit event(s)")

@@ -98,16 +98,18 @@ class HttpPolicy:
             answer = await self._client.post("/actions/check", json=body)
             answer.raise_for_status()
             data = answer.json()
+            if not isinstance(data.get("allowed"), bool) or not isinstance(data.get("reason"), str):
+                raise ValueError("not a verdict")  # anything but one is no answer: fail closed
             return Verdict(
-                allowed=bool(data["allowed"]),
-                reason=str(data["reason"]),
+                allowed=data["allowed"],
+                reason=data["reason"],
                 required_scopes=tuple(data.get("required_scopes", ())),
                 platform_status=str(data.get("platform_status", "active")),
                 message=str(data.get("message", "")),
                 flag=data.get("flag"),
                 missing_scopes=tuple(data.get("missing_scopes", ())),
             )
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ActionError(
                 f"Engine Control could not be asked ({_why(exc)})",
                 code="policy_unavailable",

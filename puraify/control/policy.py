@@ -71,8 +71,10 @@ class AuditLog:
             self._task = asyncio.get_running_loop().create_task(self._later())
 
     async def _later(self) -> None:
-        await asyncio.sleep(self.flush_seconds)
-        await self.flush()
+        # until nothing is pending: events added while a batch was being written go next
+        while self._pending:
+            await asyncio.sleep(self.flush_seconds)
+            await self.flush()
 
     async def flush(self) -> None:
         """Write what is pending now (and log it)."""
@@ -128,10 +130,26 @@ class LocalPolicy:
         )
         self.cache_seconds = cache_seconds
         self._pending: dict[tuple[Any, ...], asyncio.Future[Verdict]] = {}
+        self._generation = 0  # changes made here; a verdict read before one is not kept
 
     def invalidate(self) -> None:
-        """Forget every cached verdict (a change was made)."""
+        """Forget every cached verdict (a change was made), and any being read now."""
+        self._generation += 1
         self._verdicts.clear()
+        self._pending.clear()
+
+    def _forget(self, key: tuple[Any, ...], done: asyncio.Future[Verdict]) -> None:
+        if self._pending.get(key) is done:
+            del self._pending[key]
+
+    def canonical(self, platform: str, action: str) -> str:
+        """An action's own name for one of its aliases (``run_command``: ``command``), when
+        the catalogue has it on ``platform``; any other name as it is."""
+        try:
+            known = self.catalogue.get(action)
+        except KeyError:
+            return action
+        return known.name if known.platform == platform else action
 
     def requirements(self, platform: str, action: str) -> tuple[tuple[str, ...], str | None]:
         """The catalogue's required scopes and feature flag for ``action`` on ``platform``."""
@@ -157,18 +175,20 @@ class LocalPolicy:
         flag_default: bool | None = None,
         audit: bool = True,
     ) -> Verdict:
+        action = self.canonical(platform, action)
         key = (engine_id, platform, action, scopes, flag_default)
         verdict = self._verdicts.get(key) if self.cache_seconds > 0 else None
         if verdict is None:
+            generation = self._generation
             pending = self._pending.get(key)
             if pending is None:  # one read per key at a time, however many steps ask
                 pending = asyncio.ensure_future(
                     self._decide(engine_id, platform, action, scopes, flag_default)
                 )
                 self._pending[key] = pending
-                pending.add_done_callback(lambda _: self._pending.pop(key, None))
+                pending.add_done_callback(lambda done: self._forget(key, done))
             verdict = await asyncio.shield(pending)
-            if self.cache_seconds > 0:
+            if self.cache_seconds > 0 and generation == self._generation:
                 self._verdicts[key] = verdict
         if audit:
             self.audit.add(_event(engine_id, platform, action, verdict, context))

@@ -28,6 +28,7 @@ import structlog
 
 from ..errors import ControlError, LoadError
 from ..mission.parse import parse_document
+from .rules import parse_permissions
 from .service import ControlService
 
 __all__ = ["reconcile"]
@@ -56,8 +57,14 @@ async def reconcile(control: ControlService, path: Path) -> list[str]:
     changes: list[str] = []
     known = {e["engine_id"]: e for e in await control.engines()}
     for engine_id, spec in _mapping(data, "engines").items():
-        spec = spec if isinstance(spec, dict) else {}
-        permissions = spec.get("permissions", {})
+        if not isinstance(spec, dict):
+            raise LoadError(
+                f"engines.{engine_id} must be an object with permissions", code="invalid_mission"
+            )
+        try:  # compared as stored: sorted, aliases spelled as their actions
+            permissions = parse_permissions(control.canonical_permissions(spec.get("permissions", {})))
+        except ValueError as exc:
+            raise LoadError(f"engines.{engine_id}: {exc}", code="invalid_mission") from None
         if engine_id not in known:
             await control.register(
                 engine_id, permissions, description=str(spec.get("description", "")), by=by
@@ -71,9 +78,9 @@ async def reconcile(control: ControlService, path: Path) -> list[str]:
         wanted: dict[str, Any] = spec if isinstance(spec, dict) else {"status": spec}
         now = platforms.get(name)
         state = {
-            "status": wanted.get("status", "active"),
-            "version": wanted.get("version"),
-            "message": wanted.get("message"),
+            "status": str(wanted.get("status", "active")),
+            "version": None if wanted.get("version") is None else str(wanted["version"]),
+            "message": None if wanted.get("message") is None else str(wanted["message"]),
         }
         if now is None or any(now[k] != v for k, v in state.items()):
             await control.set_platform(name, str(state["status"]), **_text(state), by=by)

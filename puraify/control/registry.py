@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import ControlError
+from ..mission.data import json_safe, safe_text
 from ..store.database import Database
 from ..store.tables import control_engines, control_events, control_flags, control_platforms
 from .rules import PLATFORM_STATUSES, EngineRecord, Permissions, parse_permissions
@@ -83,8 +85,10 @@ class ControlRegistry:
         key_id, key = _new_key()
         now = self._now()
         async with self.db.engine.begin() as conn:
-            taken = await conn.scalar(
-                select(control_engines.c.engine_id).where(control_engines.c.engine_id == engine_id)
+            taken = await conn.scalar(  # `Admin` next to `admin` would be mistaken for it
+                select(control_engines.c.engine_id).where(
+                    func.lower(control_engines.c.engine_id) == engine_id.lower()
+                )
             )
             if taken is not None:
                 raise ControlError(
@@ -262,6 +266,11 @@ class ControlRegistry:
                 field="status",
             )
         _check_id(platform, what="platform")
+        for name, text in (("version", version), ("message", message)):
+            if text is not None and not text.isprintable():
+                raise ControlError(
+                    f"{name} must be printable text", code="invalid_request", field=name
+                )
         values = {"status": status, "version": version, "message": message}
         async with self.db.engine.begin() as conn:
             await conn.execute(
@@ -290,11 +299,35 @@ class ControlRegistry:
 
     # -- audit --------------------------------------------------------------------------------
 
-    async def record(self, events: Sequence[Mapping[str, Any]]) -> None:
-        """Store audit events (``kind``, ``at`` and the rest of ``control_events``' columns)."""
-        if events:
+    async def record(self, events: Sequence[Mapping[str, Any]]) -> int:
+        """Store audit events (``kind``, ``at`` and the rest of ``control_events``' columns),
+        each cut to what its column holds and made storable; a batch the store refuses is
+        written row by row, so one bad row loses only itself. How many were stored."""
+        rows = [_storable(e) for e in events]
+        if not rows:
+            return 0
+        try:
             async with self.db.engine.begin() as conn:
-                await conn.execute(insert(control_events), [dict(e) for e in events])
+                await conn.execute(insert(control_events), rows)
+            return len(rows)
+        except DBAPIError:
+            stored = 0
+            for row in rows:
+                try:
+                    async with self.db.engine.begin() as conn:
+                        await conn.execute(insert(control_events), [row])
+                    stored += 1
+                except DBAPIError:
+                    continue
+            return stored
+
+    async def prune(self, older_than: datetime) -> int:
+        """Delete audit events from before ``older_than``; how many."""
+        async with self.db.engine.begin() as conn:
+            deleted = await conn.execute(
+                delete(control_events).where(control_events.c.at < older_than)
+            )
+        return int(deleted.rowcount or 0)
 
     async def events(
         self,
@@ -340,10 +373,32 @@ class ControlRegistry:
         )
 
 
+#: Engine ids, platforms and flags: what an HTTP header carries as sent (ASCII), unambiguous
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+
+
+_WIDTHS = {"request_id": 64, "engine_id": 128, "platform": 128, "action": 200, "reason": 64}
+
+
+def _storable(event: Mapping[str, Any]) -> dict[str, Any]:
+    """An audit event as its row: text cut to its column, NUL and lone surrogates replaced,
+    the data made JSON (``json_safe``)."""
+    row = {c.name: None for c in control_events.columns if c.name != "id"} | dict(event)
+    for column, width in _WIDTHS.items():
+        value = row.get(column)
+        if value is not None:
+            row[column] = safe_text(str(value))[:width]
+    row["data"] = json_safe(row.get("data") or {})
+    return row
+
+
 def _check_id(value: str, *, what: str = "engine_id") -> None:
-    if not isinstance(value, str) or not value or len(value) > 128 or not value.isprintable():
+    if not isinstance(value, str) or not NAME.fullmatch(value):
         raise ControlError(
-            f"{what} must be 1 to 128 printable characters", code="invalid_request", field=what
+            f"{what} must be 1 to 128 characters: letters, digits and . _ : @ -, starting "
+            "with a letter or digit",
+            code="invalid_request",
+            field=what,
         )
 
 

@@ -133,6 +133,8 @@ def decide(
             flag=flag,
         )
     granted = granted_scopes(engine.permissions, platform, action)
+    if (platform, action) == ADMIN and not engine.is_admin:
+        granted = None  # control:admin is granted by name only, never by a wildcard
     if granted is None:
         return verdict(
             False,

@@ -119,6 +119,28 @@ class ControlService:
 
     # -- changes ------------------------------------------------------------------------------
 
+    def canonical_permissions(self, permissions: Permissions) -> Permissions:
+        """Permissions with every action alias the catalogue knows on its platform spelled as
+        the action's own name (the name each step is checked by)."""
+        if not isinstance(permissions, Mapping):
+            return permissions  # the registry says what is wrong with it
+        out: dict[str, dict[str, Any]] = {}
+        for platform, actions in permissions.items():
+            if not isinstance(actions, Mapping):
+                return permissions
+            merged: dict[str, Any] = {}
+            for action, scopes in actions.items():
+                name = self.policy.canonical(str(platform), str(action))
+                if name in merged and isinstance(scopes, list) and isinstance(merged[name], list):
+                    merged[name] = sorted(set(merged[name]) | set(scopes))
+                else:
+                    merged[name] = scopes
+            out[str(platform)] = merged
+        return out
+
+    async def prune(self, older_than: datetime) -> int:
+        return await self.registry.prune(older_than)
+
     async def register(
         self,
         engine_id: str,
@@ -129,7 +151,11 @@ class ControlService:
         by: str,
     ) -> str:
         key = await self.registry.register(
-            engine_id, permissions, depends_on=depends_on, description=description, by=by
+            engine_id,
+            self.canonical_permissions(permissions),
+            depends_on=depends_on,
+            description=description,
+            by=by,
         )
         self.policy.invalidate()
         return key
@@ -146,7 +172,9 @@ class ControlService:
     async def set_permissions(
         self, engine_id: str, permissions: Permissions, *, merge: bool, by: str
     ) -> dict[str, dict[str, list[str]]]:
-        result = await self.registry.set_permissions(engine_id, permissions, merge=merge, by=by)
+        result = await self.registry.set_permissions(
+            engine_id, self.canonical_permissions(permissions), merge=merge, by=by
+        )
         self.policy.invalidate()
         return result
 

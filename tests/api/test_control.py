@@ -277,3 +277,82 @@ async def test_validation_and_dry_runs_show_each_steps_verdict(api: Api) -> None
     await api.app.state.application.control.audit.flush()
     events = await api.app.state.application.control.registry.events(kind="check")
     assert events == []  # previews are not checks
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"allowed": "false", "reason": "permission_missing"},
+        {"allowed": 0, "reason": "x"},
+        {"allowed": True, "reason": None},
+        {"allowed": [0]},
+        ["allowed"],
+    ],
+)
+async def test_an_answer_that_is_not_a_verdict_is_no_answer(answer: Any) -> None:
+    """F: the HTTP client fails closed on anything but a verdict: no step runs on it."""
+    from puraify.control.client import HttpPolicy
+    from puraify.errors import ActionError
+    from puraify.testing import LocalServer, RecordingSink, Reply
+
+    sink = RecordingSink()
+    sink.script("/actions/check", Reply(200, answer))
+    with LocalServer(sink) as server:
+        policy = HttpPolicy(server.url, "e", "pek_x_y", cache_seconds=0)
+        try:
+            with pytest.raises(ActionError) as caught:
+                await policy.check("e", "local", "noop")
+        finally:
+            await policy.aclose()
+    assert caught.value.code == "policy_unavailable" and caught.value.retryable
+
+
+async def test_aliases_are_granted_as_their_actions_and_names_are_checked(api: Api) -> None:
+    """F: a grant of an alias (write_file) allows the action (create_file) as steps ask for
+    it; names with control characters are a 422, never a 500."""
+    admin = await bootstrap(api)
+    control = api.app.state.application.control
+    await control.set_permissions(
+        "puraify-execution", {"local": {"write_file": []}}, merge=False, by="test"
+    )
+    stored = [e for e in await control.engines() if e["engine_id"] == "puraify-execution"]
+    assert stored[0]["permissions"] == {"local": {"create_file": []}}
+    body = {"action": "create_file", "parameters": {"path": "a.txt", "content": "x"}}
+    ok = await api.client.post("/execute", json=body, headers=api.auth())
+    assert ok.status_code == 200, ok.text
+    for method, path, payload in (
+        ("GET", "/log/engine_events?platform=%00", None),
+        ("POST", "/engines/a%00b/revoke", None),
+        ("PUT", "/platforms/x", {"status": "active", "message": "a\u0000b"}),
+        ("POST", "/actions/check", {"platform": "a\u0000", "action_type": "x"}),
+    ):
+        answer = await api.client.request(method, path, json=payload, headers=admin)
+        assert answer.status_code == 422, (path, answer.text)
+
+
+async def test_a_policy_file_applied_twice_changes_nothing_the_second_time(
+    api: Api, tmp_path: Any
+) -> None:
+    from puraify.control.reconcile import reconcile
+
+    control = api.app.state.application.control
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "engines:\n"
+        "  bot: {permissions: {slack: {send_message: [b, a, a]}, local: {run_command: []}}}\n"
+        "platforms:\n  slack: {status: maintenance, version: 2}\n"
+        "flags:\n  command: true\n"
+    )
+    first = await reconcile(control, policy)
+    assert first == [
+        "engine bot registered",
+        "platform slack maintenance",
+        "flag command on",
+    ]
+    assert await reconcile(control, policy) == []
+    bot = next(e for e in await control.engines() if e["engine_id"] == "bot")
+    assert bot["permissions"] == {"slack": {"send_message": ["a", "b"]}, "local": {"command": []}}
+    policy.write_text("engines:\n  y: 5\n")
+    with pytest.raises(Exception) as caught:
+        await reconcile(control, policy)
+    assert getattr(caught.value, "code", "") == "invalid_mission"

@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...control.rules import EngineRecord
@@ -24,8 +24,14 @@ router = APIRouter(tags=["engine control"])
 
 Engine = Annotated[EngineRecord, Depends(engine)]
 Admin = Annotated[EngineRecord, Depends(admin_engine)]
-_Name = Annotated[str, Field(min_length=1, max_length=128)]
-_Scopes = Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=64)]
+_PATTERN = r"^[A-Za-z0-9*][A-Za-z0-9._:@*-]{0,127}$"  # no control characters, header-safe
+_Name = Annotated[str, Field(min_length=1, max_length=128, pattern=_PATTERN)]
+_Action = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+_PathName = Annotated[str, Path(min_length=1, max_length=128, pattern=_PATTERN)]
+_Scopes = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]],
+    Field(max_length=64),
+]
 
 
 def _control(request: Request) -> ControlService:
@@ -50,7 +56,7 @@ class CheckRequest(BaseModel):
 
     engine_id: _Name | None = None
     platform: _Name
-    action_type: Annotated[str, Field(min_length=1, max_length=200)]
+    action_type: _Action
     scopes: _Scopes | None = None
 
 
@@ -60,14 +66,14 @@ class PermissionsBody(BaseModel):
 
 class Grant(BaseModel):
     platform: _Name
-    action_type: Annotated[str, Field(min_length=1, max_length=200)]
+    action_type: _Action
     scopes: _Scopes = Field(default_factory=list)
 
 
 class PlatformBody(BaseModel):
     status: str = Field(min_length=1, max_length=16)
-    version: str | None = Field(default=None, max_length=64)
-    message: str | None = Field(default=None, max_length=500)
+    version: str | None = Field(default=None, max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")
+    message: str | None = Field(default=None, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")
 
 
 class FlagBody(BaseModel):
@@ -145,8 +151,8 @@ async def log_event(request: Request, caller: Engine) -> dict[str, Any]:
 async def events(
     request: Request,
     caller: Engine,
-    engine_id: Annotated[str | None, Query(max_length=128)] = None,
-    platform: Annotated[str | None, Query(max_length=128)] = None,
+    engine_id: Annotated[str | None, Query(max_length=128, pattern=_PATTERN)] = None,
+    platform: Annotated[str | None, Query(max_length=128, pattern=_PATTERN)] = None,
     kind: Annotated[str | None, Query(pattern="^(check|event|admin)$")] = None,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -168,20 +174,20 @@ async def engines(request: Request, admin: Admin) -> dict[str, Any]:
 
 
 @router.post("/engines/{engine_id}/revoke", summary="Revoke an engine")
-async def revoke(request: Request, engine_id: str, admin: Admin) -> dict[str, Any]:
+async def revoke(request: Request, engine_id: _PathName, admin: Admin) -> dict[str, Any]:
     await _control(request).revoke(engine_id, by=admin.engine_id)
     return {"engine_id": engine_id, "revoked": True}
 
 
 @router.post("/engines/{engine_id}/rotate-key", summary="Give an engine a new key (shown once)")
-async def rotate_key(request: Request, engine_id: str, admin: Admin) -> dict[str, Any]:
+async def rotate_key(request: Request, engine_id: _PathName, admin: Admin) -> dict[str, Any]:
     key = await _control(request).rotate_key(engine_id, by=admin.engine_id)
     return {"engine_id": engine_id, "engine_key": key}
 
 
 @router.put("/engines/{engine_id}/permissions", summary="Replace an engine's permissions")
 async def set_permissions(
-    request: Request, engine_id: str, body: PermissionsBody, admin: Admin
+    request: Request, engine_id: _PathName, body: PermissionsBody, admin: Admin
 ) -> dict[str, Any]:
     result = await _control(request).set_permissions(
         engine_id, body.permissions, merge=False, by=admin.engine_id
@@ -190,7 +196,9 @@ async def set_permissions(
 
 
 @router.post("/engines/{engine_id}/grant", summary="Add one permission to an engine")
-async def grant(request: Request, engine_id: str, body: Grant, admin: Admin) -> dict[str, Any]:
+async def grant(
+    request: Request, engine_id: _PathName, body: Grant, admin: Admin
+) -> dict[str, Any]:
     result = await _control(request).set_permissions(
         engine_id,
         {body.platform: {body.action_type: body.scopes}},
@@ -202,7 +210,7 @@ async def grant(request: Request, engine_id: str, body: Grant, admin: Admin) -> 
 
 @router.put("/platforms/{platform}", summary="Set a platform's status")
 async def set_platform(
-    request: Request, platform: str, body: PlatformBody, admin: Admin
+    request: Request, platform: _PathName, body: PlatformBody, admin: Admin
 ) -> dict[str, Any]:
     await _control(request).set_platform(
         platform, body.status, version=body.version, message=body.message, by=admin.engine_id
@@ -211,6 +219,8 @@ async def set_platform(
 
 
 @router.put("/flags/{name}", summary="Turn a feature flag on or off")
-async def set_flag(request: Request, name: str, body: FlagBody, admin: Admin) -> dict[str, Any]:
+async def set_flag(
+    request: Request, name: _PathName, body: FlagBody, admin: Admin
+) -> dict[str, Any]:
     await _control(request).set_flag(name, body.enabled, by=admin.engine_id)
     return {"flag": name, "enabled": body.enabled}
