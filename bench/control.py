@@ -56,7 +56,7 @@ async def _in_process(home: Path) -> tuple[float, float]:
 
 async def _execute_ratio(home: Path, calls: int = 400) -> tuple[float, float]:
     """Seconds per ``POST /execute`` of a noop, in-process, with the policy, then without."""
-    settings = Settings(home=home, mode="server")
+    settings = Settings(home=home, mode="server", log_level="WARNING")
     app = create_app(settings, environ={})
     body = {"action": "noop", "platform": "local", "parameters": {}}
     async with Lifespan(app):

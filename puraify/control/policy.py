@@ -204,11 +204,10 @@ class LocalPolicy:
     ) -> Verdict:
         required, flag = self.requirements(platform, action)
         try:
-            engine = await self.registry.engine(engine_id)
-            state = (await self.registry.platforms()).get(platform)
+            engine, state, flags = await self.registry.state(engine_id, platform)
             flag_on = True
             if flag is not None:
-                stored = (await self.registry.flags()).get(flag)
+                stored = flags.get(flag)
                 default = (
                     self.flag_defaults.get(flag, True) if flag_default is None else flag_default
                 )

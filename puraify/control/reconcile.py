@@ -62,7 +62,9 @@ async def reconcile(control: ControlService, path: Path) -> list[str]:
                 f"engines.{engine_id} must be an object with permissions", code="invalid_mission"
             )
         try:  # compared as stored: sorted, aliases spelled as their actions
-            permissions = parse_permissions(control.canonical_permissions(spec.get("permissions", {})))
+            permissions = parse_permissions(
+                control.canonical_permissions(spec.get("permissions", {}))
+            )
         except ValueError as exc:
             raise LoadError(f"engines.{engine_id}: {exc}", code="invalid_mission") from None
         if engine_id not in known:

@@ -126,6 +126,41 @@ class ControlRegistry:
             return False
         return True
 
+    async def state(
+        self, engine_id: str, platform: str
+    ) -> tuple[EngineRecord | None, PlatformState | None, dict[str, bool]]:
+        """What one check needs, read on one connection: the engine, the platform's stored
+        state, the flags set."""
+        async with self.db.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(control_engines).where(control_engines.c.engine_id == engine_id)
+                )
+            ).first()
+            found = (
+                (
+                    await conn.execute(
+                        select(control_platforms).where(control_platforms.c.platform == platform)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            flags = (await conn.execute(select(control_flags))).all()
+        state = None
+        if found is not None:
+            state = PlatformState(
+                status=found["status"],
+                version=found["version"],
+                message=found["message"],
+                updated_at=found["updated_at"],
+            )
+        return (
+            None if row is None else _record(row),
+            state,
+            {r.name: bool(r.enabled) for r in flags},
+        )
+
     async def engine(self, engine_id: str) -> EngineRecord | None:
         async with self.db.engine.connect() as conn:
             row = (

@@ -7,10 +7,14 @@ cache's time). Who made a change (``by``) is an engine id, or ``cli``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from cachetools import TTLCache
 
 from .. import __version__
 from ..errors import ControlError
@@ -41,15 +45,45 @@ class Bootstrap:
 
 
 class ControlService:
-    def __init__(self, registry: ControlRegistry, policy: LocalPolicy, audit: AuditLog) -> None:
+    """``auth_cache_seconds``: how long a verified engine key is trusted before the store is
+    asked again (keyed by the key's hash, never the key; failures are never kept; a change
+    made here forgets them all at once)."""
+
+    def __init__(
+        self,
+        registry: ControlRegistry,
+        policy: LocalPolicy,
+        audit: AuditLog,
+        *,
+        auth_cache_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.registry = registry
         self.policy = policy
         self.audit = audit
+        self._verified: TTLCache[tuple[str, str], EngineRecord] = TTLCache(
+            maxsize=4096, ttl=max(auth_cache_seconds, 1e-9), timer=clock
+        )
+        self._auth_cache = auth_cache_seconds > 0
+        self._generation = 0
 
     # -- callers ------------------------------------------------------------------------------
 
     async def authenticate(self, engine_id: str, key: str) -> EngineRecord | None:
-        return await self.registry.authenticate(engine_id, key)
+        cache_key = (engine_id, hashlib.sha256(key.encode()).hexdigest())
+        found = self._verified.get(cache_key) if self._auth_cache else None
+        if found is None:
+            generation = self._generation
+            found = await self.registry.authenticate(engine_id, key)
+            if found is not None and self._auth_cache and generation == self._generation:
+                self._verified[cache_key] = found
+        return found
+
+    def _changed(self) -> None:
+        """A change was made here: every verdict and verified key is asked again."""
+        self._generation += 1
+        self._verified.clear()
+        self.policy.invalidate()
 
     async def check(
         self,
@@ -157,16 +191,16 @@ class ControlService:
             description=description,
             by=by,
         )
-        self.policy.invalidate()
+        self._changed()
         return key
 
     async def revoke(self, engine_id: str, *, by: str) -> None:
         await self.registry.revoke(engine_id, by=by)
-        self.policy.invalidate()
+        self._changed()
 
     async def rotate_key(self, engine_id: str, *, by: str) -> str:
         key = await self.registry.rotate_key(engine_id, by=by)
-        self.policy.invalidate()
+        self._changed()
         return key
 
     async def set_permissions(
@@ -175,7 +209,7 @@ class ControlService:
         result = await self.registry.set_permissions(
             engine_id, self.canonical_permissions(permissions), merge=merge, by=by
         )
-        self.policy.invalidate()
+        self._changed()
         return result
 
     async def set_platform(
@@ -188,11 +222,11 @@ class ControlService:
         by: str,
     ) -> None:
         await self.registry.set_platform(platform, status, version=version, message=message, by=by)
-        self.policy.invalidate()
+        self._changed()
 
     async def set_flag(self, name: str, enabled: bool, *, by: str) -> None:
         await self.registry.set_flag(name, enabled, by=by)
-        self.policy.invalidate()
+        self._changed()
 
     async def engines(self) -> list[dict[str, Any]]:
         rows = await self.registry.engines()

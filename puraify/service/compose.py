@@ -109,7 +109,9 @@ async def _control(
         flag_defaults=defaults,
         cache_seconds=settings.control_cache_seconds,
     )
-    control = ControlService(registry, local, audit)
+    control = ControlService(
+        registry, local, audit, auth_cache_seconds=settings.token_cache_seconds
+    )
     if settings.control_url:
         if settings.control_engine_key is None:
             raise PuraifyError(

@@ -51,22 +51,22 @@ async def test_a_change_made_while_a_verdict_is_read_is_not_undone(database: Dat
         registry, default_registry(), AuditLog(registry), flag_defaults={}, cache_seconds=60
     )
     gate, read = asyncio.Event(), asyncio.Event()
-    real = registry.platforms
+    real = registry.state
 
-    async def slow() -> Any:
-        found = await real()  # read before the change: "active"
+    async def slow(engine_id: str, platform: str) -> Any:
+        found = await real(engine_id, platform)  # read before the change: "active"
         read.set()
         await gate.wait()
         return found
 
-    registry.platforms = slow  # type: ignore[method-assign]
+    registry.state = slow  # type: ignore[method-assign]
     reading = asyncio.create_task(policy.check("e", "slack", "send"))
     await read.wait()
     await registry.set_platform("slack", "maintenance", by="test")
     policy.invalidate()  # what ControlService does after every change
     gate.set()
     assert (await reading).allowed  # read before the change
-    registry.platforms = real  # type: ignore[method-assign]
+    registry.state = real  # type: ignore[method-assign]
     after = await policy.check("e", "slack", "send")
     assert not after.allowed and after.reason == "platform_maintenance"
     await policy.audit.aclose()
