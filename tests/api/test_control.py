@@ -225,7 +225,7 @@ async def test_bad_input_is_a_structured_error(api: Api) -> None:
     assert not_object.status_code in (400, 422)
 
 
-async def test_every_check_and_change_is_audited_and_no_key_is_stored(
+async def test_sec10_every_check_and_change_is_audited_and_no_key_is_stored(
     make_api: ApiFactory, tmp_path: Any
 ) -> None:
     """SEC-10: keys only as hashes (the key id names them); every check an audit event."""

@@ -212,7 +212,7 @@ class Process:
 
 
 @pytest.mark.slow
-def test_split_deployment_engine_control_and_execution_as_separate_processes(
+def test_rel06_split_deployment_engine_control_and_execution_as_separate_processes(
     tmp_path: Path,
 ) -> None:
     """`puraify serve control` alone, and `puraify serve execution` asking it over HTTP with
