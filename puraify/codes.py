@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     COMMAND_FAILED = "command_failed"
     COMMAND_NOT_FOUND = "command_not_found"
     COMMAND_REFUSED = "command_refused"
+    CREDENTIAL_UNDECRYPTABLE = "credential_undecryptable"
     CONNECTION_ERROR = "connection_error"
     DEPENDENCY_CYCLE = "dependency_cycle"
     DOCUMENT_TOO_DEEP = "document_too_deep"
@@ -63,6 +64,7 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
     INTERRUPTED = "interrupted"
     INVALID_ARGUMENTS = "invalid_arguments"
+    INVALID_CREDENTIAL = "invalid_credential"
     INVALID_ENCODING = "invalid_encoding"
     INVALID_FIELD = "invalid_field"
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
@@ -118,6 +120,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     VALIDATION_FAILED = "validation_failed"
     VAULT_ERROR = "vault_error"
+    VAULT_KEY_MISSING = "vault_key_missing"
     YAML_SYNTAX = "yaml_syntax"
 
 
@@ -607,6 +610,25 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
             HTTPStatus.UNPROCESSABLE_ENTITY,
             ExitCode.INVALID,
             "The mission has several errors; `issues` lists each one with its code and place.",
+        ),
+        ErrorCode.VAULT_KEY_MISSING: CodeInfo(
+            HTTPStatus.INTERNAL_SERVER_ERROR,
+            ExitCode.INTERNAL,
+            "The vault has no key that opens its credentials: set PURAIFY_MASTER_KEY, or put "
+            "back the key file `puraify init` made (<home>/vault.key); credentials are never "
+            "handed out empty.",
+        ),
+        ErrorCode.CREDENTIAL_UNDECRYPTABLE: CodeInfo(
+            HTTPStatus.INTERNAL_SERVER_ERROR,
+            ExitCode.INTERNAL,
+            "A stored credential does not open with its key: it was altered or moved from "
+            "another row; store it again.",
+        ),
+        ErrorCode.INVALID_CREDENTIAL: CodeInfo(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            ExitCode.INVALID,
+            "The credential's type or value is not one the vault takes; the message names the "
+            "fields its type holds.",
         ),
         ErrorCode.VAULT_ERROR: CodeInfo(
             HTTPStatus.INTERNAL_SERVER_ERROR,

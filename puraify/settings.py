@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     action_workers: int = Field(default=2, ge=0, le=64)
     action_max_memory_bytes: int = Field(default=1024 * 1024 * 1024, ge=64 * 1024 * 1024)
 
+    # The vault's master key(s): `id:base64url-key`, several separated by commas, the last one
+    # current. Unset: the key file <home>/vault.key (made by `puraify init`, mode 0600).
+    master_key: SecretStr | None = None
+
     # Engine Control. The execution service runs as the engine control_engine_id and asks the
     # policy before every step: in this process (its store), or, with control_url, a separate
     # `puraify serve control` with this engine's key. Verdicts are kept control_cache_seconds.
@@ -235,6 +239,10 @@ class Settings(BaseSettings):
         if server:
             hidden.append(self.workspace or self.home / "workspaces")
         return tuple(p.resolve() for p in hidden)
+
+    @property
+    def vault_key_file(self) -> Path:
+        return self.home / "vault.key"
 
     @property
     def protected_paths(self) -> tuple[Path, ...]:

@@ -74,6 +74,7 @@ def _register_groups() -> None:
     from .control import audit_app, engines_app, flags_app, init, platforms_app, policy_app
     from .runs import db_app, runs_app
     from .serve import serve, tokens_app
+    from .vault import vault_app
 
     app.add_typer(runs_app, name="runs")
     app.add_typer(db_app, name="db")
@@ -85,6 +86,7 @@ def _register_groups() -> None:
     app.add_typer(flags_app, name="flags")
     app.add_typer(policy_app, name="policy")
     app.add_typer(audit_app, name="audit")
+    app.add_typer(vault_app, name="vault")
 
 
 FileArg = Annotated[Path, typer.Argument(help="Mission file (YAML or JSON).", show_default=False)]

@@ -52,24 +52,37 @@ def init(
     key printed once) and the execution service's own engine (`puraify engines rotate-key
     puraify-execution` gives its key, for a separate execution service). Run again, it changes
     nothing and says so."""
+    from ..vault.crypto import Keyring
+
     settings = load_settings()
     done = _control(
         lambda c: c.bootstrap(admin_id=admin_id, execution_id=settings.control_engine_id), as_json
     )
+    key_file = settings.vault_key_file
+    made_key = settings.master_key is None and not key_file.exists()
+    if made_key:
+        try:
+            Keyring.load(env_value=None, key_file=key_file, create=True)
+        except PuraifyError as exc:
+            raise fail(exc, as_json) from None
     if as_json:
         write_json(
             {
-                "changed": done.changed,
+                "changed": done.changed or made_key,
                 "home": str(settings.home),
                 "engine_id": done.admin_id,
                 "engine_key": done.admin_key,
                 "execution_engine_id": done.execution_id,
                 "execution_engine_key": done.execution_key,
+                "vault_key_file": None if settings.master_key else str(key_file),
+                "vault_key_created": made_key,
             }
         )
         return
     console.print(f"home {escape(str(settings.home))}: store ready")
-    if not done.changed:
+    if made_key:
+        console.print(f"vault key made: {escape(str(key_file))} (mode 0600; back it up)")
+    if not done.changed and not made_key:
         console.print(
             f"nothing to do: engines {escape(done.admin_id)!s} and "
             f"{escape(done.execution_id)} are registered already"

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -253,4 +254,25 @@ control_events = Table(
     Index("ix_control_events_at", "at"),
     Index("ix_control_events_engine", "engine_id", "at"),
     Index("ix_control_events_platform", "platform", "at"),
+)
+
+# The vault (migration 0009): sealed credentials; values never leave the store unsealed.
+vault_credentials = Table(
+    "vault_credentials",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project_id", String(200), nullable=False),
+    Column("platform", String(128), nullable=False),
+    Column("user_id", String(200), nullable=False),  # "" for the project's own
+    Column("type", String(32), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("project_id", "platform", "user_id", name="uq_vault_owner"),
 )

@@ -432,3 +432,48 @@ def test_engine_control_from_the_command_line(tmp_path: Path) -> None:
     assert json.loads(unknown.stdout)["error"]["code"] == "engine_unknown"
     dup = puraify("engines", "register", "bot", "--json", cwd=tmp_path)
     assert json.loads(dup.stdout)["error"]["code"] == "engine_exists"
+
+
+def test_vault_from_the_command_line_never_takes_a_value_from_argv(tmp_path: Path) -> None:
+    """init makes the vault's key file (0600); set reads the value from standard input; list
+    and show never print it; rotate seals everything under a new key."""
+    import stat
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PURAIFY_HOME": str(tmp_path / ".home")}
+    made = json.loads(puraify("init", "--json", cwd=tmp_path).stdout)
+    key_file = Path(made["vault_key_file"])
+    assert made["vault_key_created"] and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    canary = "xoxb-canary-" + os.urandom(4).hex()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "puraify",
+            "vault",
+            "set",
+            "p",
+            "slack",
+            "--type",
+            "token",
+            "--json",
+        ],
+        input=canary,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert canary not in done.stdout + done.stderr
+    listed = puraify("vault", "list", "--json", cwd=tmp_path)
+    shown = puraify("vault", "show", "p", "slack", "--json", cwd=tmp_path)
+    assert json.loads(shown.stdout)["type"] == "token"
+    assert canary not in listed.stdout + shown.stdout
+    rotated = json.loads(puraify("vault", "rotate", "--drop-old", "--json", cwd=tmp_path).stdout)
+    assert rotated["resealed"] == 1 and rotated["dropped_keys"]
+    assert canary.encode() not in (tmp_path / ".home" / "puraify.db").read_bytes()
+    bad = puraify("vault", "show", "p", "nope", "--json", cwd=tmp_path)
+    assert bad.returncode == 2 and json.loads(bad.stdout)["error"]["code"] == "not_found"

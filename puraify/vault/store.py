@@ -1,0 +1,285 @@
+"""Credentials in the store, sealed (``crypto``): set, read for a step, describe, delete, and
+re-seal under a new key.
+
+A credential belongs to a project and a platform, optionally to one of the project's users; a
+user's credential wins over the project's when a step runs for that user. Its metadata (type,
+scopes, expiry, status, times) is readable; its value only through ``value``, which a step's
+context calls at the last moment, and which records when it was last used.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+
+from ..errors import VaultError
+from ..store.database import Database
+from ..store.tables import vault_credentials
+from .crypto import Keyring, aad
+
+__all__ = ["TYPES", "Credential", "VaultStore"]
+
+#: Credential types, and the fields each value holds (a plain string is taken as the first).
+TYPES: Mapping[str, tuple[str, ...]] = {
+    "token": ("token",),
+    "api_key": ("api_key",),
+    "basic": ("username", "password"),
+    "oauth2": ("access_token", "refresh_token", "token_type"),
+    "smtp": ("host", "port", "username", "password"),
+    "database_url": ("url",),
+    "ssh_key": ("private_key", "passphrase"),
+    "webhook_secret": ("secret",),
+}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A credential's metadata; ``value`` only when read for use."""
+
+    id: str
+    project_id: str
+    platform: str
+    user_id: str | None
+    type: str
+    scopes: tuple[str, ...]
+    expires_at: datetime | None
+    status: str
+    version: int
+    key_id: str
+    created_at: datetime
+    updated_at: datetime
+    last_used_at: datetime | None
+    value: Mapping[str, Any] | None = field(default=None, repr=False)
+
+    def describe(self) -> dict[str, Any]:
+        """Everything but the value."""
+        out = {
+            "id": self.id,
+            "project_id": self.project_id,
+            "platform": self.platform,
+            "user_id": self.user_id,
+            "type": self.type,
+            "scopes": list(self.scopes),
+            "status": self.status,
+            "version": self.version,
+            "key_id": self.key_id,
+        }
+        for name in ("expires_at", "created_at", "updated_at", "last_used_at"):
+            when = getattr(self, name)
+            out[name] = when.isoformat() if when is not None else None
+        return out
+
+
+def _shape(kind: str, value: str | Mapping[str, Any]) -> dict[str, Any]:
+    fields = TYPES.get(kind)
+    if fields is None:
+        raise VaultError(
+            f"unknown credential type {kind!r}; one of {', '.join(TYPES)}",
+            code="invalid_credential",
+            field="type",
+        )
+    if isinstance(value, str):
+        if not value:
+            raise VaultError("the value is empty", code="invalid_credential", field="value")
+        return {fields[0]: value}
+    if not isinstance(value, Mapping) or not value:
+        raise VaultError("the value is empty", code="invalid_credential", field="value")
+    unknown = set(value) - set(fields) - {"expires_in", "scope", "extra"}
+    if unknown:
+        raise VaultError(
+            f"a {kind} credential holds {', '.join(fields)}; not {', '.join(sorted(unknown))}",
+            code="invalid_credential",
+            field="value",
+        )
+    return dict(value)
+
+
+class VaultStore:
+    def __init__(
+        self, db: Database, keyring: Keyring, *, now: Callable[[], datetime] = _utcnow
+    ) -> None:
+        self.db = db
+        self.keyring = keyring
+        self._now = now
+
+    async def put(
+        self,
+        project_id: str,
+        platform: str,
+        kind: str,
+        value: str | Mapping[str, Any],
+        *,
+        user_id: str | None = None,
+        scopes: Sequence[str] = (),
+        expires_at: datetime | None = None,
+    ) -> Credential:
+        """Store (or replace) the credential of a project's platform (or one user's)."""
+        if not project_id or not platform:
+            raise VaultError(
+                "a credential needs a project and a platform", code="invalid_credential"
+            )
+        shaped = _shape(kind, value)
+        user = user_id or ""
+        now = self._now()
+        async with self.db.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(vault_credentials.c.id, vault_credentials.c.version).where(
+                        vault_credentials.c.project_id == project_id,
+                        vault_credentials.c.platform == platform,
+                        vault_credentials.c.user_id == user,
+                    )
+                )
+            ).first()
+            record_id = row.id if row is not None else secrets.token_hex(8)
+            version = row.version + 1 if row is not None else 1
+            key_id, sealed = self.keyring.seal(
+                json.dumps(shaped).encode(), aad(record_id, project_id, platform, user, version)
+            )
+            values = {
+                "type": kind,
+                "scopes": sorted(set(scopes)),
+                "expires_at": expires_at,
+                "status": "valid",
+                "version": version,
+                "key_id": key_id,
+                "sealed": sealed,
+                "updated_at": now,
+            }
+            if row is None:
+                await conn.execute(
+                    insert(vault_credentials).values(
+                        id=record_id,
+                        project_id=project_id,
+                        platform=platform,
+                        user_id=user,
+                        created_at=now,
+                        last_used_at=None,
+                        **values,
+                    )
+                )
+            else:
+                await conn.execute(
+                    update(vault_credentials)
+                    .where(vault_credentials.c.id == record_id)
+                    .values(**values)
+                )
+        found = await self.describe(project_id, platform, user_id=user_id)
+        assert found is not None
+        return found
+
+    async def _row(self, project_id: str, platform: str, user_id: str | None) -> Any:
+        owners = [user_id, ""] if user_id else [""]
+        async with self.db.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(vault_credentials).where(
+                        vault_credentials.c.project_id == project_id,
+                        vault_credentials.c.platform == platform,
+                        vault_credentials.c.user_id.in_(owners),
+                    )
+                )
+            ).all()
+        by_owner = {r.user_id: r for r in rows}
+        return next((by_owner[o] for o in owners if o in by_owner), None)
+
+    async def describe(
+        self, project_id: str, platform: str, *, user_id: str | None = None
+    ) -> Credential | None:
+        """The metadata of the credential a step of ``user_id`` (else the project) would get."""
+        row = await self._row(project_id, platform, user_id)
+        return None if row is None else _credential(row)
+
+    async def value(
+        self, project_id: str, platform: str, *, user_id: str | None = None
+    ) -> Credential | None:
+        """The credential with its value (for a step, at call time); ``None`` if there is
+        none. ``VaultError`` if it does not open: never an empty credential."""
+        row = await self._row(project_id, platform, user_id)
+        if row is None:
+            return None
+        plain = self.keyring.open(
+            row.key_id,
+            row.sealed,
+            aad(row.id, row.project_id, row.platform, row.user_id, row.version),
+        )
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                update(vault_credentials)
+                .where(vault_credentials.c.id == row.id)
+                .values(last_used_at=self._now())
+            )
+        return _credential(row, json.loads(plain))
+
+    async def list(self, project_id: str | None = None) -> list[Credential]:
+        query = select(vault_credentials).order_by(
+            vault_credentials.c.project_id,
+            vault_credentials.c.platform,
+            vault_credentials.c.user_id,
+        )
+        if project_id is not None:
+            query = query.where(vault_credentials.c.project_id == project_id)
+        async with self.db.engine.connect() as conn:
+            return [_credential(r) for r in (await conn.execute(query)).all()]
+
+    async def delete(self, project_id: str, platform: str, *, user_id: str | None = None) -> bool:
+        async with self.db.engine.begin() as conn:
+            gone = await conn.execute(
+                delete(vault_credentials).where(
+                    vault_credentials.c.project_id == project_id,
+                    vault_credentials.c.platform == platform,
+                    vault_credentials.c.user_id == (user_id or ""),
+                )
+            )
+        return bool(gone.rowcount)
+
+    async def reseal(self, keyring: Keyring) -> int:
+        """Open every credential with this vault's keys and seal it again under ``keyring``'s
+        current key (in one transaction); how many. The vault uses ``keyring`` from then on."""
+        async with self.db.engine.begin() as conn:
+            rows = (await conn.execute(select(vault_credentials))).all()
+            for row in rows:
+                bound = aad(row.id, row.project_id, row.platform, row.user_id, row.version)
+                plain = self.keyring.open(row.key_id, row.sealed, bound)
+                key_id, sealed = keyring.seal(plain, bound)
+                await conn.execute(
+                    update(vault_credentials)
+                    .where(vault_credentials.c.id == row.id)
+                    .values(key_id=key_id, sealed=sealed)
+                )
+        self.keyring = keyring
+        return len(rows)
+
+    async def keys_in_use(self) -> set[str]:
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(select(vault_credentials.c.key_id).distinct())).all()
+        return {r[0] for r in rows}
+
+
+def _credential(row: Any, value: Mapping[str, Any] | None = None) -> Credential:
+    return Credential(
+        id=row.id,
+        project_id=row.project_id,
+        platform=row.platform,
+        user_id=row.user_id or None,
+        type=row.type,
+        scopes=tuple(row.scopes),
+        expires_at=row.expires_at,
+        status=row.status,
+        version=row.version,
+        key_id=row.key_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        last_used_at=row.last_used_at,
+        value=value,
+    )
