@@ -153,7 +153,7 @@ def create_app(
             state.service = application.runs
             state.registry = application.registry
             state.metrics = metrics
-            if services != "control":  # Engine Control alone runs no runs
+            if services in ("all", "execution"):  # Engine Control or the vault alone run none
                 await application.runs.resume_orphans()
             if server_process:
                 # Everything built so far (modules, app, engine, SQLAlchemy's caches) lives as
@@ -217,7 +217,7 @@ def create_app(
         _log.exception("unhandled_error", path=request.url.path)
         return JSONResponse(error_body(exc, _request_id(request)), status_code=500)
 
-    from .routes import control, execution, runs, system
+    from .routes import control, execution, runs, system, vault
 
     app.include_router(system.router)
     if services in ("all", "execution"):
@@ -225,6 +225,8 @@ def create_app(
         app.include_router(runs.router)
     if services in ("all", "control"):
         app.include_router(control.router)
+    if services in ("all", "vault"):
+        app.include_router(vault.router)
     return app
 
 

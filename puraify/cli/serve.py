@@ -46,8 +46,8 @@ def serve(
 
     from ..api.app import create_app
 
-    if service not in ("all", "execution", "control"):
-        raise typer.BadParameter("the services are all, execution and control")
+    if service not in ("all", "execution", "control", "vault"):
+        raise typer.BadParameter("the services are all, execution, control and vault")
     # the server owns SIGINT and SIGTERM: it shuts down gracefully, leaves long runs resumable,
     # then exits 0 (uvicorn raises the signal it caught again once it has stopped)
     for sig in (signal.SIGINT, signal.SIGTERM):

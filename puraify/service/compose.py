@@ -33,6 +33,8 @@ from ..settings import Mode, Profile, Settings
 from ..store import Database, RunStore, TokenStore
 from ..store.database import HEAD_REVISION
 from ..store.idempotency import IdempotencyStore
+from ..vault.crypto import Keyring
+from ..vault.store import VaultStore
 from .runs import RunService
 
 __all__ = ["Application", "choose_profile", "compose", "open_database"]
@@ -54,6 +56,7 @@ class Application:
     runs: RunService
     control: ControlService
     policy: Policy
+    vault: VaultStore
 
     @property
     def registry(self) -> ActionRegistry:
@@ -90,6 +93,18 @@ def _warn_local_listener(listen: str) -> None:
         )
     log = _log.error if exposed else _log.warning
     log("local_profile_listening", host=listen, exposed=exposed, message=message)
+
+
+def _vault(settings: Settings, db: Database) -> VaultStore:
+    """The vault on this store; its keys loaded when first needed (PURAIFY_MASTER_KEY, or the
+    key file, made with the first credential if there is none)."""
+    secret = settings.master_key.get_secret_value() if settings.master_key else None
+    return VaultStore(
+        db,
+        lambda create: Keyring.load(
+            env_value=secret, key_file=settings.vault_key_file, create=create
+        ),
+    )
 
 
 async def _control(
@@ -193,6 +208,13 @@ async def compose(
     except BaseException:
         await db.dispose()
         raise
+    vault = _vault(settings, db)
+    if listen is not None:
+        try:  # a server with the wrong key must not start: credentials are never empty
+            await vault.check_keys()
+        except BaseException:
+            await db.dispose()
+            raise
     runs = RunService(
         settings=settings,
         profile=profile,
@@ -215,6 +237,7 @@ async def compose(
         runs=runs,
         control=control,
         policy=policy,
+        vault=vault,
     )
     sinks.start()
     try:

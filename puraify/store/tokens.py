@@ -30,7 +30,9 @@ from .tables import api_tokens
 __all__ = ["SCOPES", "Principal", "TokenStore"]
 
 #: Scopes a token can carry. ``admin`` implies all of them.
-SCOPES = frozenset({"execute", "runs:read", "runs:write", "actions:read", "metrics:read", "admin"})
+SCOPES = frozenset(
+    {"execute", "runs:read", "runs:write", "actions:read", "metrics:read", "vault", "admin"}
+)
 PREFIX = "pfy_"
 
 

@@ -105,12 +105,49 @@ def _shape(kind: str, value: str | Mapping[str, Any]) -> dict[str, Any]:
 
 
 class VaultStore:
+    """``keyring``: the vault's keys, or a function that loads them when first needed, told
+    whether it may make one (only to seal a first credential: a vault that holds something
+    must find the key that sealed it)."""
+
     def __init__(
-        self, db: Database, keyring: Keyring, *, now: Callable[[], datetime] = _utcnow
+        self,
+        db: Database,
+        keyring: Keyring | Callable[[bool], Keyring],
+        *,
+        now: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.db = db
-        self.keyring = keyring
+        self._keyring = keyring
         self._now = now
+
+    def _keys(self, *, create: bool = False) -> Keyring:
+        if not isinstance(self._keyring, Keyring):
+            self._keyring = self._keyring(create)
+        return self._keyring
+
+    @property
+    def keyring(self) -> Keyring:
+        return self._keys()
+
+    @keyring.setter
+    def keyring(self, value: Keyring) -> None:
+        self._keyring = value
+
+    async def check_keys(self) -> None:
+        """Raise ``VaultError`` unless this vault's keys open what it holds (the newest
+        credential of each key it uses): a server with the wrong key must not start."""
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(select(vault_credentials))).all()
+        newest: dict[str, Any] = {}
+        for row in rows:
+            if row.key_id not in newest or row.updated_at > newest[row.key_id].updated_at:
+                newest[row.key_id] = row
+        for row in newest.values():
+            self.keyring.open(
+                row.key_id,
+                row.sealed,
+                aad(row.id, row.project_id, row.platform, row.user_id, row.version),
+            )
 
     async def put(
         self,
@@ -143,7 +180,7 @@ class VaultStore:
             ).first()
             record_id = row.id if row is not None else secrets.token_hex(8)
             version = row.version + 1 if row is not None else 1
-            key_id, sealed = self.keyring.seal(
+            key_id, sealed = self._keys(create=True).seal(
                 json.dumps(shaped).encode(), aad(record_id, project_id, platform, user, version)
             )
             values = {
