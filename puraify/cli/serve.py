@@ -119,7 +119,7 @@ def create(
         typer.Option(
             "--scope",
             help="Repeat it or separate with commas: execute, runs:read, runs:write, "
-            "actions:read, metrics:read, admin.",
+            "actions:read, metrics:read, vault, admin.",
         ),
     ],
     name: Annotated[str, typer.Option("--name")] = "",
