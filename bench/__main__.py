@@ -4,7 +4,7 @@ Every figure is printed with its target and, where one makes sense, the ratio ag
 baseline measured in the same run (raw PyYAML/json, raw asyncio, raw httpx, bare Python
 start-up). Targets are the issue's; a missed one is printed as MISSED, never hidden.
 Run: ``scripts/bench`` (all) or some of ``scripts/bench load engine http cli store api
-templates output sandbox attacks control``.
+templates output sandbox attacks control vault``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from . import (
     sandbox,
     store_runs,
     templates,
+    vault,
 )
 from ._util import Report
 
@@ -39,6 +40,7 @@ SUITES = {
     "sandbox": sandbox.run,
     "attacks": attacks.run,
     "control": control.run,
+    "vault": vault.run,
 }
 
 

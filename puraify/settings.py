@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     # The vault's master key(s): `id:base64url-key`, several separated by commas, the last one
     # current. Unset: the key file <home>/vault.key (made by `puraify init`, mode 0600).
     master_key: SecretStr | None = None
+    # how long an opened credential is kept in memory (a change made in this process applies
+    # at once; 0: read and open it on every use)
+    vault_cache_seconds: float = Field(default=5.0, ge=0, le=300)
 
     # Engine Control. The execution service runs as the engine control_engine_id and asks the
     # policy before every step: in this process (its store), or, with control_url, a separate

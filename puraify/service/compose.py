@@ -104,6 +104,7 @@ def _vault(settings: Settings, db: Database) -> VaultStore:
         lambda create: Keyring.load(
             env_value=secret, key_file=settings.vault_key_file, create=create
         ),
+        cache_seconds=settings.vault_cache_seconds,
     )
 
 

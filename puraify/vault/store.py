@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cachetools import TTLCache
 from sqlalchemy import delete, insert, select, update
 
 from ..errors import VaultError
@@ -115,10 +117,25 @@ class VaultStore:
         keyring: Keyring | Callable[[bool], Keyring],
         *,
         now: Callable[[], datetime] = _utcnow,
+        cache_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
         self._keyring = keyring
         self._now = now
+        # opened credentials, kept cache_seconds (a change made here forgets them at once);
+        # a credential's last use is written at most once a minute
+        self.cache_seconds = cache_seconds
+        self._opened: TTLCache[tuple[str, str, str], Credential] = TTLCache(
+            maxsize=4096, ttl=max(cache_seconds, 1e-9), timer=clock
+        )
+        self._used: TTLCache[str, bool] = TTLCache(maxsize=65536, ttl=60.0, timer=clock)
+        self._generation = 0
+
+    def forget(self) -> None:
+        """Drop every opened credential (a change was made)."""
+        self._generation += 1
+        self._opened.clear()
 
     def _keys(self, *, create: bool = False) -> Keyring:
         if not isinstance(self._keyring, Keyring):
@@ -211,6 +228,7 @@ class VaultStore:
                     .where(vault_credentials.c.id == record_id)
                     .values(**values)
                 )
+        self.forget()
         found = await self.describe(project_id, platform, user_id=user_id)
         assert found is not None
         return found
@@ -242,6 +260,12 @@ class VaultStore:
     ) -> Credential | None:
         """The credential with its value (for a step, at call time); ``None`` if there is
         none. ``VaultError`` if it does not open: never an empty credential."""
+        key = (project_id, platform, user_id or "")
+        if self.cache_seconds > 0:
+            cached = self._opened.get(key)
+            if cached is not None:
+                return cached
+        generation = self._generation
         row = await self._row(project_id, platform, user_id)
         if row is None:
             return None
@@ -250,13 +274,18 @@ class VaultStore:
             row.sealed,
             aad(row.id, row.project_id, row.platform, row.user_id, row.version),
         )
-        async with self.db.engine.begin() as conn:
-            await conn.execute(
-                update(vault_credentials)
-                .where(vault_credentials.c.id == row.id)
-                .values(last_used_at=self._now())
-            )
-        return _credential(row, json.loads(plain))
+        if row.id not in self._used:
+            self._used[row.id] = True
+            async with self.db.engine.begin() as conn:
+                await conn.execute(
+                    update(vault_credentials)
+                    .where(vault_credentials.c.id == row.id)
+                    .values(last_used_at=self._now())
+                )
+        found = _credential(row, json.loads(plain))
+        if self.cache_seconds > 0 and generation == self._generation:
+            self._opened[key] = found
+        return found
 
     async def list(self, project_id: str | None = None) -> list[Credential]:
         query = select(vault_credentials).order_by(
@@ -270,6 +299,7 @@ class VaultStore:
             return [_credential(r) for r in (await conn.execute(query)).all()]
 
     async def delete(self, project_id: str, platform: str, *, user_id: str | None = None) -> bool:
+        self.forget()
         async with self.db.engine.begin() as conn:
             gone = await conn.execute(
                 delete(vault_credentials).where(
@@ -295,6 +325,7 @@ class VaultStore:
                     .values(key_id=key_id, sealed=sealed)
                 )
         self.keyring = keyring
+        self.forget()
         return len(rows)
 
     async def keys_in_use(self) -> set[str]:

@@ -149,3 +149,27 @@ async def test_values_a_type_cannot_hold_are_refused(
     with pytest.raises(VaultError) as caught:
         await VaultStore(database, keyring()).put("p", "x", kind, value)
     assert caught.value.code == "invalid_credential"
+
+
+async def test_opened_credentials_are_kept_for_their_time_and_forgotten_on_a_change(
+    database: Database,
+) -> None:
+    from tests.helpers import ManualClock
+
+    clock = ManualClock()
+    store = VaultStore(database, keyring(), cache_seconds=5.0, clock=clock.monotonic)
+    await store.put("p", "slack", "token", "one")
+    first = await store.value("p", "slack")
+    assert first is not None and first.value == {"token": "one"}
+    other = VaultStore(database, store.keyring)  # another process changes it
+    await other.put("p", "slack", "token", "two")
+    kept = await store.value("p", "slack")
+    assert kept is not None and kept.value == {"token": "one"}  # within its time
+    clock.advance(5.1)
+    fresh = await store.value("p", "slack")
+    assert fresh is not None and fresh.value == {"token": "two"}
+    await store.put("p", "slack", "token", "three")  # a change made here: at once
+    now = await store.value("p", "slack")
+    assert now is not None and now.value == {"token": "three"}
+    await store.delete("p", "slack")
+    assert await store.value("p", "slack") is None
