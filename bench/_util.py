@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import statistics
 import tempfile
 import time
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
 from pydantic import Field
 
 from puraify.actions import Action, ActionContext, default_registry
@@ -142,3 +144,24 @@ class Report:
 
     def dump(self, path: Path) -> None:
         path.write_text(json.dumps(self.rows, indent=2))
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for a server a benchmark starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, seconds: float = 90.0) -> None:
+    """Until ``url``/readyz answers 200 (a server starting compiles its modules: no fixed
+    wait); ``RuntimeError`` past ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become ready within {seconds} s")

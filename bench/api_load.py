@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -18,16 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import uvloop
 
-from ._util import Report
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ._util import Report, free_port, wait_ready
 
 
 def _rss_mb(pid: int) -> float:
@@ -131,7 +123,7 @@ def run(report: Report) -> None:
         )
         assert receiver.stdout is not None
         target = receiver.stdout.readline().split()[1]
-        port = _port()
+        port = free_port()
         log = open(Path(tmp) / "server.log", "w")  # noqa: SIM115
         workers = os.environ.get("PURAIFY_BENCH_API_WORKERS", "2")
         server = subprocess.Popen(
@@ -142,12 +134,7 @@ def run(report: Report) -> None:
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(100):
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+            wait_ready(url)
             uvloop.run(_load(url, token, target, 3.0, 32))  # warm-up
             before = _tree_rss_mb(server.pid)
             count, errors, lat = uvloop.run(_load(url, token, target, seconds, 64))

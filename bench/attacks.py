@@ -12,7 +12,6 @@ import asyncio
 import gzip
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,17 +24,11 @@ import httpx
 
 from puraify.testing import LocalServer, RecordingSink, Reply
 
-from ._util import Report
+from ._util import Report, free_port, wait_ready
 
 _MARGIN = 2.0  # seconds past a step's timeout an attack may take (start, answer, store)
 _TIMEOUT = 3  # every attack step's timeout, seconds
 _PURAIFY = (sys.executable, "-m", "puraify")
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _gzip_bomb() -> bytes:
@@ -168,7 +161,7 @@ def run(report: Report) -> None:
             check=True,
         )
         token = json.loads(made.stdout)["token"]
-        port = _port()
+        port = free_port()
         log = open(Path(tmp) / "server.log", "w")  # noqa: SIM115
         server = subprocess.Popen(
             [*_PURAIFY, "serve", "--port", str(port)],
@@ -178,14 +171,7 @@ def run(report: Report) -> None:
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
+            wait_ready(url)
             quiet = asyncio.run(_attack(url, token, {"steps": [_step("noop", {})]}))
             results = {
                 name: asyncio.run(_attack(url, token, mission))

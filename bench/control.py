@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from puraify.service.compose import open_database
 from puraify.settings import Settings
 from puraify.testing import Lifespan
 
-from ._util import Report
+from ._util import Report, free_port, wait_ready
 
 _PURAIFY = (sys.executable, "-m", "puraify")
 
@@ -85,12 +84,6 @@ async def _execute_ratio(home: Path, calls: int = 400) -> tuple[float, float]:
     return with_policy, without
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _http_load(url: str, headers: dict[str, str], seconds: float, clients: int) -> int:
     import aiohttp
 
@@ -137,7 +130,7 @@ def _http(home: Path, seconds: float) -> float:
     ).stdout
     key = json.loads(registered)["engine_key"]
     assert admin["engine_key"]
-    port = _port()
+    port = free_port()
     log = open(home.parent / "control.log", "w")  # noqa: SIM115
     server = subprocess.Popen(
         [*_PURAIFY, "serve", "control", "--port", str(port), "--workers", "2"],
@@ -147,13 +140,7 @@ def _http(home: Path, seconds: float) -> float:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_ready(url)
         headers = {"X-Engine-ID": "bot", "X-Engine-Key": key}
         asyncio.run(_http_load(url, headers, 2.0, 32))  # warm-up
         done = asyncio.run(_http_load(url, headers, seconds, 64))

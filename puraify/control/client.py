@@ -7,16 +7,15 @@ closed. The server audits every check it answers; this side logs every check, ca
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 import structlog
-from cachetools import TTLCache
 
 from ..errors import ActionError
+from ..store.cache import SingleFlightCache
 from .rules import Verdict
 
 __all__ = ["HttpPolicy"]
@@ -43,14 +42,12 @@ class HttpPolicy:
             trust_env=False,
             transport=transport,
         )
-        self.cache_seconds = cache_seconds
-        self._verdicts: TTLCache[tuple[Any, ...], Verdict] = TTLCache(
-            maxsize=65536, ttl=max(cache_seconds, 1e-9), timer=clock
+        self._verdicts: SingleFlightCache[tuple[Any, ...], Verdict] = SingleFlightCache(
+            cache_seconds, clock=clock
         )
-        self._pending: dict[tuple[Any, ...], asyncio.Future[Verdict]] = {}
 
     def invalidate(self) -> None:
-        self._verdicts.clear()
+        self._verdicts.forget()
 
     async def check(
         self,
@@ -65,17 +62,12 @@ class HttpPolicy:
     ) -> Verdict:
         # flags' defaults are Engine Control's to decide, and it audits what it answers
         key = (engine_id, platform, action, scopes)
-        verdict = self._verdicts.get(key) if self.cache_seconds > 0 else None
+        verdict = self._verdicts.get(key)
         cached = verdict is not None
         if verdict is None:
-            pending = self._pending.get(key)
-            if pending is None:
-                pending = asyncio.ensure_future(self._ask(engine_id, platform, action, scopes))
-                self._pending[key] = pending
-                pending.add_done_callback(lambda _: self._pending.pop(key, None))
-            verdict = await asyncio.shield(pending)
-            if self.cache_seconds > 0:
-                self._verdicts[key] = verdict
+            verdict = await self._verdicts.load(
+                key, lambda: self._ask(engine_id, platform, action, scopes)
+            )
         _log.info(
             "policy_check",
             engine_id=engine_id,

@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
-from cachetools import TTLCache
 
 from ..actions.base import Action
 from ..actions.registry import ActionRegistry
 from ..codes import ErrorCode
 from ..errors import ActionError
+from ..store.cache import SingleFlightCache
 from .registry import ControlRegistry
 from .rules import Verdict, decide
 
@@ -125,22 +125,13 @@ class LocalPolicy:
         self.catalogue = catalogue
         self.audit = audit
         self.flag_defaults = dict(flag_defaults)
-        self._verdicts: TTLCache[tuple[Any, ...], Verdict] = TTLCache(
-            maxsize=65536, ttl=max(cache_seconds, 1e-9), timer=clock
+        self._verdicts: SingleFlightCache[tuple[Any, ...], Verdict] = SingleFlightCache(
+            cache_seconds, clock=clock
         )
-        self.cache_seconds = cache_seconds
-        self._pending: dict[tuple[Any, ...], asyncio.Future[Verdict]] = {}
-        self._generation = 0  # changes made here; a verdict read before one is not kept
 
     def invalidate(self) -> None:
         """Forget every cached verdict (a change was made), and any being read now."""
-        self._generation += 1
-        self._verdicts.clear()
-        self._pending.clear()
-
-    def _forget(self, key: tuple[Any, ...], done: asyncio.Future[Verdict]) -> None:
-        if self._pending.get(key) is done:
-            del self._pending[key]
+        self._verdicts.forget()
 
     def canonical(self, platform: str, action: str) -> str:
         """An action's own name for one of its aliases (``run_command``: ``command``), when
@@ -177,19 +168,11 @@ class LocalPolicy:
     ) -> Verdict:
         action = self.canonical(platform, action)
         key = (engine_id, platform, action, scopes, flag_default)
-        verdict = self._verdicts.get(key) if self.cache_seconds > 0 else None
+        verdict = self._verdicts.get(key)
         if verdict is None:
-            generation = self._generation
-            pending = self._pending.get(key)
-            if pending is None:  # one read per key at a time, however many steps ask
-                pending = asyncio.ensure_future(
-                    self._decide(engine_id, platform, action, scopes, flag_default)
-                )
-                self._pending[key] = pending
-                pending.add_done_callback(lambda done: self._forget(key, done))
-            verdict = await asyncio.shield(pending)
-            if self.cache_seconds > 0 and generation == self._generation:
-                self._verdicts[key] = verdict
+            verdict = await self._verdicts.load(
+                key, lambda: self._decide(engine_id, platform, action, scopes, flag_default)
+            )
         if audit:
             self.audit.add(_event(engine_id, platform, action, verdict, context))
         return verdict

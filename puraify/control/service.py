@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cachetools import TTLCache
-
 from .. import __version__
 from ..errors import ControlError
+from ..store.cache import SingleFlightCache
 from .policy import AuditLog, LocalPolicy
 from .registry import ControlRegistry
 from .rules import ADMIN, EngineRecord, Permissions, Verdict
@@ -61,28 +60,24 @@ class ControlService:
         self.registry = registry
         self.policy = policy
         self.audit = audit
-        self._verified: TTLCache[tuple[str, str], EngineRecord] = TTLCache(
-            maxsize=4096, ttl=max(auth_cache_seconds, 1e-9), timer=clock
+        self._verified: SingleFlightCache[tuple[str, str], EngineRecord | None] = SingleFlightCache(
+            auth_cache_seconds, maxsize=4096, clock=clock
         )
-        self._auth_cache = auth_cache_seconds > 0
-        self._generation = 0
 
     # -- callers ------------------------------------------------------------------------------
 
     async def authenticate(self, engine_id: str, key: str) -> EngineRecord | None:
         cache_key = (engine_id, hashlib.sha256(key.encode()).hexdigest())
-        found = self._verified.get(cache_key) if self._auth_cache else None
-        if found is None:
-            generation = self._generation
-            found = await self.registry.authenticate(engine_id, key)
-            if found is not None and self._auth_cache and generation == self._generation:
-                self._verified[cache_key] = found
+        found = self._verified.get(cache_key)
+        if found is None:  # failures are never kept
+            found = await self._verified.load(
+                cache_key, lambda: self.registry.authenticate(engine_id, key)
+            )
         return found
 
     def _changed(self) -> None:
         """A change was made here: every verdict and verified key is asked again."""
-        self._generation += 1
-        self._verified.clear()
+        self._verified.forget()
         self.policy.invalidate()
 
     async def check(

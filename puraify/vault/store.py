@@ -21,6 +21,7 @@ from cachetools import TTLCache
 from sqlalchemy import delete, insert, select, update
 
 from ..errors import VaultError
+from ..store.cache import SingleFlightCache
 from ..store.database import Database
 from ..store.tables import vault_credentials
 from .crypto import Keyring, aad
@@ -125,17 +126,14 @@ class VaultStore:
         self._now = now
         # opened credentials, kept cache_seconds (a change made here forgets them at once);
         # a credential's last use is written at most once a minute
-        self.cache_seconds = cache_seconds
-        self._opened: TTLCache[tuple[str, str, str], Credential] = TTLCache(
-            maxsize=4096, ttl=max(cache_seconds, 1e-9), timer=clock
+        self._opened: SingleFlightCache[tuple[str, str, str], Credential | None] = (
+            SingleFlightCache(cache_seconds, maxsize=4096, clock=clock)
         )
         self._used: TTLCache[str, bool] = TTLCache(maxsize=65536, ttl=60.0, timer=clock)
-        self._generation = 0
 
     def forget(self) -> None:
         """Drop every opened credential (a change was made)."""
-        self._generation += 1
-        self._opened.clear()
+        self._opened.forget()
 
     def _keys(self, *, create: bool = False) -> Keyring:
         if not isinstance(self._keyring, Keyring):
@@ -261,11 +259,12 @@ class VaultStore:
         """The credential with its value (for a step, at call time); ``None`` if there is
         none. ``VaultError`` if it does not open: never an empty credential."""
         key = (project_id, platform, user_id or "")
-        if self.cache_seconds > 0:
-            cached = self._opened.get(key)
-            if cached is not None:
-                return cached
-        generation = self._generation
+        found = self._opened.get(key)
+        if found is None:
+            found = await self._opened.load(key, lambda: self._open(project_id, platform, user_id))
+        return found
+
+    async def _open(self, project_id: str, platform: str, user_id: str | None) -> Credential | None:
         row = await self._row(project_id, platform, user_id)
         if row is None:
             return None
@@ -282,10 +281,7 @@ class VaultStore:
                     .where(vault_credentials.c.id == row.id)
                     .values(last_used_at=self._now())
                 )
-        found = _credential(row, json.loads(plain))
-        if self.cache_seconds > 0 and generation == self._generation:
-            self._opened[key] = found
-        return found
+        return _credential(row, json.loads(plain))
 
     async def list(self, project_id: str | None = None) -> list[Credential]:
         query = select(vault_credentials).order_by(

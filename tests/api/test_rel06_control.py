@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from puraify.service.compose import open_database
 from puraify.settings import Settings
 from puraify.testing import CanaryListener, LocalServer, RecordingSink, Reply
 from tests.api.conftest import Api, ApiFactory
-from tests.helpers import ManualClock, poll
+from tests.helpers import ManualClock, poll, wait_for
 
 
 @pytest.fixture
@@ -178,13 +177,16 @@ class Process:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and self.proc.poll() is None:
+
+        def ready() -> bool:  # or ended: then it never will be
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
+                return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
             except httpx.HTTPError:
-                time.sleep(0.1)
+                return self.proc.poll() is not None
+
+        wait_for(ready, seconds=90, what=f"{service} ready")
+        if self.proc.poll() is None:
+            return
         self.stop()
         raise RuntimeError(
             f"{service} did not start: {(home.parent / f'{service}.log').read_text()}"
