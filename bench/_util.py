@@ -6,6 +6,8 @@ import json
 import os
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -165,3 +167,15 @@ def wait_ready(url: str, seconds: float = 90.0) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not become ready within {seconds} s")
+
+
+def puraify_json(*args: str, env: dict[str, str]) -> Any:
+    """What ``puraify ARGS --json`` prints, as a benchmark's set-up runs it (a real process)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "puraify", *args, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out)

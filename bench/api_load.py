@@ -19,7 +19,7 @@ from pathlib import Path
 
 import uvloop
 
-from ._util import Report, free_port, wait_ready
+from ._util import Report, free_port, puraify_json, wait_ready
 
 
 def _rss_mb(pid: int) -> float:
@@ -94,25 +94,8 @@ def run(report: Report) -> None:
             "PURAIFY_SSRF_ALLOW_HOSTS": '["127.0.0.1"]',
             "PURAIFY_LOG_LEVEL": "WARNING",
         }
-        token = json.loads(
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "puraify",
-                    "tokens",
-                    "create",
-                    "--project",
-                    "bench",
-                    "--scope",
-                    "execute",
-                    "--json",
-                ],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
+        token = puraify_json(
+            "tokens", "create", "--project", "bench", "--scope", "execute", env=env
         )["token"]
         receiver = subprocess.Popen(
             # keeps no requests: a receiver whose memory grows with the run would add its own

@@ -24,7 +24,7 @@ import httpx
 
 from puraify.testing import LocalServer, RecordingSink, Reply
 
-from ._util import Report, free_port, wait_ready
+from ._util import Report, free_port, puraify_json, wait_ready
 
 _MARGIN = 2.0  # seconds past a step's timeout an attack may take (start, answer, store)
 _TIMEOUT = 3  # every attack step's timeout, seconds
@@ -153,14 +153,9 @@ def run(report: Report) -> None:
             "PURAIFY_COMMAND_ALLOW": json.dumps([sys.executable]),
             "PURAIFY_LOG_LEVEL": "WARNING",
         }
-        made = subprocess.run(
-            [*_PURAIFY, "tokens", "create", "--project", "bench", "--scope", "execute", "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        token = json.loads(made.stdout)["token"]
+        token = puraify_json(
+            "tokens", "create", "--project", "bench", "--scope", "execute", env=env
+        )["token"]
         port = free_port()
         log = open(Path(tmp) / "server.log", "w")  # noqa: SIM115
         server = subprocess.Popen(

@@ -23,7 +23,7 @@ from puraify.service.compose import open_database
 from puraify.settings import Settings
 from puraify.testing import Lifespan
 
-from ._util import Report, free_port, wait_ready
+from ._util import Report, free_port, puraify_json, wait_ready
 
 _PURAIFY = (sys.executable, "-m", "puraify")
 
@@ -109,26 +109,11 @@ async def _http_load(url: str, headers: dict[str, str], seconds: float, clients:
 
 def _http(home: Path, seconds: float) -> float:
     env = {**os.environ, "PURAIFY_HOME": str(home), "PURAIFY_LOG_LEVEL": "WARNING"}
-    out = subprocess.run(
-        [*_PURAIFY, "init", "--json"], env=env, capture_output=True, text=True, check=True
-    ).stdout
-    admin = json.loads(out)
-    registered = subprocess.run(
-        [
-            *_PURAIFY,
-            "engines",
-            "register",
-            "bot",
-            "--permissions",
-            '{"slack": {"*": []}}',
-            "--json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    key = json.loads(registered)["engine_key"]
+    admin = puraify_json("init", env=env)
+    permissions = '{"slack": {"*": []}}'
+    key = puraify_json("engines", "register", "bot", "--permissions", permissions, env=env)[
+        "engine_key"
+    ]
     assert admin["engine_key"]
     port = free_port()
     log = open(home.parent / "control.log", "w")  # noqa: SIM115

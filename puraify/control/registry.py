@@ -204,24 +204,29 @@ class ControlRegistry:
             return [dict(r) for r in (await conn.execute(query)).mappings().all()]
 
     async def revoke(self, engine_id: str, *, by: str) -> None:
-        async with self.db.engine.begin() as conn:
-            changed = (
-                await conn.execute(
-                    update(control_engines)
-                    .where(
-                        control_engines.c.engine_id == engine_id,
-                        control_engines.c.revoked_at.is_(None),
-                    )
-                    .values(revoked_at=self._now(), updated_at=self._now())
-                )
-            ).rowcount
-            if not changed:
-                raise _unknown(engine_id)
-            await self._admin(conn, by, "revoke", engine_id=engine_id)
+        await self._change_active(
+            engine_id, by, "revoke", revoked_at=self._now(), updated_at=self._now()
+        )
 
     async def rotate_key(self, engine_id: str, *, by: str) -> str:
         """A new key for ``engine_id`` (the old one stops working at once); shown once."""
         key_id, key = _new_key()
+        await self._change_active(
+            engine_id,
+            by,
+            "rotate_key",
+            audit_key_id=key_id,
+            key_id=key_id,
+            key_hash=_hash(key),
+            updated_at=self._now(),
+        )
+        return key
+
+    async def _change_active(
+        self, engine_id: str, by: str, what: str, *, audit_key_id: str | None = None, **values: Any
+    ) -> None:
+        """Set ``values`` on an engine that is not revoked (``engine_unknown`` otherwise), and
+        audit it as ``what``."""
         async with self.db.engine.begin() as conn:
             changed = (
                 await conn.execute(
@@ -230,13 +235,13 @@ class ControlRegistry:
                         control_engines.c.engine_id == engine_id,
                         control_engines.c.revoked_at.is_(None),
                     )
-                    .values(key_id=key_id, key_hash=_hash(key), updated_at=self._now())
+                    .values(**values)
                 )
             ).rowcount
             if not changed:
                 raise _unknown(engine_id)
-            await self._admin(conn, by, "rotate_key", engine_id=engine_id, key_id=key_id)
-        return key
+            extra = {} if audit_key_id is None else {"key_id": audit_key_id}
+            await self._admin(conn, by, what, engine_id=engine_id, **extra)
 
     async def set_permissions(
         self, engine_id: str, permissions: Permissions, *, merge: bool, by: str

@@ -34,22 +34,25 @@ class CredentialBody(BaseModel):
     expires_at: datetime | None = None
 
 
-def _own(principal: Principal, project: str) -> None:
+async def _owned(
+    project: _Part,
+    platform: _Part,
+    principal: Annotated[Principal, Depends(require("vault"))],
+    user_id: _User = None,
+) -> tuple[str, str, str | None]:
+    """The credential a vault-scoped token of its own project names (project, platform,
+    user); another project's are as absent as missing ones."""
     if principal.project_id != project and "admin" not in principal.scopes:
-        # another project's credentials are as absent as missing ones
         raise ApiError(f"no credential for {project}", code="not_found")
+    return project, platform, user_id
+
+
+Owned = Annotated[tuple[str, str, str | None], Depends(_owned)]
 
 
 @router.put("/vault/credentials/{project}/{platform}", summary="Store a credential")
-async def put_credential(
-    request: Request,
-    project: _Part,
-    platform: _Part,
-    body: CredentialBody,
-    principal: Annotated[Principal, Depends(require("vault"))],
-    user_id: _User = None,
-) -> dict[str, Any]:
-    _own(principal, project)
+async def put_credential(request: Request, body: CredentialBody, owned: Owned) -> dict[str, Any]:
+    project, platform, user_id = owned
     found = await application(request).vault.put(
         project,
         platform,
@@ -63,14 +66,8 @@ async def put_credential(
 
 
 @router.get("/vault/credentials/{project}/{platform}", summary="A credential's metadata")
-async def get_credential(
-    request: Request,
-    project: _Part,
-    platform: _Part,
-    principal: Annotated[Principal, Depends(require("vault"))],
-    user_id: _User = None,
-) -> dict[str, Any]:
-    _own(principal, project)
+async def get_credential(request: Request, owned: Owned) -> dict[str, Any]:
+    project, platform, user_id = owned
     found = await application(request).vault.describe(project, platform, user_id=user_id)
     if found is None:
         raise ApiError(f"no credential for {project}/{platform}", code="not_found")
@@ -78,14 +75,8 @@ async def get_credential(
 
 
 @router.delete("/vault/credentials/{project}/{platform}", summary="Delete a credential")
-async def delete_credential(
-    request: Request,
-    project: _Part,
-    platform: _Part,
-    principal: Annotated[Principal, Depends(require("vault"))],
-    user_id: _User = None,
-) -> dict[str, Any]:
-    _own(principal, project)
+async def delete_credential(request: Request, owned: Owned) -> dict[str, Any]:
+    project, platform, user_id = owned
     if not await application(request).vault.delete(project, platform, user_id=user_id):
         raise ApiError(f"no credential for {project}/{platform}", code="not_found")
     return {"deleted": True}

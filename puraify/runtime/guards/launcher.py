@@ -76,19 +76,19 @@ _LIMITS = {
 }
 
 
-_SECCOMP: Any = None  # pyseccomp, loaded from the path the engine gives (no site-packages here)
+_RULES: Any = None  # the commands' filter, built once; each command loads it
 
 
 def load_seccomp(path: str) -> None:
-    """Load the libseccomp binding from ``path`` (``ImportError``/``OSError`` if it cannot)."""
-    global _SECCOMP
+    """Load the libseccomp binding from ``path`` (no site-packages here) and build the
+    commands' filter with it (``ImportError``/``OSError`` if it cannot)."""
+    global _RULES
     spec = importlib.util.spec_from_file_location("pyseccomp", path)
     if spec is None or spec.loader is None:
         raise ImportError(f"no module at {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.SyscallFilter(defaction=module.ALLOW)  # libseccomp itself is there
-    _SECCOMP = module
+    _RULES = _filter(module)
 
 
 class _MountAttr(ctypes.Structure):
@@ -328,7 +328,7 @@ _MODES = (
 )  # fmt: skip
 
 
-def _filter(seccomp: Any) -> None:
+def _filter(seccomp: Any) -> Any:
     """The command's system call filter (libseccomp): what ``_DENIED`` names, namespaces by
     ``clone`` (``clone3``, whose flags it cannot read, answers ENOSYS: libc falls back to
     ``clone``), and setuid or setgid modes. Everything else is allowed."""
@@ -349,7 +349,7 @@ def _filter(seccomp: Any) -> None:
     for name, index in _MODES:
         for bit in (0o4000, 0o2000):
             add(refuse, name, seccomp.Arg(index, seccomp.MASKED_EQ, bit, bit))
-    rules.load()
+    return rules
 
 
 def _exec(request: dict[str, Any], fds: list[int], parent: int, errors: int) -> None:
@@ -376,7 +376,7 @@ def _exec(request: dict[str, Any], fds: list[int], parent: int, errors: int) -> 
     os.closerange(errors + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     for name, value in request.get("limits", {}).items():
         resource.setrlimit(_LIMITS[name], (int(value), int(value)))
-    _filter(_SECCOMP)
+    _RULES.load()
     os.execve(request["program"], request["argv"], request["env"])  # noqa: S606 (argv, no shell)
 
 
