@@ -42,6 +42,8 @@ class ErrorCode(StrEnum):
     COMMAND_FAILED = "command_failed"
     COMMAND_NOT_FOUND = "command_not_found"
     COMMAND_REFUSED = "command_refused"
+    CREDENTIAL_INVALID = "credential_invalid"
+    CREDENTIAL_MISSING = "credential_missing"
     CREDENTIAL_UNDECRYPTABLE = "credential_undecryptable"
     CONNECTION_ERROR = "connection_error"
     DEPENDENCY_CYCLE = "dependency_cycle"
@@ -64,6 +66,7 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
     INTERRUPTED = "interrupted"
     INVALID_ARGUMENTS = "invalid_arguments"
+    INSUFFICIENT_SCOPE = "insufficient_scope"
     INVALID_CREDENTIAL = "invalid_credential"
     INVALID_ENCODING = "invalid_encoding"
     INVALID_FIELD = "invalid_field"
@@ -90,6 +93,9 @@ class ErrorCode(StrEnum):
     PARSE_ERROR = "parse_error"
     PATH_OUTSIDE_JAIL = "path_outside_jail"
     PLATFORM_UNAVAILABLE = "platform_unavailable"
+    OAUTH_ERROR = "oauth_error"
+    OAUTH_PROVIDER_UNKNOWN = "oauth_provider_unknown"
+    OAUTH_STATE_INVALID = "oauth_state_invalid"
     POLICY_DENIED = "policy_denied"
     POLICY_UNAVAILABLE = "policy_unavailable"
     PROFILE_REFUSED = "profile_refused"
@@ -121,6 +127,7 @@ class ErrorCode(StrEnum):
     VALIDATION_FAILED = "validation_failed"
     VAULT_ERROR = "vault_error"
     VAULT_KEY_MISSING = "vault_key_missing"
+    VAULT_UNAVAILABLE = "vault_unavailable"
     YAML_SYNTAX = "yaml_syntax"
 
 
@@ -618,11 +625,55 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
             "back the key file `puraify init` made (<home>/vault.key); credentials are never "
             "handed out empty.",
         ),
+        ErrorCode.VAULT_UNAVAILABLE: CodeInfo(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            ExitCode.FAILED,
+            "The vault (`vault_url`) could not be asked for the step's credential, or refused "
+            "this engine (it needs vault:read in Engine Control); the step did not run.",
+        ),
         ErrorCode.CREDENTIAL_UNDECRYPTABLE: CodeInfo(
             HTTPStatus.INTERNAL_SERVER_ERROR,
             ExitCode.INTERNAL,
             "A stored credential does not open with its key: it was altered or moved from "
             "another row; store it again.",
+        ),
+        ErrorCode.CREDENTIAL_MISSING: CodeInfo(
+            HTTPStatus.UNAUTHORIZED,
+            ExitCode.FAILED,
+            "Missing token or insufficient scope: the vault holds no credential for this "
+            "platform in this project (or for this user); store one (`puraify vault set`, "
+            "`PUT /vault/credentials/...` or `POST /auth/start`).",
+        ),
+        ErrorCode.CREDENTIAL_INVALID: CodeInfo(
+            HTTPStatus.UNAUTHORIZED,
+            ExitCode.FAILED,
+            "The platform's credential is no longer valid (its refresh was refused, or it was "
+            "marked invalid); connect the platform again to store a new one.",
+        ),
+        ErrorCode.INSUFFICIENT_SCOPE: CodeInfo(
+            HTTPStatus.FORBIDDEN,
+            ExitCode.FAILED,
+            "Missing token or insufficient scope: the stored credential does not grant every "
+            "scope the action needs (the message names them); connect the platform again with "
+            "those scopes.",
+        ),
+        ErrorCode.OAUTH_PROVIDER_UNKNOWN: CodeInfo(
+            HTTPStatus.NOT_FOUND,
+            ExitCode.INVALID,
+            "No OAuth2 provider is configured for this platform; add it to `oauth_providers` "
+            "in the settings (presets exist for slack, google and notion).",
+        ),
+        ErrorCode.OAUTH_STATE_INVALID: CodeInfo(
+            HTTPStatus.UNAUTHORIZED,
+            ExitCode.FAILED,
+            "The authorization's `state` is unknown, expired or already used; start the "
+            "connection again (`POST /auth/start`).",
+        ),
+        ErrorCode.OAUTH_ERROR: CodeInfo(
+            HTTPStatus.BAD_GATEWAY,
+            ExitCode.FAILED,
+            "The platform's authorization server refused or failed the token request; the "
+            "message gives its error.",
         ),
         ErrorCode.INVALID_CREDENTIAL: CodeInfo(
             HTTPStatus.UNPROCESSABLE_ENTITY,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,7 +27,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["Mode", "Profile", "SafetyLevel", "Settings", "config_path"]
+__all__ = ["Mode", "OAuthProvider", "Profile", "SafetyLevel", "Settings", "config_path"]
 
 Mode = Literal["local", "server"]
 #: How strict the static safety analysis every mission passes before it runs is.
@@ -45,6 +45,23 @@ def config_path(environ: dict[str, str] | None = None) -> Path:
         return Path(env["PURAIFY_CONFIG"]).expanduser().resolve()
     home = Path(env["PURAIFY_HOME"]).expanduser() if env.get("PURAIFY_HOME") else _default_home()
     return (home / "puraify.toml").resolve()
+
+
+class OAuthProvider(BaseModel):
+    """An OAuth2 provider as the operator configured it (a preset fills what is left out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str
+    client_secret: SecretStr
+    authorize_url: str | None = None
+    token_url: str | None = None
+    scopes: list[str] | None = None
+    # how the client authenticates at the token endpoint
+    token_auth_method: Literal["client_secret_post", "client_secret_basic"] | None = None
+    # extra query parameters of the authorization URL (Google's access_type=offline)
+    authorize_params: dict[str, str] | None = None
+    scope_separator: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +168,18 @@ class Settings(BaseSettings):
     # how long an opened credential is kept in memory (a change made in this process applies
     # at once; 0: read and open it on every use)
     vault_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    # a separate vault (`puraify serve vault`): the execution service reads credentials from
+    # its GET /vault/token with its engine's id and key (control_engine_id/_key), which must
+    # hold vault:read in Engine Control
+    vault_url: str | None = None
+    # OAuth2 providers by platform: {client_id, client_secret, authorize_url, token_url,
+    # scopes, ...}; slack, google and notion have presets for everything but the client
+    # (PURAIFY_OAUTH_PROVIDERS='{"slack": {"client_id": "...", "client_secret": "..."}}')
+    oauth_providers: dict[str, OAuthProvider] = Field(default_factory=dict)
+    # how long an authorization started by POST /auth/start may take to come back
+    oauth_state_seconds: float = Field(default=600.0, ge=30, le=3600)
+    # access tokens are refreshed this long before they expire
+    oauth_refresh_leeway_seconds: float = Field(default=60.0, ge=0, le=3600)
 
     # Engine Control. The execution service runs as the engine control_engine_id and asks the
     # policy before every step: in this process (its store), or, with control_url, a separate

@@ -144,6 +144,10 @@ class Action(ABC):
     #: whether it is dangerous, behind a feature flag of its name (off in the server profile).
     required_scopes: ClassVar[tuple[str, ...]] = ()
     dangerous: ClassVar[bool] = False
+    #: The vault: whether each attempt gets its platform's credential in
+    #: ``ActionContext.credentials[platform]`` (``required``: the step fails
+    #: ``credential_missing`` without one; ``optional``: it runs without).
+    credential: ClassVar[Literal["required", "optional"] | None] = None
 
     @property
     def flag(self) -> str | None:
@@ -170,6 +174,7 @@ class Action(ABC):
             "platform": cls.platform,
             "required_scopes": list(cls.required_scopes),
             "dangerous": cls.dangerous,
+            "credential": cls.credential,
             "delivery": cls.delivery,
             "description": cls.description,
             "parameters": cls.Params.model_json_schema(by_alias=False),

@@ -217,7 +217,7 @@ def create_app(
         _log.exception("unhandled_error", path=request.url.path)
         return JSONResponse(error_body(exc, _request_id(request)), status_code=500)
 
-    from .routes import control, execution, runs, system, vault
+    from .routes import control, execution, oauth, runs, system, vault
 
     app.include_router(system.router)
     if services in ("all", "execution"):
@@ -227,6 +227,7 @@ def create_app(
         app.include_router(control.router)
     if services in ("all", "vault"):
         app.include_router(vault.router)
+        app.include_router(oauth.router)
     return app
 
 

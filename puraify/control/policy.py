@@ -266,12 +266,12 @@ class EngineGate:
             audit=False,
         )
 
-    async def authorize(self, action: Action, *, run_id: str, step_id: str) -> None:
+    async def authorize(self, action: Action, *, run_id: str, step_id: str) -> tuple[str, ...]:
         verdict = await self.verdict(
             action, run_id=run_id, step_id=step_id, request_id=_request_id()
         )
         if verdict.allowed:
-            return
+            return verdict.required_scopes
         unavailable = verdict.platform_status != "active"
         code = ErrorCode.PLATFORM_UNAVAILABLE if unavailable else ErrorCode.POLICY_DENIED
         raise ActionError(

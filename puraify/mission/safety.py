@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
+from ..redaction import KNOWN_SHAPES
 from .model import Mission, MissionStep
 from .programs import Rule, env_refusal, program_name, programs_run, refusal
 
@@ -63,12 +64,9 @@ _SECRET_KEYS = re.compile(
     r"(?i:pass(?:word)?|passwd|secret|token|api[_-]?key|apikey|private[_-]?key|credentials?)"
     r"(?:$|[_\-.\s]|(?=[A-Z]))"
 )
-# values in a known credential format (high); a bearer token written out (medium: placeholders
-# in documentation look the same)
-_SECRET_VALUES = re.compile(
-    r"(xox[abprs]-[0-9A-Za-z-]{10,}|sk-[A-Za-z0-9]{20,}|ghp_[A-Za-z0-9]{30,}|"
-    r"AKIA[0-9A-Z]{16}|-----BEGIN [A-Z ]*PRIVATE KEY-----)"
-)
+# values in a known credential format (high: ``redaction.KNOWN_SHAPES``, the forms every output
+# is redacted of); a bearer token written out (medium: placeholders in documentation look the same)
+_SECRET_VALUES = KNOWN_SHAPES
 _BEARER = re.compile(r"Bearer\s+[A-Za-z0-9._~+/-]{20,}")
 _SYSTEM_PREFIXES = (
     "/etc",

@@ -1,5 +1,4 @@
-"""Observability: structured logs now; metrics, events and the secret redactor arrive with the
-service issues. May import structlog and the standard library only."""
+"""Observability: structured logs (redacted as they are written), metrics and run events."""
 
 from __future__ import annotations
 

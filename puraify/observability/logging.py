@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
 import structlog
+
+from ..redaction import SECRETS
 
 __all__ = ["configure_logging"]
 
@@ -21,7 +23,8 @@ def configure_logging(
     cache: bool = False,
 ) -> None:
     """Send every structlog event to ``stream`` (stderr by default), never to stdout, so that
-    machine-readable command output stays clean.
+    machine-readable command output stays clean. Each line is redacted as written (the
+    vault's values and known token shapes: ``puraify.redaction``), tracebacks included.
 
     ``cache`` lets each module's logger resolve its configuration once (long-lived processes:
     the server resolves a logger per request otherwise, ~2 % of a request's CPU); leave it off
@@ -43,6 +46,7 @@ def configure_logging(
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             renderer,
+            _redacted,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
@@ -50,3 +54,7 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=cache,
     )
+
+
+def _redacted(logger: Any, method: str, line: Any) -> Any:
+    return SECRETS.text(line) if isinstance(line, str) else line

@@ -23,6 +23,7 @@ from ..errors import ActionError, PuraifyError, StepTimeout
 from ..mission.compile import CompiledStep
 from ..mission.data import json_safe, safe_text
 from ..mission.model import MissionStep, StepError, StepResult, StepStatus
+from ..redaction import SECRETS
 from .hooks import Hooks, RunInfo
 from .recorder import RunRecorder
 from .retry import backoff_delay, is_retryable
@@ -116,7 +117,13 @@ class Attempts:
             rec.attempts = attempt
             await self.hooks.before_step(run, step.step, attempt)
             invocation = StepInvocation(
-                run.run_id, step.id, step.action, attempt, parameters, params=params
+                run.run_id,
+                step.id,
+                step.action,
+                attempt,
+                parameters,
+                params=params,
+                user_id=run.user_id,
             )
             error: ActionError
             try:
@@ -124,8 +131,9 @@ class Attempts:
                     output = await self.runner.run(invocation)
                 if not isinstance(output, dict):
                     raise TypeError(f"the action returned {type(output).__name__}, not an object")
-                # what a platform answered, made storable and servable (NaN, NUL, ...)
-                rec.status, rec.output = StepStatus.SUCCESS, json_safe(output)
+                # what a platform answered, made storable and servable (NaN, NUL, ...), with
+                # every secret it may echo back redacted before anyone sees it
+                rec.status, rec.output = StepStatus.SUCCESS, SECRETS.value(json_safe(output))
                 return
             except TimeoutError:
                 if not cm.expired():
@@ -152,23 +160,25 @@ class Attempts:
                         run.run_id,
                         step.id,
                         rec.fence,
-                        StepError(
-                            code=error.code, message=safe_text(error.message), status=error.status
-                        ),
+                        StepError(code=error.code, message=_message(error), status=error.status),
                     )
                 await self.hooks.on_retry(run, step.step, attempt, _error_dict(error), delay)
                 await asyncio.sleep(delay)
                 continue
             rec.status = StepStatus.FAILED
-            rec.output = None if error.output is None else json_safe(error.output)
+            rec.output = None if error.output is None else SECRETS.value(json_safe(error.output))
             rec.error = StepError(
                 code=error.code,
-                message=safe_text(error.message),
+                message=_message(error),
                 retryable=error.retryable,
                 status=error.status,
             )
             return
 
 
+def _message(error: ActionError) -> str:
+    return SECRETS.text(safe_text(error.message))
+
+
 def _error_dict(error: ActionError) -> dict[str, Any]:
-    return {"code": error.code, "message": error.message, "status": error.status}
+    return {"code": error.code, "message": _message(error), "status": error.status}

@@ -20,6 +20,7 @@ from ..mission.parse import ParseLimits
 from ..mission.validate import ValidatedMission
 from ..settings import Profile, Settings
 from ..templating.render import TemplateEngine
+from .credentials import CredentialRunner, Credentials
 from .executor import Executor, RunHandle
 from .guards import CommandPolicy, Jail, SsrfPolicy, SsrfTransport
 from .hooks import Hooks, HookSet
@@ -71,6 +72,7 @@ class Engine:
         recorder: RunRecorder | None = None,
         workspace: Path | None = None,
         owns_http: bool = True,
+        credentials: Credentials | None = None,
     ) -> None:
         self.registry = registry
         self._owns_http = owns_http
@@ -93,6 +95,7 @@ class Engine:
             env=env,
             recorder=recorder,
             output_aliases=registry.output_aliases(),
+            credentials=credentials,
         )
 
     @classmethod
@@ -110,6 +113,7 @@ class Engine:
         preparer: Preparer | None = None,
         pool: ActionPool | None = None,
         policy: StepPolicy | None = None,
+        credentials: Credentials | None = None,
     ) -> Engine:
         """Build the engine an operator configured; ``environ`` is the process environment
         (read by the caller, which is an edge). ``profile``: the safety profile (default: the
@@ -119,7 +123,8 @@ class Engine:
         ``pool``: the worker processes sandboxed actions run in (the caller closes it); without
         one they run on the event loop. ``policy``: what authorizes each attempt (Engine
         Control); with one, command steps are gated by its ``command`` feature flag instead of
-        the profile's ``command_enabled``."""
+        the profile's ``command_enabled``. ``credentials``: the vault, for the run's project
+        (actions that declare ``credential`` and ``{{ secrets.<platform> }}`` read it)."""
         environ = environ if environ is not None else {}
         profile = profile or settings.profile(settings.mode or "server")
         preparer = preparer or Preparer.from_settings(settings, registry=registry)
@@ -163,6 +168,8 @@ class Engine:
             pool=pool,
             protected=tuple(str(p) for p in settings.protected_paths),
         )
+        if credentials is not None:
+            runner = CredentialRunner(runner, credentials, registry)
         if policy is not None:
             runner = PolicedRunner(runner, policy, registry)
         allow = profile.env_allow
@@ -180,6 +187,7 @@ class Engine:
             recorder=recorder,
             workspace=jail.root,
             owns_http=owns_http,
+            credentials=credentials,
         )
 
     # -- prepare -------------------------------------------------------------------------------

@@ -17,19 +17,20 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import PuraifyError
-from ..mission.compile import CompiledMission, CompiledStep, TemplateSlot
+from ..errors import ActionError, PuraifyError
+from ..mission.compile import CompiledMission, CompiledStep, Template, TemplateSlot
 from ..mission.model import MissionResult, StepError, StepResult, StepStatus
 from ..mission.outcome import Interruption, cancelled_error, summarize, when_allows
 from ..mission.plan import Plan
 from ..templating.render import TemplateEngine
 from ..templating.scope import Scope
 from .attempts import Attempts, StepRecord
+from .credentials import Credentials
 from .hooks import Hooks, HookSet, RunInfo
 from .recorder import Heartbeat, NullRecorder, RunRecorder
 from .resume import ResumeState
@@ -85,8 +86,10 @@ class Executor:
         rng: random.Random | None = None,
         recorder: RunRecorder | None = None,
         output_aliases: Mapping[str, Mapping[str, str]] | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.runner = runner
+        self.credentials = credentials  # what ``{{ secrets.<platform> }}`` reads
         self.recorder: RunRecorder = recorder or NullRecorder()
         self.templates = templates or TemplateEngine()
         self.hooks = hooks or HookSet()
@@ -148,7 +151,7 @@ class _Run:
         mission = compiled.mission
         self.executor = executor
         self.handle = handle
-        self.info = RunInfo(handle.run_id, mission)
+        self.info = RunInfo(handle.run_id, mission, _user_of(context))
         self.records = {c.id: StepRecord(c) for c in compiled.steps}
         self.plan = Plan.from_mission(mission)
         self.scope = Scope(run_id=handle.run_id, mission=mission, context=context, env=executor.env)
@@ -403,7 +406,8 @@ class _Run:
         step = rec.compiled
         rec.started_at, rec.t0 = _now(), time.monotonic()
         try:
-            parameters = self._render(step)
+            secrets = await self._secrets(step) if "secrets" in step.roots else None
+            parameters = self._render(step, secrets)
         except PuraifyError as exc:
             rec.attempts = 1
             rec.status = StepStatus.FAILED
@@ -411,11 +415,35 @@ class _Run:
             return
         await self.executor.attempts.run(self.info, rec, step, parameters, step.params)
 
-    def _render(self, step: CompiledStep) -> Mapping[str, Any]:
+    async def _secrets(self, step: CompiledStep) -> dict[str, Any]:
+        """The credentials the step's templates read (``secrets.<platform>``), fetched now."""
+        platforms: set[str] = set()
+        for template in _templates(step.templated):
+            for ref in template.references:
+                if ref[0] != "secrets":
+                    continue
+                if len(ref) < 2:
+                    raise PuraifyError(
+                        "`secrets` is read by platform: {{ secrets.<platform> }}",
+                        code="template_error",
+                    )
+                platforms.add(ref[1])
+        if not platforms:
+            return {}
+        if self.executor.credentials is None:
+            raise ActionError(
+                "this engine has no vault, so {{ secrets.* }} cannot be read",
+                code="credential_missing",
+            )
+        return await self.executor.credentials.for_templates(platforms, self.info.user_id)
+
+    def _render(self, step: CompiledStep, secrets: Mapping[str, Any] | None) -> Mapping[str, Any]:
         parameters = step.step.parameters
         if not step.templated:
             return parameters
         names = self.scope.names(step.roots)
+        if secrets is not None:
+            names["secrets"] = secrets
         return {
             k: self._fill(step.templated[k], names) if k in step.templated else v
             for k, v in parameters.items()
@@ -429,3 +457,22 @@ class _Run:
         if isinstance(value, list):
             return [self._fill(v, names) for v in value]
         return value
+
+
+def _templates(value: Any) -> Iterator[Template]:
+    if isinstance(value, TemplateSlot):
+        yield value.template
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _templates(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _templates(v)
+
+
+def _user_of(context: Mapping[str, Any]) -> str | None:
+    """The user a run is for: ``context.user.id`` (what the API's request shapes fill in), or
+    ``context.user_id``."""
+    user = context.get("user")
+    found = user.get("id") if isinstance(user, Mapping) else context.get("user_id")
+    return str(found) if isinstance(found, str | int) and not isinstance(found, bool) else None

@@ -18,11 +18,12 @@ _log = structlog.get_logger("puraify.hooks")
 class RunInfo:
     """What hooks learn about the run they are called for."""
 
-    __slots__ = ("mission", "run_id")
+    __slots__ = ("mission", "run_id", "user_id")
 
-    def __init__(self, run_id: str, mission: Mission) -> None:
+    def __init__(self, run_id: str, mission: Mission, user_id: str | None = None) -> None:
         self.run_id = run_id
         self.mission = mission
+        self.user_id = user_id  # the user the run is for (their credentials win)
 
 
 class Hooks:

@@ -8,6 +8,8 @@ retryable ``policy_unavailable`` when the policy cannot be asked: the gate fails
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from ..actions.base import Action
@@ -18,8 +20,9 @@ __all__ = ["PolicedRunner", "StepPolicy"]
 
 
 class StepPolicy(Protocol):
-    async def authorize(self, action: Action, *, run_id: str, step_id: str) -> None:
-        """Return if ``action`` may run now for this step; raise ``ActionError`` if not."""
+    async def authorize(self, action: Action, *, run_id: str, step_id: str) -> Sequence[str]:
+        """Return the scopes ``action``'s credential must grant if it may run now for this
+        step; raise ``ActionError`` if not."""
 
 
 class PolicedRunner:
@@ -32,5 +35,9 @@ class PolicedRunner:
 
     async def run(self, invocation: StepInvocation) -> dict[str, Any]:
         action = self.registry.get(invocation.step_type)
-        await self.policy.authorize(action, run_id=invocation.run_id, step_id=invocation.step_id)
+        scopes = await self.policy.authorize(
+            action, run_id=invocation.run_id, step_id=invocation.step_id
+        )
+        if scopes:
+            invocation = replace(invocation, required_scopes=tuple(scopes))
         return await self.inner.run(invocation)

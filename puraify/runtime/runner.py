@@ -29,7 +29,9 @@ class StepInvocation:
 
     ``params``: the parsed parameter model when validation already made it (a step with no
     templated parameter); the in-process runner then does not validate ``parameters`` again.
-    A runner in another process validates ``parameters``.
+    A runner in another process validates ``parameters``. ``user_id``: the user the run is
+    for (a user's credential wins over the project's); ``required_scopes``: what Engine
+    Control requires of the action's credential.
     """
 
     run_id: str
@@ -39,6 +41,8 @@ class StepInvocation:
     parameters: Mapping[str, Any]
     credentials: Mapping[str, Any] = field(default_factory=dict)
     params: object | None = None
+    user_id: str | None = None
+    required_scopes: tuple[str, ...] = ()
 
 
 class StepRunner(Protocol):

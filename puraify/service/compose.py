@@ -26,6 +26,7 @@ from ..control.service import EXECUTION_PERMISSIONS, ControlService
 from ..errors import PuraifyError, StoreError
 from ..observability.events import EventBroker
 from ..observability.sinks import EventSinks
+from ..runtime.credentials import CredentialSource
 from ..runtime.guards.commands import CONTAINMENT_MEANING, containment, containment_reason
 from ..runtime.hooks import Hooks
 from ..runtime.prepare import Preparer
@@ -33,7 +34,9 @@ from ..settings import Mode, Profile, Settings
 from ..store import Database, RunStore, TokenStore
 from ..store.database import HEAD_REVISION
 from ..store.idempotency import IdempotencyStore
+from ..vault.access import HttpVault, LocalVault
 from ..vault.crypto import Keyring
+from ..vault.oauth import OAuth, providers_from
 from ..vault.store import VaultStore
 from .runs import RunService
 
@@ -57,6 +60,9 @@ class Application:
     control: ControlService
     policy: Policy
     vault: VaultStore
+    #: the vault as this process's steps read it, refreshing OAuth2 tokens (``vault``'s own)
+    credentials: LocalVault
+    oauth: OAuth
 
     @property
     def registry(self) -> ActionRegistry:
@@ -104,6 +110,25 @@ def _vault(settings: Settings, db: Database) -> VaultStore:
         lambda create: Keyring.load(
             env_value=secret, key_file=settings.vault_key_file, create=create
         ),
+        cache_seconds=settings.vault_cache_seconds,
+    )
+
+
+def _credential_source(settings: Settings, local: LocalVault) -> CredentialSource:
+    """Where this process's steps get credentials: this store's vault, or a separate one at
+    ``vault_url``, asked as the engine ``control_engine_id``."""
+    if not settings.vault_url:
+        return local
+    if settings.control_engine_key is None:
+        raise PuraifyError(
+            "vault_url is set, but not control_engine_key: the execution service needs its "
+            "engine's key to ask the vault",
+            code="invalid_settings",
+        )
+    return HttpVault(
+        settings.vault_url,
+        settings.control_engine_id,
+        settings.control_engine_key.get_secret_value(),
         cache_seconds=settings.vault_cache_seconds,
     )
 
@@ -210,12 +235,21 @@ async def compose(
         await db.dispose()
         raise
     vault = _vault(settings, db)
-    if listen is not None:
-        try:  # a server with the wrong key must not start: credentials are never empty
+    try:
+        oauth = OAuth(
+            vault,
+            db,
+            providers_from(settings.oauth_providers),
+            state_seconds=settings.oauth_state_seconds,
+            leeway_seconds=settings.oauth_refresh_leeway_seconds,
+        )
+        local_vault = LocalVault(vault, oauth)
+        source = _credential_source(settings, local_vault)
+        if listen is not None:  # a server with the wrong key must not start: never empty
             await vault.check_keys()
-        except BaseException:
-            await db.dispose()
-            raise
+    except BaseException:
+        await db.dispose()
+        raise
     runs = RunService(
         settings=settings,
         profile=profile,
@@ -226,6 +260,7 @@ async def compose(
         environ=environ,
         cwd=cwd,
         policy=policy,
+        credentials=source,
     )
     app = Application(
         settings=settings,
@@ -239,6 +274,8 @@ async def compose(
         control=control,
         policy=policy,
         vault=vault,
+        credentials=local_vault,
+        oauth=oauth,
     )
     sinks.start()
     try:
@@ -250,5 +287,7 @@ async def compose(
             await control.audit.aclose()
             if isinstance(policy, HttpPolicy):
                 await policy.aclose()
+            if isinstance(source, HttpVault):
+                await source.aclose()
         finally:
             await db.dispose()

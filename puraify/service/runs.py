@@ -32,6 +32,7 @@ from ..mission.loader import mission_from_data
 from ..mission.model import Mission, MissionResult, StepResult
 from ..mission.safety import SafetyReport
 from ..observability.events import EventBroker
+from ..runtime.credentials import Credentials, CredentialSource
 from ..runtime.engine import Engine, http_client
 from ..runtime.executor import RunHandle
 from ..runtime.hooks import Hooks
@@ -93,8 +94,10 @@ class RunService:
         environ: Mapping[str, str],
         cwd: Path,
         policy: Policy | None = None,
+        credentials: CredentialSource | None = None,
     ) -> None:
         self.settings = settings
+        self.credentials = credentials  # the vault, asked at each step that needs it
         self.policy = policy  # Engine Control, asked before every step (by the gates below)
         self._gates: dict[Mode, EngineGate] = {}
         self.profile = profile
@@ -107,7 +110,7 @@ class RunService:
         self._http: dict[Mode, httpx.AsyncClient] = {}
         # an engine is cheap to rebuild and owns nothing that needs closing (the HTTP clients
         # are shared), so one dropped from the cache while a run still uses it is harmless
-        self._engines: LRUCache[tuple[Mode, Path], Engine] = LRUCache(maxsize=_ENGINES)
+        self._engines: LRUCache[tuple[Mode, Path, str | None], Engine] = LRUCache(maxsize=_ENGINES)
         self.live: dict[str, _Live] = {}
         # CPU-bound actions of every engine run in one pool of workers (started on first use)
         # in the server profile one project holds at most all workers but one, so that another
@@ -130,9 +133,9 @@ class RunService:
         return Origin(self.profile.name, project_id, workspace)
 
     def engine(self, origin: Origin) -> Engine:
-        """The engine of a profile and workspace (built once; the policy, vault and worker
-        seams plug in here)."""
-        key = (origin.profile, origin.workspace)
+        """The engine of a profile, workspace and project (built once; the policy, vault and
+        worker seams plug in here)."""
+        key = (origin.profile, origin.workspace, origin.project_id)
         engine = self._engines.get(key)
         if engine is None:
             profile = self.settings.profile(origin.profile)
@@ -149,6 +152,11 @@ class RunService:
                 preparer=self.preparer,
                 pool=self._pool,
                 policy=self._gate(origin.profile, profile),
+                credentials=(
+                    Credentials(self.credentials, origin.project_id)
+                    if self.credentials is not None
+                    else None
+                ),
             )
             self._engines[key] = engine
         return engine

@@ -24,6 +24,7 @@ from ..codes import ErrorCode
 from ..errors import StoreError
 from ..mission.data import safe_text
 from ..mission.model import Mission, MissionResult, MissionStatus, StepError, StepResult
+from ..redaction import SECRETS
 from . import history
 from .commit import GroupCommit, Write
 from .database import Database
@@ -109,8 +110,8 @@ class RunStore:
         owner: str | None = None,
     ) -> None:
         self.db = db
-        # The vault installs the secret redactor here; without one, values pass through.
-        self.rows = Rows(max_output_bytes, redact or (lambda value: value))
+        # the process's redactor (the vault's values and known token shapes) unless told
+        self.rows = Rows(max_output_bytes, redact or SECRETS.value)
         self.owner = owner or owner_id()
         self.leases = Leases(db, self.owner)
         self._writer = RunWriter(GroupCommit(db.engine, writer=db.writer))

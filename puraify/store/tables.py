@@ -276,3 +276,20 @@ vault_credentials = Table(
     Column("last_used_at", UTCDateTime(), nullable=True),
     UniqueConstraint("project_id", "platform", "user_id", name="uq_vault_owner"),
 )
+
+# OAuth2 authorizations in progress (migration 0010): single use, expiring; the state is kept
+# only as its SHA-256, the PKCE verifier sealed by the vault's key.
+oauth_states = Table(
+    "oauth_states",
+    metadata,
+    Column("state_hash", String(64), primary_key=True),
+    Column("project_id", String(200), nullable=False),
+    Column("user_id", String(200), nullable=False),
+    Column("platform", String(128), nullable=False),
+    Column("redirect_uri", String(2000), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("sealed_verifier", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_oauth_states_expires", "expires_at"),
+)

@@ -148,6 +148,10 @@ class VaultStore:
     def keyring(self, value: Keyring) -> None:
         self._keyring = value
 
+    def keyring_for_sealing(self) -> Keyring:
+        """The keys, made if this vault has none yet (sealing needs a current key)."""
+        return self._keys(create=True)
+
     async def check_keys(self) -> None:
         """Raise ``VaultError`` unless this vault's keys open what it holds (the newest
         credential of each key it uses): a server with the wrong key must not start."""
@@ -254,11 +258,14 @@ class VaultStore:
         return None if row is None else _credential(row)
 
     async def value(
-        self, project_id: str, platform: str, *, user_id: str | None = None
+        self, project_id: str, platform: str, *, user_id: str | None = None, fresh: bool = False
     ) -> Credential | None:
         """The credential with its value (for a step, at call time); ``None`` if there is
-        none. ``VaultError`` if it does not open: never an empty credential."""
+        none. ``VaultError`` if it does not open: never an empty credential. ``fresh``: read
+        the store, not what was opened earlier."""
         key = (project_id, platform, user_id or "")
+        if fresh:
+            return await self._open(project_id, platform, user_id)
         found = self._opened.get(key)
         if found is None:
             found = await self._opened.load(key, lambda: self._open(project_id, platform, user_id))
@@ -282,6 +289,20 @@ class VaultStore:
                     .values(last_used_at=self._now())
                 )
         return _credential(row, json.loads(plain))
+
+    async def set_status(self, credential: Credential, status: str) -> None:
+        """Mark ``credential`` (``invalid``: its refresh was refused); a credential stored
+        again afterwards is ``valid`` again."""
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                update(vault_credentials)
+                .where(
+                    vault_credentials.c.id == credential.id,
+                    vault_credentials.c.version == credential.version,
+                )
+                .values(status=status, updated_at=self._now())
+            )
+        self.forget()
 
     async def list(self, project_id: str | None = None) -> list[Credential]:
         query = select(vault_credentials).order_by(

@@ -319,7 +319,7 @@ async def test_status_answers_like_get_without_loading_the_run(
 async def test_schema_is_at_head(database: Database) -> None:
     from puraify.store.database import HEAD_REVISION
 
-    assert await database.revision() == database.head() == HEAD_REVISION == "0009"
+    assert await database.revision() == database.head() == HEAD_REVISION == "0010"
 
 
 async def test_documents_are_stored_as_serialized_once(tmp_path: Path, store: RunStore) -> None:

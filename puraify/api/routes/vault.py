@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from ...control.rules import EngineRecord, granted_scopes
+from ...errors import PuraifyError
 from ...store.tokens import Principal
 from ..auth import engine, require
 from ..errors import ApiError
@@ -93,30 +94,44 @@ async def token(
     app = application(request)
     allowed = granted_scopes(caller.permissions, "vault", "read") is not None
     found = None
-    if allowed:
-        found = await app.vault.value(project, platform, user_id=user_id)
-    app.control.audit.add(
-        {
-            "kind": "vault",
-            "request_id": getattr(request.state, "request_id", None),
-            "engine_id": caller.engine_id,
-            "platform": platform,
-            "action": "read",
-            "allowed": allowed and found is not None,
-            "reason": "allowed" if found else ("not_found" if allowed else "permission_missing"),
-            "data": {"project_id": project, "user_id": user_id},
-        }
-    )
+    reason = "permission_missing"
+    try:
+        if allowed:
+            # refreshed first when it was about to expire (one refresh per credential)
+            found = await app.credentials.credential(project, platform, user_id)
+            reason = "allowed" if found is not None else "not_found"
+    except PuraifyError as exc:
+        reason = exc.code
+        raise
+    finally:
+        app.control.audit.add(
+            {
+                "kind": "vault",
+                "request_id": getattr(request.state, "request_id", None),
+                "engine_id": caller.engine_id,
+                "platform": platform,
+                "action": "read",
+                "allowed": reason == "allowed",
+                "reason": reason,
+                "data": {"project_id": project, "user_id": user_id},
+            }
+        )
     if not allowed:
         raise ApiError(f"engine {caller.engine_id!r} does not hold vault:read", code="forbidden")
     if found is None or found.value is None:
         raise ApiError(f"no credential for {project}/{platform}", code="not_found")
+    if found.status != "valid":
+        raise ApiError(
+            f"the {platform} credential of {project} is {found.status}; connect it again",
+            code="credential_invalid",
+        )
     value = dict(found.value)
     secret = value.get("access_token") or next(iter(value.values()))
     return {
         "token": secret,
         "type": found.type,
         "scopes": list(found.scopes),
+        "status": found.status,
         "expires_at": found.expires_at.isoformat() if found.expires_at else None,
         "credential": value,
     }
