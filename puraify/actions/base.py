@@ -9,7 +9,7 @@ Actions never build an HTTP client, read settings or the environment: everything
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, ClassVar, Literal, Protocol
@@ -17,6 +17,8 @@ from typing import IO, Any, ClassVar, Literal, Protocol
 import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict
+
+from ..errors import ActionError
 
 __all__ = [
     "Action",
@@ -29,6 +31,8 @@ __all__ = [
 ]
 
 Delivery = Literal["keyed", "idempotent", "unsafe"]
+#: Fetches a platform's credential for the attempt (``ActionContext.vault``).
+CredentialLookup = Callable[[str], Awaitable[Mapping[str, Any]]]
 
 
 class Params(BaseModel):
@@ -112,7 +116,23 @@ class ActionContext:
     commands: CommandGuard
     limits: Mapping[str, int] = field(default_factory=dict)
     logger: Any = field(default_factory=lambda: structlog.get_logger("puraify.action"))
+    #: credentials given to this attempt, by platform (``{"type", "scopes", <fields>}``)
     credentials: Mapping[str, Any] = field(default_factory=dict)
+    #: the vault, for a credential the action chooses at call time (``credential``)
+    vault: CredentialLookup | None = None
+
+    async def credential(self, platform: str) -> Mapping[str, Any]:
+        """``platform``'s credential for this run (its user's, else its project's), fetched
+        now; ``ActionError`` ``credential_missing`` when there is none."""
+        found = self.credentials.get(platform)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        if self.vault is None:
+            raise ActionError(
+                f"Missing token or insufficient scope: no vault is configured for {platform}",
+                code="credential_missing",
+            )
+        return await self.vault(platform)
 
     @property
     def idempotency_key(self) -> str:

@@ -10,11 +10,13 @@ details carry the body cut to 1 KiB. Templates may read ``body`` as ``response``
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import socket
 import time
 import zlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -69,6 +71,9 @@ class Http(Action):
         follow_redirects: bool = True
         max_response_bytes: int | None = Field(default=None, gt=0)
         response_format: Literal["auto", "json", "text"] = "auto"
+        #: a platform whose credential (from the vault, at call time) is sent as the
+        #: Authorization header: Bearer for token, oauth2 and api_key, Basic for basic
+        credential: str | None = Field(default=None, min_length=1, max_length=128)
 
     class Output(OutputModel):
         status: int
@@ -90,6 +95,10 @@ class Http(Action):
 
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
         headers = dict(params.headers)
+        if params.credential is not None:
+            headers["Authorization"] = _authorization(
+                params.credential, await ctx.credential(params.credential)
+            )
         if not any(k.lower() == "idempotency-key" for k in headers):
             headers["Idempotency-Key"] = ctx.idempotency_key
         content: bytes | str | None = None
@@ -245,3 +254,21 @@ def _safe(url: str) -> str:
         return _safe_url(httpx.URL(url))
     except httpx.InvalidURL:
         return "<invalid url>"
+
+
+def _authorization(platform: str, credential: Mapping[str, Any]) -> str:
+    """The Authorization header a credential is sent as."""
+    kind = credential.get("type")
+    if kind == "basic":
+        pair = f"{credential.get('username') or ''}:{credential.get('password') or ''}"
+        return "Basic " + base64.b64encode(pair.encode()).decode()
+    secret = {"token": "token", "oauth2": "access_token", "api_key": "api_key"}.get(str(kind))
+    value = credential.get(secret) if secret else None
+    if not isinstance(value, str) or not value:
+        raise ActionError(
+            f"the {platform} credential ({kind}) cannot be sent as an Authorization header; "
+            f"read it in a template ({{{{ secrets.{platform} }}}}) instead",
+            code="invalid_parameters",
+            field="credential",
+        )
+    return f"Bearer {value}"

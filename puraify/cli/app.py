@@ -151,6 +151,14 @@ def run(
             show_default=False,
         ),
     ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project",
+            help="The project whose vault credentials the steps use (default: `default`).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a mission, with a live view of its steps. Every run is recorded in the run store.
 
@@ -197,7 +205,7 @@ def run(
         async def start(app: Any) -> Any:
             run_id, _ = await app.runs.submit(
                 prepared.compiled,
-                project_id=None,
+                project_id=project,
                 context=variables,
                 idempotency_key=idempotency_key,
                 safety_level=level,

@@ -28,11 +28,18 @@ from .runner import StepInvocation, StepRunner
 
 __all__ = [
     "DEFAULT_PROJECT",
+    "MISSING_OR_SCOPE",
+    "MISSING_OR_SCOPE_CODES",
     "CredentialRunner",
     "CredentialSource",
     "Credentials",
     "StepCredential",
 ]
+
+#: What a step without a usable credential answers the seeds' callers (``reason``).
+MISSING_OR_SCOPE = "Missing token or insufficient scope"
+#: The codes that answer it.
+MISSING_OR_SCOPE_CODES = frozenset({ErrorCode.CREDENTIAL_MISSING, ErrorCode.INSUFFICIENT_SCOPE})
 
 #: The project of runs that name none (the command line without ``--project``).
 DEFAULT_PROJECT = "default"
@@ -101,8 +108,7 @@ class Credentials:
         missing = sorted(set(required_scopes) - set(found.scopes)) if found.scopes else []
         if missing:
             raise ActionError(
-                f"Missing token or insufficient scope: the {platform} credential lacks "
-                f"{', '.join(missing)}",
+                f"{MISSING_OR_SCOPE}: the {platform} credential lacks {', '.join(missing)}",
                 code=ErrorCode.INSUFFICIENT_SCOPE,
                 details={"missing_scopes": missing},
             )
@@ -115,7 +121,7 @@ class Credentials:
         if found is None:
             whose = f"user {user_id!r} or " if user_id else ""
             raise ActionError(
-                f"Missing token or insufficient scope: no {platform} credential for "
+                f"{MISSING_OR_SCOPE}: no {platform} credential for "
                 f"{whose}project {self.project_id!r}",
                 code=ErrorCode.CREDENTIAL_MISSING,
             )

@@ -167,6 +167,7 @@ class Engine:
             limits=limits,
             pool=pool,
             protected=tuple(str(p) for p in settings.protected_paths),
+            credentials=credentials,
         )
         if credentials is not None:
             runner = CredentialRunner(runner, credentials, registry)

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import pydantic
 import structlog
 
-from ..actions.base import ActionContext, CommandGuard, WorkspaceJail
+from ..actions.base import ActionContext, CommandGuard, CredentialLookup, WorkspaceJail
 from ..actions.registry import ActionRegistry
 from ..errors import ActionError
 from .sandbox import ActionPool, Job, action_ref
+
+if TYPE_CHECKING:
+    from .credentials import Credentials
 
 __all__ = ["InProcessRunner", "StepInvocation", "StepRunner"]
 
@@ -65,6 +68,7 @@ class InProcessRunner:
         limits: Mapping[str, int] | None = None,
         pool: ActionPool | None = None,
         protected: tuple[str, ...] = (),
+        credentials: Credentials | None = None,
     ) -> None:
         self.registry = registry
         self.http = http
@@ -73,6 +77,7 @@ class InProcessRunner:
         self.limits = dict(limits or {})
         self.pool = pool
         self.protected = protected  # the engine's own files, refused by the worker's jail too
+        self.credentials = credentials  # the vault, for ``ActionContext.credential``
         self.logger = structlog.get_logger("puraify.action")
 
     async def run(self, invocation: StepInvocation) -> dict[str, Any]:
@@ -115,5 +120,16 @@ class InProcessRunner:
                 attempt=invocation.attempt,
             ),
             credentials=invocation.credentials,
+            vault=self._lookup(invocation.user_id),
         )
         return await action.run(params, ctx)
+
+    def _lookup(self, user_id: str | None) -> CredentialLookup | None:
+        credentials = self.credentials
+        if credentials is None:
+            return None
+
+        async def lookup(platform: str) -> Mapping[str, Any]:
+            return (await credentials.require(platform, user_id)).for_context()
+
+        return lookup

@@ -1,5 +1,5 @@
 """Shipped test helpers: real servers on loopback (a scriptable recording sink, a canary
-listener), used by puraify's own tests, its benchmarks and its demo.
+listener, a fake OAuth2 authorization server), used by puraify's own tests, its benchmarks and its demo.
 
 May import anything in the package; nothing in the package imports it.
 Invariant: every server binds 127.0.0.1 only.
@@ -8,6 +8,15 @@ Invariant: every server binds 127.0.0.1 only.
 from __future__ import annotations
 
 from .asgi import Lifespan
+from .fakes import FakeOAuthServer
 from .servers import CanaryListener, LocalServer, RecordedRequest, RecordingSink, Reply
 
-__all__ = ["CanaryListener", "Lifespan", "LocalServer", "RecordedRequest", "RecordingSink", "Reply"]
+__all__ = [
+    "CanaryListener",
+    "FakeOAuthServer",
+    "Lifespan",
+    "LocalServer",
+    "RecordedRequest",
+    "RecordingSink",
+    "Reply",
+]

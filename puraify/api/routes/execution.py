@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from ...errors import Issue, PuraifyError, ValidationError
 from ...mission.model import MissionResult, StepStatus
+from ...runtime.credentials import MISSING_OR_SCOPE, MISSING_OR_SCOPE_CODES
 from ...runtime.prepare import Prepared
 from ...store.tokens import Principal
 from ..auth import require
@@ -106,6 +107,9 @@ async def _run_action(
     detail: dict[str, Any] = {"code": code, "retryable": bool(step.error and step.error.retryable)}
     if step.error and step.error.status is not None:
         detail["status"] = step.error.status
+    if code in MISSING_OR_SCOPE_CODES:  # the seeds' callers branch on this sentence
+        detail["message"] = message
+        message = MISSING_OR_SCOPE
     return status_for_code(code), {**base, "status": "fail", "reason": message, "error": detail}
 
 

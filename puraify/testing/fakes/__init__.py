@@ -1,0 +1,7 @@
+"""Fakes of the platforms puraify talks to, speaking their real HTTP shapes on loopback."""
+
+from __future__ import annotations
+
+from .oauth import FakeOAuthServer
+
+__all__ = ["FakeOAuthServer"]
