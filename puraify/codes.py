@@ -638,14 +638,14 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
             "another row; store it again.",
         ),
         ErrorCode.CREDENTIAL_MISSING: CodeInfo(
-            HTTPStatus.UNAUTHORIZED,
+            HTTPStatus.FORBIDDEN,
             ExitCode.FAILED,
             "Missing token or insufficient scope: the vault holds no credential for this "
             "platform in this project (or for this user); store one (`puraify vault set`, "
             "`PUT /vault/credentials/...` or `POST /auth/start`).",
         ),
         ErrorCode.CREDENTIAL_INVALID: CodeInfo(
-            HTTPStatus.UNAUTHORIZED,
+            HTTPStatus.FORBIDDEN,
             ExitCode.FAILED,
             "The platform's credential is no longer valid (its refresh was refused, or it was "
             "marked invalid); connect the platform again to store a new one.",

@@ -246,7 +246,7 @@ async def test_rel07_invalid_grant_is_credential_invalid_without_a_storm(
         assert codes == {"credential_invalid"}, (round_, run)
         assert server.refreshes == 1  # one refused refresh, then none at all
     token = await api.client.get("/vault/token/a/fake", headers=await reader(api))
-    assert token.status_code == 401 and token.json()["error"]["code"] == "credential_invalid"
+    assert token.status_code == 403 and token.json()["error"]["code"] == "credential_invalid"
     meta = await api.client.get("/vault/credentials/a/fake", headers=owner)
     assert meta.json()["status"] == "invalid"
     # connecting again makes it valid
