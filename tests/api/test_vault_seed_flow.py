@@ -141,7 +141,9 @@ def test_the_seed_flow_with_the_vault_in_a_separate_process(
             )
             assert missing.json()["reason"] == SEED_REASON
             # the vault is the only one that knows the value: the execution store never held it
-            assert canary.encode() not in (tmp_path / "execution" / "home" / "puraify.db").read_bytes()
+            assert (
+                canary.encode() not in (tmp_path / "execution" / "home" / "puraify.db").read_bytes()
+            )
         finally:
             execution.stop()
         # the vault audited the read, and its log holds no value
