@@ -31,7 +31,7 @@ def fake() -> Iterator[tuple[FakeOAuthServer, str]]:
 async def oauth_api(make_api: ApiFactory, url: str, **overrides: Any) -> Api:
     provider = OAuthProvider(
         client_id="puraify-client",
-        client_secret="puraify-secret",  # noqa: S106 (the fake's client)
+        client_secret="puraify-secret",
         authorize_url=f"{url}/authorize",
         token_url=f"{url}/token",
         scopes=["chat:write", "channels:read"],

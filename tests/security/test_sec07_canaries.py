@@ -22,7 +22,6 @@ import pytest
 from puraify.service import compose
 from puraify.settings import Settings
 from puraify.testing import LocalServer
-from tests.api.conftest import Api, api, make_api  # noqa: F401 (fixtures)
 from tests.helpers import cli
 
 SLACK_SHAPE = "xoxb-" + "1234567890-" + "abcdefghijklmnop"
@@ -68,8 +67,8 @@ class Echo:
         await send({"type": "http.response.body", "body": body})
 
 
-@pytest.fixture
-def echo() -> Iterator[str]:
+@pytest.fixture(name="echo")
+def echo_server() -> Iterator[str]:
     with LocalServer(Echo()) as server:
         yield server.url
 
@@ -127,6 +126,22 @@ def mission(echo: str, *, commands: bool) -> dict[str, Any]:
                 "message": "{{ secrets.keyed }} {{ secrets.echo }} {{ secrets.basic.password }}"
             },
         },
+        {  # a file written with it and read back
+            "id": "write",
+            "step_type": "create_file",
+            "parameters": {"path": "note.txt", "content": "{{ secrets.echo }}", "overwrite": True},
+        },
+        {
+            "id": "read",
+            "step_type": "read_file",
+            "depends_on": ["write"],
+            "parameters": {"path": "note.txt"},
+        },
+        {  # parsed in the sandbox's worker processes
+            "id": "parse",
+            "step_type": "parse_json",
+            "parameters": {"content": '{"key": "{{ secrets.keyed }}"}'},
+        },
     ]
     if commands:
         steps.append(
@@ -137,6 +152,11 @@ def mission(echo: str, *, commands: bool) -> dict[str, Any]:
             }
         )
     return {"name": "canaries", "config": {"fail_fast": False}, "steps": steps}
+
+
+def assert_no_leaks(texts: dict[str, str], secrets: list[str]) -> None:
+    """No secret, in any spelling, and no known token shape, in any of ``texts``."""
+    assert {where: leaks(text, secrets) for where, text in texts.items()} == {k: [] for k in texts}
 
 
 async def store_canaries(app: Any, project: str) -> list[str]:
@@ -173,6 +193,8 @@ def test_sec07_canaries_through_the_command_line(tmp_path: Path, echo: str) -> N
     assert outputs["basic_fails"]["status"] == "failed"
     assert outputs["basic_fails"]["output"]["headers"]["x-echo"] == "Basic [redacted]"
     assert outputs["shell"]["output"]["stdout"].strip() == "[redacted]"
+    assert outputs["read"]["output"]["content"] == "[redacted]"
+    assert outputs["parse"]["output"]["data"] == {"key": "[redacted]"}
     shown = cli("runs", "show", result["run_id"], "--json", cwd=tmp_path, env=env)
     exported = cli("runs", "export", result["run_id"], cwd=tmp_path, env=env)
     listed = cli("runs", "list", cwd=tmp_path, env=env)
@@ -186,39 +208,4 @@ def test_sec07_canaries_through_the_command_line(tmp_path: Path, echo: str) -> N
         "database file": database_bytes(home),
     }
     assert exported.returncode == 0 and result["run_id"] in exported.stdout
-    assert {where: leaks(text, secrets) for where, text in texts.items()} == dict.fromkeys(
-        texts, []
-    )
-
-
-async def test_sec07_canaries_through_the_api(
-    api: Api, echo: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
-    secrets = await store_canaries(api.app.state.application, "a")
-    body = mission(echo, commands=False)
-    done = await api.client.post("/missions/execute?wait=true", json=body, headers=api.auth())
-    assert done.status_code == 200, done.text
-    run_id = done.json()["run_id"]
-    assert done.json()["step_results"]["bearer"]["output"]["body"]["auth"] == "Bearer [redacted]"
-    single = await api.client.post(
-        "/execute",
-        json={"action": "http", "parameters": {"url": f"{echo}/fail", "credential": "echo"}},
-        headers=api.auth(),
-    )
-    assert single.json()["status"] == "fail"
-    read = await api.client.get(f"/runs/{run_id}", headers=api.auth())
-    events = await api.client.get(f"/runs/{run_id}/events", headers=api.auth())
-    listed = await api.client.get("/runs", headers=api.auth())
-    logs = capfd.readouterr()
-    texts = {
-        "mission answer": done.text,
-        "single action answer": single.text,
-        "run": read.text,
-        "events": events.text,
-        "runs": listed.text,
-        "logs": logs.out + logs.err,
-        "database file": database_bytes(tmp_path / "home"),
-    }
-    assert {where: leaks(text, secrets) for where, text in texts.items()} == dict.fromkeys(
-        texts, []
-    )
+    assert_no_leaks(texts, secrets)

@@ -1,0 +1,49 @@
+"""SEC-07 through the API: vault canaries used by a mission and a single action, error paths
+included, appear in no answer, run, event stream, log line or the database file (the command
+line's half is tests/security/test_sec07_canaries.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.api.conftest import Api
+from tests.security.test_sec07_canaries import (  # noqa: F401 (echo_server: a fixture)
+    assert_no_leaks,
+    database_bytes,
+    echo_server,
+    mission,
+    store_canaries,
+)
+
+
+async def test_sec07_canaries_through_the_api(
+    api: Api, echo: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    secrets = await store_canaries(api.app.state.application, "a")
+    body = mission(echo, commands=False)
+    done = await api.client.post("/missions/execute?wait=true", json=body, headers=api.auth())
+    assert done.status_code == 200, done.text
+    run_id = done.json()["run_id"]
+    assert done.json()["step_results"]["bearer"]["output"]["body"]["auth"] == "Bearer [redacted]"
+    single = await api.client.post(
+        "/execute",
+        json={"action": "http", "parameters": {"url": f"{echo}/fail", "credential": "echo"}},
+        headers=api.auth(),
+    )
+    assert single.json()["status"] == "fail"
+    read = await api.client.get(f"/runs/{run_id}", headers=api.auth())
+    events = await api.client.get(f"/runs/{run_id}/events", headers=api.auth())
+    listed = await api.client.get("/runs", headers=api.auth())
+    logs = capfd.readouterr()
+    texts = {
+        "mission answer": done.text,
+        "single action answer": single.text,
+        "run": read.text,
+        "events": events.text,
+        "runs": listed.text,
+        "logs": logs.out + logs.err,
+        "database file": database_bytes(tmp_path / "home"),
+    }
+    assert_no_leaks(texts, secrets)
