@@ -274,6 +274,9 @@ vault_credentials = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("last_used_at", UTCDateTime(), nullable=True),
+    # the process refreshing its OAuth2 token, until when (migration 0010)
+    Column("refresh_owner", String(64), nullable=True),
+    Column("refresh_until", UTCDateTime(), nullable=True),
     UniqueConstraint("project_id", "platform", "user_id", name="uq_vault_owner"),
 )
 

@@ -10,8 +10,9 @@ application:
 - ``callback``: takes the state (once: a replay finds nothing), exchanges the code with the
   verifier and stores the tokens as an ``oauth2`` credential of the project (or user) that
   started it, with their scopes and expiry;
-- ``refresh``: one refresh at a time per credential (concurrent steps wait for the one in
-  flight and share its result); ``invalid_grant`` marks the credential invalid, and an invalid
+- ``refresh``: one refresh at a time per credential: concurrent steps of a process wait for
+  the one in flight and share its result, and a claim on the credential's row makes other
+  processes wait for it too (they read the new version from the store); ``invalid_grant`` marks the credential invalid, and an invalid
   credential is never refreshed again (steps fail ``credential_invalid`` at once, no refresh
   storm) until the platform is connected again.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +55,9 @@ from .store import Credential, VaultStore
 __all__ = ["PRESETS", "OAuth", "Provider", "providers_from"]
 
 _log = structlog.get_logger("puraify.vault")
+
+# how often a process waiting for another's refresh reads the credential again
+_CLAIM_POLL_SECONDS = 0.1
 
 #: Endpoints, default scopes and client authentication of well-known providers.
 PRESETS: Mapping[str, Mapping[str, Any]] = {
@@ -164,6 +169,7 @@ class OAuth:
         self._transport = transport
         self._now = now
         self._refreshing: dict[str, asyncio.Task[Credential]] = {}
+        self._owner = secrets.token_hex(8)  # this process, in a credential's refresh claim
 
     def provider(self, platform: str) -> Provider:
         found = self.providers.get(platform)
@@ -347,8 +353,8 @@ class OAuth:
             task.add_done_callback(lambda _: self._refreshing.pop(credential.id, None))
         return await asyncio.shield(task)
 
-    async def _refresh(self, stale: Credential) -> Credential:
-        # another process (or an earlier flight) may have refreshed it already
+    async def _current(self, stale: Credential) -> Credential:
+        """``stale`` as the store holds it now (another process may have refreshed it)."""
         current = await self.vault.value(
             stale.project_id, stale.platform, user_id=stale.user_id, fresh=True
         )
@@ -358,12 +364,37 @@ class OAuth:
             )
         if current.status != "valid":
             raise _invalid(current)
-        if not self.due(current):
-            return current
-        refresh = (current.value or {}).get("refresh_token")
-        provider = self.providers.get(current.platform)
-        if not refresh or provider is None:
-            return current  # nothing to refresh with: the platform will say if it expired
+        return current
+
+    async def _refresh(self, stale: Credential) -> Credential:
+        # one process refreshes a credential at a time (a claim on its row); the others read
+        # the store again until the new version is there
+        claim = 2 * self.timeout
+        deadline = time.monotonic() + 2 * claim
+        while True:
+            current = await self._current(stale)
+            refresh = (current.value or {}).get("refresh_token")
+            provider = self.providers.get(current.platform)
+            if not self.due(current) or not refresh or provider is None:
+                return current  # fresh, or nothing to refresh with (the platform will say)
+            if await self.vault.claim_refresh(current, self._owner, claim):
+                break
+            if time.monotonic() > deadline:
+                raise ActionError(
+                    f"the {current.platform} token is being refreshed elsewhere and did not "
+                    "arrive in time",
+                    code=ErrorCode.OAUTH_ERROR,
+                    retryable=True,
+                )
+            await asyncio.sleep(_CLAIM_POLL_SECONDS)
+        try:
+            return await self._exchange_refresh(current, provider, refresh)
+        finally:
+            await self.vault.release_refresh(current, self._owner)
+
+    async def _exchange_refresh(
+        self, current: Credential, provider: Provider, refresh: str
+    ) -> Credential:
         try:
             async with self._client(provider) as client:
                 token = await client.refresh_token(provider.token_url, refresh_token=refresh)

@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cachetools import TTLCache
@@ -207,6 +207,8 @@ class VaultStore:
                 "scopes": sorted(set(scopes)),
                 "expires_at": expires_at,
                 "status": "valid",
+                "refresh_owner": None,
+                "refresh_until": None,
                 "version": version,
                 "key_id": key_id,
                 "sealed": sealed,
@@ -303,6 +305,36 @@ class VaultStore:
                 .values(status=status, updated_at=self._now())
             )
         self.forget()
+
+    async def claim_refresh(self, credential: Credential, owner: str, seconds: float) -> bool:
+        """Whether ``owner`` may refresh ``credential`` now: it takes the claim unless another
+        holds one that has not expired, or the credential changed since it was read."""
+        now = self._now()
+        async with self.db.engine.begin() as conn:
+            taken = await conn.execute(
+                update(vault_credentials)
+                .where(
+                    vault_credentials.c.id == credential.id,
+                    vault_credentials.c.version == credential.version,
+                    (vault_credentials.c.refresh_until.is_(None))
+                    | (vault_credentials.c.refresh_until < now)
+                    | (vault_credentials.c.refresh_owner == owner),
+                )
+                .values(refresh_owner=owner, refresh_until=now + timedelta(seconds=seconds))
+            )
+        return bool(taken.rowcount)
+
+    async def release_refresh(self, credential: Credential, owner: str) -> None:
+        """Give up ``owner``'s claim (its refresh ended, stored or failed)."""
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                update(vault_credentials)
+                .where(
+                    vault_credentials.c.id == credential.id,
+                    vault_credentials.c.refresh_owner == owner,
+                )
+                .values(refresh_owner=None, refresh_until=None)
+            )
 
     async def list(self, project_id: str | None = None) -> list[Credential]:
         query = select(vault_credentials).order_by(

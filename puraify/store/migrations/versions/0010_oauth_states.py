@@ -1,4 +1,5 @@
-"""OAuth2 authorizations in progress: the state (hashed) with its sealed PKCE verifier.
+"""OAuth2 authorizations in progress: the state (hashed) with its sealed PKCE verifier; and a
+credential's refresh claim (one process refreshes a token at a time).
 
 Revision ID: 0010
 Revises: 0009
@@ -32,8 +33,14 @@ def upgrade() -> None:
         sa.Column("expires_at", _TS, nullable=False),
     )
     op.create_index("ix_oauth_states_expires", "oauth_states", ["expires_at"])
+    with op.batch_alter_table("vault_credentials") as batch:
+        batch.add_column(sa.Column("refresh_owner", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("refresh_until", _TS, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("vault_credentials") as batch:
+        batch.drop_column("refresh_until")
+        batch.drop_column("refresh_owner")
     op.drop_index("ix_oauth_states_expires", table_name="oauth_states")
     op.drop_table("oauth_states")
