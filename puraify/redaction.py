@@ -27,18 +27,35 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 __all__ = [
     "KNOWN_SHAPES",
     "MASK",
     "MIN_SECRET_LENGTH",
     "SECRETS",
+    "SECRET_FIELDS",
     "Redactor",
     "spellings",
 ]
 
 MASK = "[redacted]"
+#: The fields of a credential's value that are secret (the others describe it).
+SECRET_FIELDS = frozenset(
+    {
+        "token",
+        "api_key",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "password",
+        "secret",
+        "client_secret",
+        "url",
+        "private_key",
+        "passphrase",
+    }
+)
 MIN_SECRET_LENGTH = 6
 MAX_SECRETS = 10_000
 
@@ -107,11 +124,27 @@ class Redactor:
                 self._pattern = re.compile("|".join(map(re.escape, forms))) if forms else None
 
     def add_credential(self, value: Any) -> None:
-        """Hide every text of a credential's value (a mapping of its fields, or a text), and a
-        ``username:password`` pair as a Basic Authorization header carries it."""
-        texts = list(_texts(value))
-        self.add(*texts)
-        if isinstance(value, dict) and isinstance(value.get("password"), str):
+        """Hide a credential's secrets: a text, or the secret fields of a mapping
+        (``SECRET_FIELDS``: not its ``token_type``, ``username``, ``host`` or ``port``), the
+        password inside a URL's userinfo, and a ``username:password`` pair as a Basic
+        Authorization header carries it."""
+        if isinstance(value, str):
+            self.add(value)
+            return
+        if not isinstance(value, dict):
+            return
+        for name, field in value.items():
+            if name not in SECRET_FIELDS:
+                continue
+            self.add(*_texts(field))
+            if name == "url" and isinstance(field, str):
+                try:
+                    password = urlsplit(field).password
+                except ValueError:
+                    password = None
+                if password:
+                    self.add(password, unquote(password))
+        if isinstance(value.get("password"), str):
             self.add(f"{value.get('username') or ''}:{value['password']}")
 
     def __contains__(self, value: str) -> bool:

@@ -11,6 +11,7 @@ import pytest
 import structlog
 
 from puraify.mission.model import MissionResult
+from puraify.redaction import SECRETS
 from puraify.runtime.engine import Engine
 from puraify.runtime.executor import RunHandle
 from puraify.settings import Settings
@@ -29,6 +30,14 @@ def _logging_reset() -> Iterator[None]:
     runner's captured stderr, closed afterwards) must not leave it to the next test."""
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture(autouse=True)
+def _secrets_reset() -> Iterator[None]:
+    """The redactor is process-wide: the values one test's steps fetched are not the next
+    test's (a server process keeps them for its life)."""
+    yield
+    SECRETS.clear()
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -1,0 +1,73 @@
+"""The redactor: a secret in each spelling it travels in, known token shapes, and only a
+credential's secret fields (never a word such as its ``token_type``)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from urllib.parse import quote
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from puraify.redaction import MASK, Redactor
+
+
+@given(st.text(min_size=6, max_size=64).filter(lambda s: "\x00" not in s))
+def test_a_secret_is_gone_in_every_spelling(secret: str) -> None:
+    redactor = Redactor(shapes=False)
+    redactor.add(secret)
+    raw = secret.encode("utf-8", "surrogatepass")
+    forms = [
+        secret,
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        quote(secret, safe=""),
+        raw.hex(),
+        raw.hex().upper(),
+        json.dumps(secret)[1:-1],
+    ]
+    for form in forms:
+        if len(form) < 6:
+            continue
+        out = redactor.text(f"<<{form}>>")
+        assert form not in out or form in MASK, (form, out)
+
+
+def test_known_shapes_and_their_neighbours() -> None:
+    redactor = Redactor()
+    shapes = [
+        "xoxb-123456789012-abcdefghijkl",
+        "ghp_" + "a" * 36,
+        "sk-" + "A1" * 12,
+        "AKIA" + "ABCDEFGHIJKLMNOP",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXBhcnQ",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----",
+    ]
+    for shape in shapes:
+        assert redactor.text(f"a {shape} b") == f"a {MASK} b", shape
+    for word in ("task-" + "a" * 30, "risk-assessment-of-the-quarter", "Bearer", "skeleton"):
+        assert redactor.text(word) == word
+
+
+def test_only_a_credentials_secret_fields_are_hidden() -> None:
+    redactor = Redactor(shapes=False)
+    redactor.add_credential(
+        {"access_token": "at-123456", "refresh_token": "rt-123456", "token_type": "Bearer"}
+    )
+    redactor.add_credential({"host": "smtp.example.com", "port": 587, "password": "pw-123456"})
+    redactor.add_credential({"url": "postgresql://app:s3cr%40t-pass@db.internal/prod"})
+    text = "Bearer at-123456 rt-123456 smtp.example.com pw-123456 s3cr@t-pass"
+    assert redactor.text(text) == f"Bearer {MASK} {MASK} smtp.example.com {MASK} {MASK}"
+    basic = Redactor(shapes=False)
+    basic.add_credential({"username": "ops", "password": "pw-654321"})
+    header = "Basic " + base64.b64encode(b"ops:pw-654321").decode()
+    assert basic.text(header) == f"Basic {MASK}"
+
+
+def test_a_clean_value_comes_back_unchanged() -> None:
+    redactor = Redactor()
+    redactor.add("s3cret-value")
+    clean = {"a": [1, "two", {"three": None}]}
+    assert redactor.value(clean) is clean
+    assert redactor.value({"k": ["x s3cret-value y"]}) == {"k": [f"x {MASK} y"]}
