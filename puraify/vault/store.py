@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cachetools import TTLCache
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from ..errors import VaultError
 from ..store.cache import SingleFlightCache
@@ -39,6 +39,15 @@ TYPES: Mapping[str, tuple[str, ...]] = {
     "ssh_key": ("private_key", "passphrase"),
     "webhook_secret": ("secret",),
 }
+
+
+# the credential of a project's platform, its own and a user's: built once (building the
+# statement cost more than running it)
+_BY_OWNER = select(vault_credentials).where(
+    vault_credentials.c.project_id == bindparam("project_id"),
+    vault_credentials.c.platform == bindparam("platform"),
+    vault_credentials.c.user_id.in_(bindparam("owners", expanding=True)),
+)
 
 
 def _utcnow() -> datetime:
@@ -242,11 +251,7 @@ class VaultStore:
         async with self.db.engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(vault_credentials).where(
-                        vault_credentials.c.project_id == project_id,
-                        vault_credentials.c.platform == platform,
-                        vault_credentials.c.user_id.in_(owners),
-                    )
+                    _BY_OWNER, {"project_id": project_id, "platform": platform, "owners": owners}
                 )
             ).all()
         by_owner = {r.user_id: r for r in rows}
