@@ -99,6 +99,7 @@ async def test_connect_with_pkce_and_a_state_used_once(
     assert credential["expires_at"] is not None and "access_token" not in done.text
     got = await api.client.get("/vault/token/a/fake", headers=await reader(api))
     token = got.json()["token"]
+    assert "refresh_token" not in got.json()["credential"]  # it never leaves the vault
     assert httpx.get(f"{url}/resource", headers={"Authorization": f"Bearer {token}"}).is_success
 
     # a state comes back once: a replay, an unknown one, a missing one are all refused

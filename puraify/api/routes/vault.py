@@ -125,7 +125,8 @@ async def token(
             f"the {platform} credential of {project} is {found.status}; connect it again",
             code="credential_invalid",
         )
-    value = dict(found.value)
+    # the refresh token stays in the vault, which refreshes: an engine gets what it sends
+    value = {k: v for k, v in found.value.items() if k != "refresh_token"}
     secret = value.get("access_token") or next(iter(value.values()))
     return {
         "token": secret,

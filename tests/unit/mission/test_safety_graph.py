@@ -40,6 +40,18 @@ def test_findings_and_levels() -> None:
     assert medium_only.verdict("standard") and not medium_only.verdict("strict")
 
 
+def test_token_shapes_in_any_parameter_are_inline_secrets() -> None:
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXBhcnQ"
+    pem = "-----BEGIN PRIVATE KEY-----\\nMIIE\\n-----END PRIVATE KEY-----"
+    for value in (jwt, "xoxb-123456789012-abcdefghij", "ghp_" + "a" * 36, pem):
+        r = report(
+            "steps:\n  - {id: a, step_type: log_message, parameters: {message: '" + value + "'}}\n"
+        )
+        found = [f for f in r.findings if f.rule == "inline_secret"]
+        assert found and found[0].severity == "high", value
+        assert value not in found[0].message  # the finding never quotes it
+
+
 def test_templated_secrets_are_not_findings() -> None:
     r = report(
         "steps:\n  - {id: a, step_type: http, timeout_seconds: 5, parameters: {url: 'https://x.io', headers: {token: '{{ secrets.slack }}'}}}\n"
