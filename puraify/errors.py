@@ -37,7 +37,7 @@ from http import HTTPStatus
 from typing import Any, ClassVar
 
 from .codes import ErrorCode
-from .redaction import SECRETS
+from .redaction import OPERATOR
 
 __all__ = [
     "ActionError",
@@ -329,8 +329,8 @@ def failure_envelope(
     "error": {"code", "message", "retryable", ...}}``. An error that is not a ``PuraifyError``
     (a bug) shows only ``internal_error`` and ``internal_reason``, never its text."""
     if isinstance(error, PuraifyError):
-        detail = SECRETS.value(error.to_dict())
-        reason = SECRETS.text(error.message)
+        detail = OPERATOR.value(error.to_dict())
+        reason = OPERATOR.text(error.message)
     else:
         detail = {"code": "internal_error", "message": "internal error"}
         reason = internal_reason

@@ -1,20 +1,23 @@
 """Secrets out of everything puraify shows or keeps.
 
-Two kinds of text are replaced by ``[redacted]`` wherever they appear:
+Two kinds of text are replaced by ``[redacted]``:
 
-- every value this process fetched from the vault (``Redactor.add``), in the spellings it
-  travels in: raw, base64 (standard and URL-safe, with and without padding), URL-encoded, hex
-  (lower and upper case) and as it reads inside a JSON string; a ``basic`` credential also as
-  ``username:password`` (what an Authorization header carries, base64-encoded). Values shorter
-  than ``MIN_SECRET_LENGTH`` are not looked for: redacting every ``abc`` would destroy outputs
-  and protect nothing;
+- the values a run's steps were given from the vault, in what that run shows (its step
+  outputs, errors, events and log lines), in the spellings they travel in: raw, base64
+  (standard and URL-safe, with and without padding), URL-encoded (fully, as a path keeps ``/``,
+  as a query writes spaces), hex, as it reads inside a JSON string (``\\/`` included) and in a
+  Python ``repr``; matched without regard to case (a host name is lower-cased on its way out,
+  hex comes in both cases). A ``basic`` credential also as ``username:password`` (what an
+  Authorization header base64-encodes). Values shorter than ``MIN_SECRET_LENGTH`` are not
+  looked for: redacting every ``abc`` would destroy outputs and protect nothing;
 - known token shapes, wherever they came from (``KNOWN_SHAPES``): Slack (``xox?-``), GitHub
-  (``ghp_`` and its siblings), OpenAI-style ``sk-`` keys, AWS access key ids, JWTs and PEM
-  private-key blocks.
+  (``ghp_`` and its siblings), ``sk-`` keys, AWS access key ids, JWTs and PEM private keys.
 
-One redactor serves the process (``SECRETS``): the engine's step results, the run store's
-writes, the logs and the API's error bodies all pass through it. It forgets nothing a run could
-still hold; its size is bounded (``MAX_SECRETS`` values, the oldest dropped first).
+Each run has its own redactor (``RUNS.of(run_id)``), so one project's values never change what
+another project's runs show: no run can learn whether a text is someone else's secret by
+watching it disappear, and no run can push another's values out. ``OPERATOR`` holds the
+operator's own secrets (OAuth2 client secrets), hidden everywhere. Text that belongs to no run
+(API error bodies, the run store's safety net) is redacted of token shapes and ``OPERATOR``.
 """
 
 from __future__ import annotations
@@ -24,22 +27,29 @@ import binascii
 import json
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
+
+from cachetools import TTLCache
 
 __all__ = [
     "KNOWN_SHAPES",
     "MASK",
     "MIN_SECRET_LENGTH",
-    "SECRETS",
+    "OPERATOR",
+    "RUNS",
     "SECRET_FIELDS",
     "Redactor",
+    "RunSecrets",
+    "redact",
     "spellings",
 ]
 
 MASK = "[redacted]"
+MIN_SECRET_LENGTH = 6
+#: Values one redactor keeps (a run's steps use a handful of credentials).
+MAX_SECRETS = 4096
 #: The fields of a credential's value that are secret (the others describe it).
 SECRET_FIELDS = frozenset(
     {
@@ -56,8 +66,6 @@ SECRET_FIELDS = frozenset(
         "passphrase",
     }
 )
-MIN_SECRET_LENGTH = 6
-MAX_SECRETS = 10_000
 
 #: Credentials recognisable by their form alone.
 KNOWN_SHAPES = re.compile(
@@ -69,6 +77,8 @@ KNOWN_SHAPES = re.compile(
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----(?:.|\n)*?-----END [A-Z ]*PRIVATE KEY-----"
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[^\"']*"
 )
+# what a URL's path and an httpx-built URL keep unencoded (RFC 3986 sub-delims, ':' and '@')
+_PATH_SAFE = "/:@!$&'()*+,;="
 
 
 def spellings(value: str) -> set[str]:
@@ -77,6 +87,7 @@ def spellings(value: str) -> set[str]:
     b64 = base64.b64encode(raw).decode()
     urlsafe = base64.urlsafe_b64encode(raw).decode()
     hexed = binascii.hexlify(raw).decode()
+    in_json = json.dumps(value)[1:-1]
     found = {
         value,
         b64,
@@ -84,74 +95,79 @@ def spellings(value: str) -> set[str]:
         urlsafe,
         urlsafe.rstrip("="),
         quote(value, safe=""),
+        quote(value, safe="/"),
+        quote(value, safe=_PATH_SAFE),
         quote_plus(value, safe=""),
+        quote_plus(value, safe="/"),
         hexed,
-        hexed.upper(),
-        json.dumps(value)[1:-1],
+        in_json,
+        in_json.replace("/", "\\/"),
         json.dumps(value, ensure_ascii=False)[1:-1],
+        repr(value)[1:-1],
     }
     return {s for s in found if len(s) >= MIN_SECRET_LENGTH}
 
 
 class Redactor:
-    """The values to hide, and the function that hides them (thread-safe)."""
+    """Values to hide (and, with ``shapes``, known token shapes), and the function that hides
+    them; thread-safe."""
 
     def __init__(self, *, shapes: bool = True) -> None:
         self._shapes = shapes
-        self._values: OrderedDict[str, None] = OrderedDict()
+        self._values: dict[str, None] = {}
         self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
 
     def add(self, *values: str) -> None:
-        """Hide ``values`` (and their spellings) from now on."""
+        """Hide ``values`` (and their spellings) from now on; past ``MAX_SECRETS`` values,
+        new ones are refused with ``OverflowError`` (a redactor never forgets one)."""
         with self._lock:
-            changed = False
-            for value in values:
-                if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
-                    continue
-                for form in spellings(value):
-                    if form in self._values:
-                        self._values.move_to_end(form)
-                    else:
-                        self._values[form] = None
-                        changed = True
-            while len(self._values) > MAX_SECRETS:
-                self._values.popitem(last=False)
-                changed = True
-            if changed:
-                # longest first, so a value is never half-replaced by one of its own prefixes
-                forms = sorted(self._values, key=len, reverse=True)
-                self._pattern = re.compile("|".join(map(re.escape, forms))) if forms else None
+            forms = {
+                form
+                for value in values
+                if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH
+                for form in spellings(value)
+            } - self._values.keys()
+            if not forms:
+                return
+            if len(self._values) + len(forms) > MAX_SECRETS:
+                raise OverflowError("too many secrets for one run")
+            self._values.update(dict.fromkeys(forms))
+            # longest first, so a value is never half-replaced by one of its own prefixes
+            ordered = sorted(self._values, key=len, reverse=True)
+            self._pattern = re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE)
 
     def add_credential(self, value: Any) -> None:
         """Hide a credential's secrets: a text, or the secret fields of a mapping
         (``SECRET_FIELDS``: not its ``token_type``, ``username``, ``host`` or ``port``), the
         password inside a URL's userinfo, and a ``username:password`` pair as a Basic
         Authorization header carries it."""
-        if isinstance(value, str):
-            self.add(value)
+        if isinstance(value, str | int | float):
+            self.add(str(value))
             return
         if not isinstance(value, dict):
             return
+        texts: list[str] = []
         for name, field in value.items():
             if name not in SECRET_FIELDS:
                 continue
-            self.add(*_texts(field))
+            texts.extend(_texts(field))
             if name == "url" and isinstance(field, str):
                 try:
                     password = urlsplit(field).password
                 except ValueError:
                     password = None
                 if password:
-                    self.add(password, unquote(password))
-        if isinstance(value.get("password"), str):
-            self.add(f"{value.get('username') or ''}:{value['password']}")
+                    texts += [password, unquote(password)]
+        if value.get("password") is not None:
+            texts.append(f"{value.get('username') or ''}:{value['password']}")
+        self.add(*texts)
 
     def __contains__(self, value: str) -> bool:
         return value in self._values
 
     def text(self, text: str) -> str:
-        """``text`` with every secret and known token shape replaced."""
+        """``text`` with every secret (and known token shape) replaced."""
         pattern = self._pattern
         if pattern is not None and pattern.search(text):
             text = pattern.sub(MASK, text)
@@ -160,18 +176,17 @@ class Redactor:
         return text
 
     def value(self, value: Any) -> Any:
-        """``value`` with every text in it redacted (keys included); unchanged when nothing
-        in it is a secret (the common case: the same object comes back)."""
+        """``value`` with every text in it redacted; mapping keys are names, not data, and are
+        kept. Unchanged when nothing in it is a secret (the same object comes back)."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
             changed = False
             out: dict[Any, Any] = {}
             for k, v in value.items():
-                nk = self.text(k) if isinstance(k, str) else k
                 nv = self.value(v)
-                changed = changed or nk is not k or nv is not v
-                out[nk] = nv
+                changed = changed or nv is not v
+                out[k] = nv
             return out if changed else value
         if isinstance(value, list | tuple):
             items = [self.value(v) for v in value]
@@ -187,9 +202,49 @@ class Redactor:
             self._pattern = None
 
 
+class RunSecrets:
+    """Each run's redactor: made when the run is first given a value, kept while it runs and
+    ``linger_seconds`` after it ends (its last events and log lines are written then)."""
+
+    def __init__(self, linger_seconds: float = 600.0) -> None:
+        self._live: dict[str, Redactor] = {}
+        self._ended: TTLCache[str, Redactor] = TTLCache(maxsize=65536, ttl=linger_seconds)
+        self._lock = threading.Lock()
+
+    def of(self, run_id: str) -> Redactor:
+        """The run's redactor (made on first use)."""
+        with self._lock:
+            found = self._live.get(run_id) or self._ended.get(run_id)
+            if found is None:
+                found = self._live[run_id] = Redactor()
+            return found
+
+    def get(self, run_id: object) -> Redactor | None:
+        """The run's redactor, if it was given any value."""
+        if not isinstance(run_id, str):
+            return None
+        with self._lock:
+            return self._live.get(run_id) or self._ended.get(run_id)
+
+    def end(self, run_id: str) -> None:
+        """The run ended: its redactor lingers a while, then goes."""
+        with self._lock:
+            found = self._live.pop(run_id, None)
+            if found is not None:
+                self._ended[run_id] = found
+
+    def clear(self) -> None:
+        """Forget every run (tests)."""
+        with self._lock:
+            self._live.clear()
+            self._ended.clear()
+
+
 def _texts(value: Any) -> Iterable[str]:
     if isinstance(value, str):
         yield value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield str(value)
     elif isinstance(value, dict):
         for v in value.values():
             yield from _texts(v)
@@ -198,5 +253,17 @@ def _texts(value: Any) -> Iterable[str]:
             yield from _texts(v)
 
 
-#: The process's redactor.
-SECRETS = Redactor()
+#: Every run's redactor.
+RUNS = RunSecrets()
+#: The operator's own secrets (OAuth2 client secrets), and known token shapes: hidden in every
+#: text, a run's or not.
+OPERATOR = Redactor()
+
+
+def redact(value: Any, run_id: object = None) -> Any:
+    """``value`` redacted of the operator's secrets, token shapes and, when ``run_id`` names a
+    run that was given values, that run's."""
+    run = RUNS.get(run_id)
+    if run is not None:
+        value = run.value(value)
+    return OPERATOR.value(value)

@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     # scopes, ...}; slack, google and notion have presets for everything but the client
     # (PURAIFY_OAUTH_PROVIDERS='{"slack": {"client_id": "...", "client_secret": "..."}}')
     oauth_providers: dict[str, OAuthProvider] = Field(default_factory=dict)
+    # where POST /auth/start may send users back to (a URL, or a prefix ending in /); unset:
+    # any http(s) URL
+    oauth_redirect_uris: list[str] | None = None
     # how long an authorization started by POST /auth/start may take to come back
     oauth_state_seconds: float = Field(default=600.0, ge=30, le=3600)
     # access tokens are refreshed this long before they expire

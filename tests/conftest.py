@@ -11,7 +11,7 @@ import pytest
 import structlog
 
 from puraify.mission.model import MissionResult
-from puraify.redaction import SECRETS
+from puraify.redaction import OPERATOR, RUNS
 from puraify.runtime.engine import Engine
 from puraify.runtime.executor import RunHandle
 from puraify.settings import Settings
@@ -37,7 +37,8 @@ def _secrets_reset() -> Iterator[None]:
     """The redactor is process-wide: the values one test's steps fetched are not the next
     test's (a server process keeps them for its life)."""
     yield
-    SECRETS.clear()
+    RUNS.clear()
+    OPERATOR.clear()
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -10,7 +10,7 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
-from ..redaction import SECRETS
+from ..redaction import OPERATOR, RUNS
 
 __all__ = ["configure_logging"]
 
@@ -45,8 +45,7 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            renderer,
-            _redacted,
+            _Redacted(renderer),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
@@ -56,5 +55,18 @@ def configure_logging(
     )
 
 
-def _redacted(logger: Any, method: str, line: Any) -> Any:
-    return SECRETS.text(line) if isinstance(line, str) else line
+class _Redacted:
+    """Renders a line with ``renderer``, then redacts it: of its run's values when it names a
+    run (``run_id``), of the operator's secrets and known token shapes always."""
+
+    def __init__(self, renderer: Any) -> None:
+        self.renderer = renderer
+
+    def __call__(self, logger: Any, method: str, event: Any) -> Any:
+        run = RUNS.get(event.get("run_id"))
+        line = self.renderer(logger, method, event)
+        if not isinstance(line, str):
+            return line
+        if run is not None:
+            line = run.text(line)
+        return OPERATOR.text(line)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +23,7 @@ from ..errors import ActionError, PuraifyError, StepTimeout
 from ..mission.compile import CompiledStep
 from ..mission.data import json_safe, safe_text
 from ..mission.model import MissionStep, StepError, StepResult, StepStatus
-from ..redaction import SECRETS
+from ..redaction import redact
 from .hooks import Hooks, RunInfo
 from .recorder import RunRecorder
 from .retry import backoff_delay, is_retryable
@@ -100,11 +100,13 @@ class Attempts:
         run: RunInfo,
         rec: StepRecord,
         step: CompiledStep,
-        parameters: Mapping[str, Any],
+        parameters: Mapping[str, Any] | Callable[[], Awaitable[Mapping[str, Any]]],
         params: object | None,
     ) -> None:
         """Attempt ``step`` until it succeeds, fails for good or runs out of retries; the
-        outcome lands in ``rec``. ``params``: the parsed parameters, when already known."""
+        outcome lands in ``rec``. ``params``: the parsed parameters, when already known.
+        ``parameters``: the rendered parameters, or what renders them at each attempt (a step
+        that reads the vault: a vault that could not be asked is retried as the step is)."""
         policy, timeout = step.retry, step.timeout
         attempt = rec.attempts
         registered = rec.fence is not None  # the first attempt was recorded with its batch
@@ -116,24 +118,24 @@ class Attempts:
             registered = False
             rec.attempts = attempt
             await self.hooks.before_step(run, step.step, attempt)
-            invocation = StepInvocation(
-                run.run_id,
-                step.id,
-                step.action,
-                attempt,
-                parameters,
-                params=params,
-                user_id=run.user_id,
-            )
             error: ActionError
             try:
                 async with asyncio.timeout(timeout) as cm:
+                    invocation = StepInvocation(
+                        run.run_id,
+                        step.id,
+                        step.action,
+                        attempt,
+                        parameters if isinstance(parameters, Mapping) else await parameters(),
+                        params=params,
+                        user_id=run.user_id,
+                    )
                     output = await self.runner.run(invocation)
                 if not isinstance(output, dict):
                     raise TypeError(f"the action returned {type(output).__name__}, not an object")
                 # what a platform answered, made storable and servable (NaN, NUL, ...), with
                 # every secret it may echo back redacted before anyone sees it
-                rec.status, rec.output = StepStatus.SUCCESS, SECRETS.value(json_safe(output))
+                rec.status, rec.output = StepStatus.SUCCESS, redact(json_safe(output), run.run_id)
                 return
             except TimeoutError:
                 if not cm.expired():
@@ -160,25 +162,33 @@ class Attempts:
                         run.run_id,
                         step.id,
                         rec.fence,
-                        StepError(code=error.code, message=_message(error), status=error.status),
+                        StepError(
+                            code=error.code,
+                            message=_message(error, run.run_id),
+                            status=error.status,
+                        ),
                     )
-                await self.hooks.on_retry(run, step.step, attempt, _error_dict(error), delay)
+                await self.hooks.on_retry(
+                    run, step.step, attempt, _error_dict(error, run.run_id), delay
+                )
                 await asyncio.sleep(delay)
                 continue
             rec.status = StepStatus.FAILED
-            rec.output = None if error.output is None else SECRETS.value(json_safe(error.output))
+            rec.output = (
+                None if error.output is None else redact(json_safe(error.output), run.run_id)
+            )
             rec.error = StepError(
                 code=error.code,
-                message=_message(error),
+                message=_message(error, run.run_id),
                 retryable=error.retryable,
                 status=error.status,
             )
             return
 
 
-def _message(error: ActionError) -> str:
-    return SECRETS.text(safe_text(error.message))
+def _message(error: ActionError, run_id: str) -> str:
+    return str(redact(safe_text(error.message), run_id))
 
 
-def _error_dict(error: ActionError) -> dict[str, Any]:
-    return {"code": error.code, "message": _message(error), "status": error.status}
+def _error_dict(error: ActionError, run_id: str) -> dict[str, Any]:
+    return {"code": error.code, "message": _message(error, run_id), "status": error.status}

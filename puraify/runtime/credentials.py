@@ -8,8 +8,8 @@ HTTP). ``Credentials`` binds a source to a run's project and checks what comes b
 - recorded scopes that do not cover the action's required scopes: ``insufficient_scope``. A
   credential stored without scopes is not checked (its scopes are unknown; the platform answers).
 
-Every value handed out is registered with the process's redactor first, so it is replaced
-wherever a step's output, error or log line would show it. ``CredentialRunner`` wraps a step
+Every value handed out is registered with its run's redactor first, so it is replaced wherever
+the run's outputs, errors, events or log lines would show it. ``CredentialRunner`` wraps a step
 runner: an action that declares ``credential`` gets its platform's credential in its context.
 Missions read them as ``{{ secrets.<platform> }}`` (``Credentials.for_templates``).
 """
@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from ..actions.registry import ActionRegistry
 from ..codes import ErrorCode
 from ..errors import ActionError
-from ..redaction import SECRETS
+from ..redaction import RUNS
 from .runner import StepInvocation, StepRunner
 
 __all__ = [
@@ -93,12 +93,24 @@ class Credentials:
         self.project_id = project_id or DEFAULT_PROJECT
 
     async def get(
-        self, platform: str, user_id: str | None, *, required_scopes: Iterable[str] = ()
+        self,
+        platform: str,
+        user_id: str | None,
+        *,
+        run_id: str,
+        required_scopes: Iterable[str] = (),
     ) -> StepCredential | None:
+        """The credential ``run_id``'s step uses (checked, see the module)."""
         found = await self.source.fetch(self.project_id, platform, user_id)
         if found is None:
             return None
-        SECRETS.add_credential(dict(found.value))
+        try:
+            RUNS.of(run_id).add_credential(dict(found.value))
+        except OverflowError:
+            raise ActionError(
+                f"run {run_id} was given more secrets than it can keep hidden",
+                code=ErrorCode.INVALID_CREDENTIAL,
+            ) from None
         if found.status != "valid":
             raise ActionError(
                 f"the {platform} credential of project {self.project_id!r} is {found.status}; "
@@ -115,9 +127,14 @@ class Credentials:
         return found
 
     async def require(
-        self, platform: str, user_id: str | None, *, required_scopes: Iterable[str] = ()
+        self,
+        platform: str,
+        user_id: str | None,
+        *,
+        run_id: str,
+        required_scopes: Iterable[str] = (),
     ) -> StepCredential:
-        found = await self.get(platform, user_id, required_scopes=required_scopes)
+        found = await self.get(platform, user_id, run_id=run_id, required_scopes=required_scopes)
         if found is None:
             whose = f"user {user_id!r} or " if user_id else ""
             raise ActionError(
@@ -127,10 +144,15 @@ class Credentials:
             )
         return found
 
-    async def for_templates(self, platforms: Iterable[str], user_id: str | None) -> dict[str, Any]:
+    async def for_templates(
+        self, platforms: Iterable[str], user_id: str | None, *, run_id: str
+    ) -> dict[str, Any]:
         """``secrets`` as templates read it: each platform's secret (``credential_missing`` if
         one has none)."""
-        return {p: (await self.require(p, user_id)).secret for p in sorted(set(platforms))}
+        return {
+            p: (await self.require(p, user_id, run_id=run_id)).secret
+            for p in sorted(set(platforms))
+        }
 
 
 class CredentialRunner:
@@ -151,11 +173,17 @@ class CredentialRunner:
         scopes = invocation.required_scopes or action.required_scopes
         if action.credential == "required":
             found: StepCredential | None = await self.credentials.require(
-                action.platform, invocation.user_id, required_scopes=scopes
+                action.platform,
+                invocation.user_id,
+                run_id=invocation.run_id,
+                required_scopes=scopes,
             )
         else:
             found = await self.credentials.get(
-                action.platform, invocation.user_id, required_scopes=scopes
+                action.platform,
+                invocation.user_id,
+                run_id=invocation.run_id,
+                required_scopes=scopes,
             )
         if found is None:
             return await self.inner.run(invocation)

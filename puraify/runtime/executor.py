@@ -27,6 +27,7 @@ from ..mission.compile import CompiledMission, CompiledStep, Template, TemplateS
 from ..mission.model import MissionResult, StepError, StepResult, StepStatus
 from ..mission.outcome import Interruption, cancelled_error, summarize, when_allows
 from ..mission.plan import Plan
+from ..redaction import RUNS, redact
 from ..templating.render import TemplateEngine
 from ..templating.scope import Scope
 from .attempts import Attempts, StepRecord
@@ -126,14 +127,18 @@ class Executor:
         except asyncio.CancelledError:
             # The caller's task was cancelled (e.g. Ctrl-C at the top): stop cleanly, re-raise.
             await run.abort()
+            RUNS.end(run.info.run_id)
             raise
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
             run.close()
-        result = run.result()
-        await self.recorder.run_finished(result, run.take_unrecorded())
-        await self.hooks.on_run_end(run.info, result)
+        try:
+            result = run.result()
+            await self.recorder.run_finished(result, run.take_unrecorded())
+            await self.hooks.on_run_end(run.info, result)
+        finally:
+            RUNS.end(run.info.run_id)  # what it was given stays hidden a while, then goes
         return result
 
 
@@ -405,13 +410,23 @@ class _Run:
     async def _run_step(self, rec: StepRecord) -> None:
         step = rec.compiled
         rec.started_at, rec.t0 = _now(), time.monotonic()
+        if "secrets" in step.roots:
+            # rendered at each attempt, the vault asked then: a vault that could not be asked
+            # is retried as the step is
+
+            async def rendered() -> Mapping[str, Any]:
+                return self._render(step, await self._secrets(step))
+
+            await self.executor.attempts.run(self.info, rec, step, rendered, step.params)
+            return
         try:
-            secrets = await self._secrets(step) if "secrets" in step.roots else None
-            parameters = self._render(step, secrets)
+            parameters = self._render(step, None)
         except PuraifyError as exc:
             rec.attempts = 1
             rec.status = StepStatus.FAILED
-            rec.error = StepError(code=exc.code, message=str(exc.message))
+            rec.error = StepError(
+                code=exc.code, message=str(redact(str(exc.message), self.info.run_id))
+            )
             return
         await self.executor.attempts.run(self.info, rec, step, parameters, step.params)
 
@@ -435,7 +450,9 @@ class _Run:
                 "this engine has no vault, so {{ secrets.* }} cannot be read",
                 code="credential_missing",
             )
-        return await self.executor.credentials.for_templates(platforms, self.info.user_id)
+        return await self.executor.credentials.for_templates(
+            platforms, self.info.user_id, run_id=self.info.run_id
+        )
 
     def _render(self, step: CompiledStep, secrets: Mapping[str, Any] | None) -> Mapping[str, Any]:
         parameters = step.step.parameters

@@ -120,16 +120,16 @@ class InProcessRunner:
                 attempt=invocation.attempt,
             ),
             credentials=invocation.credentials,
-            vault=self._lookup(invocation.user_id),
+            vault=self._lookup(invocation.run_id, invocation.user_id),
         )
         return await action.run(params, ctx)
 
-    def _lookup(self, user_id: str | None) -> CredentialLookup | None:
+    def _lookup(self, run_id: str, user_id: str | None) -> CredentialLookup | None:
         credentials = self.credentials
         if credentials is None:
             return None
 
         async def lookup(platform: str) -> Mapping[str, Any]:
-            return (await credentials.require(platform, user_id)).for_context()
+            return (await credentials.require(platform, user_id, run_id=run_id)).for_context()
 
         return lookup

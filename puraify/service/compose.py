@@ -242,6 +242,7 @@ async def compose(
             providers_from(settings.oauth_providers),
             state_seconds=settings.oauth_state_seconds,
             leeway_seconds=settings.oauth_refresh_leeway_seconds,
+            redirect_uris=settings.oauth_redirect_uris,
         )
         local_vault = LocalVault(vault, oauth)
         source = _credential_source(settings, local_vault)

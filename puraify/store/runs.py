@@ -24,7 +24,7 @@ from ..codes import ErrorCode
 from ..errors import StoreError
 from ..mission.data import safe_text
 from ..mission.model import Mission, MissionResult, MissionStatus, StepError, StepResult
-from ..redaction import SECRETS
+from ..redaction import OPERATOR
 from . import history
 from .commit import GroupCommit, Write
 from .database import Database
@@ -110,8 +110,9 @@ class RunStore:
         owner: str | None = None,
     ) -> None:
         self.db = db
-        # the process's redactor (the vault's values and known token shapes) unless told
-        self.rows = Rows(max_output_bytes, redact or SECRETS.value)
+        # a safety net (steps' results come redacted of their run's values): known token
+        # shapes and the operator's secrets, unless told otherwise
+        self.rows = Rows(max_output_bytes, redact or OPERATOR.value)
         self.owner = owner or owner_id()
         self.leases = Leases(db, self.owner)
         self._writer = RunWriter(GroupCommit(db.engine, writer=db.writer))

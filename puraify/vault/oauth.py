@@ -47,6 +47,7 @@ with warnings.catch_warnings():
 
 from ..codes import ErrorCode
 from ..errors import ActionError, VaultError
+from ..redaction import OPERATOR
 from ..settings import OAuthProvider
 from ..store.database import Database
 from ..store.tables import oauth_states
@@ -159,6 +160,7 @@ class OAuth:
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
         now: Callable[[], datetime] = _utcnow,
+        redirect_uris: Sequence[str] | None = None,
     ) -> None:
         self.vault = vault
         self.db = db
@@ -170,6 +172,9 @@ class OAuth:
         self._now = now
         self._refreshing: dict[str, asyncio.Task[Credential]] = {}
         self._owner = secrets.token_hex(8)  # this process, in a credential's refresh claim
+        self.redirect_uris = tuple(redirect_uris) if redirect_uris is not None else None
+        # a provider may quote the client's secret back in an error: hidden in every text
+        OPERATOR.add(*(p.client_secret for p in self.providers.values()))
 
     def provider(self, platform: str) -> Provider:
         found = self.providers.get(platform)
@@ -200,6 +205,15 @@ class OAuth:
     ) -> dict[str, Any]:
         """Where to send the user to authorize, and the state that will come back."""
         provider = self.provider(platform)
+        if self.redirect_uris is not None and not any(
+            redirect_uri == allowed or redirect_uri.startswith(allowed.rstrip("/") + "/")
+            for allowed in self.redirect_uris
+        ):
+            raise VaultError(
+                "the redirect_uri is not one the operator allows (oauth_redirect_uris)",
+                code=ErrorCode.INVALID_REQUEST,
+                field="redirect_uri",
+            )
         state = secrets.token_urlsafe(32)
         verifier = secrets.token_urlsafe(64)  # 86 characters: within PKCE's 43 to 128
         async with self._client(provider, redirect_uri) as client:
@@ -308,18 +322,14 @@ class OAuth:
             "refresh_token": refresh if isinstance(refresh, str) else None,
             "token_type": str(token.get("token_type") or "Bearer"),
         }
-        expires_at = None
-        if isinstance(token.get("expires_at"), int | float):
-            expires_at = datetime.fromtimestamp(float(token["expires_at"]), UTC)
-        elif isinstance(token.get("expires_in"), int | float):
-            expires_at = self._now() + timedelta(seconds=float(token["expires_in"]))
+        expires_at = _expiry(token, self._now())
         scopes: Sequence[str]
         granted = token.get("scope")
         if isinstance(granted, str) and granted.strip():
             separator = provider.scope_separator if provider else " "
             scopes = [s for s in granted.replace(",", " ").replace(separator, " ").split() if s]
         elif isinstance(granted, list):
-            scopes = [str(s) for s in granted]
+            scopes = [s for s in granted if isinstance(s, str) and 0 < len(s) <= 200]
         else:
             scopes = previous.scopes if previous else (provider.scopes if provider else ())
         return await self.vault.put(
@@ -433,6 +443,25 @@ class OAuth:
         )
         assert found is not None
         return found
+
+
+# an expiry further away than this is taken as none (a provider's nonsense, or "never")
+_MAX_LIFETIME = timedelta(days=3650)
+
+
+def _expiry(token: Mapping[str, Any], now: datetime) -> datetime | None:
+    """When a token response says the access token expires; ``None`` when it does not say,
+    or says something no clock can hold."""
+    try:
+        if isinstance(token.get("expires_in"), int | float):
+            seconds = timedelta(seconds=float(token["expires_in"]))
+            return now + seconds if timedelta(0) <= seconds <= _MAX_LIFETIME else None
+        if isinstance(token.get("expires_at"), int | float):
+            when = datetime.fromtimestamp(float(token["expires_at"]), UTC)
+            return when if when - now <= _MAX_LIFETIME else None
+    except (OverflowError, ValueError, OSError):
+        return None
+    return None
 
 
 def _invalid(credential: Credential) -> ActionError:

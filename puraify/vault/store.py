@@ -10,6 +10,7 @@ context calls at the last moment, and which records when it was last used.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +22,7 @@ from cachetools import TTLCache
 from sqlalchemy import bindparam, delete, insert, select, update
 
 from ..errors import VaultError
+from ..redaction import SECRET_FIELDS
 from ..store.cache import SingleFlightCache
 from ..store.database import Database
 from ..store.tables import vault_credentials
@@ -92,6 +94,9 @@ class Credential:
         return out
 
 
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
 def _shape(kind: str, value: str | Mapping[str, Any]) -> dict[str, Any]:
     fields = TYPES.get(kind)
     if fields is None:
@@ -106,13 +111,30 @@ def _shape(kind: str, value: str | Mapping[str, Any]) -> dict[str, Any]:
         return {fields[0]: value}
     if not isinstance(value, Mapping) or not value:
         raise VaultError("the value is empty", code="invalid_credential", field="value")
-    unknown = set(value) - set(fields) - {"expires_in", "scope", "extra"}
+    unknown = set(value) - set(fields) - {"expires_in", "scope"}
     if unknown:
+        # a key is named only when it looks like a field name (a pasted secret must not be
+        # printed back)
+        named = sorted(k for k in unknown if isinstance(k, str) and _FIELD_NAME.fullmatch(k))
+        others = len(unknown) - len(named)
+        listed = ", ".join(named + ([f"{others} other(s)"] if others else []))
         raise VaultError(
-            f"a {kind} credential holds {', '.join(fields)}; not {', '.join(sorted(unknown))}",
+            f"a {kind} credential holds {', '.join(fields)}; not {listed}",
             code="invalid_credential",
             field="value",
         )
+    for name, given in value.items():
+        secret = name in SECRET_FIELDS
+        if secret and given is not None and not isinstance(given, str):
+            raise VaultError(
+                f"{name} must be text", code="invalid_credential", field=f"value.{name}"
+            )
+        if not secret and not isinstance(given, str | int | bool | None):
+            raise VaultError(
+                f"{name} must be text, a number or true/false",
+                code="invalid_credential",
+                field=f"value.{name}",
+            )
     return dict(value)
 
 

@@ -259,3 +259,47 @@ async def test_rel07_invalid_grant_is_credential_invalid_without_a_storm(
     assert (await api.client.get("/vault/credentials/a/fake", headers=owner)).json()[
         "status"
     ] == "valid"
+
+
+async def test_a_refresh_the_provider_could_not_answer_is_retried_with_the_step(
+    make_api: ApiFactory, fake: tuple[FakeOAuthServer, str]
+) -> None:
+    server, url = fake
+    api = await oauth_api(make_api, url)
+    owner = await vault_headers(api)
+    await expired_credential(api, server)
+    server.fail_refresh(1)
+    mission = {
+        "name": "retried",
+        "steps": [
+            {
+                "id": "s",
+                "step_type": "log_message",
+                "parameters": {"message": "{{ secrets.fake }}"},
+                "retry": {"attempts": 2, "delay_ms": 10},
+            }
+        ],
+    }
+    done = await api.client.post("/missions/execute?wait=true", json=mission, headers=owner)
+    step = done.json()["step_results"]["s"]
+    assert step["status"] == "success" and step["attempts"] == 2, step
+    assert server.refreshes == 2
+
+
+async def test_what_a_provider_or_a_caller_gets_wrong_is_refused_cleanly(
+    make_api: ApiFactory, fake: tuple[FakeOAuthServer, str]
+) -> None:
+    server, url = fake
+    server.expires_in = 10**12  # "expires in 31,000 years": taken as no expiry, no crash
+    api = await oauth_api(make_api, url, oauth_redirect_uris=["https://app.example/oauth"])
+    owner = await vault_headers(api)
+    done = await connect(api, owner)
+    assert done.status_code == 200, done.text
+    assert done.json()["credential"]["expires_at"] is None
+    elsewhere = await api.client.post(
+        "/auth/start",
+        json={"platform": "fake", "redirect_uri": "https://evil.example/oauth/done"},
+        headers=owner,
+    )
+    assert elsewhere.status_code == 400, elsewhere.text
+    assert elsewhere.json()["error"]["field"] == "redirect_uri"

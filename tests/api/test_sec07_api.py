@@ -47,3 +47,19 @@ async def test_sec07_canaries_through_the_api(
         "database file": database_bytes(tmp_path / "home"),
     }
     assert_no_leaks(texts, secrets)
+
+
+async def test_a_run_is_redacted_of_its_own_secrets_only(api: Api) -> None:
+    """One project's secrets never change what another project's runs show: no run learns
+    whether a text is someone else's secret by watching it disappear."""
+    mine = {"Authorization": f"Bearer {await api.token('a', 'vault', 'execute')}"}
+    secret = "Summer2024!-" + "q" * 6
+    await api.client.put(
+        "/vault/credentials/a/pw", json={"type": "token", "value": secret}, headers=mine
+    )
+    say = {"action": "log_message", "parameters": {"message": "is it {{ secrets.pw }}?"}}
+    own = await api.client.post("/execute", json=say, headers=mine)
+    assert own.json()["result"]["message"] == "is it [redacted]?"
+    guess = {"action": "log_message", "parameters": {"message": f"is it {secret}?"}}
+    theirs = await api.client.post("/execute", json=guess, headers=api.auth("b"))
+    assert theirs.json()["result"]["message"] == f"is it {secret}?"  # b's own text, as it is

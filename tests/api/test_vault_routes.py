@@ -75,6 +75,18 @@ async def test_a_project_reaches_only_its_own_credentials(api: Api) -> None:
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_credential"
     gone = await api.client.delete("/vault/credentials/a/x", headers=mine)
     assert gone.json() == {"deleted": True}
+    # a secret field is text: not a number (it would go unredacted), not a list of thousands
+    for value in (
+        {"username": "ops", "password": 98765432},
+        {"token": ["t" * 10] * 2500},
+        {"hunter2-pasted-secret": "x"},
+    ):
+        kind = "basic" if "username" in value else "token"
+        refused = await api.client.put(
+            "/vault/credentials/a/y", json={"type": kind, "value": value}, headers=mine
+        )
+        assert refused.status_code == 422, refused.text
+        assert "hunter2" not in refused.text
 
 
 async def test_a_server_with_the_wrong_key_does_not_start(

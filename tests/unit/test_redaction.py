@@ -1,5 +1,5 @@
-"""The redactor: a secret in each spelling it travels in, known token shapes, and only a
-credential's secret fields (never a word such as its ``token_type``)."""
+"""The redactor: a secret in each spelling it travels in, known token shapes, only a
+credential's secret fields (never a word such as its ``token_type``), and each run its own."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import base64
 import json
 from urllib.parse import quote
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from puraify.redaction import MASK, Redactor
+from puraify.redaction import MASK, Redactor, RunSecrets
 
 
 @given(st.text(min_size=6, max_size=64).filter(lambda s: "\x00" not in s))
@@ -71,3 +72,36 @@ def test_a_clean_value_comes_back_unchanged() -> None:
     clean = {"a": [1, "two", {"three": None}]}
     assert redactor.value(clean) is clean
     assert redactor.value({"k": ["x s3cret-value y"]}) == {"k": [f"x {MASK} y"]}
+    # keys are names, not data: kept (two keys never merge into one)
+    assert redactor.value({"s3cret-value": 1}) == {"s3cret-value": 1}
+
+
+def test_spellings_on_the_way_out() -> None:
+    secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+    redactor = Redactor(shapes=False)
+    redactor.add(secret, "AbCdEfGh12345678", "q'uo\"te\\back\x7fdel")
+    for shown in (
+        "wJalrXUtnFEMI/K7MDENG%2BbPxRfiCYEXAMPLEKEY",  # urlencode keeps /
+        "wJalrXUtnFEMI\\/K7MDENG+bPxRfiCYEXAMPLEKEY",  # JSON with an escaped slash
+        "http://abcdefgh12345678.invalid/x",  # a host, lower-cased
+        repr("q'uo\"te\\back\x7fdel"),
+    ):
+        assert MASK in redactor.text(shown), shown
+    assert "12345678" not in redactor.text("http://abcdefgh12345678.invalid/x")
+
+
+def test_each_run_hides_its_own_values_only() -> None:
+    runs = RunSecrets()
+    runs.of("a").add_credential({"password": "Summer2024!"})
+    assert runs.of("a").text("x Summer2024! y") == f"x {MASK} y"
+    # another run shows its own text as it is: no oracle, nothing pushed out
+    assert runs.get("b") is None
+    assert runs.of("b").text("x Summer2024! y") == "x Summer2024! y"
+    runs.end("a")
+    assert runs.get("a") is not None  # its last lines are still redacted
+
+
+def test_a_run_given_too_many_values_is_refused() -> None:
+    redactor = Redactor()
+    with pytest.raises(OverflowError):
+        redactor.add(*(f"value-{i:06d}" for i in range(2000)))

@@ -8,7 +8,8 @@
   challenge) and ``refresh_token`` grants; errors as the RFC's JSON bodies (``invalid_client``
   401, ``invalid_grant`` and ``invalid_request`` 400). Refresh tokens are rotated when
   ``rotate_refresh`` is set. ``revoke(refresh_token)`` makes a refresh token's next use
-  ``invalid_grant``; ``hold_refresh()`` keeps refresh requests waiting until ``release()``.
+  ``invalid_grant``; ``hold_refresh()`` keeps refresh requests waiting until ``release()``;
+  ``fail_refresh(n)`` answers the next ones 500.
 - ``GET /resource``: 200 for a live access token sent as a Bearer token, 401 otherwise.
 
 It counts what it received (``token_requests``, ``refreshes``) so tests can assert how many
@@ -69,6 +70,7 @@ class FakeOAuthServer:
         self.token_requests = 0
         self.refreshes = 0
         self._deny = False
+        self._refresh_failures: list[int] = []
         self._lock = threading.Lock()
         self._released = threading.Event()
         self._released.set()
@@ -86,6 +88,10 @@ class FakeOAuthServer:
                 self.refresh_tokens.clear()
             else:
                 self.refresh_tokens.pop(refresh_token, None)
+
+    def fail_refresh(self, times: int, status: int = 500) -> None:
+        """Answer the next ``times`` refresh requests with ``status`` (a provider's outage)."""
+        self._refresh_failures = [status] * times
 
     def hold_refresh(self) -> None:
         """Keep refresh requests waiting until ``release()``."""
@@ -187,6 +193,9 @@ class FakeOAuthServer:
         if grant == "refresh_token":
             with self._lock:
                 self.refreshes += 1
+                failure = self._refresh_failures.pop(0) if self._refresh_failures else None
+            if failure is not None:
+                return failure, {"error": "temporarily_unavailable"}
             await asyncio.get_running_loop().run_in_executor(None, self._released.wait)
             with self._lock:
                 token = form.get("refresh_token", "")
