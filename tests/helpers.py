@@ -78,16 +78,18 @@ class Completed:
     stderr: str
 
 
-def cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> Completed:
+def cli(
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None, input: str | None = None
+) -> Completed:
     """Run ``puraify ARGS`` in this process, as the console script runs it (the same entry and
-    last-resort boundary), in ``cwd`` with ``env`` added to the environment, capturing stdout
-    and stderr apart. For everything but what needs a real process: signals, kills, `serve`."""
+    last-resort boundary), in ``cwd`` with ``env`` added to the environment and ``input`` on
+    standard input, capturing stdout and stderr apart. For everything but what needs a real process: signals, kills, `serve`."""
     from click.testing import CliRunner
 
     from puraify.cli.app import run_app
 
     code = 0
-    with CliRunner().isolation(env=dict(env or {})) as streams, contextlib.chdir(cwd):
+    with CliRunner().isolation(input=input, env=dict(env or {})) as streams, contextlib.chdir(cwd):
         try:
             run_app(list(args))
         except SystemExit as exc:
