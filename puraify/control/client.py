@@ -15,6 +15,7 @@ import httpx
 import structlog
 
 from ..errors import ActionError
+from ..runtime.remote import engine_client
 from ..store.cache import SingleFlightCache
 from .rules import Verdict
 
@@ -35,13 +36,7 @@ class HttpPolicy:
         clock: Callable[[], float] = time.monotonic,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=url.rstrip("/"),
-            headers={"X-Engine-ID": engine_id, "X-Engine-Key": key},
-            timeout=timeout,
-            trust_env=False,
-            transport=transport,
-        )
+        self._client = engine_client(url, engine_id, key, timeout=timeout, transport=transport)
         self._verdicts: SingleFlightCache[tuple[Any, ...], Verdict] = SingleFlightCache(
             cache_seconds, clock=clock
         )

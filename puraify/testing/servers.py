@@ -20,12 +20,31 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["CanaryListener", "LocalServer", "RecordedRequest", "RecordingSink", "Reply"]
+__all__ = [
+    "CanaryListener",
+    "LocalServer",
+    "RecordedRequest",
+    "RecordingSink",
+    "Reply",
+    "read_request",
+]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def read_request(scope: Scope, receive: Receive) -> tuple[dict[str, str], bytes]:
+    """An HTTP request's headers (names lower-cased) and whole body."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    return headers, bytes(body)
 
 
 class LocalServer:
@@ -179,19 +198,13 @@ class RecordingSink:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers, body = await read_request(scope, receive)
         record = RecordedRequest(
             scope["method"],
             scope["path"],
             scope.get("query_string", b"").decode(),
             headers,
-            bytes(body),
+            body,
             time.monotonic(),
         )
         reply = self._next_reply(scope["path"]) or Reply(

@@ -18,6 +18,7 @@ import httpx
 from ..codes import ErrorCode
 from ..errors import ActionError
 from ..runtime.credentials import StepCredential
+from ..runtime.remote import engine_client
 from ..store.cache import SingleFlightCache
 from .oauth import OAuth
 from .store import Credential, VaultStore
@@ -72,13 +73,7 @@ class HttpVault:
         clock: Callable[[], float] = time.monotonic,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=url.rstrip("/"),
-            headers={"X-Engine-ID": engine_id, "X-Engine-Key": key},
-            timeout=timeout,
-            trust_env=False,
-            transport=transport,
-        )
+        self._client = engine_client(url, engine_id, key, timeout=timeout, transport=transport)
         self._found: SingleFlightCache[tuple[str, str, str], StepCredential | None] = (
             SingleFlightCache(cache_seconds, maxsize=4096, clock=clock)
         )

@@ -40,6 +40,15 @@ async def oauth_api(make_api: ApiFactory, url: str, **overrides: Any) -> Api:
     return await make_api(oauth_providers={"fake": provider}, **overrides)  # type: ignore[no-any-return]
 
 
+async def setup(
+    make_api: ApiFactory, fake: tuple[FakeOAuthServer, str], **overrides: Any
+) -> tuple[FakeOAuthServer, Api, dict[str, str]]:
+    """The fake provider, an API configured for it, and a vault-scoped token's headers."""
+    server, url = fake
+    api = await oauth_api(make_api, url, **overrides)
+    return server, api, await vault_headers(api)
+
+
 async def vault_headers(api: Api) -> dict[str, str]:
     return {"Authorization": f"Bearer {await api.token('a', 'vault', 'execute', 'runs:read')}"}
 
@@ -77,9 +86,7 @@ async def connect(api: Api, owner: dict[str, str], **extra: Any) -> httpx.Respon
 async def test_connect_with_pkce_and_a_state_used_once(
     make_api: ApiFactory, fake: tuple[FakeOAuthServer, str]
 ) -> None:
-    server, url = fake
-    api = await oauth_api(make_api, url)
-    owner = await vault_headers(api)
+    server, api, owner = await setup(make_api, fake)
     started = await api.client.post(
         "/auth/start", json={"platform": "fake", "redirect_uri": REDIRECT}, headers=owner
     )
@@ -100,7 +107,8 @@ async def test_connect_with_pkce_and_a_state_used_once(
     got = await api.client.get("/vault/token/a/fake", headers=await reader(api))
     token = got.json()["token"]
     assert "refresh_token" not in got.json()["credential"]  # it never leaves the vault
-    assert httpx.get(f"{url}/resource", headers={"Authorization": f"Bearer {token}"}).is_success
+    resource = f"{fake[1]}/resource"
+    assert httpx.get(resource, headers={"Authorization": f"Bearer {token}"}).is_success
 
     # a state comes back once: a replay, an unknown one, a missing one are all refused
     again = httpx.get(
@@ -125,9 +133,7 @@ async def test_connect_with_pkce_and_a_state_used_once(
 async def test_a_refused_authorization_and_an_unknown_provider(
     make_api: ApiFactory, fake: tuple[FakeOAuthServer, str]
 ) -> None:
-    server, url = fake
-    api = await oauth_api(make_api, url)
-    owner = await vault_headers(api)
+    server, api, owner = await setup(make_api, fake)
     server.deny_next()
     denied = await connect(api, owner)
     assert denied.status_code == 502 and denied.json()["error"]["code"] == "oauth_error"
@@ -152,9 +158,7 @@ async def test_a_refused_authorization_and_an_unknown_provider(
 async def test_tokens_obtained_elsewhere_for_a_user(
     make_api: ApiFactory, fake: tuple[FakeOAuthServer, str]
 ) -> None:
-    _, url = fake
-    api = await oauth_api(make_api, url)
-    owner = await vault_headers(api)
+    _, api, owner = await setup(make_api, fake)
     stored = await api.client.post(
         "/auth/token",
         json={
@@ -205,9 +209,7 @@ FIFTY = {
 async def test_rel07_one_refresh_for_fifty_steps(
     make_api: ApiFactory, fake: tuple[FakeOAuthServer, str]
 ) -> None:
-    server, url = fake
-    api = await oauth_api(make_api, url)
-    owner = await vault_headers(api)
+    server, api, owner = await setup(make_api, fake)
     old = await expired_credential(api, server)
     server.hold_refresh()  # the refresh stays in flight while the fifty steps ask
     started = await api.client.post("/missions/execute", json=FIFTY, headers=owner)
@@ -235,9 +237,7 @@ async def test_rel07_one_refresh_for_fifty_steps(
 async def test_rel07_invalid_grant_is_credential_invalid_without_a_storm(
     make_api: ApiFactory, fake: tuple[FakeOAuthServer, str]
 ) -> None:
-    server, url = fake
-    api = await oauth_api(make_api, url)
-    owner = await vault_headers(api)
+    server, api, owner = await setup(make_api, fake)
     await expired_credential(api, server)
     server.revoke()
     for round_ in range(2):
@@ -264,9 +264,7 @@ async def test_rel07_invalid_grant_is_credential_invalid_without_a_storm(
 async def test_a_refresh_the_provider_could_not_answer_is_retried_with_the_step(
     make_api: ApiFactory, fake: tuple[FakeOAuthServer, str]
 ) -> None:
-    server, url = fake
-    api = await oauth_api(make_api, url)
-    owner = await vault_headers(api)
+    server, api, owner = await setup(make_api, fake)
     await expired_credential(api, server)
     server.fail_refresh(1)
     mission = {
@@ -289,10 +287,8 @@ async def test_a_refresh_the_provider_could_not_answer_is_retried_with_the_step(
 async def test_what_a_provider_or_a_caller_gets_wrong_is_refused_cleanly(
     make_api: ApiFactory, fake: tuple[FakeOAuthServer, str]
 ) -> None:
-    server, url = fake
-    server.expires_in = 10**12  # "expires in 31,000 years": taken as no expiry, no crash
-    api = await oauth_api(make_api, url, oauth_redirect_uris=["https://app.example/oauth"])
-    owner = await vault_headers(api)
+    fake[0].expires_in = 10**12  # "expires in 31,000 years": taken as no expiry, no crash
+    _, api, owner = await setup(make_api, fake, oauth_redirect_uris=["https://app.example/oauth"])
     done = await connect(api, owner)
     assert done.status_code == 200, done.text
     assert done.json()["credential"]["expires_at"] is None

@@ -25,16 +25,13 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["FakeOAuthServer"]
+from ..servers import Receive, Scope, Send, read_request
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+__all__ = ["FakeOAuthServer"]
 
 
 @dataclass
@@ -220,13 +217,7 @@ class FakeOAuthServer:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers, body = await read_request(scope, receive)
         query = dict(parse_qsl(scope.get("query_string", b"").decode()))
         path, method = scope["path"], scope["method"]
         extra: dict[str, str] = {}
