@@ -13,20 +13,25 @@ Two kinds of text are replaced by ``[redacted]``:
 - known token shapes, wherever they came from (``KNOWN_SHAPES``): Slack (``xox?-``), GitHub
   (``ghp_`` and its siblings), ``sk-`` keys, AWS access key ids, JWTs and PEM private keys.
 
-Each run has its own redactor (``RUNS.of(run_id)``), so one project's values never change what
-another project's runs show: no run can learn whether a text is someone else's secret by
-watching it disappear, and no run can push another's values out. ``OPERATOR`` holds the
-operator's own secrets (OAuth2 client secrets), hidden everywhere. Text that belongs to no run
-(API error bodies, the run store's safety net) is redacted of token shapes and ``OPERATOR``.
+Each project has its own redactor (``RUNS.project(name)``), and each run is bound to its
+project's while it runs (``RUNS.bind``): a run hides every value any run of its project was
+given in this process (a secret one run wrote to a file stays hidden when the next one reads it
+back), and one project's values never change what another project's runs show: no run can
+learn whether a text is someone else's secret by watching it disappear, and none can push
+another's values out. ``OPERATOR`` holds the operator's own secrets (OAuth2 client secrets),
+hidden everywhere. Text that belongs to no run (API error bodies, the run store's safety net)
+is redacted of token shapes and ``OPERATOR``. Every pattern runs in time linear in the text.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import html
 import json
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
@@ -48,8 +53,10 @@ __all__ = [
 
 MASK = "[redacted]"
 MIN_SECRET_LENGTH = 6
-#: Values one redactor keeps (a run's steps use a handful of credentials).
-MAX_SECRETS = 4096
+_MIN_CORE = 8  # a base64 fragment shorter than this would match too much
+#: Spellings one redactor keeps (a project's credentials, each in ~25 spellings; past it, the
+#: oldest are forgotten first: refreshed tokens long expired).
+MAX_SECRETS = 8192
 #: The fields of a credential's value that are secret (the others describe it).
 SECRET_FIELDS = frozenset(
     {
@@ -67,18 +74,34 @@ SECRET_FIELDS = frozenset(
     }
 )
 
-#: Credentials recognisable by their form alone.
+#: Credentials recognisable by their form alone. Each alternative starts only where a token
+#: starts and consumes possessively, so a text is scanned in linear time whatever it holds.
 KNOWN_SHAPES = re.compile(
-    r"xox[abeoprs]-[0-9A-Za-z-]{10,}"
-    r"|(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}"
-    r"|(?<![A-Za-z0-9])sk-(?:[A-Za-z0-9]+-)?[A-Za-z0-9_-]{20,}"
-    r"|AKIA[0-9A-Z]{16}"
-    r"|eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,}"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----(?:.|\n)*?-----END [A-Z ]*PRIVATE KEY-----"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[^\"']*"
+    r"(?<![0-9A-Za-z-])xox[abeoprs]-[0-9A-Za-z-]{10,}+"
+    r"|(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}+|github_pat_[A-Za-z0-9_]{30,}+)"
+    r"|(?<![A-Za-z0-9_-])sk-[A-Za-z0-9_-]{20,}+"
+    r"|(?<![A-Z0-9])AKIA[0-9A-Z]{16}(?![0-9A-Z])"
+    r"|(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}+\.eyJ[A-Za-z0-9_-]{5,}+\.[A-Za-z0-9_-]{10,}+"
+    # a PEM private key: its body up to its END line, or up to a quote where it was cut
+    r"|-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----(?:(?!-----END )[^\"'])*+"
+    r"(?:-----END [A-Z ]{0,40}PRIVATE KEY-----)?"
 )
 # what a URL's path and an httpx-built URL keep unencoded (RFC 3986 sub-delims, ':' and '@')
 _PATH_SAFE = "/:@!$&'()*+,;="
+
+
+def _base64_cores(raw: bytes) -> set[str]:
+    """What base64 shows of ``raw`` wherever it sits in a longer text (``api:`` + key, in a
+    Basic header): the characters of the 3-byte groups made of its bytes alone, at each of
+    the three offsets it can start at."""
+    cores = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode()
+        first, last = (offset + 2) // 3, (offset + len(raw)) // 3
+        if last > first:
+            core = encoded[4 * first : 4 * last]
+            cores |= {core, core.replace("+", "-").replace("/", "_")}
+    return {c for c in cores if len(c) >= _MIN_CORE}
 
 
 def spellings(value: str) -> set[str]:
@@ -88,7 +111,8 @@ def spellings(value: str) -> set[str]:
     urlsafe = base64.urlsafe_b64encode(raw).decode()
     hexed = binascii.hexlify(raw).decode()
     in_json = json.dumps(value)[1:-1]
-    found = {
+    in_path = quote(value, safe="/")
+    found = _base64_cores(raw) | {
         value,
         b64,
         b64.rstrip("="),
@@ -103,6 +127,10 @@ def spellings(value: str) -> set[str]:
         in_json,
         in_json.replace("/", "\\/"),
         json.dumps(value, ensure_ascii=False)[1:-1],
+        json.dumps(in_path)[1:-1].replace("/", "\\/"),
+        json.dumps(json.dumps(value))[3:-3],
+        html.escape(value),
+        html.escape(value, quote=False),
         repr(value)[1:-1],
     }
     return {s for s in found if len(s) >= MIN_SECRET_LENGTH}
@@ -114,25 +142,28 @@ class Redactor:
 
     def __init__(self, *, shapes: bool = True) -> None:
         self._shapes = shapes
-        self._values: dict[str, None] = {}
+        self._values: OrderedDict[str, None] = OrderedDict()
         self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
 
     def add(self, *values: str) -> None:
-        """Hide ``values`` (and their spellings) from now on; past ``MAX_SECRETS`` values,
-        new ones are refused with ``OverflowError`` (a redactor never forgets one)."""
+        """Hide ``values`` (and their spellings) from now on; past ``MAX_SECRETS`` spellings
+        the least recently added are forgotten."""
         with self._lock:
             forms = {
                 form
                 for value in values
                 if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH
                 for form in spellings(value)
-            } - self._values.keys()
-            if not forms:
+            }
+            new = forms - self._values.keys()
+            for form in forms & self._values.keys():
+                self._values.move_to_end(form)
+            if not new:
                 return
-            if len(self._values) + len(forms) > MAX_SECRETS:
-                raise OverflowError("too many secrets for one run")
-            self._values.update(dict.fromkeys(forms))
+            self._values.update(dict.fromkeys(sorted(new)))
+            while len(self._values) > MAX_SECRETS:
+                self._values.popitem(last=False)
             # longest first, so a value is never half-replaced by one of its own prefixes
             ordered = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE)
@@ -176,17 +207,24 @@ class Redactor:
         return text
 
     def value(self, value: Any) -> Any:
-        """``value`` with every text in it redacted; mapping keys are names, not data, and are
-        kept. Unchanged when nothing in it is a secret (the same object comes back)."""
+        """``value`` with every text in it redacted, mapping keys included (a key that was a
+        secret becomes ``[redacted]``, ``[redacted] 2``, ...: two never merge). Unchanged
+        when nothing in it is a secret (the same object comes back)."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
             changed = False
             out: dict[Any, Any] = {}
             for k, v in value.items():
+                nk = self.text(k) if isinstance(k, str) else k
+                if nk is not k:
+                    base, n = nk, 1
+                    while nk in out or nk in value:
+                        n += 1
+                        nk = f"{base} {n}"
                 nv = self.value(v)
-                changed = changed or nv is not v
-                out[k] = nv
+                changed = changed or nv is not v or nk is not k
+                out[nk] = nv
             return out if changed else value
         if isinstance(value, list | tuple):
             items = [self.value(v) for v in value]
@@ -203,39 +241,50 @@ class Redactor:
 
 
 class RunSecrets:
-    """Each run's redactor: made when the run is first given a value, kept while it runs and
-    ``linger_seconds`` after it ends (its last events and log lines are written then)."""
+    """Each project's redactor, and which project each running run belongs to. A run is bound
+    while it runs and ``linger_seconds`` after it ends (its last events and log lines are
+    written then); a project's redactor lives as long as the process."""
 
     def __init__(self, linger_seconds: float = 600.0) -> None:
+        self._projects: dict[str, Redactor] = {}
         self._live: dict[str, Redactor] = {}
         self._ended: TTLCache[str, Redactor] = TTLCache(maxsize=65536, ttl=linger_seconds)
         self._lock = threading.Lock()
 
-    def of(self, run_id: str) -> Redactor:
-        """The run's redactor (made on first use)."""
+    def project(self, name: str) -> Redactor:
+        """The project's redactor (made on first use)."""
         with self._lock:
-            found = self._live.get(run_id) or self._ended.get(run_id)
+            found = self._projects.get(name)
             if found is None:
-                found = self._live[run_id] = Redactor()
+                found = self._projects[name] = Redactor()
             return found
 
+    def bind(self, run_id: str, project: str) -> Redactor:
+        """``run_id`` runs for ``project``: its outputs and log lines are redacted of every
+        value any of the project's runs was given."""
+        found = self.project(project)
+        with self._lock:
+            self._live[run_id] = found
+        return found
+
     def get(self, run_id: object) -> Redactor | None:
-        """The run's redactor, if it was given any value."""
+        """The redactor of the run's project, if the run is bound."""
         if not isinstance(run_id, str):
             return None
         with self._lock:
             return self._live.get(run_id) or self._ended.get(run_id)
 
     def end(self, run_id: str) -> None:
-        """The run ended: its redactor lingers a while, then goes."""
+        """The run ended: it stays bound a while, then goes."""
         with self._lock:
             found = self._live.pop(run_id, None)
             if found is not None:
                 self._ended[run_id] = found
 
     def clear(self) -> None:
-        """Forget every run (tests)."""
+        """Forget every project and run (tests)."""
         with self._lock:
+            self._projects.clear()
             self._live.clear()
             self._ended.clear()
 

@@ -8,8 +8,8 @@ HTTP). ``Credentials`` binds a source to a run's project and checks what comes b
 - recorded scopes that do not cover the action's required scopes: ``insufficient_scope``. A
   credential stored without scopes is not checked (its scopes are unknown; the platform answers).
 
-Every value handed out is registered with its run's redactor first, so it is replaced wherever
-the run's outputs, errors, events or log lines would show it. ``CredentialRunner`` wraps a step
+Every value handed out is registered with its project's redactor first, so it is replaced
+wherever the project's runs' outputs, errors, events or log lines would show it. ``CredentialRunner`` wraps a step
 runner: an action that declares ``credential`` gets its platform's credential in its context.
 Missions read them as ``{{ secrets.<platform> }}`` (``Credentials.for_templates``).
 """
@@ -104,13 +104,7 @@ class Credentials:
         found = await self.source.fetch(self.project_id, platform, user_id)
         if found is None:
             return None
-        try:
-            RUNS.of(run_id).add_credential(dict(found.value))
-        except OverflowError:
-            raise ActionError(
-                f"run {run_id} was given more secrets than it can keep hidden",
-                code=ErrorCode.INVALID_CREDENTIAL,
-            ) from None
+        RUNS.bind(run_id, self.project_id).add_credential(dict(found.value))
         if found.status != "valid":
             raise ActionError(
                 f"the {platform} credential of project {self.project_id!r} is {found.status}; "

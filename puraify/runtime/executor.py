@@ -110,6 +110,8 @@ class Executor:
         order. ``resume``: where an earlier execution of the run (or the run being retried)
         left off; those results are kept, and those steps do not run again."""
         run = _Run(self, compiled, handle or RunHandle(), context or {}, resume or ResumeState())
+        if self.credentials is not None:  # what its project's steps were given stays hidden
+            RUNS.bind(run.info.run_id, self.credentials.project_id)
         interval = self.recorder.heartbeat_interval
         heartbeat = (
             Heartbeat(self.recorder, run.info.run_id, interval, run.handle.cancel)

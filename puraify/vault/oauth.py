@@ -47,7 +47,7 @@ with warnings.catch_warnings():
 
 from ..codes import ErrorCode
 from ..errors import ActionError, VaultError
-from ..redaction import OPERATOR
+from ..redaction import OPERATOR, Redactor
 from ..settings import OAuthProvider
 from ..store.database import Database
 from ..store.tables import oauth_states
@@ -285,7 +285,8 @@ class OAuth:
                 )
         except (OAuthError, httpx.HTTPError, ValueError) as exc:
             raise VaultError(
-                f"the token request failed: {_why(exc)}", code=ErrorCode.OAUTH_ERROR
+                f"the token request failed: {_why(exc, code, verifier)}",
+                code=ErrorCode.OAUTH_ERROR,
             ) from None
         return await self._store(row.project_id, row.platform, row.user_id or None, token, provider)
 
@@ -419,13 +420,15 @@ class OAuth:
                 )
                 raise _invalid(current) from None
             raise ActionError(
-                f"refreshing the {current.platform} token failed: {_why(exc)}",
+                f"refreshing the {current.platform} token failed: "
+                f"{_why(exc, *(current.value or {}).values())}",
                 code=ErrorCode.OAUTH_ERROR,
                 retryable=True,
             ) from None
         except (httpx.HTTPError, ValueError) as exc:
             raise ActionError(
-                f"refreshing the {current.platform} token failed: {_why(exc)}",
+                f"refreshing the {current.platform} token failed: "
+                f"{_why(exc, *(current.value or {}).values())}",
                 code=ErrorCode.OAUTH_ERROR,
                 retryable=True,
             ) from None
@@ -472,9 +475,13 @@ def _invalid(credential: Credential) -> ActionError:
     )
 
 
-def _why(exc: Exception) -> str:
+def _why(exc: Exception, *secrets: Any) -> str:
+    """What a provider said went wrong, without the tokens or code it may have quoted back."""
     if isinstance(exc, OAuthError):
-        return f"{exc.error}: {exc.description}" if exc.description else str(exc.error)
+        said = f"{exc.error}: {exc.description}" if exc.description else str(exc.error)
+        hidden = Redactor()
+        hidden.add(*(s for s in secrets if isinstance(s, str)))
+        return hidden.text(said)[:500]
     if isinstance(exc, httpx.HTTPStatusError):
         return f"it answered {exc.response.status_code}"
     return type(exc).__name__

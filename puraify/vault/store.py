@@ -108,6 +108,12 @@ def _shape(kind: str, value: str | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(value, str):
         if not value:
             raise VaultError("the value is empty", code="invalid_credential", field="value")
+        if fields[0] not in SECRET_FIELDS:  # a basic's username, an smtp's host: not the secret
+            raise VaultError(
+                f"a {kind} credential is an object of {', '.join(fields)}",
+                code="invalid_credential",
+                field="value",
+            )
         return {fields[0]: value}
     if not isinstance(value, Mapping) or not value:
         raise VaultError("the value is empty", code="invalid_credential", field="value")

@@ -282,6 +282,14 @@ async def test_a_refresh_the_provider_could_not_answer_is_retried_with_the_step(
     step = done.json()["step_results"]["s"]
     assert step["status"] == "success" and step["attempts"] == 2, step
     assert server.refreshes == 2
+    # a provider that quotes the refresh token back in its error: never shown
+    refresh = (await api.app.state.application.vault.value("a", "fake")).value["refresh_token"]
+    await expired_credential(api, server)
+    server.fail_refresh(1, status=400, echo=True)
+    refused = await api.client.post("/missions/execute?wait=true", json=FIFTY, headers=owner)
+    assert refused.json()["step_results"]["s0"]["error"]["code"] == "oauth_error"
+    assert "refresh_token [redacted] is malformed" in refused.text
+    assert refresh not in refused.text
 
 
 async def test_what_a_provider_or_a_caller_gets_wrong_is_refused_cleanly(

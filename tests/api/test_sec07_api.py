@@ -63,3 +63,19 @@ async def test_a_run_is_redacted_of_its_own_secrets_only(api: Api) -> None:
     guess = {"action": "log_message", "parameters": {"message": f"is it {secret}?"}}
     theirs = await api.client.post("/execute", json=guess, headers=api.auth("b"))
     assert theirs.json()["result"]["message"] == f"is it {secret}?"  # b's own text, as it is
+
+
+async def test_a_secret_a_run_wrote_stays_hidden_from_the_projects_next_runs(api: Api) -> None:
+    mine = {"Authorization": f"Bearer {await api.token('a', 'vault', 'execute')}"}
+    secret = "pg-pass-" + "Zx81Qw72Er63"
+    await api.client.put(
+        "/vault/credentials/a/db", json={"type": "token", "value": secret}, headers=mine
+    )
+    write = {
+        "action": "create_file",
+        "parameters": {"path": "conf.txt", "content": "pw={{ secrets.db }}", "overwrite": True},
+    }
+    assert (await api.client.post("/execute", json=write, headers=mine)).status_code == 200
+    read = {"action": "read_file", "parameters": {"path": "conf.txt"}}
+    later = await api.client.post("/execute", json=read, headers=mine)
+    assert later.json()["result"]["content"] == "pw=[redacted]"

@@ -80,8 +80,9 @@ async def test_a_project_reaches_only_its_own_credentials(api: Api) -> None:
         {"username": "ops", "password": 98765432},
         {"token": ["t" * 10] * 2500},
         {"hunter2-pasted-secret": "x"},
+        "hunter2-as-a-username",  # a basic credential's text would be its username
     ):
-        kind = "basic" if "username" in value else "token"
+        kind = "basic" if "username" in value or isinstance(value, str) else "token"
         refused = await api.client.put(
             "/vault/credentials/a/y", json={"type": kind, "value": value}, headers=mine
         )

@@ -67,7 +67,7 @@ class FakeOAuthServer:
         self.token_requests = 0
         self.refreshes = 0
         self._deny = False
-        self._refresh_failures: list[int] = []
+        self._refresh_failures: list[tuple[int, bool]] = []
         self._lock = threading.Lock()
         self._released = threading.Event()
         self._released.set()
@@ -86,9 +86,10 @@ class FakeOAuthServer:
             else:
                 self.refresh_tokens.pop(refresh_token, None)
 
-    def fail_refresh(self, times: int, status: int = 500) -> None:
-        """Answer the next ``times`` refresh requests with ``status`` (a provider's outage)."""
-        self._refresh_failures = [status] * times
+    def fail_refresh(self, times: int, status: int = 500, *, echo: bool = False) -> None:
+        """Answer the next ``times`` refresh requests with ``status`` (a provider's outage);
+        ``echo``: quoting the refresh token it was sent in its error, as some providers do."""
+        self._refresh_failures = [(status, echo)] * times
 
     def hold_refresh(self) -> None:
         """Keep refresh requests waiting until ``release()``."""
@@ -192,7 +193,9 @@ class FakeOAuthServer:
                 self.refreshes += 1
                 failure = self._refresh_failures.pop(0) if self._refresh_failures else None
             if failure is not None:
-                return failure, {"error": "temporarily_unavailable"}
+                status, echo = failure
+                said = f"refresh_token {form.get('refresh_token')} is malformed" if echo else None
+                return status, {"error": "temporarily_unavailable", "error_description": said}
             await asyncio.get_running_loop().run_in_executor(None, self._released.wait)
             with self._lock:
                 token = form.get("refresh_token", "")
