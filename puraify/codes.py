@@ -38,6 +38,7 @@ class ErrorCode(StrEnum):
     BAD_REQUEST = "bad_request"
     BODY_TOO_LARGE = "body_too_large"
     CANCELLED = "cancelled"
+    CIRCUIT_OPEN = "circuit_open"
     COMMAND_DISABLED = "command_disabled"
     COMMAND_FAILED = "command_failed"
     COMMAND_NOT_FOUND = "command_not_found"
@@ -102,6 +103,7 @@ class ErrorCode(StrEnum):
     RESOURCE_LIMIT = "resource_limit"
     RESPONSE_TOO_LARGE = "response_too_large"
     RUN_BUSY = "run_busy"
+    RATE_LIMITED = "rate_limited"
     RUN_NOT_FOUND = "run_not_found"
     SAFETY_REFUSED = "safety_refused"
     SCHEMA_MISMATCH = "schema_mismatch"
@@ -124,6 +126,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_REFERENCE = "unknown_reference"
     UNKNOWN_STEP_TYPE = "unknown_step_type"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    UPSTREAM_ERROR = "upstream_error"
     VALIDATION_FAILED = "validation_failed"
     VAULT_ERROR = "vault_error"
     VAULT_KEY_MISSING = "vault_key_missing"
@@ -624,6 +627,24 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
             "The vault has no key that opens its credentials: set PURAIFY_MASTER_KEY, or put "
             "back the key file `puraify init` made (<home>/vault.key); credentials are never "
             "handed out empty.",
+        ),
+        ErrorCode.CIRCUIT_OPEN: CodeInfo(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            ExitCode.FAILED,
+            "The platform failed several times in a row for this credential, so calls to it are "
+            "paused for a while (`circuit_reset_seconds`); it is retryable.",
+        ),
+        ErrorCode.RATE_LIMITED: CodeInfo(
+            HTTPStatus.TOO_MANY_REQUESTS,
+            ExitCode.FAILED,
+            "The platform answered that it is rate limited (429, or its own error); it is "
+            "retryable, after the time it asked for.",
+        ),
+        ErrorCode.UPSTREAM_ERROR: CodeInfo(
+            HTTPStatus.BAD_GATEWAY,
+            ExitCode.FAILED,
+            "The platform failed (a 5xx, or an error of its own it did not explain); the "
+            "message gives what it said; 5xx answers are retryable.",
         ),
         ErrorCode.VAULT_UNAVAILABLE: CodeInfo(
             HTTPStatus.SERVICE_UNAVAILABLE,

@@ -47,6 +47,9 @@ def config_path(environ: dict[str, str] | None = None) -> Path:
     return (home / "puraify.toml").resolve()
 
 
+_BASE_URL_FIELDS = {"slack_base_url"}
+
+
 class OAuthProvider(BaseModel):
     """An OAuth2 provider as the operator configured it (a preset fills what is left out)."""
 
@@ -194,6 +197,18 @@ class Settings(BaseSettings):
     # a declarative policy (engines' permissions, platform statuses, flags) applied at start
     control_policy_file: Path | None = None
 
+    # Platforms. Each one's API base URL (the SSRF guard allows the host an operator sets);
+    # rate limits per platform and credential (the `limits` notation, `;` between several),
+    # shared by every process through Redis when redis_url is set; a credential's circuit
+    # breaker opens after circuit_failures failures in a row, for circuit_reset_seconds.
+    slack_base_url: str | None = None
+    platform_rate_limits: dict[str, str] = Field(
+        default_factory=lambda: {"slack": "1/second;50/minute"}
+    )
+    redis_url: str | None = None
+    circuit_failures: int = Field(default=5, ge=1, le=1000)
+    circuit_reset_seconds: float = Field(default=30.0, gt=0, le=3600)
+
     # Run store: SQLite at home/puraify.db unless a URL is given (postgresql+asyncpg://...).
     database_url: str | None = None
     sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "NORMAL"
@@ -240,6 +255,14 @@ class Settings(BaseSettings):
             object.__setattr__(self, "config_file", config_path())
         object.__setattr__(self, "home", self.home.expanduser())
         return self
+
+    def platform_base_urls(self) -> dict[str, str]:
+        """The base URLs the operator set, by platform."""
+        return {
+            name.removesuffix("_base_url"): value
+            for name, value in self.model_dump(include=_BASE_URL_FIELDS).items()
+            if value
+        }
 
     def profile(self, name: Mode) -> Profile:
         """The named safety profile with every default it implies; each explicitly given

@@ -24,6 +24,7 @@ from .files import (
 )
 from .http import Http
 from .registry import ActionRegistry
+from .slack import SendMessage
 
 __all__ = [
     "BUILTIN_ACTIONS",
@@ -54,6 +55,7 @@ BUILTIN_ACTIONS: tuple[type[Action], ...] = (
     ParseXml,
     ValidateSchema,
     CsvProcess,
+    SendMessage,
 )
 
 

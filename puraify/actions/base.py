@@ -120,6 +120,12 @@ class ActionContext:
     credentials: Mapping[str, Any] = field(default_factory=dict)
     #: the vault, for a credential the action chooses at call time (``credential``)
     vault: CredentialLookup | None = None
+    #: each platform's base URL as the operator configured it (``<platform>_base_url``)
+    base_urls: Mapping[str, str] = field(default_factory=dict)
+
+    def base_url(self, platform: str, default: str) -> str:
+        """Where ``platform``'s API is: the operator's setting, else ``default``."""
+        return (self.base_urls.get(platform) or default).rstrip("/")
 
     async def credential(self, platform: str) -> Mapping[str, Any]:
         """``platform``'s credential for this run (its user's, else its project's), fetched

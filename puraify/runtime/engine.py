@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -24,6 +25,7 @@ from .credentials import CredentialRunner, Credentials
 from .executor import Executor, RunHandle
 from .guards import CommandPolicy, Jail, SsrfPolicy, SsrfTransport
 from .hooks import Hooks, HookSet
+from .platforms import PlatformGuard, PlatformRunner
 from .policy import PolicedRunner, StepPolicy
 from .prepare import Prepared, Preparer
 from .recorder import RunRecorder
@@ -35,11 +37,23 @@ from .transport import AiohttpTransport
 __all__ = ["Engine", "Prepared", "http_client"]
 
 
+def platform_guard(settings: Settings) -> PlatformGuard:
+    """The rate limits and circuit breakers the operator configured."""
+    return PlatformGuard(
+        settings.platform_rate_limits,
+        storage_url=settings.redis_url,
+        failures=settings.circuit_failures,
+        reset_seconds=settings.circuit_reset_seconds,
+    )
+
+
 def http_client(settings: Settings, profile: Profile) -> httpx.AsyncClient:
     """The guarded HTTP client of one safety profile: every request and redirect hop passes
     the SSRF policy, addresses are pinned after the check, and no cookie is ever kept."""
+    # the hosts of the platforms' base URLs the operator set are theirs to allow
+    platform_hosts = [urlsplit(u).hostname or "" for u in settings.platform_base_urls().values()]
     policy = SsrfPolicy(
-        allow_hosts=settings.ssrf_allow_hosts,
+        allow_hosts=(*settings.ssrf_allow_hosts, *filter(None, platform_hosts)),
         allow_loopback=profile.allow_loopback,
         only_allowlisted=settings.egress_only_allowlisted,
     )
@@ -114,6 +128,7 @@ class Engine:
         pool: ActionPool | None = None,
         policy: StepPolicy | None = None,
         credentials: Credentials | None = None,
+        platforms: PlatformGuard | None = None,
     ) -> Engine:
         """Build the engine an operator configured; ``environ`` is the process environment
         (read by the caller, which is an edge). ``profile``: the safety profile (default: the
@@ -124,7 +139,9 @@ class Engine:
         one they run on the event loop. ``policy``: what authorizes each attempt (Engine
         Control); with one, command steps are gated by its ``command`` feature flag instead of
         the profile's ``command_enabled``. ``credentials``: the vault, for the run's project
-        (actions that declare ``credential`` and ``{{ secrets.<platform> }}`` read it)."""
+        (actions that declare ``credential`` and ``{{ secrets.<platform> }}`` read it).
+        ``platforms``: the rate limits and circuit breakers of platform calls (shared by every
+        engine of the process; made from the settings when not given)."""
         environ = environ if environ is not None else {}
         profile = profile or settings.profile(settings.mode or "server")
         preparer = preparer or Preparer.from_settings(settings, registry=registry)
@@ -168,7 +185,9 @@ class Engine:
             pool=pool,
             protected=tuple(str(p) for p in settings.protected_paths),
             credentials=credentials,
+            base_urls=settings.platform_base_urls(),
         )
+        runner = PlatformRunner(runner, platforms or platform_guard(settings), registry)
         if credentials is not None:
             runner = CredentialRunner(runner, credentials, registry)
         if policy is not None:

@@ -69,6 +69,7 @@ class InProcessRunner:
         pool: ActionPool | None = None,
         protected: tuple[str, ...] = (),
         credentials: Credentials | None = None,
+        base_urls: Mapping[str, str] | None = None,
     ) -> None:
         self.registry = registry
         self.http = http
@@ -78,6 +79,7 @@ class InProcessRunner:
         self.pool = pool
         self.protected = protected  # the engine's own files, refused by the worker's jail too
         self.credentials = credentials  # the vault, for ``ActionContext.credential``
+        self.base_urls = dict(base_urls or {})
         self.logger = structlog.get_logger("puraify.action")
 
     async def run(self, invocation: StepInvocation) -> dict[str, Any]:
@@ -121,6 +123,7 @@ class InProcessRunner:
             ),
             credentials=invocation.credentials,
             vault=self._lookup(invocation.run_id, invocation.user_id),
+            base_urls=self.base_urls,
         )
         return await action.run(params, ctx)
 

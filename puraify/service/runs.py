@@ -33,7 +33,7 @@ from ..mission.model import Mission, MissionResult, StepResult
 from ..mission.safety import SafetyReport
 from ..observability.events import EventBroker
 from ..runtime.credentials import Credentials, CredentialSource
-from ..runtime.engine import Engine, http_client
+from ..runtime.engine import Engine, http_client, platform_guard
 from ..runtime.executor import RunHandle
 from ..runtime.hooks import Hooks
 from ..runtime.prepare import Preparer
@@ -108,6 +108,8 @@ class RunService:
         self._environ = dict(environ)
         self._cwd = cwd
         self._http: dict[Mode, httpx.AsyncClient] = {}
+        # one budget and one set of circuit breakers per platform credential, for every engine
+        self._platforms = platform_guard(settings)
         # an engine is cheap to rebuild and owns nothing that needs closing (the HTTP clients
         # are shared), so one dropped from the cache while a run still uses it is harmless
         self._engines: LRUCache[tuple[Mode, Path, str | None], Engine] = LRUCache(maxsize=_ENGINES)
@@ -157,6 +159,7 @@ class RunService:
                     if self.credentials is not None
                     else None
                 ),
+                platforms=self._platforms,
             )
             self._engines[key] = engine
         return engine

@@ -8,12 +8,13 @@ Invariant: every server binds 127.0.0.1 only.
 from __future__ import annotations
 
 from .asgi import Lifespan
-from .fakes import FakeOAuthServer
+from .fakes import FakeOAuthServer, FakeSlack
 from .servers import CanaryListener, LocalServer, RecordedRequest, RecordingSink, Reply
 
 __all__ = [
     "CanaryListener",
     "FakeOAuthServer",
+    "FakeSlack",
     "Lifespan",
     "LocalServer",
     "RecordedRequest",

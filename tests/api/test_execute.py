@@ -97,7 +97,7 @@ async def test_perform_action_shape(api: Api) -> None:
 @pytest.mark.parametrize(
     ("payload", "status", "code"),
     [
-        ({"action": "send_slack", "platform": "slack", "parameters": {}}, 404, "unknown_action"),
+        ({"action": "send_fax", "platform": "fax", "parameters": {}}, 404, "unknown_action"),
         ({"action": "http_request", "parameters": {"method": "GET"}}, 422, "invalid_parameters"),
         ({"action": "log_message"}, 422, "invalid_parameters"),
         ({"parameters": {}}, 400, "invalid_request"),

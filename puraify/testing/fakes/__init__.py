@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from .oauth import FakeOAuthServer
+from .slack import FakeSlack
 
-__all__ = ["FakeOAuthServer"]
+__all__ = ["FakeOAuthServer", "FakeSlack"]
