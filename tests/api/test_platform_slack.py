@@ -25,12 +25,13 @@ def slack() -> Iterator[tuple[FakeSlack, str]]:
 async def slack_api(
     make_api: ApiFactory, base: str, token: str | None = BOT, **overrides: Any
 ) -> tuple[Api, dict[str, str]]:
-    api: Api = await make_api(
-        slack_base_url=base,
-        ssrf_allow_hosts=(),  # the base URL's host is allowed because the operator set it
-        platform_rate_limits={},
+    settings: dict[str, Any] = {
+        "slack_base_url": base,
+        "ssrf_allow_hosts": (),  # the base URL's host is allowed because the operator set it
+        "platform_rate_limits": {},
         **overrides,
-    )
+    }
+    api: Api = await make_api(**settings)
     owner = {"Authorization": f"Bearer {await api.token('a', 'vault', 'execute', 'runs:read')}"}
     if token is not None:
         await api.client.put(

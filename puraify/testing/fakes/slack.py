@@ -31,6 +31,7 @@ class FakeSlack:
         self.tokens: dict[str, tuple[str, ...]] = dict(tokens or {})
         self.channels = {"C0GENERAL": "general", "C0RANDOM": "random"}
         self.messages: list[dict[str, Any]] = []
+        self.times: list[float] = []  # when each message was accepted (monotonic seconds)
         self.requests = 0
         self._script: list[tuple[str, int, float]] = []
         self._lock = threading.Lock()
@@ -93,6 +94,7 @@ class FakeSlack:
             if fields.get("thread_ts"):
                 message["thread_ts"] = fields["thread_ts"]
             self.messages.append({"channel": channel, **message})
+            self.times.append(time.monotonic())
         return {"ok": True, "channel": channel, "ts": ts, "message": message}
 
     # -- ASGI ----------------------------------------------------------------------------------
