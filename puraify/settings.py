@@ -47,7 +47,7 @@ def config_path(environ: dict[str, str] | None = None) -> Path:
     return (home / "puraify.toml").resolve()
 
 
-_BASE_URL_FIELDS = {"slack_base_url"}
+_BASE_URL_FIELDS = {"slack_base_url", "zapier_base_url"}
 
 
 class OAuthProvider(BaseModel):
@@ -202,6 +202,7 @@ class Settings(BaseSettings):
     # shared by every process through Redis when redis_url is set; a credential's circuit
     # breaker opens after circuit_failures failures in a row, for circuit_reset_seconds.
     slack_base_url: str | None = None
+    zapier_base_url: str | None = None
     platform_rate_limits: dict[str, str] = Field(
         default_factory=lambda: {"slack": "1/second;50/minute"}
     )

@@ -25,6 +25,7 @@ from .files import (
 from .http import Http
 from .registry import ActionRegistry
 from .slack import SendMessage
+from .webhook import TriggerZap, WebhookCall
 
 __all__ = [
     "BUILTIN_ACTIONS",
@@ -56,6 +57,8 @@ BUILTIN_ACTIONS: tuple[type[Action], ...] = (
     ValidateSchema,
     CsvProcess,
     SendMessage,
+    WebhookCall,
+    TriggerZap,
 )
 
 

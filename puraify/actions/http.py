@@ -83,7 +83,7 @@ class Http(Action):
         elapsed_ms: float
 
     name = "http"
-    aliases = ("http_request", "call_webhook", "webhook")
+    aliases: ClassVar[tuple[str, ...]] = ("http_request",)
     output_aliases: ClassVar = {"response": "body"}
     delivery: ClassVar = "keyed"
     description = "Send an HTTP request (SSRF-guarded); JSON responses are parsed."
@@ -92,6 +92,9 @@ class Http(Action):
         "method": "POST",
         "body": {"name": "x"},
     }
+
+    async def prepare(self, request: httpx.Request, params: Any, ctx: ActionContext) -> None:
+        """Last changes to the request before it is sent (a signature over its body)."""
 
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
         headers = dict(params.headers)
@@ -129,6 +132,7 @@ class Http(Action):
                     json=json_payload,
                     timeout=params.timeout,
                 )
+                await self.prepare(request, params, ctx)
                 response = await ctx.http.send(
                     request, stream=True, follow_redirects=params.follow_redirects
                 )

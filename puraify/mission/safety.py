@@ -227,7 +227,7 @@ def _step_findings(
                 value.startswith(_SYSTEM_PREFIXES) or ".." in value.split("/")
             ):
                 add("system_path_write", "high", f"writes {value!r}, outside the workspace")
-    if kind == "http":
+    if kind in ("http", "webhook.call"):
         url = _judged_url(str(p.get("url", "")))
         try:
             parts = urlsplit(url) if url else None
@@ -246,7 +246,7 @@ def _step_findings(
                 add("internal_address", "high", f"targets the internal address {host}")
             if host in ("169.254.169.254", "metadata.google.internal"):
                 add("metadata_endpoint", "critical", "targets a cloud metadata endpoint")
-    if kind in ("command", "http") and step.timeout_seconds is None and not p.get("timeout"):
+    if kind in ("command", "http", "webhook.call") and step.timeout_seconds is None and not p.get("timeout"):
         add("no_timeout", "low", "no timeout_seconds; the 300 s default applies")
     advice = "read it from the environment ({{ env.NAME }}) or the vault ({{ secrets.NAME }})"
     for key, value in _strings(p):

@@ -182,7 +182,7 @@ async def test_catalogue_metrics_and_health(api: Api) -> None:
     actions = (await api.client.get("/actions", headers=api.auth())).json()
     assert {"http", "log_message"} <= {a["name"] for a in actions}
     one = (await api.client.get("/actions/call_webhook", headers=api.auth())).json()
-    assert one["name"] == "http" and one["delivery"] == "keyed"
+    assert one["name"] == "webhook.call" and one["delivery"] == "keyed"
     assert (await api.client.get("/actions/nope", headers=api.auth())).status_code == 404
     await api.client.post(
         "/execute",

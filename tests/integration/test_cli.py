@@ -177,7 +177,7 @@ def test_actions_list_and_show(tmp_path: Path) -> None:
     assert {"http", "command", "create_file", "csv_process", "validate_schema"} <= names
     show = puraify("actions", "show", "call_webhook", "--json", cwd=tmp_path)
     info = json.loads(show.stdout)
-    assert info["name"] == "http" and "url" in info["parameters"]["properties"]
+    assert info["name"] == "webhook.call" and "url" in info["parameters"]["properties"]
     assert puraify("actions", "show", "nope", cwd=tmp_path).returncode == 2
 
 

@@ -198,7 +198,7 @@ def test_a_valid_mission_comes_back_compiled() -> None:
     assert a.action == "log_message" and not a.templated and not a.roots
     assert a.params is not None and a.params.level == "warning"  # type: ignore[attr-defined]
     assert a.timeout == 7 and a.retry.attempts == 2 and a.retry.backoff == "fixed"
-    assert b.action == "http" and b.params is None
+    assert b.action == "webhook.call" and b.params is None
     assert set(b.templated) == {"url", "json"}
     assert b.templated["json"]["fixed"][0] == 1
     slot = b.templated["json"]["n"]
