@@ -47,7 +47,7 @@ def config_path(environ: dict[str, str] | None = None) -> Path:
     return (home / "puraify.toml").resolve()
 
 
-_BASE_URL_FIELDS = {"slack_base_url", "zapier_base_url"}
+_BASE_URL_FIELDS = {"slack_base_url", "zapier_base_url", "notion_base_url"}
 
 
 class OAuthProvider(BaseModel):
@@ -203,8 +203,9 @@ class Settings(BaseSettings):
     # breaker opens after circuit_failures failures in a row, for circuit_reset_seconds.
     slack_base_url: str | None = None
     zapier_base_url: str | None = None
+    notion_base_url: str | None = None
     platform_rate_limits: dict[str, str] = Field(
-        default_factory=lambda: {"slack": "1/second;50/minute"}
+        default_factory=lambda: {"slack": "1/second;50/minute", "notion": "3/second"}
     )
     redis_url: str | None = None
     circuit_failures: int = Field(default=5, ge=1, le=1000)

@@ -23,6 +23,7 @@ from .files import (
     ReadFile,
 )
 from .http import Http
+from .notion import CreatePage, CreateTask
 from .registry import ActionRegistry
 from .slack import SendMessage
 from .webhook import TriggerZap, WebhookCall
@@ -59,6 +60,8 @@ BUILTIN_ACTIONS: tuple[type[Action], ...] = (
     SendMessage,
     WebhookCall,
     TriggerZap,
+    CreatePage,
+    CreateTask,
 )
 
 

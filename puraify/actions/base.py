@@ -123,6 +123,12 @@ class ActionContext:
     #: each platform's base URL as the operator configured it (``<platform>_base_url``)
     base_urls: Mapping[str, str] = field(default_factory=dict)
 
+    def own_client(self) -> httpx.AsyncClient:
+        """A client of the action's own (an SDK may set its base URL and headers on it) whose
+        requests all go through ``http``: the same guard, pool and limits. Closing it closes
+        nothing shared."""
+        return httpx.AsyncClient(transport=_Through(self.http), trust_env=False)
+
     def base_url(self, platform: str, default: str) -> str:
         """Where ``platform``'s API is: the operator's setting, else ``default``."""
         return (self.base_urls.get(platform) or default).rstrip("/")
@@ -147,6 +153,19 @@ class ActionContext:
 
     def limit(self, name: str, default: int) -> int:
         return int(self.limits.get(name, default))
+
+
+class _Through(httpx.AsyncBaseTransport):
+    """Sends each request with ``client`` (its transport, guard and pool)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.client.send(request, stream=True)
+
+    async def aclose(self) -> None:
+        """The shared client is not this transport's to close."""
 
 
 class Action(ABC):

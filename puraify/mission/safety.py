@@ -246,7 +246,11 @@ def _step_findings(
                 add("internal_address", "high", f"targets the internal address {host}")
             if host in ("169.254.169.254", "metadata.google.internal"):
                 add("metadata_endpoint", "critical", "targets a cloud metadata endpoint")
-    if kind in ("command", "http", "webhook.call") and step.timeout_seconds is None and not p.get("timeout"):
+    if (
+        kind in ("command", "http", "webhook.call")
+        and step.timeout_seconds is None
+        and not p.get("timeout")
+    ):
         add("no_timeout", "low", "no timeout_seconds; the 300 s default applies")
     advice = "read it from the environment ({{ env.NAME }}) or the vault ({{ secrets.NAME }})"
     for key, value in _strings(p):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from .notion import FakeNotion
 from .oauth import FakeOAuthServer
 from .slack import FakeSlack
 
-__all__ = ["FakeOAuthServer", "FakeSlack"]
+__all__ = ["FakeNotion", "FakeOAuthServer", "FakeSlack"]
