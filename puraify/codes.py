@@ -68,6 +68,7 @@ class ErrorCode(StrEnum):
     INTERRUPTED = "interrupted"
     INVALID_ARGUMENTS = "invalid_arguments"
     INSUFFICIENT_SCOPE = "insufficient_scope"
+    INVALID_HEADER = "invalid_header"
     INVALID_CREDENTIAL = "invalid_credential"
     INVALID_ENCODING = "invalid_encoding"
     INVALID_FIELD = "invalid_field"
@@ -627,6 +628,12 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
             "The vault has no key that opens its credentials: set PURAIFY_MASTER_KEY, or put "
             "back the key file `puraify init` made (<home>/vault.key); credentials are never "
             "handed out empty.",
+        ),
+        ErrorCode.INVALID_HEADER: CodeInfo(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            ExitCode.FAILED,
+            "A header value (an email's to, from, subject, ...) holds a line break, which would "
+            "let it write headers of its own; remove the CR or LF.",
         ),
         ErrorCode.CIRCUIT_OPEN: CodeInfo(
             HTTPStatus.SERVICE_UNAVAILABLE,

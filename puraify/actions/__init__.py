@@ -12,6 +12,7 @@ from .base import Action, ActionContext, Delivery, Output, Params
 from .command import Command
 from .core import LogMessage, Noop
 from .data import CsvProcess, ParseJson, ParseXml, ParseYaml, ValidateSchema
+from .email import SendEmail
 from .files import (
     CopyFile,
     CreateFile,
@@ -62,6 +63,7 @@ BUILTIN_ACTIONS: tuple[type[Action], ...] = (
     TriggerZap,
     CreatePage,
     CreateTask,
+    SendEmail,
 )
 
 

@@ -77,6 +77,13 @@ class StartedCommand(Protocol):
     async def kill(self) -> None: ...
 
 
+class HostCheck(Protocol):
+    """The egress policy for connections that are not HTTP (implemented by the runtime)."""
+
+    async def address(self, host: str, port: int) -> str:
+        """The address to connect to for ``host``, checked; ``GuardError`` if refused."""
+
+
 class CommandGuard(Protocol):
     """Checks an argv and the environment a command would get (raises ``GuardError``), and
     starts it contained."""
@@ -120,6 +127,8 @@ class ActionContext:
     credentials: Mapping[str, Any] = field(default_factory=dict)
     #: the vault, for a credential the action chooses at call time (``credential``)
     vault: CredentialLookup | None = None
+    #: the egress policy for what is not HTTP (an SMTP server, a database)
+    hosts: HostCheck | None = None
     #: each platform's base URL as the operator configured it (``<platform>_base_url``)
     base_urls: Mapping[str, str] = field(default_factory=dict)
 

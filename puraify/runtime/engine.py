@@ -24,6 +24,7 @@ from ..templating.render import TemplateEngine
 from .credentials import CredentialRunner, Credentials
 from .executor import Executor, RunHandle
 from .guards import CommandPolicy, Jail, SsrfPolicy, SsrfTransport
+from .guards.ssrf import HostGuard
 from .hooks import Hooks, HookSet
 from .platforms import PlatformGuard, PlatformRunner
 from .policy import PolicedRunner, StepPolicy
@@ -47,16 +48,21 @@ def platform_guard(settings: Settings) -> PlatformGuard:
     )
 
 
-def http_client(settings: Settings, profile: Profile) -> httpx.AsyncClient:
-    """The guarded HTTP client of one safety profile: every request and redirect hop passes
-    the SSRF policy, addresses are pinned after the check, and no cookie is ever kept."""
+def ssrf_policy(settings: Settings, profile: Profile) -> SsrfPolicy:
+    """Where a profile's steps may connect to."""
     # the hosts of the platforms' base URLs the operator set are theirs to allow
     platform_hosts = [urlsplit(u).hostname or "" for u in settings.platform_base_urls().values()]
-    policy = SsrfPolicy(
+    return SsrfPolicy(
         allow_hosts=(*settings.ssrf_allow_hosts, *filter(None, platform_hosts)),
         allow_loopback=profile.allow_loopback,
         only_allowlisted=settings.egress_only_allowlisted,
     )
+
+
+def http_client(settings: Settings, profile: Profile) -> httpx.AsyncClient:
+    """The guarded HTTP client of one safety profile: every request and redirect hop passes
+    the SSRF policy, addresses are pinned after the check, and no cookie is ever kept."""
+    policy = ssrf_policy(settings, profile)
     return httpx.AsyncClient(
         transport=SsrfTransport(policy, AiohttpTransport()),
         trust_env=False,
@@ -186,6 +192,7 @@ class Engine:
             protected=tuple(str(p) for p in settings.protected_paths),
             credentials=credentials,
             base_urls=settings.platform_base_urls(),
+            hosts=HostGuard(ssrf_policy(settings, profile)),
         )
         runner = PlatformRunner(runner, platforms or platform_guard(settings), registry)
         if credentials is not None:

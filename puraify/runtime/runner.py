@@ -15,7 +15,13 @@ import httpx
 import pydantic
 import structlog
 
-from ..actions.base import ActionContext, CommandGuard, CredentialLookup, WorkspaceJail
+from ..actions.base import (
+    ActionContext,
+    CommandGuard,
+    CredentialLookup,
+    HostCheck,
+    WorkspaceJail,
+)
 from ..actions.registry import ActionRegistry
 from ..errors import ActionError
 from .sandbox import ActionPool, Job, action_ref
@@ -70,6 +76,7 @@ class InProcessRunner:
         protected: tuple[str, ...] = (),
         credentials: Credentials | None = None,
         base_urls: Mapping[str, str] | None = None,
+        hosts: HostCheck | None = None,
     ) -> None:
         self.registry = registry
         self.http = http
@@ -80,6 +87,7 @@ class InProcessRunner:
         self.protected = protected  # the engine's own files, refused by the worker's jail too
         self.credentials = credentials  # the vault, for ``ActionContext.credential``
         self.base_urls = dict(base_urls or {})
+        self.hosts = hosts
         self.logger = structlog.get_logger("puraify.action")
 
     async def run(self, invocation: StepInvocation) -> dict[str, Any]:
@@ -124,6 +132,7 @@ class InProcessRunner:
             credentials=invocation.credentials,
             vault=self._lookup(invocation.run_id, invocation.user_id),
             base_urls=self.base_urls,
+            hosts=self.hosts,
         )
         return await action.run(params, ctx)
 

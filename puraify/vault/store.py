@@ -36,7 +36,7 @@ TYPES: Mapping[str, tuple[str, ...]] = {
     "api_key": ("api_key",),
     "basic": ("username", "password"),
     "oauth2": ("access_token", "refresh_token", "token_type"),
-    "smtp": ("host", "port", "username", "password"),
+    "smtp": ("host", "port", "username", "password", "security", "from_address"),
     "database_url": ("url",),
     "ssh_key": ("private_key", "passphrase"),
     "webhook_secret": ("secret",),

@@ -16,7 +16,7 @@ import httpx
 
 from ...errors import GuardError
 
-__all__ = ["SsrfPolicy", "SsrfTransport"]
+__all__ = ["HostGuard", "SsrfPolicy", "SsrfTransport"]
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 # IPv6 prefixes whose last 32 bits are an IPv4 address that the packet really reaches (besides
@@ -149,6 +149,26 @@ class SsrfTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class HostGuard:
+    """The same policy for what is not HTTP (an SMTP server, a database): the address to
+    connect to for a host and port, checked after resolution; ``ssrf_blocked`` if refused."""
+
+    def __init__(self, policy: SsrfPolicy) -> None:
+        self.policy = policy
+        self._http = SsrfTransport(policy)
+
+    async def address(self, host: str, port: int) -> str:
+        url = httpx.URL(scheme="http", host=host, port=port)
+        if self.policy.host_allowlisted(host):
+            return host
+        if self.policy.only_allowlisted and not _is_ip(host):
+            raise _blocked(url, "host is not on the egress allowlist")
+        try:
+            return await self._http._resolve(url, host)
+        except httpx.ConnectError as exc:
+            raise GuardError(str(exc), code="connection_error", field="host") from None
 
 
 @functools.lru_cache(maxsize=4096)

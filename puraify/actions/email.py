@@ -1,0 +1,201 @@
+"""Email: ``email.send_email`` over SMTP with ``aiosmtplib``.
+
+The server is the project's ``smtp`` credential of platform ``email``: ``host``, ``port``,
+``username``, ``password``, ``security`` (``starttls``, the default; ``tls`` for implicit TLS,
+port 465; ``none`` only for a relay on this machine) and ``from_address``. Certificates are
+checked against the system's and certifi's roots; a password is never sent over a connection
+that is not encrypted, except to a relay on loopback. The server's address passes the same
+egress policy as HTTP (the SSRF guard) before the connection is made, and the connection goes
+to the address that was checked (the certificate is still checked against the host's name).
+
+A header value (``to``, ``cc``, ``bcc``, ``from``, ``reply_to``, ``subject``) holding CR or LF
+is refused (``invalid_header``): it would let a mission write headers of its own. SMTP errors
+map to: authentication refused → ``credential_invalid``; every recipient refused →
+``invalid_parameters``; 4xx → ``upstream_error`` (retryable); a timeout → ``timeout``.
+Sending with a Gmail OAuth2 credential (``users.messages.send``) is not here yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+from email.message import EmailMessage
+from email.utils import make_msgid
+from typing import Any, ClassVar
+
+import aiosmtplib
+import certifi
+from pydantic import AliasChoices, Field
+
+from ..codes import ErrorCode
+from ..errors import ActionError
+from .base import Action, ActionContext
+from .base import Output as OutputModel
+from .base import Params as ParamsModel
+
+__all__ = ["SendEmail"]
+
+_Address = str | list[str]
+
+
+def _addresses(value: _Address | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+async def _connect(address: str, port: int, seconds: float) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        async with asyncio.timeout(seconds):
+            await asyncio.get_running_loop().sock_connect(sock, (address, port))
+    except (OSError, TimeoutError) as exc:
+        sock.close()
+        raise ActionError(
+            f"the SMTP server could not be reached ({type(exc).__name__})",
+            code=ErrorCode.CONNECTION_ERROR,
+            retryable=True,
+        ) from None
+    return sock
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class SendEmail(Action):
+    """Send an email through the project's SMTP server."""
+
+    class Params(ParamsModel):
+        to: _Address
+        subject: str = Field(max_length=998)
+        body: str = Field(default="", max_length=1_000_000)
+        html: str | None = Field(default=None, max_length=1_000_000)
+        cc: _Address | None = None
+        bcc: _Address | None = None
+        from_address: str | None = Field(
+            default=None, validation_alias=AliasChoices("from", "from_address", "sender")
+        )
+        reply_to: str | None = None
+        timeout: float = Field(default=30.0, gt=0, le=300)
+
+    class Output(OutputModel):
+        message_id: str
+        accepted: list[str]
+        refused: dict[str, str]
+
+    name = "email.send_email"
+    aliases: ClassVar[tuple[str, ...]] = ("send_email",)
+    platform: ClassVar[str] = "email"
+    delivery: ClassVar = "unsafe"  # a message sent twice arrives twice
+    credential: ClassVar = "required"
+    description = "Send an email through the project's SMTP server (STARTTLS or TLS)."
+    example: ClassVar = {"to": "ops@example.com", "subject": "Nightly export", "body": "Done."}
+
+    async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
+        server = await ctx.credential("email")
+        if server.get("type") != "smtp" or not server.get("host"):
+            raise ActionError(
+                "the email credential is not an smtp server (host, port, username, password)",
+                code=ErrorCode.INVALID_CREDENTIAL,
+            )
+        host = str(server["host"])
+        security = str(server.get("security") or "starttls")
+        if security not in ("starttls", "tls", "none"):
+            raise ActionError(
+                f"security {security!r} is not starttls, tls or none",
+                code=ErrorCode.INVALID_CREDENTIAL,
+            )
+        port = int(server.get("port") or (465 if security == "tls" else 587))
+        sender = params.from_address or server.get("from_address") or server.get("username")
+        recipients = [*_addresses(params.to), *_addresses(params.cc), *_addresses(params.bcc)]
+        headers = {
+            "To": ", ".join(_addresses(params.to)),
+            "Cc": ", ".join(_addresses(params.cc)),
+            "From": str(sender or ""),
+            "Reply-To": params.reply_to or "",
+            "Subject": params.subject,
+        }
+        for name, value in [*headers.items(), *(("Bcc", a) for a in _addresses(params.bcc))]:
+            if "\r" in value or "\n" in value:
+                raise ActionError(
+                    f"the {name} header holds a line break", code=ErrorCode.INVALID_HEADER,
+                    field=name.lower().replace("-", "_"),
+                )  # fmt: skip
+        if not sender or not recipients:
+            raise ActionError(
+                "an email needs a sender (from, or the credential's from_address) and a recipient",
+                code=ErrorCode.INVALID_PARAMETERS,
+            )
+        message = EmailMessage()
+        for name, value in headers.items():
+            if value:
+                message[name] = value
+        message["Message-ID"] = make_msgid(domain=str(sender).rpartition("@")[2] or None)
+        message.set_content(params.body)
+        if params.html is not None:
+            message.add_alternative(params.html, subtype="html")
+        address = await ctx.hosts.address(host, port) if ctx.hosts is not None else host
+        username, password = server.get("username"), server.get("password")
+        if security == "none" and password and not _loopback(address):
+            raise ActionError(
+                "the smtp credential would send its password unencrypted; use starttls or tls",
+                code=ErrorCode.INVALID_CREDENTIAL,
+            )
+        tls = ssl.create_default_context(cafile=certifi.where())
+        # connected here, to the address the guard checked (no second lookup to rebind);
+        # TLS still checks the certificate against the host's name
+        sock = await _connect(address, port, params.timeout)
+        try:
+            refused, _ = await aiosmtplib.send(
+                message,
+                hostname=host,
+                sock=sock,
+                username=username or None,
+                password=password or None,
+                use_tls=security == "tls",
+                start_tls=security == "starttls",
+                tls_context=tls if security != "none" else None,
+                sender=str(sender),
+                recipients=recipients,
+                timeout=params.timeout,
+            )
+        except aiosmtplib.SMTPAuthenticationError:
+            raise ActionError(
+                "the SMTP server refused the credential", code=ErrorCode.CREDENTIAL_INVALID
+            ) from None
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            raise ActionError(
+                f"the SMTP server refused every recipient ({len(exc.recipients)})",
+                code=ErrorCode.INVALID_PARAMETERS,
+            ) from None
+        except aiosmtplib.SMTPTimeoutError:
+            raise ActionError(
+                "the SMTP server did not answer in time", code=ErrorCode.TIMEOUT, retryable=True
+            ) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise ActionError(
+                f"the SMTP server answered {exc.code}",
+                code=ErrorCode.UPSTREAM_ERROR,
+                retryable=400 <= exc.code < 500,
+            ) from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise ActionError(
+                f"the SMTP server could not be reached ({type(exc).__name__})",
+                code=ErrorCode.CONNECTION_ERROR,
+                retryable=True,
+            ) from None
+        finally:
+            sock.close()
+        return {
+            "message_id": message["Message-ID"],
+            "accepted": [r for r in recipients if r not in refused],
+            "refused": {r: str(reply.message) for r, reply in refused.items()},
+        }
