@@ -1,9 +1,12 @@
-"""``scripts/demo``: run the bundled mission end to end against a local fake API.
+"""``scripts/demo``: run the bundled missions end to end against local fakes.
 
 Starts a scriptable receiver on 127.0.0.1 (orders as JSON, customers as CSV, a webhook that
 fails twice with 503 before it accepts), then runs ``puraify/examples/demo.yaml`` with the
 live view, in a workspace directory (default ``./demo-workspace``), on the embedded defaults:
-the run is recorded in a SQLite store in the workspace's ``.puraify``.
+the run is recorded in a SQLite store in the workspace's ``.puraify``. Then it starts a fake
+Slack, a fake Notion and an SMTP server on 127.0.0.1, stores the project's credentials for
+them in the vault, and runs ``puraify/examples/platforms.yaml``: a Slack message, a Notion task
+and an email, each action taking its credential from the vault when it runs.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -21,9 +25,13 @@ from ..cli.progress import LiveProgress, summary_table
 from ..mission.model import MissionStatus
 from ..service import compose
 from ..settings import Settings
+from .fakes import FakeNotion, FakeSlack
 from .servers import LocalServer, RecordingSink, Reply
 
 MISSION = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
+PLATFORMS = MISSION.with_name("platforms.yaml")
+BOT = "xoxb-demo-0000-" + "d" * 24
+NOTION = "secret_demo_" + "n" * 32
 
 ORDERS = {
     "orders": [
@@ -72,7 +80,78 @@ async def run(workspace: Path, console: Console) -> int:
     console.print(
         f"[bold]{result.status.value}[/] in {result.duration_ms / 1000:.2f}s; files in {workspace}/reports"
     )
+    if result.status is not MissionStatus.COMPLETED:
+        return 1
+    return await platforms(workspace, console, orders=len(ORDERS["orders"]))
+
+
+async def platforms(workspace: Path, console: Console, *, orders: int) -> int:
+    """The platforms mission, against fakes, with credentials the demo puts in the vault."""
+    from aiosmtpd.controller import Controller  # a test server: only the demo needs it
+
+    class Inbox:
+        def __init__(self) -> None:
+            self.count = 0
+
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            self.count += 1
+            return "250 accepted"
+
+    slack, notion, inbox = FakeSlack({BOT: ("chat:write",)}), FakeNotion({NOTION}), Inbox()
+    database = notion.add_database()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=_free_port())
+    smtp.start()
+    try:
+        with LocalServer(slack) as slack_server, LocalServer(notion) as notion_server:
+            settings = Settings(
+                mode="local",
+                home=workspace / ".puraify",
+                workspace=workspace,
+                slack_base_url=f"{slack_server.url}/api",
+                notion_base_url=notion_server.url,
+            )
+            async with compose(
+                settings,
+                listen=None,
+                environ=dict(os.environ),
+                cwd=workspace,
+                hooks=[LiveProgress(console)],
+            ) as app:
+                await app.vault.put("demo", "slack", "token", BOT, scopes=["chat:write"])
+                await app.vault.put("demo", "notion", "token", NOTION)
+                await app.vault.put(
+                    "demo",
+                    "email",
+                    "smtp",
+                    {"host": "127.0.0.1", "port": smtp.port, "security": "none",
+                     "from_address": "puraify@example.com"},
+                )  # fmt: skip
+                console.print(
+                    "\n[dim]vault: slack, notion and email credentials of project demo[/]"
+                )
+                prepared = app.preparer.prepare(PLATFORMS, context_names=["database", "orders"])
+                run_id, _ = await app.runs.submit(
+                    prepared.compiled,
+                    project_id="demo",
+                    context={"database": database, "orders": orders},
+                )
+                result = await app.runs.wait(run_id)
+            assert result is not None
+    finally:
+        smtp.stop()
+    console.print(summary_table(result))
+    console.print(
+        f"Slack received {len(slack.messages)} message(s), Notion {len(notion.pages)} page(s), "
+        f"the SMTP server {inbox.count} email(s)"
+    )
+    console.print(f"[bold]{result.status.value}[/] in {result.duration_ms / 1000:.2f}s")
     return 0 if result.status is MissionStatus.COMPLETED else 1
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def main(argv: list[str] | None = None) -> int:

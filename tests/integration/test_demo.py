@@ -1,4 +1,4 @@
-"""The README's promise: the bundled demo runs end to end on the embedded defaults."""
+"""The README's promise: the bundled demos run end to end on the embedded defaults."""
 
 from __future__ import annotations
 
@@ -22,3 +22,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "orders: 3" in summary and "VIP customers: ada, grace" in summary
     assert (ws / "reports/vip_customers.csv").read_text().startswith("name,tier,city")
     assert "[fetch_orders, fetch_customers]" in proc.stdout  # parallel first level
+    # the platforms mission: credentials from the vault, the fakes and the SMTP server reached
+    assert (
+        "Slack received 1 message(s), Notion 1 page(s), the SMTP server 1 email(s)" in proc.stdout
+    )
+    assert "xoxb-demo" not in proc.stdout + proc.stderr
