@@ -47,7 +47,13 @@ def config_path(environ: dict[str, str] | None = None) -> Path:
     return (home / "puraify.toml").resolve()
 
 
-_BASE_URL_FIELDS = {"slack_base_url", "zapier_base_url", "notion_base_url"}
+_BASE_URL_FIELDS = {
+    "slack_base_url",
+    "zapier_base_url",
+    "notion_base_url",
+    "google_calendar_base_url",
+    "google_sheets_base_url",
+}
 
 
 class OAuthProvider(BaseModel):
@@ -204,8 +210,14 @@ class Settings(BaseSettings):
     slack_base_url: str | None = None
     zapier_base_url: str | None = None
     notion_base_url: str | None = None
+    google_calendar_base_url: str | None = None
+    google_sheets_base_url: str | None = None
     platform_rate_limits: dict[str, str] = Field(
-        default_factory=lambda: {"slack": "1/second;50/minute", "notion": "3/second"}
+        default_factory=lambda: {
+            "slack": "1/second;50/minute",
+            "notion": "3/second",
+            "google": "10/second",
+        }
     )
     redis_url: str | None = None
     circuit_failures: int = Field(default=5, ge=1, le=1000)

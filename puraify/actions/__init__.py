@@ -23,6 +23,7 @@ from .files import (
     MoveFile,
     ReadFile,
 )
+from .google import AppendRow, CreateEvent
 from .http import Http
 from .notion import CreatePage, CreateTask
 from .registry import ActionRegistry
@@ -64,6 +65,8 @@ BUILTIN_ACTIONS: tuple[type[Action], ...] = (
     CreatePage,
     CreateTask,
     SendEmail,
+    CreateEvent,
+    AppendRow,
 )
 
 

@@ -8,11 +8,12 @@ Invariant: every server binds 127.0.0.1 only.
 from __future__ import annotations
 
 from .asgi import Lifespan
-from .fakes import FakeNotion, FakeOAuthServer, FakeSlack
+from .fakes import FakeGoogle, FakeNotion, FakeOAuthServer, FakeSlack
 from .servers import CanaryListener, LocalServer, RecordedRequest, RecordingSink, Reply
 
 __all__ = [
     "CanaryListener",
+    "FakeGoogle",
     "FakeNotion",
     "FakeOAuthServer",
     "FakeSlack",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from .google import FakeGoogle
 from .notion import FakeNotion
 from .oauth import FakeOAuthServer
 from .slack import FakeSlack
 
-__all__ = ["FakeNotion", "FakeOAuthServer", "FakeSlack"]
+__all__ = ["FakeGoogle", "FakeNotion", "FakeOAuthServer", "FakeSlack"]

@@ -1,0 +1,99 @@
+"""google_calendar.create_event and google_sheets.append_row against the fake Google APIs over
+real HTTP: the seeds' create_event and create_sheet, Google's error bodies mapped (invalid
+token, a scope missing, not found, rate limited then success)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from puraify.testing import FakeGoogle, LocalServer
+from puraify.testing.fakes.google import CALENDAR, SHEETS
+from tests.api.conftest import Api, ApiFactory
+
+TOKEN = "ya29." + "g" * 40
+
+
+@pytest.fixture
+def google() -> Iterator[tuple[FakeGoogle, str]]:
+    fake = FakeGoogle({TOKEN: (CALENDAR, SHEETS)})
+    with LocalServer(fake) as server:
+        yield fake, server.url
+
+
+async def google_api(
+    make_api: ApiFactory, url: str, token: str = TOKEN
+) -> tuple[Api, dict[str, str]]:
+    api: Api = await make_api(
+        google_calendar_base_url=url, google_sheets_base_url=url, platform_rate_limits={}
+    )
+    owner = {"Authorization": f"Bearer {await api.token('a', 'vault', 'execute')}"}
+    await api.client.put(
+        "/vault/credentials/a/google",
+        json={"type": "oauth2", "value": {"access_token": token}, "scopes": [CALENDAR, SHEETS]},
+        headers=owner,
+    )
+    return api, owner
+
+
+EVENT = {"action": "create_event", "platform": "google_calendar",
+         "parameters": {"title": "Launch review", "start": "2026-12-24T10:00:00+01:00",
+                        "end": "2026-12-24T11:00:00+01:00", "attendees": ["ada@example.com"]}}  # fmt: skip
+
+
+async def test_an_event_and_rows_are_created(
+    make_api: ApiFactory, google: tuple[FakeGoogle, str]
+) -> None:
+    fake, url = google
+    api, owner = await google_api(make_api, url)
+    event = await api.client.post("/execute", json=EVENT, headers=owner)
+    assert event.status_code == 200, event.text
+    created = fake.events[-1]
+    assert event.json()["result"]["id"] == created["id"] and created["summary"] == "Launch review"
+    assert created["attendees"] == [{"email": "ada@example.com"}]
+    sheet = fake.add_spreadsheet()
+    rows = await api.client.post(
+        "/execute",
+        json={"action": "create_sheet", "platform": "google_sheets",
+              "parameters": {"spreadsheet_id": sheet, "range": "Orders", "values": [["A-1", 42], ["A-2", 7]]}},
+        headers=owner,
+    )  # fmt: skip
+    assert rows.status_code == 200, rows.text
+    assert rows.json()["result"]["updated_rows"] == 2 and fake.rows == [["A-1", 42], ["A-2", 7]]
+    assert TOKEN not in event.text + rows.text
+
+
+async def test_googles_errors_map_to_stable_codes(
+    make_api: ApiFactory, google: tuple[FakeGoogle, str]
+) -> None:
+    fake, url = google
+    fake.tokens["ya29.calendar-only-" + "c" * 20] = (CALENDAR,)
+    api, owner = await google_api(make_api, url, token="ya29.unknown-" + "u" * 20)
+    invalid = await api.client.post("/execute", json=EVENT, headers=owner)
+    assert invalid.json()["error"]["code"] == "credential_invalid"
+
+    async def use(token: str) -> None:
+        await api.client.put(
+            "/vault/credentials/a/google",
+            json={"type": "oauth2", "value": {"access_token": token}},
+            headers=owner,
+        )
+
+    await use("ya29.calendar-only-" + "c" * 20)
+    append: dict[str, Any] = {"action": "google_sheets.append_row",
+                              "parameters": {"spreadsheet_id": fake.add_spreadsheet(), "values": ["x"]}}  # fmt: skip
+    scope = await api.client.post("/execute", json=append, headers=owner)
+    assert scope.json()["reason"] == "Missing token or insufficient scope"
+    assert scope.json()["error"]["code"] == "insufficient_scope"
+    await use(TOKEN)
+    missing = {**EVENT, "parameters": {**EVENT["parameters"], "calendar_id": "nobody@example.com"}}
+    gone = await api.client.post("/execute", json=missing, headers=owner)
+    assert gone.json()["error"]["code"] == "not_found"
+    fake.fail_next(1, status=429)
+    mission = {"name": "g", "steps": [{"id": "e", "step_type": "google_calendar.create_event",
+               "parameters": EVENT["parameters"], "retry": {"attempts": 2, "delay_ms": 10}}]}  # fmt: skip
+    done = await api.client.post("/missions/execute?wait=true", json=mission, headers=owner)
+    step = done.json()["step_results"]["e"]
+    assert step["status"] == "success" and step["attempts"] == 2, step
