@@ -4,7 +4,7 @@ Every figure is printed with its target and, where one makes sense, the ratio ag
 baseline measured in the same run (raw PyYAML/json, raw asyncio, raw httpx, bare Python
 start-up). Targets are the issue's; a missed one is printed as MISSED, never hidden.
 Run: ``scripts/bench`` (all) or some of ``scripts/bench load engine http cli store api
-templates output sandbox attacks control vault``.
+templates output sandbox attacks control vault platforms``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from . import (
     engine_runs,
     http_fanout,
     load_validate,
+    platforms,
     sandbox,
     store_runs,
     templates,
@@ -41,6 +42,7 @@ SUITES = {
     "attacks": attacks.run,
     "control": control.run,
     "vault": vault.run,
+    "platforms": platforms.run,
 }
 
 

@@ -26,7 +26,11 @@ __all__ = ["FakeSlack"]
 
 
 class FakeSlack:
-    def __init__(self, tokens: dict[str, tuple[str, ...]] | None = None) -> None:
+    def __init__(
+        self, tokens: dict[str, tuple[str, ...]] | None = None, *, keep: int | None = None
+    ) -> None:
+        #: how many recent messages to keep (all by default; a load run keeps few)
+        self.keep = keep
         #: bot token -> its scopes
         self.tokens: dict[str, tuple[str, ...]] = dict(tokens or {})
         self.channels = {"C0GENERAL": "general", "C0RANDOM": "random"}
@@ -95,6 +99,9 @@ class FakeSlack:
                 message["thread_ts"] = fields["thread_ts"]
             self.messages.append({"channel": channel, **message})
             self.times.append(time.monotonic())
+            if self.keep is not None:
+                del self.messages[: -self.keep or len(self.messages)]
+                del self.times[: -self.keep or len(self.times)]
         return {"ok": True, "channel": channel, "ts": ts, "message": message}
 
     # -- ASGI ----------------------------------------------------------------------------------
