@@ -26,6 +26,7 @@ from .files import (
 from .google import AppendRow, CreateEvent
 from .http import Http
 from .notion import CreatePage, CreateTask
+from .redis import RedisGet, RedisSet
 from .registry import ActionRegistry
 from .slack import SendMessage
 from .webhook import TriggerZap, WebhookCall
@@ -67,6 +68,8 @@ BUILTIN_ACTIONS: tuple[type[Action], ...] = (
     SendEmail,
     CreateEvent,
     AppendRow,
+    RedisSet,
+    RedisGet,
 )
 
 

@@ -43,7 +43,7 @@ class LogMessage(Action):
         level: str
 
     name = "log_message"
-    aliases = ("log",)
+    aliases = ("log", "log.message")
     description = "Write `message` to the engine log at `level`."
     delivery: ClassVar = "idempotent"
     example: ClassVar = {"message": "order {{ context.order_id }} shipped", "level": "info"}

@@ -1,0 +1,71 @@
+"""redis.set and redis.get against the running Redis: binary-safe values, an expiry, a missing
+key, the seeds' names, SEC-01 for the server's host, and only SET and GET reachable."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+
+from tests.api.conftest import Api, ApiFactory
+from tests.api.test_platform_budget import redis_or_skip
+
+
+async def redis_api(make_api: ApiFactory, url: str) -> tuple[Api, dict[str, str]]:
+    api: Api = await make_api()
+    owner = {"Authorization": f"Bearer {await api.token('a', 'vault', 'execute')}"}
+    await api.client.put(
+        "/vault/credentials/a/redis", json={"type": "database_url", "value": url}, headers=owner
+    )
+    return api, owner
+
+
+async def test_set_and_get_binary_safe_with_a_ttl(make_api: ApiFactory) -> None:
+    redis_or_skip()
+    api, owner = await redis_api(make_api, "redis://127.0.0.1:6379/0")
+    key = "puraify-test:" + os.urandom(6).hex()
+    raw = bytes(range(256))
+    stored = await api.client.post(
+        "/execute",
+        json={"action": "redis_set", "parameters": {"key": key, "value": base64.b64encode(raw).decode(),
+              "encoding": "base64", "ttl_seconds": 60}},
+        headers=owner,
+    )  # fmt: skip
+    assert stored.status_code == 200 and stored.json()["result"]["stored"] is True, stored.text
+    read = await api.client.post(
+        "/execute",
+        json={"action": "redis_get", "parameters": {"key": key, "encoding": "base64"}},
+        headers=owner,
+    )
+    assert base64.b64decode(read.json()["result"]["value"]) == raw
+    as_text = await api.client.post(
+        "/execute", json={"action": "redis.get", "parameters": {"key": key}}, headers=owner
+    )
+    assert as_text.json()["error"]["code"] == "invalid_parameters"  # bytes that are not UTF-8
+    missing = await api.client.post(
+        "/execute",
+        json={"action": "redis.get", "parameters": {"key": key + ":none"}},
+        headers=owner,
+    )
+    assert missing.json()["result"] == {"key": key + ":none", "found": False, "value": None}
+
+
+@pytest.mark.parametrize("host", ["169.254.169.254", "10.0.0.7"])
+async def test_sec01_the_servers_host_passes_the_egress_guard(
+    make_api: ApiFactory, host: str
+) -> None:
+    api, owner = await redis_api(make_api, f"redis://{host}:6379/0")
+    refused = await api.client.post(
+        "/execute", json={"action": "redis.get", "parameters": {"key": "k"}}, headers=owner
+    )
+    assert refused.json()["error"]["code"] == "ssrf_blocked", refused.text
+
+
+def test_sec11_no_other_redis_command_is_reachable() -> None:
+    from puraify.actions import default_registry
+
+    names = {
+        a.name for a in default_registry(entry_points=False).actions() if a.platform == "redis"
+    }
+    assert names == {"redis.set", "redis.get"}
