@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -38,10 +39,20 @@ def _tree_rss_mb(pid: int) -> float:
     return total
 
 
-async def _load(
-    url: str, token: str, target: str, seconds: float, clients: int
+def execute_body(target: str) -> dict[str, Any]:
+    """``POST /execute`` of an ``http`` action to ``target``'s /hook."""
+    return {
+        "action": "http_request",
+        "platform": "webhook",
+        "parameters": {"url": f"{target}/hook", "method": "POST", "body": {"n": 1}},
+    }
+
+
+async def load(
+    url: str, token: str, body: dict[str, Any], seconds: float, clients: int
 ) -> tuple[int, int, list[float]]:
-    """``clients`` closed-loop callers, each with one request in flight, for ``seconds``.
+    """``clients`` closed-loop callers of ``POST /execute`` with ``body``, each with one request
+    in flight, for ``seconds``: (requests, errors, latencies).
 
     The load generator shares the two cores with the server, so it must cost far less than the
     server per request: aiohttp spends ~65 us of CPU on a request here, httpx ~600 us (which
@@ -51,13 +62,7 @@ async def _load(
 
     latencies: list[float] = []
     errors = 0
-    body = json.dumps(
-        {
-            "action": "http_request",
-            "platform": "webhook",
-            "parameters": {"url": f"{target}/hook", "method": "POST", "body": {"n": 1}},
-        }
-    ).encode()
+    data = json.dumps(body).encode()
     stop = time.perf_counter() + seconds
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=clients)
@@ -71,7 +76,7 @@ async def _load(
             while time.perf_counter() < stop:
                 t0 = time.perf_counter()
                 try:
-                    async with session.post("/execute", data=body) as r:
+                    async with session.post("/execute", data=data) as r:
                         await r.read()
                         ok = r.status == 200
                 except (aiohttp.ClientError, TimeoutError):
@@ -118,9 +123,10 @@ def run(report: Report) -> None:
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(url)
-            uvloop.run(_load(url, token, target, 3.0, 32))  # warm-up
+            body = execute_body(target)
+            uvloop.run(load(url, token, body, 3.0, 32))  # warm-up
             before = _tree_rss_mb(server.pid)
-            count, errors, lat = uvloop.run(_load(url, token, target, seconds, 64))
+            count, errors, lat = uvloop.run(load(url, token, body, seconds, 64))
             after = _tree_rss_mb(server.pid)
         finally:
             server.terminate()

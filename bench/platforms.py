@@ -10,7 +10,6 @@ budget (1 message a second) would measure the budget, not the engine.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
@@ -18,50 +17,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import uvloop
 
 from ._util import Report, free_port, puraify_json, wait_ready
+from .api_load import load
 
 BOT = "xoxb-bench-0000-" + "b" * 24
 NOTION = "secret_bench_" + "n" * 32
 GOOGLE = "ya29.bench-" + "g" * 32
-
-
-async def _load(
-    url: str, token: str, body: dict[str, Any], seconds: float, clients: int
-) -> tuple[int, int, list[float]]:
-    import asyncio
-
-    import aiohttp
-
-    latencies: list[float] = []
-    errors = 0
-    data = json.dumps(body).encode()
-    stop = time.perf_counter() + seconds
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(
-        base_url=url, headers=headers, connector=connector, timeout=aiohttp.ClientTimeout(total=30)
-    ) as session:
-
-        async def worker() -> None:
-            nonlocal errors
-            while time.perf_counter() < stop:
-                t0 = time.perf_counter()
-                try:
-                    async with session.post("/execute", data=data) as r:
-                        await r.read()
-                        ok = r.status == 200
-                except (aiohttp.ClientError, TimeoutError):
-                    ok = False
-                latencies.append(time.perf_counter() - t0)
-                errors += not ok
-
-        await asyncio.gather(*(worker() for _ in range(clients)))
-    return len(latencies), errors, sorted(latencies)
 
 
 def _lines(proc: subprocess.Popen[str], until: str) -> dict[str, str]:
@@ -129,10 +94,10 @@ def run(report: Report) -> None:
                      "parameters": {"channel": "#general", "text": "bench"}}  # fmt: skip
             bare = {"action": "http", "parameters": {"url": f"{target}/hook", "method": "POST",
                                                        "body": {"text": "bench"}}}  # fmt: skip
-            uvloop.run(_load(url, token, slack, 2.0, clients))  # warm-up
-            uvloop.run(_load(url, token, bare, 2.0, clients))
-            s_count, s_errors, s_lat = uvloop.run(_load(url, token, slack, seconds, clients))
-            h_count, h_errors, h_lat = uvloop.run(_load(url, token, bare, seconds, clients))
+            uvloop.run(load(url, token, slack, 2.0, clients))  # warm-up
+            uvloop.run(load(url, token, bare, 2.0, clients))
+            s_count, s_errors, s_lat = uvloop.run(load(url, token, slack, seconds, clients))
+            h_count, h_errors, h_lat = uvloop.run(load(url, token, bare, seconds, clients))
             steps = []
             for i in range(200):
                 kind = i % 4
@@ -167,6 +132,8 @@ def run(report: Report) -> None:
             for proc in (fakes, receiver):
                 proc.terminate()
                 proc.wait(timeout=10)
+    s_lat.sort()
+    h_lat.sort()
     s_rate, h_rate = s_count / seconds, h_count / seconds
     report.add(
         f"POST /execute slack.send_message, {seconds:.0f} s, {clients} clients, 2 workers",

@@ -29,6 +29,7 @@ from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
 from .http import retry_after_seconds
+from .platform import bearer_token, call
 
 __all__ = ["AppendRow", "CreateEvent", "google_error"]
 
@@ -77,27 +78,16 @@ def google_error(response: httpx.Response, what: str) -> ActionError:
 async def _call(
     ctx: ActionContext, method: str, url: str, *, what: str, seconds: float, **kwargs: Any
 ) -> dict[str, Any]:
-    credential = await ctx.credential("google")
-    token = credential.get("access_token") or credential.get("token")
-    if not isinstance(token, str) or not token:
-        raise ActionError(
-            "Missing token or insufficient scope: the google credential holds no token",
-            code=ErrorCode.CREDENTIAL_MISSING,
-        )
-    try:
-        response = await ctx.http.request(
-            method, url, headers={"Authorization": f"Bearer {token}"}, timeout=seconds, **kwargs
-        )
-    except httpx.TimeoutException:
-        raise ActionError(
-            "Google did not answer in time", code=ErrorCode.TIMEOUT, retryable=True
-        ) from None
-    except httpx.HTTPError as exc:
-        raise ActionError(
-            f"Google could not be reached ({type(exc).__name__})",
-            code=ErrorCode.CONNECTION_ERROR,
-            retryable=True,
-        ) from None
+    token = bearer_token(await ctx.credential("google"), "google")
+    response = await call(
+        ctx,
+        "Google",
+        method,
+        url,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=seconds,
+        **kwargs,
+    )
     if response.status_code >= 300:
         raise google_error(response, what)
     try:

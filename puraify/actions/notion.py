@@ -33,6 +33,7 @@ from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
 from .http import retry_after_seconds
+from .platform import bearer_token
 
 __all__ = ["CreatePage", "CreateTask"]
 
@@ -78,13 +79,7 @@ class CreatePage(Action):
         return dict(params.properties)
 
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
-        credential = await ctx.credential("notion")
-        token = credential.get("token") or credential.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise ActionError(
-                "Missing token or insufficient scope: the notion credential holds no token",
-                code=ErrorCode.CREDENTIAL_MISSING,
-            )
+        token = bearer_token(await ctx.credential("notion"), "notion")
         options = ClientOptions(
             auth=token,
             base_url=ctx.base_url("notion", DEFAULT_BASE_URL),

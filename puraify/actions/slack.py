@@ -27,6 +27,7 @@ from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
 from .http import retry_after_seconds
+from .platform import bearer_token, call
 
 __all__ = ["SendMessage", "slack_error"]
 
@@ -121,36 +122,23 @@ class SendMessage(Action):
     example: ClassVar = {"channel": "#general", "text": "Deploy finished"}
 
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
-        credential = await ctx.credential("slack")
-        token = credential.get("token") or credential.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise ActionError(
-                "Missing token or insufficient scope: the slack credential holds no token",
-                code=ErrorCode.CREDENTIAL_MISSING,
-            )
+        token = bearer_token(await ctx.credential("slack"), "slack")
         body: dict[str, Any] = {"channel": params.channel}
         for name in ("text", "blocks", "thread_ts"):
             if getattr(params, name) is not None:
                 body[name] = getattr(params, name)
         url = ctx.base_url("slack", DEFAULT_BASE_URL) + "/chat.postMessage"
+        response = await call(
+            ctx,
+            "Slack",
+            "POST",
+            url,
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=params.timeout,
+        )
         try:
-            response = await ctx.http.post(
-                url,
-                json=body,
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=params.timeout,
-            )
             answer = response.json() if response.content else None
-        except httpx.TimeoutException:
-            raise ActionError(
-                "Slack did not answer in time", code=ErrorCode.TIMEOUT, retryable=True
-            ) from None
-        except httpx.HTTPError as exc:
-            raise ActionError(
-                f"Slack could not be reached ({type(exc).__name__})",
-                code=ErrorCode.CONNECTION_ERROR,
-                retryable=True,
-            ) from None
         except ValueError:
             answer = None
         if response.status_code != 200 or not isinstance(answer, dict) or not answer.get("ok"):

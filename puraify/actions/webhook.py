@@ -30,6 +30,7 @@ from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
 from .http import Http
+from .platform import call
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "TriggerZap", "WebhookCall", "signature"]
 
@@ -99,23 +100,15 @@ class TriggerZap(Action):
 
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
         url = f"{ctx.base_url('zapier', ZAPIER_BASE_URL)}/hooks/catch/{params.hook.strip('/')}/"
-        try:
-            response = await ctx.http.post(
-                url,
-                json=params.payload,
-                headers={"Idempotency-Key": ctx.idempotency_key},
-                timeout=params.timeout,
-            )
-        except httpx.TimeoutException:
-            raise ActionError(
-                "Zapier did not answer in time", code=ErrorCode.TIMEOUT, retryable=True
-            ) from None
-        except httpx.HTTPError as exc:
-            raise ActionError(
-                f"Zapier could not be reached ({type(exc).__name__})",
-                code=ErrorCode.CONNECTION_ERROR,
-                retryable=True,
-            ) from None
+        response = await call(
+            ctx,
+            "Zapier",
+            "POST",
+            url,
+            json=params.payload,
+            headers={"Idempotency-Key": ctx.idempotency_key},
+            timeout=params.timeout,
+        )
         try:
             answer = response.json()
         except ValueError:

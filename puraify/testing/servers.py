@@ -14,7 +14,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "RecordingSink",
     "Reply",
     "read_request",
+    "send_json",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -45,6 +46,28 @@ async def read_request(scope: Scope, receive: Receive) -> tuple[dict[str, str], 
             break
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     return headers, bytes(body)
+
+
+async def send_json(
+    send: Send,
+    status: int,
+    payload: Any,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """Answer with ``payload`` as JSON (``bytes`` as they are) and ``headers``."""
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json; charset=utf-8"),
+                (b"content-length", str(len(data)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
 
 
 class LocalServer:

@@ -19,7 +19,7 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from ..servers import Receive, Scope, Send, read_request
+from ..servers import Receive, Scope, Send, read_request, send_json
 
 __all__ = ["FakeGoogle"]
 
@@ -147,8 +147,4 @@ class FakeGoogle:
             status, payload = self.append(headers, parts[3], cells, query, body)
         else:
             status, payload = _error(404, "NOT_FOUND", "notFound", "Not Found")
-        data = json.dumps(payload).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json; charset=UTF-8"),
-                                (b"content-length", str(len(data)).encode())]})  # fmt: skip
-        await send({"type": "http.response.body", "body": data})
+        await send_json(send, status, payload)

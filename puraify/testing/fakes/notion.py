@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from ..servers import Receive, Scope, Send, read_request
+from ..servers import Receive, Scope, Send, read_request, send_json
 
 __all__ = ["FakeNotion"]
 
@@ -101,16 +101,4 @@ class FakeNotion:
             status, payload = self.create_page(headers, body)
         else:
             status, payload = _error(400, "invalid_request_url", "Invalid request URL.")
-        data = json.dumps(payload).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json; charset=utf-8"),
-                    (b"content-length", str(len(data)).encode()),
-                    *extra,
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": data})
+        await send_json(send, status, payload, extra)

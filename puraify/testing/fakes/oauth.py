@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import secrets
 import threading
 import time
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..servers import Receive, Scope, Send, read_request
+from ..servers import Receive, Scope, Send, read_request, send_json
 
 __all__ = ["FakeOAuthServer"]
 
@@ -234,11 +233,4 @@ class FakeOAuthServer:
             status, payload = self._resource(headers)
         else:
             status, payload = 404, {"error": "not_found"}
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        raw = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(data)).encode()),
-            *((k.encode(), v.encode()) for k, v in extra.items()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": raw})
-        await send({"type": "http.response.body", "body": data})
+        await send_json(send, status, payload, [(k.encode(), v.encode()) for k, v in extra.items()])

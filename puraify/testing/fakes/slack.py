@@ -20,7 +20,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ..servers import Receive, Scope, Send, read_request
+from ..servers import Receive, Scope, Send, read_request, send_json
 
 __all__ = ["FakeSlack"]
 
@@ -137,16 +137,4 @@ class FakeSlack:
                 status, payload = 200, self.post_message(headers, fields)
         else:
             status, payload = 404, {"ok": False, "error": "unknown_method"}
-        data = json.dumps(payload).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json; charset=utf-8"),
-                    (b"content-length", str(len(data)).encode()),
-                    *extra,
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": data})
+        await send_json(send, status, payload, extra)

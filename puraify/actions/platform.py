@@ -1,0 +1,45 @@
+"""What every platform action does the same way: take its bearer token from the credential the
+vault gave it, and call the platform's API through the context's guarded client, a timeout or a
+connection failure becoming the step's retryable ``timeout`` or ``connection_error``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from ..codes import ErrorCode
+from ..errors import ActionError
+from .base import ActionContext
+
+__all__ = ["bearer_token", "call"]
+
+
+def bearer_token(credential: Mapping[str, Any], platform: str) -> str:
+    """The token of a ``token`` or ``oauth2`` credential."""
+    token = credential.get("token") or credential.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise ActionError(
+            f"Missing token or insufficient scope: the {platform} credential holds no token",
+            code=ErrorCode.CREDENTIAL_MISSING,
+        )
+    return token
+
+
+async def call(
+    ctx: ActionContext, service: str, method: str, url: str, **kwargs: Any
+) -> httpx.Response:
+    """``method url`` through the guarded client (``kwargs`` as httpx takes them)."""
+    try:
+        return await ctx.http.request(method, url, **kwargs)
+    except httpx.TimeoutException:
+        raise ActionError(
+            f"{service} did not answer in time", code=ErrorCode.TIMEOUT, retryable=True
+        ) from None
+    except httpx.HTTPError as exc:
+        raise ActionError(
+            f"{service} could not be reached ({type(exc).__name__})",
+            code=ErrorCode.CONNECTION_ERROR,
+            retryable=True,
+        ) from None
