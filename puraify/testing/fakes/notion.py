@@ -25,8 +25,10 @@ __all__ = ["FakeNotion"]
 TASKS = {"Name": "title", "Status": "status", "Due": "date", "Assignee": "people"}
 
 
-def _error(status: int, code: str, message: str) -> tuple[int, dict[str, Any]]:
-    return status, {"object": "error", "status": status, "code": code, "message": message}
+def _error(status: int, notion_code: str, message: str) -> tuple[int, dict[str, Any]]:
+    """Notion's error object (its codes are Notion's, not puraify's)."""
+    body = {"object": "error", "status": status, "message": message}
+    return status, {**body, "code": notion_code}
 
 
 class FakeNotion:
