@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import ssl
 from email.message import EmailMessage
@@ -44,6 +45,10 @@ def _addresses(value: _Address | None) -> list[str]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else list(value)
+
+
+# CR, LF and every other control or line-separating character (NEL, LS, PS)
+_BREAKS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 
 async def _connect(address: str, port: int, seconds: float) -> socket.socket:
@@ -124,9 +129,10 @@ class SendEmail(Action):
             "Subject": params.subject,
         }
         for name, value in [*headers.items(), *(("Bcc", a) for a in _addresses(params.bcc))]:
-            if "\r" in value or "\n" in value:
+            if _BREAKS.search(value):
                 raise ActionError(
-                    f"the {name} header holds a line break", code=ErrorCode.INVALID_HEADER,
+                    f"the {name} header holds a line break or a control character",
+                    code=ErrorCode.INVALID_HEADER,
                     field=name.lower().replace("-", "_"),
                 )  # fmt: skip
         if not sender or not recipients:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 
 from ..codes import ErrorCode
 from ..errors import ActionError
@@ -103,7 +103,10 @@ class CreateEvent(Action):
     """Create an event in a Google Calendar."""
 
     class Params(ParamsModel):
-        calendar_id: str = Field(default="primary", min_length=1, max_length=300)
+        # an id, never a path: `.` and `..` would move the request up the API's tree
+        calendar_id: str = Field(
+            default="primary", min_length=1, max_length=300, pattern=r"^[^/?#\\]+$"
+        )
         summary: str = Field(
             min_length=1, max_length=1000, validation_alias=AliasChoices("summary", "title")
         )
@@ -114,6 +117,13 @@ class CreateEvent(Action):
         location: str | None = Field(default=None, max_length=1000)
         attendees: list[str] = Field(default_factory=list, max_length=100)
         timeout: float = Field(default=30.0, gt=0, le=300)
+
+        @field_validator("calendar_id")
+        @classmethod
+        def _not_a_dot_segment(cls, value: str) -> str:
+            if value in (".", ".."):
+                raise ValueError("a calendar id, not a path")
+            return value
 
     class Output(OutputModel):
         id: str
@@ -169,7 +179,7 @@ class AppendRow(Action):
     """Append rows to a Google Sheets range."""
 
     class Params(ParamsModel):
-        spreadsheet_id: str = Field(min_length=1, max_length=200)
+        spreadsheet_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")
         range: str = Field(default="Sheet1", min_length=1, max_length=200)
         values: list[Any] = Field(min_length=1, max_length=10_000)
         raw: bool = False
@@ -209,10 +219,19 @@ class AppendRow(Action):
             },
             json={"values": rows},
         )
-        updates = answer.get("updates") or {}
+        updates = answer.get("updates")
+        updates = updates if isinstance(updates, dict) else {}
         return {
             "spreadsheet_id": str(answer.get("spreadsheetId", params.spreadsheet_id)),
             "updated_range": updates.get("updatedRange"),
-            "updated_rows": int(updates.get("updatedRows") or 0),
-            "updated_cells": int(updates.get("updatedCells") or 0),
+            "updated_rows": _count(updates.get("updatedRows")),
+            "updated_cells": _count(updates.get("updatedCells")),
         }
+
+
+def _count(value: Any) -> int:
+    """A count from Google's answer (numbers may come as text); 0 for anything else."""
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0

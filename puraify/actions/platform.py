@@ -4,6 +4,7 @@ connection failure becoming the step's retryable ``timeout`` or ``connection_err
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,7 @@ import httpx
 from ..codes import ErrorCode
 from ..errors import ActionError
 from .base import ActionContext
+from .content import BoundedDecoder, ResponseTooLarge
 
 __all__ = ["bearer_token", "call"]
 
@@ -30,9 +32,31 @@ def bearer_token(credential: Mapping[str, Any], platform: str) -> str:
 async def call(
     ctx: ActionContext, service: str, method: str, url: str, **kwargs: Any
 ) -> httpx.Response:
-    """``method url`` through the guarded client (``kwargs`` as httpx takes them)."""
+    """``method url`` through the guarded client (``kwargs`` as httpx's ``build_request``
+    takes them); the answer is read within ``http_max_response_bytes`` once decoded, as the
+    ``http`` action's is, and comes back decoded."""
+    cap = ctx.limit("http_max_response_bytes", 10 * 1024 * 1024)
     try:
-        return await ctx.http.request(method, url, **kwargs)
+        request = ctx.http.build_request(method, url, **kwargs)
+        response = await ctx.http.send(request, stream=True)
+        try:
+            decoder = BoundedDecoder(response.headers.get("content-encoding"), cap)
+            body = bytearray()
+            async for chunk in response.aiter_raw():
+                body += decoder.feed(chunk)
+            body += decoder.flush()
+        except ResponseTooLarge:
+            raise ActionError(
+                f"{service}'s answer is larger than {cap} bytes once decoded",
+                code=ErrorCode.RESPONSE_TOO_LARGE,
+            ) from None
+        except zlib.error:
+            raise ActionError(
+                f"{service}'s answer does not match its Content-Encoding",
+                code=ErrorCode.INVALID_RESPONSE,
+            ) from None
+        finally:
+            await response.aclose()
     except httpx.TimeoutException:
         raise ActionError(
             f"{service} did not answer in time", code=ErrorCode.TIMEOUT, retryable=True
@@ -43,3 +67,9 @@ async def call(
             code=ErrorCode.CONNECTION_ERROR,
             retryable=True,
         ) from None
+    kept = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(response.status_code, headers=kept, content=bytes(body), request=request)

@@ -4,7 +4,8 @@ limits already use).
 The server is the project's ``database_url`` credential of platform ``redis``
 (``redis://[user:password@]host:port/db``, ``rediss://`` for TLS, certificates checked). Its
 address passes the egress policy (the SSRF guard) and the client connects to the address that
-was checked. Values are binary-safe: ``encoding: base64`` reads and writes bytes as base64 text,
+was checked (over TLS, by the host's name, which the certificate is checked against, after the
+same check). Values are binary-safe: ``encoding: base64`` reads and writes bytes as base64 text,
 ``utf-8`` (the default) text. ``ttl_seconds`` sets an expiry. Only SET and GET exist here: no
 mission can send any other command (FLUSHALL, CONFIG, EVAL, KEYS ... are out of reach).
 """
@@ -43,8 +44,11 @@ async def _client(ctx: ActionContext, seconds: float) -> coredis.Redis[bytes]:
         await ctx.hosts.address(parts.hostname, port) if ctx.hosts is not None else parts.hostname
     )
     db = parts.path.strip("/")
+    tls = parts.scheme == "rediss"
     return coredis.Redis(
-        host=address,
+        # over TLS the client names the host it checks the certificate against, so it connects
+        # by that name (checked above); in clear, to the address that was checked
+        host=parts.hostname if tls else address,
         port=port,
         db=int(db) if db.isdigit() else 0,
         username=unquote(parts.username) if parts.username else None,

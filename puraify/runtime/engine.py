@@ -48,10 +48,11 @@ def platform_guard(settings: Settings) -> PlatformGuard:
     )
 
 
-def ssrf_policy(settings: Settings, profile: Profile) -> SsrfPolicy:
-    """Where a profile's steps may connect to."""
-    # the hosts of the platforms' base URLs the operator set are theirs to allow
-    platform_hosts = [urlsplit(u).hostname or "" for u in settings.platform_base_urls().values()]
+def ssrf_policy(settings: Settings, profile: Profile, *, http: bool = True) -> SsrfPolicy:
+    """Where a profile's steps may connect to: over HTTP (``http``), also the hosts of the
+    platforms' base URLs the operator set; anything else (SMTP, Redis), not those."""
+    urls = settings.platform_base_urls().values() if http else ()
+    platform_hosts = [urlsplit(u).hostname or "" for u in urls]
     return SsrfPolicy(
         allow_hosts=(*settings.ssrf_allow_hosts, *filter(None, platform_hosts)),
         allow_loopback=profile.allow_loopback,
@@ -192,9 +193,14 @@ class Engine:
             protected=tuple(str(p) for p in settings.protected_paths),
             credentials=credentials,
             base_urls=settings.platform_base_urls(),
-            hosts=HostGuard(ssrf_policy(settings, profile)),
+            hosts=HostGuard(ssrf_policy(settings, profile, http=False)),
         )
-        runner = PlatformRunner(runner, platforms or platform_guard(settings), registry)
+        runner = PlatformRunner(
+            runner,
+            platforms or platform_guard(settings),
+            registry,
+            project=credentials.project_id if credentials is not None else None,
+        )
         if credentials is not None:
             runner = CredentialRunner(runner, credentials, registry)
         if policy is not None:

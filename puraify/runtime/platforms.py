@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cachetools import TTLCache
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -88,7 +89,8 @@ class PlatformGuard:
         self.failures = failures
         self.reset_seconds = reset_seconds
         self.clock = clock
-        self._breakers: dict[str, Breaker] = {}
+        # the breakers of recently used credentials (a refreshed token is a new one)
+        self._breakers: TTLCache[str, Breaker] = TTLCache(maxsize=65536, ttl=24 * 3600)
 
     async def acquire(self, platform: str, key: str) -> None:
         """Wait until ``platform``'s budget for ``key`` admits one more call."""
@@ -109,17 +111,25 @@ class PlatformRunner:
     """A ``StepRunner`` that passes every attempt of a platform's action (one that is not
     ``local``) through its rate limit and circuit breaker, keyed by the credential it uses."""
 
-    def __init__(self, inner: StepRunner, guard: PlatformGuard, registry: ActionRegistry) -> None:
+    def __init__(
+        self,
+        inner: StepRunner,
+        guard: PlatformGuard,
+        registry: ActionRegistry,
+        *,
+        project: str | None = None,
+    ) -> None:
         self.inner = inner
         self.guard = guard
         self.registry = registry
+        self.project = project or ""  # budgets and breakers are never another project's
 
     async def run(self, invocation: StepInvocation) -> dict[str, Any]:
         action = self.registry.get(invocation.step_type)
         platform = action.platform
         if platform == "local":
             return await self.inner.run(invocation)
-        key = _credential_key(invocation.credentials.get(platform))
+        key = f"{self.project}:{_credential_key(invocation.credentials.get(platform))}"
         breaker = self.guard.breaker(platform, key)
         if not breaker.admit(self.guard.failures, self.guard.reset_seconds):
             raise ActionError(
@@ -129,15 +139,24 @@ class PlatformRunner:
                 retryable=True,
                 retry_after=self.guard.reset_seconds,
             )
-        await self.guard.acquire(platform, key)
+        recorded = False
         try:
+            await self.guard.acquire(platform, key)
             output = await self.inner.run(invocation)
         except ActionError as exc:
-            breaker.record(exc.code not in _PLATFORM_FAULTS, self.guard.failures)
+            # the platform's failures count (5xx, timeouts, unreachable), never a refusal of
+            # what the step asked (4xx): a caller cannot open the breaker with bad requests
+            fault = exc.retryable and exc.code in _PLATFORM_FAULTS
+            breaker.record(not fault, self.guard.failures)
+            recorded = True
             raise
-        except (TimeoutError, asyncio.CancelledError):
+        except Exception:
             breaker.record(False, self.guard.failures)
+            recorded = True
             raise
+        finally:
+            if not recorded and breaker.probing:
+                breaker.probing = False  # cancelled before it could tell: the next one probes
         breaker.record(True, self.guard.failures)
         return output
 

@@ -81,6 +81,8 @@ async def test_sec11_a_line_break_in_a_header_is_refused(
         {"subject": "hi\r\nBcc: victim@example.com"},
         {"to": "ops@example.com\nBcc: victim@example.com"},
         {"reply_to": "a@example.com\r\nX-Evil: 1"},
+        {"subject": "hi\u2028Bcc: victim@example.com"},
+        {"subject": "hi\x85there"},
     ):
         refused = await api.client.post("/execute", json=send(**params), headers=owner)
         assert refused.json()["error"]["code"] == "invalid_header", refused.text

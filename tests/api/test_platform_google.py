@@ -91,6 +91,10 @@ async def test_googles_errors_map_to_stable_codes(
     missing = {**EVENT, "parameters": {**EVENT["parameters"], "calendar_id": "nobody@example.com"}}
     gone = await api.client.post("/execute", json=missing, headers=owner)
     assert gone.json()["error"]["code"] == "not_found"
+    for climb in ({"calendar_id": ".."}, {"calendar_id": "a/../b"}):  # ids, never paths
+        up = {**EVENT, "parameters": {**EVENT["parameters"], **climb}}
+        refused = await api.client.post("/execute", json=up, headers=owner)
+        assert refused.json()["error"]["code"] == "invalid_parameters", climb
     fake.fail_next(1, status=429)
     mission = {"name": "g", "steps": [{"id": "e", "step_type": "google_calendar.create_event",
                "parameters": EVENT["parameters"], "retry": {"attempts": 2, "delay_ms": 10}}]}  # fmt: skip

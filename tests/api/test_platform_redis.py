@@ -69,3 +69,18 @@ def test_sec11_no_other_redis_command_is_reachable() -> None:
         a.name for a in default_registry(entry_points=False).actions() if a.platform == "redis"
     }
     assert names == {"redis.set", "redis.get"}
+
+
+async def test_a_platforms_base_url_opens_its_host_to_http_only(make_api: ApiFactory) -> None:
+    """slack_base_url on loopback lets Slack's requests reach it, not Redis or SMTP."""
+    api: Api = await make_api(slack_base_url="http://127.0.0.1:9/api", ssrf_allow_hosts=())
+    owner = {"Authorization": f"Bearer {await api.token('a', 'vault', 'execute')}"}
+    await api.client.put(
+        "/vault/credentials/a/redis",
+        json={"type": "database_url", "value": "redis://127.0.0.1:6379/0"},
+        headers=owner,
+    )
+    refused = await api.client.post(
+        "/execute", json={"action": "redis.get", "parameters": {"key": "k"}}, headers=owner
+    )
+    assert refused.json()["error"]["code"] == "ssrf_blocked", refused.text

@@ -173,3 +173,14 @@ async def test_a_failing_platform_opens_the_credentials_circuit(
     fast = await api.client.post("/execute", json=SEED_000, headers=owner)
     assert fast.json()["error"]["code"] == "circuit_open" and fast.json()["error"]["retryable"]
     assert fake.requests == before  # it never reached Slack
+
+
+async def test_an_answer_past_the_cap_is_refused(make_api: ApiFactory) -> None:
+    from puraify.testing import RecordingSink, Reply
+
+    sink = RecordingSink()
+    sink.script("/api/chat.postMessage", Reply(200, {"ok": True, "pad": "x" * 50_000}))
+    with LocalServer(sink) as server:
+        api, owner = await slack_api(make_api, f"{server.url}/api", http_max_response_bytes=10_000)
+        big = await api.client.post("/execute", json=SEED_000, headers=owner)
+    assert big.json()["error"]["code"] == "response_too_large", big.text

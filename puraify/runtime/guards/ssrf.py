@@ -160,7 +160,12 @@ class HostGuard:
         self._http = SsrfTransport(policy)
 
     async def address(self, host: str, port: int) -> str:
-        url = httpx.URL(scheme="http", host=host, port=port)
+        try:
+            url = httpx.URL(scheme="http", host=host, port=port)
+        except (httpx.InvalidURL, ValueError, TypeError):
+            raise GuardError(
+                f"{host!r} is not a host name or address", code="ssrf_blocked", field="host"
+            ) from None
         if self.policy.host_allowlisted(host):
             return host
         if self.policy.only_allowlisted and not _is_ip(host):
