@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import zlib
 
-__all__ = ["MAX_CODINGS", "BoundedDecoder", "ResponseTooLarge"]
+import httpx
+
+from ..errors import ActionError
+
+__all__ = ["MAX_CODINGS", "BoundedDecoder", "ResponseTooLarge", "read_bounded"]
 
 MAX_CODINGS = 3
 
@@ -101,3 +105,26 @@ class BoundedDecoder:
         if self.size > self.budget:
             raise ResponseTooLarge
         return data
+
+
+async def read_bounded(response: httpx.Response, cap: int, *, what: str = "the response") -> bytes:
+    """A streamed response's body, decoded layer by layer within ``cap`` bytes at every layer
+    (``gzip, gzip`` bombs included), then closed; ``response_too_large`` past the cap,
+    ``invalid_response`` when it does not match its Content-Encoding."""
+    try:
+        body = bytearray()
+        decoder = BoundedDecoder(response.headers.get("content-encoding"), cap)
+        async for chunk in response.aiter_raw():
+            body += decoder.feed(chunk)
+        body += decoder.flush()
+        return bytes(body)
+    except ResponseTooLarge:
+        raise ActionError(
+            f"{what} is larger than {cap} bytes once decoded", code="response_too_large"
+        ) from None
+    except zlib.error:
+        raise ActionError(
+            f"{what} does not match its Content-Encoding", code="invalid_response"
+        ) from None
+    finally:
+        await response.aclose()

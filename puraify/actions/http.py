@@ -15,7 +15,6 @@ import email.utils
 import json
 import socket
 import time
-import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -28,7 +27,7 @@ from ..errors import ActionError, GuardError
 from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
-from .content import BoundedDecoder, ResponseTooLarge
+from .content import read_bounded
 
 __all__ = ["Http", "retry_after_seconds"]
 
@@ -136,25 +135,8 @@ class Http(Action):
                 response = await ctx.http.send(
                     request, stream=True, follow_redirects=params.follow_redirects
                 )
-                try:
-                    raw = bytearray()
-                    # decoded here, within the cap at every layer: `gzip, gzip` bombs included
-                    decoder = BoundedDecoder(response.headers.get("content-encoding"), cap)
-                    async for chunk in response.aiter_raw():
-                        raw += decoder.feed(chunk)
-                    raw += decoder.flush()
-                except ResponseTooLarge:
-                    raise ActionError(
-                        f"response is larger than {cap} bytes once decoded",
-                        code="response_too_large",
-                    ) from None
-                except zlib.error:
-                    raise ActionError(
-                        "the response body does not match its Content-Encoding",
-                        code="invalid_response",
-                    ) from None
-                finally:
-                    await response.aclose()
+                # decoded here, within the cap at every layer: `gzip, gzip` bombs included
+                raw = await read_bounded(response, cap, what="the response body")
         except (httpx.TimeoutException, TimeoutError):
             raise ActionError(
                 f"{params.method} {_safe(params.url)} timed out after {params.timeout}s",

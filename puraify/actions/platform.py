@@ -4,7 +4,6 @@ connection failure becoming the step's retryable ``timeout`` or ``connection_err
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,7 +12,7 @@ import httpx
 from ..codes import ErrorCode
 from ..errors import ActionError
 from .base import ActionContext
-from .content import BoundedDecoder, ResponseTooLarge
+from .content import read_bounded
 
 __all__ = ["bearer_token", "call"]
 
@@ -39,24 +38,7 @@ async def call(
     try:
         request = ctx.http.build_request(method, url, **kwargs)
         response = await ctx.http.send(request, stream=True)
-        try:
-            decoder = BoundedDecoder(response.headers.get("content-encoding"), cap)
-            body = bytearray()
-            async for chunk in response.aiter_raw():
-                body += decoder.feed(chunk)
-            body += decoder.flush()
-        except ResponseTooLarge:
-            raise ActionError(
-                f"{service}'s answer is larger than {cap} bytes once decoded",
-                code=ErrorCode.RESPONSE_TOO_LARGE,
-            ) from None
-        except zlib.error:
-            raise ActionError(
-                f"{service}'s answer does not match its Content-Encoding",
-                code=ErrorCode.INVALID_RESPONSE,
-            ) from None
-        finally:
-            await response.aclose()
+        body = await read_bounded(response, cap, what=f"{service}'s answer")
     except httpx.TimeoutException:
         raise ActionError(
             f"{service} did not answer in time", code=ErrorCode.TIMEOUT, retryable=True
@@ -72,4 +54,4 @@ async def call(
         for name, value in response.headers.multi_items()
         if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
     ]
-    return httpx.Response(response.status_code, headers=kept, content=bytes(body), request=request)
+    return httpx.Response(response.status_code, headers=kept, content=body, request=request)
