@@ -35,6 +35,7 @@ from ..errors import ActionError
 from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
+from .platform import too_slow, unreachable
 
 __all__ = ["SendEmail"]
 
@@ -60,11 +61,7 @@ async def _connect(address: str, port: int, seconds: float) -> socket.socket:
             await asyncio.get_running_loop().sock_connect(sock, (address, port))
     except (OSError, TimeoutError) as exc:
         sock.close()
-        raise ActionError(
-            f"the SMTP server could not be reached ({type(exc).__name__})",
-            code=ErrorCode.CONNECTION_ERROR,
-            retryable=True,
-        ) from None
+        raise unreachable("the SMTP server", exc) from None
     return sock
 
 
@@ -183,9 +180,7 @@ class SendEmail(Action):
                 code=ErrorCode.INVALID_PARAMETERS,
             ) from None
         except aiosmtplib.SMTPTimeoutError:
-            raise ActionError(
-                "the SMTP server did not answer in time", code=ErrorCode.TIMEOUT, retryable=True
-            ) from None
+            raise too_slow("the SMTP server") from None
         except aiosmtplib.SMTPResponseException as exc:
             raise ActionError(
                 f"the SMTP server answered {exc.code}",
@@ -193,11 +188,7 @@ class SendEmail(Action):
                 retryable=400 <= exc.code < 500,
             ) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
-            raise ActionError(
-                f"the SMTP server could not be reached ({type(exc).__name__})",
-                code=ErrorCode.CONNECTION_ERROR,
-                retryable=True,
-            ) from None
+            raise unreachable("the SMTP server", exc) from None
         finally:
             sock.close()
         return {

@@ -33,7 +33,7 @@ from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
 from .http import retry_after_seconds
-from .platform import bearer_token
+from .platform import bearer_token, too_slow, unreachable
 
 __all__ = ["CreatePage", "CreateTask"]
 
@@ -102,9 +102,7 @@ class CreatePage(Action):
         except APIResponseError as exc:
             raise _error(exc) from None
         except RequestTimeoutError:
-            raise ActionError(
-                "Notion did not answer in time", code=ErrorCode.TIMEOUT, retryable=True
-            ) from None
+            raise too_slow("Notion") from None
         except HTTPResponseError as exc:
             raise ActionError(
                 f"Notion answered {exc.status}",
@@ -113,11 +111,7 @@ class CreatePage(Action):
                 status=exc.status,
             ) from None
         except httpx.HTTPError as exc:
-            raise ActionError(
-                f"Notion could not be reached ({type(exc).__name__})",
-                code=ErrorCode.CONNECTION_ERROR,
-                retryable=True,
-            ) from None
+            raise unreachable("Notion", exc) from None
         page = dict(page) if isinstance(page, dict) else {}
         return {
             "id": str(page.get("id", "")),

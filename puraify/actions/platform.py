@@ -14,7 +14,21 @@ from ..errors import ActionError
 from .base import ActionContext
 from .content import read_bounded
 
-__all__ = ["bearer_token", "call"]
+__all__ = ["bearer_token", "call", "too_slow", "unreachable"]
+
+
+def too_slow(service: str) -> ActionError:
+    """The retryable ``timeout`` of a platform that did not answer in time."""
+    return ActionError(f"{service} did not answer in time", code=ErrorCode.TIMEOUT, retryable=True)
+
+
+def unreachable(service: str, exc: BaseException) -> ActionError:
+    """The retryable ``connection_error`` of a platform that could not be reached."""
+    return ActionError(
+        f"{service} could not be reached ({type(exc).__name__})",
+        code=ErrorCode.CONNECTION_ERROR,
+        retryable=True,
+    )
 
 
 def bearer_token(credential: Mapping[str, Any], platform: str) -> str:
@@ -40,15 +54,9 @@ async def call(
         response = await ctx.http.send(request, stream=True)
         body = await read_bounded(response, cap, what=f"{service}'s answer")
     except httpx.TimeoutException:
-        raise ActionError(
-            f"{service} did not answer in time", code=ErrorCode.TIMEOUT, retryable=True
-        ) from None
+        raise too_slow(service) from None
     except httpx.HTTPError as exc:
-        raise ActionError(
-            f"{service} could not be reached ({type(exc).__name__})",
-            code=ErrorCode.CONNECTION_ERROR,
-            retryable=True,
-        ) from None
+        raise unreachable(service, exc) from None
     kept = [
         (name, value)
         for name, value in response.headers.multi_items()

@@ -26,6 +26,7 @@ from ..errors import ActionError
 from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
+from .platform import unreachable
 
 __all__ = ["RedisGet", "RedisSet"]
 
@@ -70,11 +71,7 @@ async def _run(client: coredis.Redis[bytes], call: Any) -> Any:
             "Redis refused the credential", code=ErrorCode.CREDENTIAL_INVALID
         ) from None
     except (coredis.exceptions.ConnectionError, TimeoutError, OSError) as exc:
-        raise ActionError(
-            f"Redis could not be reached ({type(exc).__name__})",
-            code=ErrorCode.CONNECTION_ERROR,
-            retryable=True,
-        ) from None
+        raise unreachable("Redis", exc) from None
     except coredis.exceptions.RedisError as exc:
         raise ActionError(
             f"Redis refused the command ({type(exc).__name__})", code=ErrorCode.UPSTREAM_ERROR

@@ -16,14 +16,16 @@ import asyncio
 import os
 import socket
 import sys
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
 from ..cli.progress import LiveProgress, summary_table
 from ..mission.model import MissionStatus
-from ..service import compose
+from ..service import Application, compose
 from ..settings import Settings
 from .fakes import FakeNotion, FakeSlack
 from .servers import LocalServer, RecordingSink, Reply
@@ -52,17 +54,24 @@ def fake_api() -> RecordingSink:
     return sink
 
 
+def _application(
+    workspace: Path, console: Console, **settings: Any
+) -> AbstractAsyncContextManager[Application]:
+    """The embedded default in ``workspace`` (local profile, SQLite in its ``.puraify``), with
+    the live view."""
+    return compose(
+        Settings(mode="local", home=workspace / ".puraify", workspace=workspace, **settings),
+        listen=None,
+        environ=dict(os.environ),
+        cwd=workspace,
+        hooks=[LiveProgress(console)],
+    )
+
+
 async def run(workspace: Path, console: Console) -> int:
     sink = fake_api()
     with LocalServer(sink) as server:
-        settings = Settings(mode="local", home=workspace / ".puraify", workspace=workspace)
-        async with compose(
-            settings,
-            listen=None,
-            environ=dict(os.environ),
-            cwd=workspace,
-            hooks=[LiveProgress(console)],
-        ) as app:
+        async with _application(workspace, console) as app:
             prepared = app.preparer.prepare(MISSION, context_names=["api"])
             plan = " → ".join("[" + ", ".join(level) + "]" for level in prepared.levels)
             console.print(f"[dim]plan: {escape(plan)}[/]")
@@ -103,19 +112,11 @@ async def platforms(workspace: Path, console: Console, *, orders: int) -> int:
     smtp.start()
     try:
         with LocalServer(slack) as slack_server, LocalServer(notion) as notion_server:
-            settings = Settings(
-                mode="local",
-                home=workspace / ".puraify",
-                workspace=workspace,
+            async with _application(
+                workspace,
+                console,
                 slack_base_url=f"{slack_server.url}/api",
                 notion_base_url=notion_server.url,
-            )
-            async with compose(
-                settings,
-                listen=None,
-                environ=dict(os.environ),
-                cwd=workspace,
-                hooks=[LiveProgress(console)],
             ) as app:
                 await app.vault.put("demo", "slack", "token", BOT, scopes=["chat:write"])
                 await app.vault.put("demo", "notion", "token", NOTION)
