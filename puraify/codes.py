@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
     CREDENTIAL_MISSING = "credential_missing"
     CREDENTIAL_UNDECRYPTABLE = "credential_undecryptable"
     CONNECTION_ERROR = "connection_error"
+    CONSTRAINT_VIOLATION = "constraint_violation"
     DEPENDENCY_CYCLE = "dependency_cycle"
     DOCUMENT_TOO_DEEP = "document_too_deep"
     DOCUMENT_TOO_LARGE = "document_too_large"
@@ -201,6 +202,12 @@ CODES: Final[Mapping[ErrorCode, CodeInfo]] = MappingProxyType(
             ExitCode.FAILED,
             "The platform could not be reached (name lookup, refused or reset connection); it "
             "is retried, and if it persists check the URL and the network.",
+        ),
+        ErrorCode.CONSTRAINT_VIOLATION: CodeInfo(
+            HTTPStatus.CONFLICT,
+            ExitCode.FAILED,
+            "The database refused the record: a unique key already holds this value, or a "
+            "required, foreign-key or check constraint is not met; the message is the database's.",
         ),
         ErrorCode.DEPENDENCY_CYCLE: CodeInfo(
             HTTPStatus.UNPROCESSABLE_ENTITY,

@@ -14,7 +14,9 @@ implies, into a frozen ``Profile``. Anything that listens on a socket runs ``ser
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,11 +29,31 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["Mode", "OAuthProvider", "Profile", "SafetyLevel", "Settings", "config_path"]
+__all__ = [
+    "Mode",
+    "OAuthProvider",
+    "Profile",
+    "SafetyLevel",
+    "Settings",
+    "config_path",
+    "project_dirname",
+]
 
 Mode = Literal["local", "server"]
 #: How strict the static safety analysis every mission passes before it runs is.
 SafetyLevel = Literal["off", "permissive", "standard", "strict"]
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def project_dirname(project_id: str | None) -> str:
+    """A directory name for a project: readable, unique per id, never ``..`` or a path."""
+    if project_id is None:
+        return "no-project"  # real names always end in a 12-digit hash, so never collide
+    slug = _UNSAFE.sub("-", project_id).strip(".-")[:48] or "project"
+    digest = hashlib.sha256(project_id.encode()).hexdigest()[:12]
+    return f"{slug}-{digest}"
 
 
 def _default_home() -> Path:
@@ -311,6 +333,11 @@ class Settings(BaseSettings):
         if server:
             hidden.append(self.workspace or self.home / "workspaces")
         return tuple(p.resolve() for p in hidden)
+
+    def databases_dir(self, project_id: str | None) -> Path:
+        """Where a project's SQLite databases are kept (``database.create_record``): under the
+        engine's home, which no step can write and no command can see."""
+        return self.home / "databases" / project_dirname(project_id)
 
     @property
     def vault_key_file(self) -> Path:

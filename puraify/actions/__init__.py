@@ -12,6 +12,7 @@ from .base import Action, ActionContext, Delivery, Output, Params
 from .command import Command
 from .core import LogMessage, Noop
 from .data import CsvProcess, ParseJson, ParseXml, ParseYaml, ValidateSchema
+from .database import CreateRecord
 from .email import SendEmail
 from .files import (
     CopyFile,
@@ -70,6 +71,7 @@ BUILTIN_ACTIONS: tuple[type[Action], ...] = (
     AppendRow,
     RedisSet,
     RedisGet,
+    CreateRecord,
 )
 
 

@@ -131,6 +131,8 @@ class ActionContext:
     hosts: HostCheck | None = None
     #: each platform's base URL as the operator configured it (``<platform>_base_url``)
     base_urls: Mapping[str, str] = field(default_factory=dict)
+    #: where the project's SQLite databases are kept (outside every workspace)
+    databases: Path | None = None
 
     def own_client(self) -> httpx.AsyncClient:
         """A client of the action's own (an SDK may set its base URL and headers on it) whose

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
@@ -77,6 +78,7 @@ class InProcessRunner:
         credentials: Credentials | None = None,
         base_urls: Mapping[str, str] | None = None,
         hosts: HostCheck | None = None,
+        databases: Path | None = None,
     ) -> None:
         self.registry = registry
         self.http = http
@@ -88,6 +90,7 @@ class InProcessRunner:
         self.credentials = credentials  # the vault, for ``ActionContext.credential``
         self.base_urls = dict(base_urls or {})
         self.hosts = hosts
+        self.databases = databases  # the project's SQLite databases
         self.logger = structlog.get_logger("puraify.action")
 
     async def run(self, invocation: StepInvocation) -> dict[str, Any]:
@@ -133,6 +136,7 @@ class InProcessRunner:
             vault=self._lookup(invocation.run_id, invocation.user_id),
             base_urls=self.base_urls,
             hosts=self.hosts,
+            databases=self.databases,
         )
         return await action.run(params, ctx)
 

@@ -8,24 +8,11 @@ configured one, else the current directory.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from pathlib import Path
 
-from ..settings import Profile, Settings
+from ..settings import Profile, Settings, project_dirname
 
 __all__ = ["project_dirname", "workspace_for"]
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def project_dirname(project_id: str | None) -> str:
-    """A directory name for a project: readable, unique per id, never ``..`` or a path."""
-    if project_id is None:
-        return "no-project"  # real names always end in a 12-digit hash, so never collide
-    slug = _UNSAFE.sub("-", project_id).strip(".-")[:48] or "project"
-    digest = hashlib.sha256(project_id.encode()).hexdigest()[:12]
-    return f"{slug}-{digest}"
 
 
 def workspace_for(

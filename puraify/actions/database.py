@@ -1,0 +1,384 @@
+"""Databases: ``database.create_record``, one row inserted with SQLAlchemy Core.
+
+The database is the project's ``database_url`` credential of platform ``database``:
+``postgresql://user:password@host:5432/db`` (asyncpg), ``mysql://`` or ``mariadb://``
+(aiomysql), or ``sqlite:///orders.db``. SQLAlchemy Core, not hand-written SQL: the table is
+read from the database (its columns, types and primary key), each value is a bound parameter,
+and the names in the statement are the database's own, quoted by the dialect; no text from a
+mission ever becomes SQL. A column the table does not have is ``invalid_parameters``; a table
+it does not have, ``not_found``. Text is converted to what a column holds (dates, times,
+numbers, UUIDs; base64 for binary columns), so a mission can pass JSON values.
+
+Network databases: the host passes the egress policy (the SSRF guard) and the connection goes to
+the address that was checked; over TLS it goes by the host's name, which the certificate is
+checked against (after the same check). TLS is on and verified unless the server is on loopback
+or the URL says ``sslmode=disable`` (``require``: encrypted, certificate not checked;
+``verify-full``, the default elsewhere). No other URL option is taken: ``host=/socket`` or
+``unix_socket=`` would reach a server past the guard. Nothing comes from the engine's
+environment (``PGPASSWORD``, ``~/.pgpass``, option files).
+
+SQLite: a database file named by a plain file name (``sqlite:///orders.db``). In the server
+profile it is the project's own, kept outside every workspace (``<home>/databases/<project>/``,
+where the operator creates its tables): no step, command or other project can reach it or swap
+it for a link to another file. In the local profile it is in the workspace, checked by its jail
+(no links, never the engine's own files).
+
+Each call opens one connection and closes it (the address is checked again each time).
+Errors: a unique, foreign-key, not-null or check constraint → ``constraint_violation``; a value
+of the wrong type → ``invalid_parameters``; authentication refused → ``credential_invalid``;
+connection refused or lost → ``connection_error`` (retryable); ``timeout`` → ``timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import decimal
+import ipaddress
+import re
+import ssl
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import certifi
+import sqlalchemy as sa
+from pydantic import AliasChoices, Field
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from ..codes import ErrorCode
+from ..errors import ActionError
+from .base import Action, ActionContext
+from .base import Output as OutputModel
+from .base import Params as ParamsModel
+from .platform import too_slow
+
+__all__ = ["CreateRecord"]
+
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_$]{0,62}"
+_SQLITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_DRIVERS = {"postgresql": "postgresql+asyncpg", "mysql": "mysql+aiomysql"}
+_FAMILY = {
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "postgresql+asyncpg": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "mysql+aiomysql": "mysql",
+    "mariadb+aiomysql": "mysql",
+    "sqlite": "sqlite",
+    "sqlite+aiosqlite": "sqlite",
+}
+_TLS_OPTIONS = ("sslmode", "ssl_mode", "ssl-mode", "ssl")
+_TLS_MODES = {
+    "disable": "disable",
+    "disabled": "disable",
+    "false": "disable",
+    "require": "require",
+    "required": "require",
+    "true": "require",
+    "verify-ca": "verify",
+    "verify_ca": "verify",
+    "verify-full": "verify",
+    "verify_identity": "verify",
+}
+# an authentication failure: asyncpg's SQLSTATE class 28, MySQL's 1044/1045/1698
+_AUTH_SQLSTATES = ("28000", "28P01")
+_AUTH_MYSQL = (1044, 1045, 1698)
+
+
+def _refused(message: str) -> ActionError:
+    return ActionError(message, code=ErrorCode.INVALID_CREDENTIAL)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _tls(url: URL, host: str) -> str:
+    """``disable``, ``require`` or ``verify``: the URL's choice, else verify off loopback."""
+    options = dict(url.query)
+    unknown = sorted(set(options) - set(_TLS_OPTIONS))
+    if unknown:
+        raise _refused(
+            f"the database URL's option {unknown[0]!r} is not taken "
+            "(only sslmode: disable, require or verify-full)"
+        )
+    chosen = [str(v[-1] if isinstance(v, tuple) else v).lower() for v in options.values()]
+    if not chosen:
+        return "disable" if _loopback(host) else "verify"
+    mode = _TLS_MODES.get(chosen[-1])
+    if mode is None:
+        raise _refused(f"sslmode {chosen[-1]!r} is not disable, require or verify-full")
+    return mode
+
+
+def _tls_context(mode: str) -> ssl.SSLContext | None:
+    if mode == "disable":
+        return None
+    context = ssl.create_default_context(cafile=certifi.where())
+    if mode == "require":  # encrypted, as libpq's sslmode=require: the certificate is not checked
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def _engine_url(ctx: ActionContext, seconds: float) -> tuple[URL, dict[str, Any]]:
+    """The SQLAlchemy URL to connect to and its driver's arguments."""
+    credential = await ctx.credential("database")
+    raw = credential.get("url")
+    try:
+        url = make_url(raw) if isinstance(raw, str) else None
+    except (sa_exc.ArgumentError, ValueError):
+        url = None
+    family = _FAMILY.get(url.drivername) if url is not None else None
+    if url is None or family is None:
+        raise _refused(
+            "the database credential is not a postgresql://, mysql://, mariadb:// or sqlite:/// URL"
+        )
+    if family == "sqlite":
+        return _sqlite(ctx, url), {"timeout": seconds}
+    if not url.host or url.host.startswith("/") or not url.username:
+        raise _refused("the database URL needs a user and a host (user@host:port/database)")
+    port = url.port or (5432 if family == "postgresql" else 3306)
+    mode = _tls(url, url.host)
+    address = await ctx.hosts.address(url.host, port) if ctx.hosts is not None else url.host
+    context = _tls_context(mode)
+    target = URL.create(
+        _DRIVERS[family],
+        username=url.username,
+        password=url.password or "",
+        # over TLS the driver names the host it checks the certificate against, so it connects
+        # by that name (checked above); in clear, to the address that was checked
+        host=url.host if context is not None else address,
+        port=port,
+        database=url.database or None,
+    )
+    if family == "postgresql":
+        args: dict[str, Any] = {
+            "timeout": seconds,
+            "command_timeout": seconds,
+            "ssl": context if context is not None else False,
+            # given even when empty: asyncpg would take PGPASSWORD or ~/.pgpass instead
+            "password": url.password or "",
+        }
+        if target.database is None:
+            target = target.set(database=url.username)
+    else:
+        args = {"connect_timeout": seconds, "ssl": context, "local_infile": False}
+    return target, args
+
+
+def _sqlite(ctx: ActionContext, url: URL) -> URL:
+    name = url.database or ""
+    if not _SQLITE_NAME.match(name) or ctx.databases is None:
+        raise _refused(
+            "a SQLite database is named by a plain file name (sqlite:///orders.db); it is "
+            "kept in the project's own database directory"
+        )
+    directory: Path = ctx.databases
+    if ctx.workspace is not None and directory == ctx.workspace.root:
+        # the local profile's workspace: the jail refuses links and the engine's own files
+        ctx.workspace.open(name, "a").close()
+    else:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return URL.create("sqlite+aiosqlite", database=str(directory / name))
+
+
+def _convert(column: sa.Column[Any], value: Any) -> Any:
+    """``value`` as the column's Python type when it came as JSON text or a number."""
+    if value is None:
+        return None
+    try:
+        kind = column.type.python_type
+    except NotImplementedError:
+        return value
+    try:
+        if kind is dt.datetime and isinstance(value, str):
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if kind is dt.date and isinstance(value, str):
+            return dt.date.fromisoformat(value)
+        if kind is dt.time and isinstance(value, str):
+            return dt.time.fromisoformat(value)
+        if kind is decimal.Decimal and isinstance(value, str | int | float):
+            return decimal.Decimal(str(value))
+        if kind is uuid.UUID and isinstance(value, str):
+            return uuid.UUID(value)
+        if kind is bytes and isinstance(value, str):
+            return base64.b64decode(value, validate=True)
+        if kind is int and isinstance(value, str):
+            return int(value)
+        if kind is float and isinstance(value, str | int):
+            return float(value)
+        if kind is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    except (ValueError, decimal.InvalidOperation, binascii.Error):
+        raise ActionError(
+            f"{value!r} is not a {kind.__name__} (column {column.name})",
+            code=ErrorCode.INVALID_PARAMETERS,
+            field=f"values.{column.name}",
+        ) from None
+    return value
+
+
+def _json(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return str(value)  # Decimal, UUID
+
+
+def _said(exc: sa_exc.DBAPIError) -> str:
+    """The database's own message, first line, shortened."""
+    origin = exc.orig if exc.orig is not None else exc
+    text = str(origin).strip().splitlines()
+    return (text[0] if text else type(origin).__name__)[:300]
+
+
+def _auth_failed(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(4):  # the driver's error, as SQLAlchemy wraps it
+        if seen is None:
+            return False
+        if getattr(seen, "sqlstate", None) in _AUTH_SQLSTATES:
+            return True
+        args = getattr(seen, "args", ())
+        if args and isinstance(args[0], int) and args[0] in _AUTH_MYSQL:
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+class CreateRecord(Action):
+    """Insert one record into a table; returns its primary key."""
+
+    class Params(ParamsModel):
+        table: str = Field(pattern=rf"^(?:{_IDENTIFIER}\.)?{_IDENTIFIER}$")
+        values: dict[str, Any] = Field(
+            min_length=1,
+            max_length=1000,
+            validation_alias=AliasChoices("values", "record", "data", "fields"),
+        )
+        timeout: float = Field(default=30.0, gt=0, le=300)
+
+    class Output(OutputModel):
+        table: str
+        key: dict[str, Any] = Field(default_factory=dict)
+        id: Any = None
+        rowcount: int
+
+    name = "database.create_record"
+    aliases: ClassVar[tuple[str, ...]] = ("create_record",)
+    platform: ClassVar[str] = "database"
+    delivery: ClassVar = "unsafe"  # a record inserted twice is two records
+    credential: ClassVar = "required"
+    description = (
+        "Insert a record into a PostgreSQL, MariaDB/MySQL or SQLite table (bound parameters "
+        "only); returns its primary key."
+    )
+    example: ClassVar = {"table": "orders", "values": {"number": "A-1003", "total": 42.5}}
+
+    async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
+        url, args = await _engine_url(ctx, params.timeout)
+        schema, _, table_name = params.table.rpartition(".")
+        engine = create_async_engine(url, poolclass=NullPool, connect_args=args)
+        try:
+            async with asyncio.timeout(params.timeout), engine.begin() as conn:
+                table = await _reflect(conn, table_name, schema or None, params.table)
+                row = self._row(table, params.values)
+                result = await conn.execute(table.insert().values(row))
+                key = result.inserted_primary_key
+        except ActionError:
+            raise
+        except TimeoutError:
+            raise too_slow("the database") from None
+        except sa_exc.IntegrityError as exc:
+            raise ActionError(
+                f"the database refused the record: {_said(exc)}",
+                code=ErrorCode.CONSTRAINT_VIOLATION,
+            ) from None
+        except (sa_exc.DataError, sa_exc.ProgrammingError) as exc:
+            raise ActionError(
+                f"the database refused a value: {_said(exc)}",
+                code=ErrorCode.INVALID_PARAMETERS,
+                field="values",
+            ) from None
+        except sa_exc.DBAPIError as exc:
+            if _auth_failed(exc):
+                raise ActionError(
+                    "the database refused the credential", code=ErrorCode.CREDENTIAL_INVALID
+                ) from None
+            if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+                raise ActionError(
+                    f"the database could not be reached: {_said(exc)}",
+                    code=ErrorCode.CONNECTION_ERROR,
+                    retryable=True,
+                ) from None
+            raise ActionError(
+                f"the database refused the insert: {_said(exc)}", code=ErrorCode.UPSTREAM_ERROR
+            ) from None
+        except Exception as exc:  # a refused connection, a driver's own error at connect time
+            if _auth_failed(exc):
+                raise ActionError(
+                    "the database refused the credential", code=ErrorCode.CREDENTIAL_INVALID
+                ) from None
+            said = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise ActionError(
+                f"the database could not be reached: {said}",
+                code=ErrorCode.CONNECTION_ERROR,
+                retryable=True,
+            ) from None
+        finally:
+            await engine.dispose()
+        names = [c.name for c in table.primary_key.columns]
+        found = {n: _json(v) for n, v in zip(names, key, strict=False)} if key is not None else {}
+        return {
+            "table": params.table,
+            "key": found,
+            "id": next(iter(found.values())) if len(found) == 1 else None,
+            "rowcount": 1,
+        }
+
+    @staticmethod
+    def _row(table: sa.Table, values: Mapping[str, Any]) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        for name, value in values.items():
+            column = table.columns.get(name)
+            if column is None:
+                raise ActionError(
+                    f"{_shown(table)} has no column {name!r}",
+                    code=ErrorCode.INVALID_PARAMETERS,
+                    field=f"values.{name}",
+                )
+            row[name] = _convert(column, value)
+        return row
+
+
+def _shown(table: sa.Table) -> str:
+    return f"{table.schema}.{table.name}" if table.schema else table.name
+
+
+async def _reflect(conn: AsyncConnection, name: str, schema: str | None, shown: str) -> sa.Table:
+    """The table as the database describes it (columns, types, primary key)."""
+
+    def load(sync: sa.Connection) -> sa.Table:
+        return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=sync)
+
+    try:
+        return await conn.run_sync(load)
+    except sa_exc.NoSuchTableError:
+        raise ActionError(
+            f"the database has no table {shown}", code=ErrorCode.NOT_FOUND, field="table"
+        ) from None
