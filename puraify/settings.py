@@ -75,6 +75,7 @@ _BASE_URL_FIELDS = {
     "notion_base_url",
     "google_calendar_base_url",
     "google_sheets_base_url",
+    "gmail_base_url",
 }
 
 
@@ -234,6 +235,7 @@ class Settings(BaseSettings):
     notion_base_url: str | None = None
     google_calendar_base_url: str | None = None
     google_sheets_base_url: str | None = None
+    gmail_base_url: str | None = None
     platform_rate_limits: dict[str, str] = Field(
         default_factory=lambda: {
             "slack": "1/second;50/minute",

@@ -19,6 +19,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import ActionError
+from .content import send_bounded
 
 __all__ = [
     "Action",
@@ -136,9 +137,10 @@ class ActionContext:
 
     def own_client(self) -> httpx.AsyncClient:
         """A client of the action's own (an SDK may set its base URL and headers on it) whose
-        requests all go through ``http``: the same guard, pool and limits. Closing it closes
-        nothing shared."""
-        return httpx.AsyncClient(transport=_Through(self.http), trust_env=False)
+        requests all go through ``http``: the same guard, pool and limits, every answer read
+        within ``http_max_response_bytes``. Closing it closes nothing shared."""
+        cap = self.limit("http_max_response_bytes", 10 * 1024 * 1024)
+        return httpx.AsyncClient(transport=_Through(self.http, cap), trust_env=False)
 
     def base_url(self, platform: str, default: str) -> str:
         """Where ``platform``'s API is: the operator's setting, else ``default``."""
@@ -167,13 +169,15 @@ class ActionContext:
 
 
 class _Through(httpx.AsyncBaseTransport):
-    """Sends each request with ``client`` (its transport, guard and pool)."""
+    """Sends each request with ``client`` (its transport, guard and pool), reading each answer
+    within ``cap`` bytes once decoded."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, cap: int) -> None:
         self.client = client
+        self.cap = cap
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self.client.send(request, stream=True)
+        return await send_bounded(self.client, request, self.cap, what="the platform's answer")
 
     async def aclose(self) -> None:
         """The shared client is not this transport's to close."""

@@ -15,7 +15,13 @@ import httpx
 
 from ..errors import ActionError
 
-__all__ = ["MAX_CODINGS", "BoundedDecoder", "ResponseTooLarge", "read_bounded"]
+__all__ = [
+    "MAX_CODINGS",
+    "BoundedDecoder",
+    "ResponseTooLarge",
+    "read_bounded",
+    "send_bounded",
+]
 
 MAX_CODINGS = 3
 
@@ -128,3 +134,18 @@ async def read_bounded(response: httpx.Response, cap: int, *, what: str = "the r
         ) from None
     finally:
         await response.aclose()
+
+
+async def send_bounded(
+    client: httpx.AsyncClient, request: httpx.Request, cap: int, *, what: str
+) -> httpx.Response:
+    """``request`` sent with ``client``, its answer read within ``cap`` (``read_bounded``) and
+    handed back decoded, as a response whose body is already in memory."""
+    response = await client.send(request, stream=True)
+    body = await read_bounded(response, cap, what=what)
+    kept = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(response.status_code, headers=kept, content=body, request=request)

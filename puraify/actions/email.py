@@ -1,6 +1,11 @@
-"""Email: ``email.send_email`` over SMTP with ``aiosmtplib``.
+"""Email: ``email.send_email``, over SMTP with ``aiosmtplib``, or through Gmail's API.
 
-The server is the project's ``smtp`` credential of platform ``email``: ``host``, ``port``,
+The project's ``email`` credential says how, else its ``gmail`` one (what connecting Gmail with
+OAuth2 stores). An ``oauth2`` or ``token`` credential sends through Gmail's
+``users.messages.send`` (the documented REST endpoint through the context's guarded client, as
+the other Google actions do; base URL ``gmail_base_url``, ``https://gmail.googleapis.com``;
+scope ``gmail.send``): the same message, as the raw MIME Gmail takes, its errors mapped as
+Google's are. An ``smtp`` credential: ``host``, ``port``,
 ``username``, ``password``, ``security`` (``starttls``, the default; ``tls`` for implicit TLS,
 port 465; ``none`` only for a relay on this machine) and ``from_address``. Certificates are
 checked against the system's and certifi's roots; a password is never sent over a connection
@@ -12,12 +17,12 @@ A header value (``to``, ``cc``, ``bcc``, ``from``, ``reply_to``, ``subject``) ho
 is refused (``invalid_header``): it would let a mission write headers of its own. SMTP errors
 map to: authentication refused → ``credential_invalid``; every recipient refused →
 ``invalid_parameters``; 4xx → ``upstream_error`` (retryable); a timeout → ``timeout``.
-Sending with a Gmail OAuth2 credential (``users.messages.send``) is not here yet.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import re
 import socket
@@ -35,9 +40,12 @@ from ..errors import ActionError
 from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
+from .google import google_call
 from .platform import too_slow, unreachable
 
 __all__ = ["SendEmail"]
+
+GMAIL_BASE_URL = "https://gmail.googleapis.com"
 
 _Address = str | list[str]
 
@@ -92,20 +100,28 @@ class SendEmail(Action):
         message_id: str
         accepted: list[str]
         refused: dict[str, str]
+        #: through Gmail: the message's and its thread's ids
+        id: str | None = None
+        thread_id: str | None = None
 
     name = "email.send_email"
     aliases: ClassVar[tuple[str, ...]] = ("send_email",)
     platform: ClassVar[str] = "email"
     delivery: ClassVar = "unsafe"  # a message sent twice arrives twice
-    credential: ClassVar = "required"
-    description = "Send an email through the project's SMTP server (STARTTLS or TLS)."
+    credential: ClassVar = "optional"  # the email credential, else the gmail one (run)
+    description = (
+        "Send an email through the project's SMTP server (STARTTLS or TLS) or its Gmail account."
+    )
     example: ClassVar = {"to": "ops@example.com", "subject": "Nightly export", "body": "Done."}
 
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
-        server = await ctx.credential("email")
+        server = await _credential(ctx)
+        if server.get("type") in ("oauth2", "token"):
+            return await _gmail(ctx, params, server)
         if server.get("type") != "smtp" or not server.get("host"):
             raise ActionError(
-                "the email credential is not an smtp server (host, port, username, password)",
+                "the email credential is not an smtp server (host, port, username, password) "
+                "or a Gmail oauth2 token",
                 code=ErrorCode.INVALID_CREDENTIAL,
             )
         host = str(server["host"])
@@ -117,34 +133,12 @@ class SendEmail(Action):
             )
         port = int(server.get("port") or (465 if security == "tls" else 587))
         sender = params.from_address or server.get("from_address") or server.get("username")
-        recipients = [*_addresses(params.to), *_addresses(params.cc), *_addresses(params.bcc)]
-        headers = {
-            "To": ", ".join(_addresses(params.to)),
-            "Cc": ", ".join(_addresses(params.cc)),
-            "From": str(sender or ""),
-            "Reply-To": params.reply_to or "",
-            "Subject": params.subject,
-        }
-        for name, value in [*headers.items(), *(("Bcc", a) for a in _addresses(params.bcc))]:
-            if _BREAKS.search(value):
-                raise ActionError(
-                    f"the {name} header holds a line break or a control character",
-                    code=ErrorCode.INVALID_HEADER,
-                    field=name.lower().replace("-", "_"),
-                )  # fmt: skip
-        if not sender or not recipients:
+        message, recipients = _message(params, sender)
+        if not sender:
             raise ActionError(
-                "an email needs a sender (from, or the credential's from_address) and a recipient",
+                "an email needs a sender (from, or the credential's from_address)",
                 code=ErrorCode.INVALID_PARAMETERS,
             )
-        message = EmailMessage()
-        for name, value in headers.items():
-            if value:
-                message[name] = value
-        message["Message-ID"] = make_msgid(domain=str(sender).rpartition("@")[2] or None)
-        message.set_content(params.body)
-        if params.html is not None:
-            message.add_alternative(params.html, subtype="html")
         address = await ctx.hosts.address(host, port) if ctx.hosts is not None else host
         username, password = server.get("username"), server.get("password")
         if security == "none" and password and not _loopback(address):
@@ -196,3 +190,77 @@ class SendEmail(Action):
             "accepted": [r for r in recipients if r not in refused],
             "refused": {r: str(reply.message) for r, reply in refused.items()},
         }
+
+
+async def _credential(ctx: ActionContext) -> Any:
+    """The project's ``email`` credential, else its ``gmail`` one."""
+    found = ctx.credentials.get("email")
+    if found is not None:
+        return found
+    try:
+        return await ctx.credential("gmail")
+    except ActionError as exc:
+        if exc.code != ErrorCode.CREDENTIAL_MISSING:
+            raise
+        raise ActionError(
+            "Missing token or insufficient scope: no email credential (an smtp server, or a "
+            "Gmail oauth2 token) and no gmail credential for this project",
+            code=ErrorCode.CREDENTIAL_MISSING,
+        ) from None
+
+
+def _message(params: Any, sender: Any) -> tuple[EmailMessage, list[str]]:
+    """The message (its headers checked) and every recipient it goes to."""
+    recipients = [*_addresses(params.to), *_addresses(params.cc), *_addresses(params.bcc)]
+    headers = {
+        "To": ", ".join(_addresses(params.to)),
+        "Cc": ", ".join(_addresses(params.cc)),
+        "From": str(sender or ""),
+        "Reply-To": params.reply_to or "",
+        "Subject": params.subject,
+    }
+    for name, value in [*headers.items(), *(("Bcc", a) for a in _addresses(params.bcc))]:
+        if _BREAKS.search(value):
+            raise ActionError(
+                f"the {name} header holds a line break or a control character",
+                code=ErrorCode.INVALID_HEADER,
+                field=name.lower().replace("-", "_"),
+            )  # fmt: skip
+    if not recipients:
+        raise ActionError("an email needs a recipient", code=ErrorCode.INVALID_PARAMETERS)
+    message = EmailMessage()
+    for name, value in headers.items():
+        if value:
+            message[name] = value
+    domain = str(sender or "").rpartition("@")[2]
+    message["Message-ID"] = make_msgid(domain=domain or None)
+    message.set_content(params.body)
+    if params.html is not None:
+        message.add_alternative(params.html, subtype="html")
+    return message, recipients
+
+
+async def _gmail(ctx: ActionContext, params: Any, credential: Any) -> dict[str, Any]:
+    """Send through Gmail's ``users.messages.send``: From is the account's own unless given;
+    Bcc goes in the raw message, which Gmail delivers and removes."""
+    message, recipients = _message(params, params.from_address)
+    for address in _addresses(params.bcc):
+        message["Bcc"] = address
+    raw = base64.urlsafe_b64encode(message.as_bytes()).decode()
+    base = ctx.base_url("gmail", GMAIL_BASE_URL)
+    sent = await google_call(
+        ctx,
+        credential,
+        "POST",
+        f"{base}/gmail/v1/users/me/messages/send",
+        what="users.messages.send",
+        seconds=params.timeout,
+        json={"raw": raw},
+    )
+    return {
+        "message_id": message["Message-ID"],
+        "accepted": recipients,
+        "refused": {},
+        "id": str(sent.get("id") or "") or None,
+        "thread_id": str(sent.get("threadId") or "") or None,
+    }

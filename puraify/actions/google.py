@@ -17,6 +17,7 @@ message; 5xx → ``upstream_error`` (retryable).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -31,7 +32,7 @@ from .base import Params as ParamsModel
 from .http import retry_after_seconds
 from .platform import bearer_token, call
 
-__all__ = ["AppendRow", "CreateEvent", "google_error"]
+__all__ = ["AppendRow", "CreateEvent", "google_call", "google_error"]
 
 CALENDAR_BASE_URL = "https://www.googleapis.com"
 SHEETS_BASE_URL = "https://sheets.googleapis.com"
@@ -78,7 +79,24 @@ def google_error(response: httpx.Response, what: str) -> ActionError:
 async def _call(
     ctx: ActionContext, method: str, url: str, *, what: str, seconds: float, **kwargs: Any
 ) -> dict[str, Any]:
-    token = bearer_token(await ctx.credential("google"), "google")
+    """A call with the project's ``google`` credential."""
+    credential = await ctx.credential("google")
+    return await google_call(ctx, credential, method, url, what=what, seconds=seconds, **kwargs)
+
+
+async def google_call(
+    ctx: ActionContext,
+    credential: Mapping[str, Any],
+    method: str,
+    url: str,
+    *,
+    what: str,
+    seconds: float,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """``method url`` to a Google API with ``credential``'s token; its JSON answer, or the
+    error it stands for."""
+    token = bearer_token(credential, "google")
     response = await call(
         ctx,
         "Google",
@@ -176,10 +194,14 @@ class CreateEvent(Action):
 
 
 class AppendRow(Action):
-    """Append rows to a Google Sheets range."""
+    """Append rows to a Google Sheets range; without a ``spreadsheet_id``, to a new spreadsheet
+    (``spreadsheets.create``, named ``title``)."""
 
     class Params(ParamsModel):
-        spreadsheet_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")
+        spreadsheet_id: str | None = Field(
+            default=None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$"
+        )
+        title: str = Field(default="Untitled spreadsheet", min_length=1, max_length=500)
         range: str = Field(default="Sheet1", min_length=1, max_length=200)
         values: list[Any] = Field(min_length=1, max_length=10_000)
         raw: bool = False
@@ -187,6 +209,9 @@ class AppendRow(Action):
 
     class Output(OutputModel):
         spreadsheet_id: str
+        #: whether the spreadsheet was created by this step (no spreadsheet_id was given)
+        created: bool = False
+        spreadsheet_url: str | None = None
         updated_range: str | None = None
         updated_rows: int = 0
         updated_cells: int = 0
@@ -197,14 +222,30 @@ class AppendRow(Action):
     delivery: ClassVar = "unsafe"  # a row appended twice is two rows
     required_scopes: ClassVar = ("https://www.googleapis.com/auth/spreadsheets",)
     credential: ClassVar = "required"
-    description = "Append rows to a Google Sheet (spreadsheets.values.append)."
+    description = (
+        "Append rows to a Google Sheet (spreadsheets.values.append), creating the spreadsheet "
+        "when no id is given (spreadsheets.create)."
+    )
     example: ClassVar = {"spreadsheet_id": "1AbC", "range": "Orders", "values": ["A-1", 42]}
 
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
         rows = params.values if all(isinstance(v, list) for v in params.values) else [params.values]
         base = ctx.base_url("google_sheets", SHEETS_BASE_URL)
+        sheet_id, link = params.spreadsheet_id, None
+        if sheet_id is None:
+            made = await _call(
+                ctx,
+                "POST",
+                f"{base}/v4/spreadsheets",
+                what="spreadsheets.create",
+                seconds=params.timeout,
+                json={"properties": {"title": params.title}},
+            )
+            sheet_id, link = str(made.get("spreadsheetId") or ""), made.get("spreadsheetUrl")
+            if not sheet_id:
+                raise ActionError("Google created no spreadsheet id", code=ErrorCode.UPSTREAM_ERROR)
         url = (
-            f"{base}/v4/spreadsheets/{quote(params.spreadsheet_id, safe='')}"
+            f"{base}/v4/spreadsheets/{quote(sheet_id, safe='')}"
             f"/values/{quote(params.range, safe='!:')}:append"
         )
         answer = await _call(
@@ -222,7 +263,9 @@ class AppendRow(Action):
         updates = answer.get("updates")
         updates = updates if isinstance(updates, dict) else {}
         return {
-            "spreadsheet_id": str(answer.get("spreadsheetId", params.spreadsheet_id)),
+            "spreadsheet_id": str(answer.get("spreadsheetId", sheet_id)),
+            "created": params.spreadsheet_id is None,
+            "spreadsheet_url": link,
             "updated_range": updates.get("updatedRange"),
             "updated_rows": _count(updates.get("updatedRows")),
             "updated_cells": _count(updates.get("updatedCells")),

@@ -12,7 +12,7 @@ import httpx
 from ..codes import ErrorCode
 from ..errors import ActionError
 from .base import ActionContext
-from .content import read_bounded
+from .content import send_bounded
 
 __all__ = ["bearer_token", "call", "too_slow", "unreachable"]
 
@@ -51,15 +51,8 @@ async def call(
     cap = ctx.limit("http_max_response_bytes", 10 * 1024 * 1024)
     try:
         request = ctx.http.build_request(method, url, **kwargs)
-        response = await ctx.http.send(request, stream=True)
-        body = await read_bounded(response, cap, what=f"{service}'s answer")
+        return await send_bounded(ctx.http, request, cap, what=f"{service}'s answer")
     except httpx.TimeoutException:
         raise too_slow(service) from None
     except httpx.HTTPError as exc:
         raise unreachable(service, exc) from None
-    kept = [
-        (name, value)
-        for name, value in response.headers.multi_items()
-        if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
-    ]
-    return httpx.Response(response.status_code, headers=kept, content=body, request=request)

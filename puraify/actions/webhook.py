@@ -29,7 +29,7 @@ from ..errors import ActionError
 from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
-from .http import Http
+from .http import Http, retry_after_seconds
 from .platform import call
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "TriggerZap", "WebhookCall", "signature"]
@@ -120,6 +120,7 @@ class TriggerZap(Action):
                 if response.status_code == 429
                 else ErrorCode.UPSTREAM_ERROR,
                 retryable=True,
+                retry_after=retry_after_seconds(response.headers.get("retry-after")),
                 status=response.status_code,
             )
         if response.status_code == 404 or response.status_code == 410:

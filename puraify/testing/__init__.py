@@ -8,7 +8,7 @@ Invariant: every server binds 127.0.0.1 only.
 from __future__ import annotations
 
 from .asgi import Lifespan
-from .fakes import FakeGoogle, FakeNotion, FakeOAuthServer, FakeSlack
+from .fakes import FakeGoogle, FakeNotion, FakeOAuthServer, FakeSlack, FakeZapier
 from .servers import CanaryListener, LocalServer, RecordedRequest, RecordingSink, Reply
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "FakeNotion",
     "FakeOAuthServer",
     "FakeSlack",
+    "FakeZapier",
     "Lifespan",
     "LocalServer",
     "RecordedRequest",

@@ -1,7 +1,8 @@
 """email.send_email against a real SMTP server (aiosmtpd) on loopback: the seed name
 send_email, a message delivered with its headers, SEC-11's CR/LF refusal (invalid_header),
-SEC-01 for the server's host (an internal address the guard refuses), and no password over an
-unencrypted connection to another machine."""
+SEC-01 for the server's host (an internal address the guard refuses), no password over an
+unencrypted connection to another machine, a refused login, a busy server retried, a server
+that never greets; and through Gmail's API with an OAuth2 credential (the fake Gmail)."""
 
 from __future__ import annotations
 
@@ -110,3 +111,126 @@ async def test_no_password_in_clear_to_another_machine(make_api: ApiFactory) -> 
     refused = await api.client.post("/execute", json=send(), headers=owner)
     assert refused.json()["error"]["code"] == "invalid_credential", refused.text
     assert "unencrypted" in refused.json()["reason"] and "pw-123456" not in refused.text
+
+
+class Flaky(Inbox):
+    """Answers the first ``busy`` messages 451 (try again later), as a busy server does."""
+
+    def __init__(self, busy: int) -> None:
+        super().__init__()
+        self.busy = busy
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.busy:
+            self.busy -= 1
+            return "451 Requested action aborted: try again later"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def refuse_everyone(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+    from aiosmtpd.smtp import AuthResult
+
+    return AuthResult(success=False, handled=False)
+
+
+@pytest.fixture
+def guarded_smtp() -> Iterator[tuple[Flaky, int]]:
+    """An SMTP server that asks for a login and refuses every one, or is busy twice."""
+    inbox = Flaky(busy=2)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    controller = Controller(inbox, hostname="127.0.0.1", port=port,
+                            authenticator=refuse_everyone, auth_require_tls=False)  # fmt: skip
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+async def test_smtp_refusals_retries_and_a_timeout(
+    make_api: ApiFactory, guarded_smtp: tuple[Flaky, int]
+) -> None:
+    import asyncio
+
+    _, port = guarded_smtp
+    login = {"host": "127.0.0.1", "port": port, "security": "none", "username": "bot",
+             "password": "pw-" + "x" * 12, "from_address": "bot@example.com"}  # fmt: skip
+    api, owner = await mail_api(make_api, login)
+    refused = await api.client.post("/execute", json=send(), headers=owner)
+    assert refused.json()["error"]["code"] == "credential_invalid", refused.text
+    busy_inbox, busy_port = guarded_smtp
+    await api.client.put(
+        "/vault/credentials/a/email",
+        json={"type": "smtp", "value": {"host": "127.0.0.1", "port": busy_port, "security": "none",
+                                        "from_address": "bot@example.com"}},
+        headers=owner,
+    )  # fmt: skip
+    step = {"id": "mail", "step_type": "email.send_email", "retry": {"attempts": 3, "delay_ms": 10},
+            "parameters": send()["parameters"]}  # fmt: skip
+    done = await api.client.post(
+        "/missions/execute?wait=true", json={"name": "m", "steps": [step]}, headers=owner
+    )
+    result = done.json()["step_results"]["mail"]
+    assert result["status"] == "success" and result["attempts"] == 3, result
+    assert len(busy_inbox.messages) == 1
+    bad = await api.client.post(
+        "/missions/validate",
+        json={"name": "m", "steps": [{**step, "parameters": {"to": "ops@example.com"}}]},
+        headers=owner,
+    )
+    assert bad.json()["valid"] is False and "subject" in bad.text
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # never greets
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    try:
+        quiet = {"host": "127.0.0.1", "port": server.sockets[0].getsockname()[1],
+                 "security": "none", "from_address": "bot@example.com"}  # fmt: skip
+        await api.client.put(
+            "/vault/credentials/a/email", json={"type": "smtp", "value": quiet}, headers=owner
+        )
+        slow = await api.client.post("/execute", json=send(timeout=0.5), headers=owner)
+        assert slow.json()["error"]["code"] == "timeout", slow.text
+    finally:
+        for writer in held:
+            writer.transport.abort()
+        server.close()
+
+
+async def test_gmail_sends_the_same_message_through_its_api(make_api: ApiFactory) -> None:
+    """An OAuth2 credential (connected Gmail) sends through users.messages.send: the raw
+    MIME message with its headers, Bcc delivered by Gmail, the seed's send_email on gmail."""
+    from puraify.testing import FakeGoogle, LocalServer
+    from puraify.testing.fakes.google import GMAIL_SEND
+
+    token = "ya29.gmail-" + "m" * 30
+    fake = FakeGoogle({token: GMAIL_SEND[:1]})
+    with LocalServer(fake) as server:
+        api: Api = await make_api(gmail_base_url=server.url, ssrf_allow_hosts=())
+        owner = {"Authorization": f"Bearer {await api.token('a', 'vault', 'execute')}"}
+        await api.client.put(
+            "/vault/credentials/a/gmail",
+            json={"type": "oauth2", "value": {"access_token": token},
+                  "scopes": ["https://www.googleapis.com/auth/gmail.send"]},
+            headers=owner,
+        )  # fmt: skip
+        done = await api.client.post(
+            "/execute", json=send(bcc=["audit@example.com"], html="<p>Done.</p>"), headers=owner
+        )
+        assert done.status_code == 200, done.text
+        result = done.json()["result"]
+        assert result["id"] and result["thread_id"] and result["refused"] == {}
+        assert result["accepted"] == ["ops@example.com", "audit@example.com"]
+        mail = fake.mails[-1]
+        assert mail["To"] == "ops@example.com" and mail["Bcc"] == "audit@example.com"
+        assert mail["Subject"] == "Nightly export" and mail["Message-ID"] == result["message_id"]
+        assert mail.get_body(("html",)) is not None and token not in done.text
+        header = await api.client.post(
+            "/execute", json=send(subject="hi\r\nBcc: victim@example.com"), headers=owner
+        )
+        assert header.json()["error"]["code"] == "invalid_header"
+        assert len(fake.mails) == 1

@@ -63,6 +63,15 @@ async def test_an_event_and_rows_are_created(
     assert rows.status_code == 200, rows.text
     assert rows.json()["result"]["updated_rows"] == 2 and fake.rows == [["A-1", 42], ["A-2", 7]]
     assert TOKEN not in event.text + rows.text
+    new = await api.client.post(
+        "/execute",
+        json={"action": "create_sheet", "platform": "google_sheets",
+              "parameters": {"title": "Orders 2026", "values": ["A-3", 9]}},
+        headers=owner,
+    )  # fmt: skip
+    made = new.json()["result"]
+    assert made["created"] is True and made["spreadsheet_url"].endswith("/edit"), new.text
+    assert fake.spreadsheets[made["spreadsheet_id"]] == [["A-3", 9]]
 
 
 async def test_googles_errors_map_to_stable_codes(

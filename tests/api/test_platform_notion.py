@@ -86,7 +86,7 @@ async def test_notions_refusals_map_to_stable_codes(
     )
     assert wrong.json()["error"]["code"] == "invalid_parameters"
     assert "Stage is not a property that exists" in wrong.json()["reason"]
-    fake.rate_limit_next(1)
+    fake.rate_limit_next(1, retry_after=0)
     mission = {"name": "t", "steps": [{"id": "t", "step_type": "notion.create_task",
                "parameters": task(database)["parameters"], "retry": {"attempts": 2, "delay_ms": 10}}]}  # fmt: skip
     done = await api.client.post("/missions/execute?wait=true", json=mission, headers=owner)
@@ -112,3 +112,20 @@ async def test_the_sdk_never_touches_the_shared_client(
     assert after.status_code == 200, after.text
     seen = sink.requests[-1]
     assert "authorization" not in seen.headers and "notion-version" not in seen.headers
+
+
+async def test_an_answer_past_the_cap_is_refused_through_the_sdk(make_api: ApiFactory) -> None:
+    from puraify.testing import Reply
+
+    sink = RecordingSink()
+    sink.script("/v1/pages", Reply(200, {"object": "page", "id": "p", "pad": "x" * 50_000}))
+    with LocalServer(sink) as server:
+        api: Api = await make_api(
+            notion_base_url=server.url, platform_rate_limits={}, http_max_response_bytes=10_000
+        )
+        owner = {"Authorization": f"Bearer {await api.token('a', 'vault', 'execute')}"}
+        await api.client.put(
+            "/vault/credentials/a/notion", json={"type": "token", "value": TOKEN}, headers=owner
+        )
+        big = await api.client.post("/execute", json=task("d" * 32), headers=owner)
+    assert big.json()["error"]["code"] == "response_too_large", big.text

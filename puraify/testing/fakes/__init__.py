@@ -6,5 +6,6 @@ from .google import FakeGoogle
 from .notion import FakeNotion
 from .oauth import FakeOAuthServer
 from .slack import FakeSlack
+from .zapier import FakeZapier
 
-__all__ = ["FakeGoogle", "FakeNotion", "FakeOAuthServer", "FakeSlack"]
+__all__ = ["FakeGoogle", "FakeNotion", "FakeOAuthServer", "FakeSlack", "FakeZapier"]

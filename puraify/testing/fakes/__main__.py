@@ -14,10 +14,11 @@ import sys
 import threading
 
 from ..servers import LocalServer
-from .google import CALENDAR, SHEETS, FakeGoogle
+from .google import CALENDAR, GMAIL_SEND, SHEETS, FakeGoogle
 from .notion import FakeNotion
 from .oauth import FakeOAuthServer
 from .slack import FakeSlack
+from .zapier import FakeZapier
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,12 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     slack = FakeSlack({t: ("chat:write",) for t in args.slack_token}, keep=args.keep)
     notion = FakeNotion(set(args.notion_token))
-    google = FakeGoogle({t: (CALENDAR, SHEETS) for t in args.google_token})
+    google = FakeGoogle({t: (CALENDAR, SHEETS, *GMAIL_SEND) for t in args.google_token})
     with contextlib.ExitStack() as stack:
         for name, app, suffix in (
             ("SLACK", slack, "/api"),
             ("NOTION", notion, ""),
             ("GOOGLE", google, ""),
+            ("ZAPIER", FakeZapier(), ""),
             ("OAUTH", FakeOAuthServer(), ""),
         ):
             server = stack.enter_context(LocalServer(app))

@@ -1,6 +1,7 @@
-"""A fake of Google's Calendar (``events.insert``) and Sheets (``spreadsheets.values.append``)
-APIs, real HTTP on loopback; one server answers both (set ``google_calendar_base_url`` and
-``google_sheets_base_url`` to its URL).
+"""A fake of Google's Calendar (``events.insert``), Sheets (``spreadsheets.create``,
+``spreadsheets.values.append``) and Gmail (``users.messages.send``) APIs, real HTTP on loopback;
+one server answers all three (set ``google_calendar_base_url``, ``google_sheets_base_url`` and
+``gmail_base_url`` to its URL).
 
 As Google does: an OAuth2 access token in ``Authorization: Bearer`` with the scope each API
 needs; errors as ``{"error": {"code", "message", "status", "errors": [{"reason", ...}]}}``
@@ -8,23 +9,37 @@ needs; errors as ``{"error": {"code", "message", "status", "errors": [{"reason",
 ``insufficientPermissions``, 404 ``notFound``, 400 ``INVALID_ARGUMENT``, 429
 ``rateLimitExceeded``); an event resource with ``id``, ``status``, ``htmlLink``; an append's
 ``updates`` with the range, rows and cells written. It can be told to answer 429 or 5xx and
-records what it created (``events``, ``rows``).
+records what it created (``events``, ``rows``, ``mails``: each sent message parsed from the
+raw MIME Gmail takes, as base64url).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import email
+import email.policy
 import json
 import threading
 import uuid
+from email.message import EmailMessage
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from ..servers import Receive, Scope, Send, read_request, send_json
+from .faults import Faults
 
 __all__ = ["FakeGoogle"]
 
 CALENDAR = "https://www.googleapis.com/auth/calendar.events"
 SHEETS = "https://www.googleapis.com/auth/spreadsheets"
+# any of these lets a token send mail (Gmail's documentation of users.messages.send)
+GMAIL_SEND = (
+    "https://www.googleapis.com/auth/gmail.send",
+    "https://www.googleapis.com/auth/gmail.compose",
+    "https://www.googleapis.com/auth/gmail.modify",
+    "https://mail.google.com/",
+)
 
 
 def _error(code: int, status: str, reason: str, message: str) -> tuple[int, dict[str, Any]]:
@@ -32,17 +47,15 @@ def _error(code: int, status: str, reason: str, message: str) -> tuple[int, dict
     return code, {"error": {"code": code, "message": message, "errors": errors, "status": status}}
 
 
-class FakeGoogle:
+class FakeGoogle(Faults):
     def __init__(self, tokens: dict[str, tuple[str, ...]] | None = None) -> None:
+        super().__init__()
         self.tokens = dict(tokens or {})  # access token -> scopes
         self.calendars = {"primary"}
         self.spreadsheets: dict[str, list[list[Any]]] = {}
         self.events: list[dict[str, Any]] = []
-        self._script: list[int] = []
+        self.mails: list[EmailMessage] = []
         self._lock = threading.Lock()
-
-    def fail_next(self, times: int = 1, status: int = 503) -> None:
-        self._script += [status] * times
 
     def add_spreadsheet(self) -> str:
         sheet_id = uuid.uuid4().hex
@@ -53,13 +66,13 @@ class FakeGoogle:
     def rows(self) -> list[list[Any]]:
         return [row for rows in self.spreadsheets.values() for row in rows]
 
-    def _auth(self, headers: dict[str, str], scope: str) -> tuple[int, dict[str, Any]] | None:
+    def _auth(self, headers: dict[str, str], *scope: str) -> tuple[int, dict[str, Any]] | None:
         kind, _, token = headers.get("authorization", "").partition(" ")
         scopes = self.tokens.get(token) if kind.lower() == "bearer" else None
         if scopes is None:
             return _error(401, "UNAUTHENTICATED", "authError",
                           "Request had invalid authentication credentials.")  # fmt: skip
-        if scope not in scopes:
+        if not set(scope) & set(scopes):
             return _error(403, "ACCESS_TOKEN_SCOPE_INSUFFICIENT", "insufficientPermissions",
                           "Request had insufficient authentication scopes.")  # fmt: skip
         return None
@@ -83,6 +96,43 @@ class FakeGoogle:
         with self._lock:
             self.events.append(event)
         return 200, event
+
+    def create_spreadsheet(self, headers: dict[str, str], body: Any) -> tuple[int, Any]:
+        refused = self._auth(headers, SHEETS)
+        if refused:
+            return refused
+        properties = body.get("properties") if isinstance(body, dict) else None
+        title = properties.get("title") if isinstance(properties, dict) else None
+        sheet_id = self.add_spreadsheet()
+        return 200, {
+            "spreadsheetId": sheet_id,
+            "properties": {"title": title or "Untitled spreadsheet", "locale": "en_US"},
+            "sheets": [{"properties": {"sheetId": 0, "title": "Sheet1", "index": 0}}],
+            "spreadsheetUrl": f"https://docs.google.com/spreadsheets/d/{sheet_id}/edit",
+        }
+
+    def send_mail(self, headers: dict[str, str], body: Any) -> tuple[int, Any]:
+        refused = self._auth(headers, *GMAIL_SEND)
+        if refused:
+            return refused
+        raw = body.get("raw") if isinstance(body, dict) else None
+        try:
+            data = base64.urlsafe_b64decode(raw) if isinstance(raw, str) else None
+        except (binascii.Error, ValueError):
+            data = None
+        if not data:
+            return _error(400, "INVALID_ARGUMENT", "invalidArgument",
+                          "Invalid value for ByteString")  # fmt: skip
+        message = email.message_from_bytes(data, policy=email.policy.default)
+        if not isinstance(message, EmailMessage) or not (
+            message["To"] or message["Cc"] or message["Bcc"]
+        ):
+            return _error(400, "INVALID_ARGUMENT", "invalidArgument",
+                          "Recipient address required")  # fmt: skip
+        with self._lock:
+            self.mails.append(message)
+        thread = uuid.uuid4().hex[:16]
+        return 200, {"id": uuid.uuid4().hex[:16], "threadId": thread, "labelIds": ["SENT"]}
 
     def append(
         self, headers: dict[str, str], sheet: str, cells: str, query: dict[str, str], body: Any
@@ -127,24 +177,29 @@ class FakeGoogle:
             body = json.loads(raw or b"null")
         except ValueError:
             body = None
-        with self._lock:
-            scripted = self._script.pop(0) if self._script else None
+        fault = await self.next_fault()
         parts = path.split("/")
-        if scripted == 429:
+        extra: list[tuple[bytes, bytes]] = []
+        if fault is not None and fault.kind == "rate_limit":
             status, payload = _error(
                 429, "RESOURCE_EXHAUSTED", "rateLimitExceeded", "Rate Limit Exceeded"
             )
-        elif scripted is not None:
-            status, payload = _error(scripted, "UNAVAILABLE", "backendError", "Backend Error")
+            extra.append((b"retry-after", f"{fault.retry_after:g}".encode()))
+        elif fault is not None:
+            status, payload = _error(fault.status, "UNAVAILABLE", "backendError", "Backend Error")
         elif (
             method == "POST"
             and path.startswith("/calendar/v3/calendars/")
             and path.endswith("/events")
         ):
             status, payload = self.insert_event(headers, unquote(parts[4]), body)
+        elif method == "POST" and path == "/v4/spreadsheets":
+            status, payload = self.create_spreadsheet(headers, body)
+        elif method == "POST" and path == "/gmail/v1/users/me/messages/send":
+            status, payload = self.send_mail(headers, body)
         elif method == "POST" and path.startswith("/v4/spreadsheets/") and path.endswith(":append"):
             cells = unquote(parts[5].removesuffix(":append"))
             status, payload = self.append(headers, parts[3], cells, query, body)
         else:
             status, payload = _error(404, "NOT_FOUND", "notFound", "Not Found")
-        await send_json(send, status, payload)
+        await send_json(send, status, payload, extra)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..servers import Receive, Scope, Send, read_request, send_json
+from .faults import Faults
 
 __all__ = ["FakeNotion"]
 
@@ -31,21 +32,18 @@ def _error(status: int, notion_code: str, message: str) -> tuple[int, dict[str, 
     return status, {**body, "code": notion_code}
 
 
-class FakeNotion:
+class FakeNotion(Faults):
     def __init__(self, tokens: set[str] | None = None) -> None:
+        super().__init__()
         self.tokens = set(tokens or ())
         self.databases: dict[str, dict[str, str]] = {}
         self.pages: list[dict[str, Any]] = []
-        self._rate_limited = 0
         self._lock = threading.Lock()
 
     def add_database(self, schema: dict[str, str] | None = None) -> str:
         database_id = uuid.uuid4().hex
         self.databases[database_id] = dict(schema or TASKS)
         return database_id
-
-    def rate_limit_next(self, times: int = 1) -> None:
-        self._rate_limited += times
 
     def create_page(self, headers: dict[str, str], body: Any) -> tuple[int, dict[str, Any]]:
         kind, _, token = headers.get("authorization", "").partition(" ")
@@ -91,10 +89,14 @@ class FakeNotion:
             return
         headers, raw = await read_request(scope, receive)
         extra: list[tuple[bytes, bytes]] = []
-        if self._rate_limited:
-            self._rate_limited -= 1
+        fault = await self.next_fault()
+        if fault is not None and fault.kind == "rate_limit":
             status, payload = _error(429, "rate_limited", "You have been rate limited.")
-            extra.append((b"retry-after", b"0"))
+            extra.append((b"retry-after", f"{fault.retry_after:g}".encode()))
+        elif fault is not None:
+            status, payload = _error(
+                fault.status, "service_unavailable", "Notion is unavailable, try again later."
+            )
         elif scope["path"] == "/v1/pages" and scope["method"] == "POST":
             try:
                 body = json.loads(raw or b"null")

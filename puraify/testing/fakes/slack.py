@@ -13,7 +13,6 @@ per message. Channels are known by id (``C0GENERAL``) or ``#name``. It can be to
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -21,14 +20,16 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ..servers import Receive, Scope, Send, read_request, send_json
+from .faults import Faults
 
 __all__ = ["FakeSlack"]
 
 
-class FakeSlack:
+class FakeSlack(Faults):
     def __init__(
         self, tokens: dict[str, tuple[str, ...]] | None = None, *, keep: int | None = None
     ) -> None:
+        super().__init__()
         #: how many recent messages to keep (all by default; a load run keeps few)
         self.keep = keep
         #: bot token -> its scopes
@@ -37,23 +38,8 @@ class FakeSlack:
         self.messages: list[dict[str, Any]] = []
         self.times: list[float] = []  # when each message was accepted (monotonic seconds)
         self.requests = 0
-        self._script: list[tuple[str, int, float]] = []
         self._lock = threading.Lock()
         self._ts = 0
-
-    # -- scripting ---------------------------------------------------------------------------
-
-    def rate_limit_next(self, times: int = 1, retry_after: float = 1) -> None:
-        with self._lock:
-            self._script += [("429", 429, retry_after)] * times
-
-    def fail_next(self, times: int = 1, status: int = 503) -> None:
-        with self._lock:
-            self._script += [("5xx", status, 0.0)] * times
-
-    def hang_next(self) -> None:
-        with self._lock:
-            self._script.append(("hang", 0, 0.0))
 
     # -- the API -------------------------------------------------------------------------------
 
@@ -112,15 +98,13 @@ class FakeSlack:
         headers, body = await read_request(scope, receive)
         with self._lock:
             self.requests += 1
-            scripted = self._script.pop(0) if self._script else None
+        fault = await self.next_fault()
         extra: list[tuple[bytes, bytes]] = []
-        if scripted is not None and scripted[0] == "hang":
-            await asyncio.Event().wait()
-        if scripted is not None and scripted[0] == "429":
+        if fault is not None and fault.kind == "rate_limit":
             status, payload = 429, {"ok": False, "error": "ratelimited"}
-            extra.append((b"retry-after", f"{scripted[2]:g}".encode()))
-        elif scripted is not None:
-            status, payload = scripted[1], {"ok": False, "error": "fatal_error"}
+            extra.append((b"retry-after", f"{fault.retry_after:g}".encode()))
+        elif fault is not None:
+            status, payload = fault.status, {"ok": False, "error": "fatal_error"}
         elif scope["path"] == "/api/chat.postMessage" and scope["method"] == "POST":
             ctype = headers.get("content-type", "")
             try:
