@@ -2,7 +2,8 @@
 
 - Execution Engine spec: ``{project_id, user_id, action, platform, parameters}``
 - its flow form: ``{project_id, flow_id, action: {type, platform, payload}, user_context}``
-- the PURAIFY execution README: ``{action, project, params}``
+- the PURAIFY execution README: ``{action, project, params}``, answered in its own words
+  (``data`` beside ``result``; ``status: error`` and ``message`` for a failure)
 - the Action Engine: ``POST /perform_action {user_id, platform, action_type, payload}``
 
 The run service resolves action names (``RunService.resolve_action``).
@@ -25,6 +26,9 @@ class ActionRequest:
     platform: str | None
     parameters: dict[str, Any]
     context: dict[str, Any] = field(default_factory=dict)
+    #: the README's shape (``{action, project, params}``): its callers read ``data`` and
+    #: ``message``, and a failure's ``status`` is ``error``
+    readme: bool = False
 
 
 def _object(value: Any, name: str) -> dict[str, Any]:
@@ -60,6 +64,9 @@ def normalize_execute(body: Any) -> ActionRequest:
         name = _text(action, "action")
         platform = _text(body.get("platform"), "platform")
         parameters = _object(body.get("parameters", body.get("params")), "parameters")
+    readme = not isinstance(action, dict) and (
+        "params" in body or ("project" in body and "project_id" not in body)
+    )
     if not name:
         raise ApiError("the request names no action", code="invalid_request", field="action")
     project = _text(body.get("project_id", body.get("project")), "project_id")
@@ -69,7 +76,7 @@ def normalize_execute(body: Any) -> ActionRequest:
     context["user"] = user
     if project is not None:
         context["project_id"] = project
-    return ActionRequest(project, name, platform, parameters, context)
+    return ActionRequest(project, name, platform, parameters, context, readme=readme)
 
 
 def normalize_perform_action(body: Any) -> ActionRequest:

@@ -45,7 +45,7 @@ class Envelope(BaseModel):
     """The single-action answer (Execution Engine spec), and every failure's envelope."""
 
     model_config = ConfigDict(extra="allow")
-    status: str = Field(description="success or fail")
+    status: str = Field(description="success or fail (error, for a request in the README's shape)")
     request_id: str | None = None
     run_id: str | None = None
     platform: str | None = None

@@ -1,5 +1,5 @@
 """slack.send_message against the fake Slack over real HTTP on loopback: the seeds' request
-shapes, success, a missing or invalid credential, a missing scope, rate limited then success,
+shapes and each seed's answer (000, 001, 002), success, a missing or invalid credential, a missing scope, rate limited then success,
 5xx with retries, bad parameters refused at validation, a timeout, and the circuit breaker."""
 
 from __future__ import annotations
@@ -75,6 +75,28 @@ async def test_the_seeds_request_shapes_post_a_message(
     )  # fmt: skip
     assert seed_002.json()["status"] == "success" and seed_002.json()["result"]["ok"] is True
     assert len(fake.messages) == 4
+
+
+async def test_seed_001_the_readme_shape_gets_the_readmes_answer(
+    make_api: ApiFactory, slack: tuple[FakeSlack, str]
+) -> None:
+    fake, base = slack
+    api, owner = await slack_api(make_api, base, token=None)
+    readme = {"action": "send_slack_message", "project": "a",
+              "params": {"channel": "#general", "text": "Deploy finished"}}  # fmt: skip
+    failed = await api.client.post("/execute", json=readme, headers=owner)
+    body = failed.json()
+    assert failed.status_code == 403 and body["status"] == "error", failed.text
+    assert body["message"] == "Missing token or insufficient scope" == body["reason"]
+    await api.client.put(
+        "/vault/credentials/a/slack", json={"type": "token", "value": BOT}, headers=owner
+    )
+    done = await api.client.post("/execute", json=readme, headers=owner)
+    body = done.json()
+    assert done.status_code == 200 and body["status"] == "success", done.text
+    assert body["data"] == body["result"] and body["data"]["ts"] == fake.messages[-1]["ts"]
+    engine_shape = await api.client.post("/execute", json=SEED_000, headers=owner)
+    assert "data" not in engine_shape.json()  # seed 000's callers get seed 000's answer
 
 
 async def test_credentials_missing_invalid_or_short_of_a_scope(

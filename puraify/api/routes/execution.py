@@ -113,6 +113,14 @@ async def _run_action(
     return status_for_code(code), {**base, "status": "fail", "reason": message, "error": detail}
 
 
+def _in_readme_words(envelope: dict[str, Any]) -> dict[str, Any]:
+    """The envelope as the README's callers read it, every other field kept: ``data`` is the
+    result; a failure's ``status`` is ``error`` and its ``message`` the reason."""
+    if envelope.get("status") == "success":
+        return {**envelope, "data": envelope.get("result")}
+    return {**envelope, "status": "error", "message": envelope.get("reason")}
+
+
 async def _json_body(request: Request) -> Any:
     """A JSON request body, parsed by the mission parser and under its limits (UTF-8, depth,
     size, duplicate keys, numbers JSON can spell): a structured 4xx for anything else, never
@@ -150,7 +158,10 @@ async def execute(
             req = normalize_execute(body)
         except PuraifyError as exc:
             return status_for(exc), error_body(exc, getattr(request.state, "request_id", None))
-        return await _run_action(request, principal, req, _run_key(principal, idempotency_key))
+        status, envelope = await _run_action(
+            request, principal, req, _run_key(principal, idempotency_key)
+        )
+        return status, _in_readme_words(envelope) if req.readme else envelope
 
     return await _idempotent(request, principal, idempotency_key, produce)
 
