@@ -42,7 +42,7 @@ def _tree_rss_mb(pid: int) -> float:
 def execute_body(target: str) -> dict[str, Any]:
     """``POST /execute`` of an ``http`` action to ``target``'s /hook."""
     return {
-        "action": "http_request",
+        "action": "http",
         "platform": "webhook",
         "parameters": {"url": f"{target}/hook", "method": "POST", "body": {"n": 1}},
     }

@@ -82,7 +82,6 @@ class Http(Action):
         elapsed_ms: float
 
     name = "http"
-    aliases: ClassVar[tuple[str, ...]] = ("http_request",)
     output_aliases: ClassVar = {"response": "body"}
     delivery: ClassVar = "keyed"
     description = "Send an HTTP request (SSRF-guarded); JSON responses are parsed."
