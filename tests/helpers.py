@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +14,16 @@ from typing import TypeVar
 
 from puraify.testing import Lifespan
 
-__all__ = ["Completed", "Lifespan", "ManualClock", "cli", "poll", "wait_for"]
+__all__ = [
+    "Completed",
+    "Flaky",
+    "Lifespan",
+    "ManualClock",
+    "cli",
+    "listening",
+    "poll",
+    "wait_for",
+]
 
 
 T = TypeVar("T")
@@ -109,3 +118,37 @@ def process_running(token: str) -> bool:
         except OSError:
             continue
     return False
+
+
+class Flaky:
+    """A TCP proxy in front of a server (a database, Redis) that drops its first ``drop``
+    connections and relays the others."""
+
+    def __init__(self, upstream: tuple[str, int], drop: int) -> None:
+        self.upstream, self.drop, self.accepted = upstream, drop, 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        if self.accepted <= self.drop:
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+@contextlib.asynccontextmanager
+async def listening(handler: Callable[..., Awaitable[None]]) -> AsyncIterator[int]:
+    """A TCP server on 127.0.0.1 with ``handler`` for each connection; its port."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()

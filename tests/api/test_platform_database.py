@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from puraify.settings import Settings
 from tests.api.conftest import Api, ApiFactory
+from tests.helpers import Flaky, listening
 
 PG = ("127.0.0.1", 5432)
 MARIADB = ("127.0.0.1", 3306)
@@ -257,38 +258,6 @@ async def test_urls_that_would_reach_past_the_guard_are_refused(
     api, owner = await db_api(make_api, url)
     refused = await api.client.post("/execute", json=record("t", a=1), headers=owner)
     assert refused.json()["error"]["code"] == "invalid_credential", refused.text
-
-
-class Flaky:
-    """A TCP proxy in front of a database that drops its first ``drop`` connections."""
-
-    def __init__(self, upstream: tuple[str, int], drop: int) -> None:
-        self.upstream, self.drop, self.accepted = upstream, drop, 0
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        if self.accepted <= self.drop:
-            writer.transport.abort()
-            return
-        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-
-@contextlib.asynccontextmanager
-async def listening(handler: Any) -> AsyncIterator[int]:
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
 
 
 def mission(table: str, **step: Any) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """redis.set and redis.get against the running Redis: binary-safe values, an expiry, a missing
-key, the seeds' names, SEC-01 for the server's host, and only SET and GET reachable."""
+key, the seeds' names, SEC-01 for the server's host, only SET and GET reachable, a missing or
+refused credential, bad parameters, a lost connection retried and a silent server."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 
@@ -10,6 +12,7 @@ import pytest
 
 from tests.api.conftest import Api, ApiFactory
 from tests.api.test_platform_budget import redis_or_skip
+from tests.helpers import Flaky, listening
 
 
 async def redis_api(make_api: ApiFactory, url: str) -> tuple[Api, dict[str, str]]:
@@ -84,3 +87,58 @@ async def test_a_platforms_base_url_opens_its_host_to_http_only(make_api: ApiFac
         "/execute", json={"action": "redis.get", "parameters": {"key": "k"}}, headers=owner
     )
     assert refused.json()["error"]["code"] == "ssrf_blocked", refused.text
+
+
+async def test_credentials_missing_or_refused_and_bad_parameters(make_api: ApiFactory) -> None:
+    redis_or_skip()
+    api: Api = await make_api()
+    owner = {"Authorization": f"Bearer {await api.token('a', 'vault', 'execute')}"}
+    get = {"action": "redis_get", "parameters": {"key": "k"}}
+    missing = await api.client.post("/execute", json=get, headers=owner)
+    assert missing.json()["reason"] == "Missing token or insufficient scope", missing.text
+    await api.client.put(
+        "/vault/credentials/a/redis",
+        json={"type": "database_url", "value": "redis://nobody:wrong-pw@127.0.0.1:6379/0"},
+        headers=owner,
+    )
+    refused = await api.client.post("/execute", json=get, headers=owner)
+    assert refused.json()["error"]["code"] == "credential_invalid", refused.text
+    assert "wrong-pw" not in refused.text
+    bad = await api.client.post(
+        "/execute", json={"action": "redis_set", "parameters": {"key": "", "value": "v"}},
+        headers=owner,
+    )  # fmt: skip
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_parameters"
+
+
+async def test_a_dropped_connection_is_retried_and_a_silent_server_is_a_timeout(
+    make_api: ApiFactory,
+) -> None:
+    redis_or_skip()
+    key = "puraify-test:" + os.urandom(6).hex()
+    flaky = Flaky(("127.0.0.1", 6379), drop=10**6)  # a server that drops every connection
+    async with listening(flaky.handle) as port:
+        api, owner = await redis_api(make_api, f"redis://127.0.0.1:{port}/0")
+        step = {"id": "set", "step_type": "redis.set", "retry": {"attempts": 2, "delay_ms": 10},
+                "parameters": {"key": key, "value": "v", "ttl_seconds": 60}}  # fmt: skip
+        done = await api.client.post(
+            "/missions/execute?wait=true", json={"name": "r", "steps": [step]}, headers=owner
+        )
+    result = done.json()["step_results"]["set"]
+    assert result["status"] == "failed" and result["attempts"] == 3, result  # 1 + 2 retries
+    assert result["error"]["code"] == "connection_error" and result["error"]["retryable"]
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accepted, never answered
+
+    async with listening(silent) as port:
+        api, owner = await redis_api(make_api, f"redis://127.0.0.1:{port}/0")
+        slow = await api.client.post(
+            "/execute",
+            json={"action": "redis_get", "parameters": {"key": key, "timeout": 0.5}},
+            headers=owner,
+        )
+        for writer in held:
+            writer.transport.abort()
+    assert slow.json()["error"]["code"] == "timeout", slow.text
