@@ -12,6 +12,7 @@ mission can send any other command (FLUSHALL, CONFIG, EVAL, KEYS ... are out of 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from typing import Any, ClassVar, Literal
@@ -26,7 +27,7 @@ from ..errors import ActionError
 from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
-from .platform import unreachable
+from .platform import too_slow, unreachable
 
 __all__ = ["RedisGet", "RedisSet"]
 
@@ -63,14 +64,18 @@ async def _client(ctx: ActionContext, seconds: float) -> coredis.Redis[bytes]:
     )
 
 
-async def _run(client: coredis.Redis[bytes], call: Any) -> Any:
+async def _run(client: coredis.Redis[bytes], call: Any, seconds: float) -> Any:
     try:
-        return await call(client)
+        # the whole command, connecting included, within the step's timeout
+        async with asyncio.timeout(seconds):
+            return await call(client)
+    except (coredis.exceptions.TimeoutError, TimeoutError):
+        raise too_slow("Redis") from None
     except coredis.exceptions.AuthenticationError:
         raise ActionError(
             "Redis refused the credential", code=ErrorCode.CREDENTIAL_INVALID
         ) from None
-    except (coredis.exceptions.ConnectionError, TimeoutError, OSError) as exc:
+    except (coredis.exceptions.ConnectionError, OSError) as exc:
         raise unreachable("Redis", exc) from None
     except coredis.exceptions.RedisError as exc:
         raise ActionError(
@@ -114,7 +119,9 @@ class RedisSet(Action):
                 "value is not base64", code=ErrorCode.INVALID_PARAMETERS, field="value"
             ) from None
         client = await _client(ctx, params.timeout)
-        stored = await _run(client, lambda c: c.set(params.key, data, ex=params.ttl_seconds))
+        stored = await _run(
+            client, lambda c: c.set(params.key, data, ex=params.ttl_seconds), params.timeout
+        )
         return {"key": params.key, "stored": bool(stored)}
 
 
@@ -141,7 +148,7 @@ class RedisGet(Action):
 
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
         client = await _client(ctx, params.timeout)
-        data = await _run(client, lambda c: c.get(params.key))
+        data = await _run(client, lambda c: c.get(params.key), params.timeout)
         if data is None:
             return {"key": params.key, "found": False, "value": None}
         if params.encoding == "base64":
