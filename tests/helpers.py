@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -22,6 +23,8 @@ __all__ = [
     "cli",
     "listening",
     "poll",
+    "service_or_skip",
+    "silent_server",
     "wait_for",
 ]
 
@@ -152,3 +155,35 @@ async def listening(handler: Callable[..., Awaitable[None]]) -> AsyncIterator[in
         yield server.sockets[0].getsockname()[1]
     finally:
         server.close()
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[int]:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers; its port. The
+    connections are cut when it closes."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    try:
+        async with listening(accept) as port:
+            yield port
+    finally:
+        for writer in held:
+            writer.transport.abort()
+
+
+def service_or_skip(name: str, address: tuple[str, int]) -> None:
+    """Skip with the reason when a local service does not answer, except under CI=true,
+    where it fails."""
+    import socket
+
+    import pytest
+
+    try:
+        socket.create_connection(address, timeout=2).close()
+    except OSError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is required under CI=true and is not reachable: {exc}")
+        pytest.skip(f"{name} not reachable at {address}: {exc}")

@@ -7,7 +7,6 @@ through: more than 10 x W + 10 over two seconds and more."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -18,17 +17,13 @@ import pytest
 
 from puraify.testing import FakeSlack, LocalServer
 from tests.api.test_server import Server
+from tests.helpers import service_or_skip
 
 REDIS = ("127.0.0.1", 6379)
 
 
 def redis_or_skip() -> None:
-    try:
-        socket.create_connection(REDIS, timeout=2).close()
-    except OSError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is required under CI=true and is not reachable: {exc}")
-        pytest.skip(f"Redis not reachable at {REDIS}: {exc}")
+    service_or_skip("Redis", REDIS)
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.api.conftest import Api, ApiFactory
+from tests.helpers import silent_server
 
 
 class Inbox:
@@ -152,8 +153,6 @@ def guarded_smtp() -> Iterator[tuple[Flaky, int]]:
 async def test_smtp_refusals_retries_and_a_timeout(
     make_api: ApiFactory, guarded_smtp: tuple[Flaky, int]
 ) -> None:
-    import asyncio
-
     _, port = guarded_smtp
     login = {"host": "127.0.0.1", "port": port, "security": "none", "username": "bot",
              "password": "pw-" + "x" * 12, "from_address": "bot@example.com"}  # fmt: skip
@@ -181,24 +180,14 @@ async def test_smtp_refusals_retries_and_a_timeout(
         headers=owner,
     )
     assert bad.json()["valid"] is False and "subject" in bad.text
-    held: list[asyncio.StreamWriter] = []
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)  # never greets
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    try:
-        quiet = {"host": "127.0.0.1", "port": server.sockets[0].getsockname()[1],
-                 "security": "none", "from_address": "bot@example.com"}  # fmt: skip
+    async with silent_server() as quiet_port:  # a server that never greets
+        quiet = {"host": "127.0.0.1", "port": quiet_port, "security": "none",
+                 "from_address": "bot@example.com"}  # fmt: skip
         await api.client.put(
             "/vault/credentials/a/email", json={"type": "smtp", "value": quiet}, headers=owner
         )
         slow = await api.client.post("/execute", json=send(timeout=0.5), headers=owner)
-        assert slow.json()["error"]["code"] == "timeout", slow.text
-    finally:
-        for writer in held:
-            writer.transport.abort()
-        server.close()
+    assert slow.json()["error"]["code"] == "timeout", slow.text
 
 
 async def test_gmail_sends_the_same_message_through_its_api(make_api: ApiFactory) -> None:

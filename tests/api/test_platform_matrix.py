@@ -183,31 +183,27 @@ async def test_refused_credential(
     assert chosen.landed(fake) == 0
 
 
-async def test_rate_limited_then_success(make_api: ApiFactory, case: tuple[Case, Any, str]) -> None:
+@pytest.mark.parametrize(
+    ("fault", "attempts"),
+    [("rate_limit", 2), ("server_error", 3)],
+    ids=["rate-limited-then-success", "5xx-retried"],
+)
+async def test_platform_faults_are_retried(
+    make_api: ApiFactory, case: tuple[Case, Any, str], fault: str, attempts: int
+) -> None:
     chosen, fake, url = case
     api, owner = await setup(make_api, chosen, url)
-    fake.rate_limit_next(1, retry_after=0.2)
+    if fault == "rate_limit":
+        fake.rate_limit_next(1, retry_after=0.2)
+    else:
+        fake.fail_next(2, status=503)
     done = await api.client.post(
         "/missions/execute?wait=true",
         json=mission(chosen, chosen.params(fake), retry=RETRIED),
         headers=owner,
     )
     step = done.json()["step_results"]["call"]
-    assert step["status"] == "success" and step["attempts"] == 2, step
-    assert chosen.landed(fake) == 1
-
-
-async def test_server_errors_are_retried(make_api: ApiFactory, case: tuple[Case, Any, str]) -> None:
-    chosen, fake, url = case
-    api, owner = await setup(make_api, chosen, url)
-    fake.fail_next(2, status=503)
-    done = await api.client.post(
-        "/missions/execute?wait=true",
-        json=mission(chosen, chosen.params(fake), retry=RETRIED),
-        headers=owner,
-    )
-    step = done.json()["step_results"]["call"]
-    assert step["status"] == "success" and step["attempts"] == 3, step
+    assert step["status"] == "success" and step["attempts"] == attempts, step
     assert chosen.landed(fake) == 1
 
 

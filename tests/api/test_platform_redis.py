@@ -4,7 +4,6 @@ refused credential, bad parameters, a lost connection retried and a silent serve
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 
@@ -12,7 +11,7 @@ import pytest
 
 from tests.api.conftest import Api, ApiFactory
 from tests.api.test_platform_budget import redis_or_skip
-from tests.helpers import Flaky, listening
+from tests.helpers import Flaky, listening, silent_server
 
 
 async def redis_api(make_api: ApiFactory, url: str) -> tuple[Api, dict[str, str]]:
@@ -127,18 +126,11 @@ async def test_a_dropped_connection_is_retried_and_a_silent_server_is_a_timeout(
     result = done.json()["step_results"]["set"]
     assert result["status"] == "failed" and result["attempts"] == 3, result  # 1 + 2 retries
     assert result["error"]["code"] == "connection_error" and result["error"]["retryable"]
-    held: list[asyncio.StreamWriter] = []
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)  # accepted, never answered
-
-    async with listening(silent) as port:
+    async with silent_server() as port:
         api, owner = await redis_api(make_api, f"redis://127.0.0.1:{port}/0")
         slow = await api.client.post(
             "/execute",
             json={"action": "redis_get", "parameters": {"key": key, "timeout": 0.5}},
             headers=owner,
         )
-        for writer in held:
-            writer.transport.abort()
     assert slow.json()["error"]["code"] == "timeout", slow.text
