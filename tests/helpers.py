@@ -125,26 +125,36 @@ def process_running(token: str) -> bool:
 
 class Flaky:
     """A TCP proxy in front of a server (a database, Redis) that drops its first ``drop``
-    connections and relays the others."""
+    connections and relays the others; with ``cut_on``, it cuts the first relayed connection
+    as soon as the server's answer holds those bytes (the answer never arrives)."""
 
-    def __init__(self, upstream: tuple[str, int], drop: int) -> None:
-        self.upstream, self.drop, self.accepted = upstream, drop, 0
+    def __init__(
+        self, upstream: tuple[str, int], drop: int = 0, *, cut_on: bytes | None = None
+    ) -> None:
+        self.upstream, self.drop, self.cut_on, self.accepted = upstream, drop, cut_on, 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
         if self.accepted <= self.drop:
             writer.transport.abort()
             return
+        cut_on = self.cut_on if self.accepted == self.drop + 1 else None
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, cut: bytes | None
+        ) -> None:
             with contextlib.suppress(OSError):
                 while data := await src.read(65536):
+                    if cut is not None and cut in data:
+                        writer.transport.abort()
+                        up_writer.transport.abort()
+                        return
                     dst.write(data)
                     await dst.drain()
             dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, None), pipe(up_reader, writer, cut_on))
 
 
 @contextlib.asynccontextmanager

@@ -26,7 +26,10 @@ it for a link to another file. In the local profile it is in the workspace, chec
 Each call opens one connection and closes it (the address is checked again each time).
 Errors: a unique, foreign-key, not-null or check constraint → ``constraint_violation``; a value
 of the wrong type → ``invalid_parameters``; authentication refused → ``credential_invalid``;
-connection refused or lost → ``connection_error`` (retryable); ``timeout`` → ``timeout``.
+connection refused or lost → ``connection_error`` (retryable); ``timeout`` → ``timeout``. The
+insert and its commit are one transaction: anything that goes wrong before the commit leaves
+nothing stored, so a retry is safe; a connection that ends while the commit is answered is
+``unknown_outcome`` (not retried: the record may be there).
 """
 
 from __future__ import annotations
@@ -240,11 +243,37 @@ def _json(value: Any) -> Any:
     return str(value)  # Decimal, UUID
 
 
-def _said(exc: sa_exc.DBAPIError) -> str:
-    """The database's own message, first line, shortened."""
-    origin = exc.orig if exc.orig is not None else exc
+def _said(exc: BaseException) -> str:
+    """The database's (or the driver's) own message, first line, shortened."""
+    origin = getattr(exc, "orig", None) or exc
     text = str(origin).strip().splitlines()
     return (text[0] if text else type(origin).__name__)[:300]
+
+
+def _failure(exc: Exception) -> ActionError:
+    """What an error before the commit stands for (nothing was stored: a retry is safe)."""
+    if isinstance(exc, TimeoutError):
+        return too_slow("the database")
+    if _auth_failed(exc):
+        return ActionError("the database refused the credential", code=ErrorCode.CREDENTIAL_INVALID)
+    if isinstance(exc, sa_exc.DataError | sa_exc.ProgrammingError):
+        return ActionError(
+            f"the database refused a value: {_said(exc)}",
+            code=ErrorCode.INVALID_PARAMETERS,
+            field="values",
+        )
+    if isinstance(exc, sa_exc.DBAPIError) and not isinstance(
+        exc, sa_exc.OperationalError | sa_exc.InterfaceError
+    ):
+        return ActionError(
+            f"the database refused the insert: {_said(exc)}", code=ErrorCode.UPSTREAM_ERROR
+        )
+    # a refused or lost connection, a driver's own error at connect time
+    return ActionError(
+        f"the database could not be reached: {_said(exc)}",
+        code=ErrorCode.CONNECTION_ERROR,
+        retryable=True,
+    )
 
 
 def _auth_failed(exc: BaseException) -> bool:
@@ -294,52 +323,33 @@ class CreateRecord(Action):
         url, args = await _engine_url(ctx, params.timeout)
         schema, _, table_name = params.table.rpartition(".")
         engine = create_async_engine(url, poolclass=NullPool, connect_args=args)
+        committing = False
         try:
-            async with asyncio.timeout(params.timeout), engine.begin() as conn:
+            async with asyncio.timeout(params.timeout), engine.connect() as conn:
+                transaction = await conn.begin()
                 table = await _reflect(conn, table_name, schema or None, params.table)
                 row = self._row(table, params.values)
                 result = await conn.execute(table.insert().values(row))
                 key = result.inserted_primary_key
+                committing = True
+                await transaction.commit()
+                committing = False
         except ActionError:
             raise
-        except TimeoutError:
-            raise too_slow("the database") from None
-        except sa_exc.IntegrityError as exc:
+        except sa_exc.IntegrityError as exc:  # also a deferred constraint, at commit
             raise ActionError(
                 f"the database refused the record: {_said(exc)}",
                 code=ErrorCode.CONSTRAINT_VIOLATION,
             ) from None
-        except (sa_exc.DataError, sa_exc.ProgrammingError) as exc:
-            raise ActionError(
-                f"the database refused a value: {_said(exc)}",
-                code=ErrorCode.INVALID_PARAMETERS,
-                field="values",
-            ) from None
-        except sa_exc.DBAPIError as exc:
-            if _auth_failed(exc):
+        except Exception as exc:
+            if committing:
+                # the commit was sent and no answer came: the record may be stored
                 raise ActionError(
-                    "the database refused the credential", code=ErrorCode.CREDENTIAL_INVALID
+                    "the connection ended while the database committed the record, so whether "
+                    "it was stored is unknown; check the table before running the step again",
+                    code=ErrorCode.UNKNOWN_OUTCOME,
                 ) from None
-            if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
-                raise ActionError(
-                    f"the database could not be reached: {_said(exc)}",
-                    code=ErrorCode.CONNECTION_ERROR,
-                    retryable=True,
-                ) from None
-            raise ActionError(
-                f"the database refused the insert: {_said(exc)}", code=ErrorCode.UPSTREAM_ERROR
-            ) from None
-        except Exception as exc:  # a refused connection, a driver's own error at connect time
-            if _auth_failed(exc):
-                raise ActionError(
-                    "the database refused the credential", code=ErrorCode.CREDENTIAL_INVALID
-                ) from None
-            said = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise ActionError(
-                f"the database could not be reached: {said}",
-                code=ErrorCode.CONNECTION_ERROR,
-                retryable=True,
-            ) from None
+            raise _failure(exc) from None
         finally:
             await engine.dispose()
         names = [c.name for c in table.primary_key.columns]

@@ -151,19 +151,20 @@ class SendEmail(Action):
         # TLS still checks the certificate against the host's name
         sock = await _connect(address, port, params.timeout)
         try:
-            refused, _ = await aiosmtplib.send(
-                message,
-                hostname=host,
-                sock=sock,
-                username=username or None,
-                password=password or None,
-                use_tls=security == "tls",
-                start_tls=security == "starttls",
-                tls_context=tls if security != "none" else None,
-                sender=str(sender),
-                recipients=recipients,
-                timeout=params.timeout,
-            )
+            async with asyncio.timeout(params.timeout):  # the whole exchange, not each reply
+                refused, _ = await aiosmtplib.send(
+                    message,
+                    hostname=host,
+                    sock=sock,
+                    username=username or None,
+                    password=password or None,
+                    use_tls=security == "tls",
+                    start_tls=security == "starttls",
+                    tls_context=tls if security != "none" else None,
+                    sender=str(sender),
+                    recipients=recipients,
+                    timeout=params.timeout,
+                )
         except aiosmtplib.SMTPAuthenticationError:
             raise ActionError(
                 "the SMTP server refused the credential", code=ErrorCode.CREDENTIAL_INVALID
@@ -173,7 +174,7 @@ class SendEmail(Action):
                 f"the SMTP server refused every recipient ({len(exc.recipients)})",
                 code=ErrorCode.INVALID_PARAMETERS,
             ) from None
-        except aiosmtplib.SMTPTimeoutError:
+        except (aiosmtplib.SMTPTimeoutError, TimeoutError):
             raise too_slow("the SMTP server") from None
         except aiosmtplib.SMTPResponseException as exc:
             raise ActionError(
@@ -209,29 +210,40 @@ async def _credential(ctx: ActionContext) -> Any:
         ) from None
 
 
-def _message(params: Any, sender: Any) -> tuple[EmailMessage, list[str]]:
-    """The message (its headers checked) and every recipient it goes to."""
+def _message(
+    params: Any, sender: Any, *, bcc_header: bool = False
+) -> tuple[EmailMessage, list[str]]:
+    """The message (its headers checked) and every recipient it goes to; ``bcc_header``
+    writes Bcc into the message (Gmail delivers it and removes it)."""
     recipients = [*_addresses(params.to), *_addresses(params.cc), *_addresses(params.bcc)]
-    headers = {
-        "To": ", ".join(_addresses(params.to)),
-        "Cc": ", ".join(_addresses(params.cc)),
-        "From": str(sender or ""),
-        "Reply-To": params.reply_to or "",
-        "Subject": params.subject,
-    }
-    for name, value in [*headers.items(), *(("Bcc", a) for a in _addresses(params.bcc))]:
-        if _BREAKS.search(value):
-            raise ActionError(
-                f"the {name} header holds a line break or a control character",
-                code=ErrorCode.INVALID_HEADER,
-                field=name.lower().replace("-", "_"),
-            )  # fmt: skip
+    headers = [
+        ("To", ", ".join(_addresses(params.to))),
+        ("Cc", ", ".join(_addresses(params.cc))),
+        ("From", str(sender or "")),
+        ("Reply-To", params.reply_to or ""),
+        ("Subject", params.subject),
+    ]
+    if bcc_header:
+        headers.append(("Bcc", ", ".join(_addresses(params.bcc))))
+    for name, value in [*headers, *(("Bcc", a) for a in _addresses(params.bcc))]:
+        _refuse_breaks(name, value)
     if not recipients:
         raise ActionError("an email needs a recipient", code=ErrorCode.INVALID_PARAMETERS)
     message = EmailMessage()
-    for name, value in headers.items():
-        if value:
+    for name, value in headers:
+        if not value:
+            continue
+        try:
             message[name] = value
+            # what the header says once its encoded words (=?utf-8?q?...?=) are decoded:
+            # a line break there would be written out as a header of its own
+            decoded = str(message[name])
+        except Exception:  # the standard library's address parser fails on some garbage
+            raise ActionError(
+                f"the {name} header is not valid", code=ErrorCode.INVALID_HEADER,
+                field=_field(name),
+            ) from None  # fmt: skip
+        _refuse_breaks(name, decoded)
     domain = str(sender or "").rpartition("@")[2]
     message["Message-ID"] = make_msgid(domain=domain or None)
     message.set_content(params.body)
@@ -240,12 +252,23 @@ def _message(params: Any, sender: Any) -> tuple[EmailMessage, list[str]]:
     return message, recipients
 
 
+def _field(name: str) -> str:
+    return name.lower().replace("-", "_")
+
+
+def _refuse_breaks(name: str, value: str) -> None:
+    if _BREAKS.search(value):
+        raise ActionError(
+            f"the {name} header holds a line break or a control character",
+            code=ErrorCode.INVALID_HEADER,
+            field=_field(name),
+        )
+
+
 async def _gmail(ctx: ActionContext, params: Any, credential: Any) -> dict[str, Any]:
     """Send through Gmail's ``users.messages.send``: From is the account's own unless given;
     Bcc goes in the raw message, which Gmail delivers and removes."""
-    message, recipients = _message(params, params.from_address)
-    for address in _addresses(params.bcc):
-        message["Bcc"] = address
+    message, recipients = _message(params, params.from_address, bcc_header=True)
     raw = base64.urlsafe_b64encode(message.as_bytes()).decode()
     base = ctx.base_url("gmail", GMAIL_BASE_URL)
     sent = await google_call(

@@ -268,6 +268,26 @@ async def test_a_lost_connection_is_retried_and_the_record_lands_once(
         assert await db.execute(f"SELECT number FROM {db.table}") == [("B-1",)]
 
 
+async def test_a_commit_whose_answer_is_lost_is_an_unknown_outcome_never_repeated(
+    make_api: ApiFactory, tmp_path: Any
+) -> None:
+    """The server committed, the connection ended before its answer came: the record may be
+    stored, so the step is not retried (a second insert would be a second record)."""
+    async with database("postgresql", tmp_path / "home") as db:
+        await db.execute(f"ALTER TABLE {db.table} DROP CONSTRAINT {db.table}_number_key")
+        lost = Flaky(PG, cut_on=b"COMMIT\x00")  # the server's CommandComplete for COMMIT
+        async with listening(lost.handle) as port:
+            api, owner = await db_api(make_api, f"postgresql://postgres@127.0.0.1:{port}/test")
+            done = await api.client.post(
+                "/missions/execute?wait=true",
+                json=mission(db.table, retry={"attempts": 3, "delay_ms": 10}),
+                headers=owner,
+            )
+        step = done.json()["step_results"]["insert"]
+        assert step["error"]["code"] == "unknown_outcome" and step["attempts"] == 1, step
+        assert await db.execute(f"SELECT number FROM {db.table}") == [("B-1",)]
+
+
 async def test_a_budget_queues_records_instead_of_failing_them(
     make_api: ApiFactory, tmp_path: Any
 ) -> None:

@@ -216,6 +216,10 @@ async def test_gmail_sends_the_same_message_through_its_api(make_api: ApiFactory
         assert result["accepted"] == ["ops@example.com", "audit@example.com"]
         mail = fake.mails[-1]
         assert mail["To"] == "ops@example.com" and mail["Bcc"] == "audit@example.com"
+        encoded = await api.client.post(
+            "/execute", json=send(subject=ENCODED_BREAKS[0]), headers=owner
+        )
+        assert encoded.json()["error"]["code"] == "invalid_header", encoded.text
         assert mail["Subject"] == "Nightly export" and mail["Message-ID"] == result["message_id"]
         assert mail.get_body(("html",)) is not None and token not in done.text
         header = await api.client.post(
@@ -223,3 +227,71 @@ async def test_gmail_sends_the_same_message_through_its_api(make_api: ApiFactory
         )
         assert header.json()["error"]["code"] == "invalid_header"
         assert len(fake.mails) == 1
+
+
+ENCODED_BREAKS = [
+    "Order =?utf-8?q?=0D=0ABcc:_attacker@evil.example?=",
+    "x =?utf-8?q?=0D=0AFrom:_ceo@bank.example=0D=0A=0D=0AFake_body?=",
+    "=?utf-8?b?aGkNCkJjYzogYUBiLmM=?=",  # base64 of "hi\r\nBcc: a@b.c"
+]
+
+
+@pytest.mark.parametrize("subject", ENCODED_BREAKS)
+async def test_sec11_a_line_break_in_an_encoded_word_is_refused(
+    make_api: ApiFactory, smtp: tuple[Inbox, int], subject: str
+) -> None:
+    inbox, port = smtp
+    api, owner = await mail_api(
+        make_api,
+        {"host": "127.0.0.1", "port": port, "security": "none", "from_address": "bot@example.com"},
+    )
+    refused = await api.client.post("/execute", json=send(subject=subject), headers=owner)
+    assert refused.json()["error"]["code"] == "invalid_header", refused.text
+    assert inbox.messages == []
+
+
+@pytest.mark.parametrize(
+    "params", [{"to": "a@[b"}, {"to": "%<"}, {"reply_to": ", :,:[[, ]"}, {"from": "%<"}]
+)
+async def test_a_malformed_address_is_a_structured_refusal(
+    make_api: ApiFactory, smtp: tuple[Inbox, int], params: dict[str, str]
+) -> None:
+    inbox, port = smtp
+    api, owner = await mail_api(
+        make_api,
+        {"host": "127.0.0.1", "port": port, "security": "none", "from_address": "bot@example.com"},
+    )
+    refused = await api.client.post("/execute", json=send(**params), headers=owner)
+    assert refused.json()["error"]["code"] in ("invalid_header", "invalid_parameters"), refused.text
+    assert inbox.messages == []
+
+
+class Slow(Inbox):
+    """Answers each recipient after a pause: every reply in time, the whole exchange not."""
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        import asyncio
+
+        await asyncio.sleep(0.4)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+async def test_the_timeout_bounds_the_whole_exchange(make_api: ApiFactory) -> None:
+    inbox = Slow()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        api, owner = await mail_api(make_api, {"host": "127.0.0.1", "port": port,
+                                               "security": "none", "from_address": "b@x.io"})  # fmt: skip
+        many = [f"r{i}@example.com" for i in range(8)]
+        slow = await api.client.post("/execute", json=send(to=many, timeout=1), headers=owner)
+        assert slow.json()["error"]["code"] == "timeout", slow.text
+        assert inbox.messages == []
+    finally:
+        controller.stop()
