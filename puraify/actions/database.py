@@ -10,18 +10,19 @@ it does not have, ``not_found``. Text is converted to what a column holds (dates
 numbers, UUIDs; base64 for binary columns), so a mission can pass JSON values.
 
 Network databases: the host passes the egress policy (the SSRF guard) and the connection goes to
-the address that was checked; over TLS it goes by the host's name, which the certificate is
-checked against (after the same check). TLS is on and verified unless the server is on loopback
-or the URL says ``sslmode=disable`` (``require``: encrypted, certificate not checked;
-``verify-full``, the default elsewhere). No other URL option is taken: ``host=/socket`` or
-``unix_socket=`` would reach a server past the guard. Nothing comes from the engine's
-environment (``PGPASSWORD``, ``~/.pgpass``, option files).
+the address that was checked; over TLS the certificate is checked against the host's name.
+TLS is on and verified unless the server is on loopback or the URL says ``sslmode=disable``
+(``require``: encrypted, certificate not checked; ``verify-full``, the default elsewhere). No
+other URL option is taken: ``host=/socket`` or ``unix_socket=`` would reach a server past the
+guard. Nothing comes from the engine's environment (``PGPASSWORD``, ``~/.pgpass``, option
+files).
 
-SQLite: a database file named by a plain file name (``sqlite:///orders.db``). In the server
-profile it is the project's own, kept outside every workspace (``<home>/databases/<project>/``,
-where the operator creates its tables): no step, command or other project can reach it or swap
-it for a link to another file. In the local profile it is in the workspace, checked by its jail
-(no links, never the engine's own files).
+SQLite: a database file of the project's own, named by a plain file name
+(``sqlite:///orders.db``) and kept by the engine outside every workspace
+(``<home>/databases/<project>/``, where its tables are created with any SQLite tool). Not in the
+workspace: SQLite opens a file by its path and follows links, so a command running beside the
+step could swap the file for a link to another database (the engine's own included) between
+any check and the open.
 
 Each call opens one connection and closes it (the address is checked again each time).
 Errors: a unique, foreign-key, not-null or check constraint → ``constraint_violation``; a value
@@ -41,13 +42,11 @@ import datetime as dt
 import decimal
 import ipaddress
 import re
-import ssl
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-import certifi
 import sqlalchemy as sa
 from pydantic import AliasChoices, Field
 from sqlalchemy import exc as sa_exc
@@ -60,7 +59,7 @@ from ..errors import ActionError
 from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
-from .platform import too_slow
+from .platform import tls_for, too_slow
 
 __all__ = ["CreateRecord"]
 
@@ -125,16 +124,6 @@ def _tls(url: URL, host: str) -> str:
     return mode
 
 
-def _tls_context(mode: str) -> ssl.SSLContext | None:
-    if mode == "disable":
-        return None
-    context = ssl.create_default_context(cafile=certifi.where())
-    if mode == "require":  # encrypted, as libpq's sslmode=require: the certificate is not checked
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 async def _engine_url(ctx: ActionContext, seconds: float) -> tuple[URL, dict[str, Any]]:
     """The SQLAlchemy URL to connect to and its driver's arguments."""
     credential = await ctx.credential("database")
@@ -155,14 +144,15 @@ async def _engine_url(ctx: ActionContext, seconds: float) -> tuple[URL, dict[str
     port = url.port or (5432 if family == "postgresql" else 3306)
     mode = _tls(url, url.host)
     address = await ctx.hosts.address(url.host, port) if ctx.hosts is not None else url.host
-    context = _tls_context(mode)
+    # encrypted and checked against the host's name; `require`: encrypted only, as libpq's
+    context = tls_for(url.host, verify=mode == "verify") if mode != "disable" else None
     target = URL.create(
         _DRIVERS[family],
         username=url.username,
         password=url.password or "",
-        # over TLS the driver names the host it checks the certificate against, so it connects
-        # by that name (checked above); in clear, to the address that was checked
-        host=url.host if context is not None else address,
+        # to the address that was checked (no second lookup to rebind); over TLS the
+        # certificate is still checked against the host's name (tls_for)
+        host=address,
         port=port,
         database=url.database or None,
     )
@@ -189,11 +179,7 @@ def _sqlite(ctx: ActionContext, url: URL) -> URL:
             "kept in the project's own database directory"
         )
     directory: Path = ctx.databases
-    if ctx.workspace is not None and directory == ctx.workspace.root:
-        # the local profile's workspace: the jail refuses links and the engine's own files
-        ctx.workspace.open(name, "a").close()
-    else:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     return URL.create("sqlite+aiosqlite", database=str(directory / name))
 
 

@@ -4,9 +4,11 @@ connection failure becoming the step's retryable ``timeout`` or ``connection_err
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
+import certifi
 import httpx
 
 from ..codes import ErrorCode
@@ -14,7 +16,52 @@ from ..errors import ActionError
 from .base import ActionContext
 from .content import send_bounded
 
-__all__ = ["bearer_token", "call", "too_slow", "unreachable"]
+__all__ = ["bearer_token", "call", "tls_for", "too_slow", "unreachable"]
+
+
+class _NamedTLS(ssl.SSLContext):
+    """A client TLS context that checks the certificate against one host name, whatever
+    address the socket is connected to: a driver connects to the address the egress guard
+    checked (no second lookup to rebind) and still verifies the server by its name."""
+
+    server_name: str = ""
+
+    def wrap_bio(  # type: ignore[override]
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        return super().wrap_bio(incoming, outgoing, server_side, self.server_name, session)
+
+    def wrap_socket(  # type: ignore[override]
+        self,
+        sock: Any,
+        server_side: bool = False,
+        do_handshake_on_connect: bool = True,
+        suppress_ragged_eofs: bool = True,
+        server_hostname: str | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLSocket:
+        return super().wrap_socket(
+            sock, server_side, do_handshake_on_connect, suppress_ragged_eofs, self.server_name,
+            session,
+        )  # fmt: skip
+
+
+def tls_for(host: str, *, verify: bool = True) -> ssl.SSLContext:
+    """The TLS context for a connection to ``host`` made to an address already checked:
+    certificates checked against ``host`` (system and certifi roots), or, with ``verify``
+    false, encryption without a check (as libpq's ``sslmode=require``)."""
+    context = _NamedTLS(ssl.PROTOCOL_TLS_CLIENT)
+    context.server_name = host
+    context.load_verify_locations(cafile=certifi.where())
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def too_slow(service: str) -> ActionError:

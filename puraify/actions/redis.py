@@ -4,8 +4,7 @@ limits already use).
 The server is the project's ``database_url`` credential of platform ``redis``
 (``redis://[user:password@]host:port/db``, ``rediss://`` for TLS, certificates checked). Its
 address passes the egress policy (the SSRF guard) and the client connects to the address that
-was checked (over TLS, by the host's name, which the certificate is checked against, after the
-same check). Values are binary-safe: ``encoding: base64`` reads and writes bytes as base64 text,
+was checked; over TLS the certificate is checked against the host's name. Values are binary-safe: ``encoding: base64`` reads and writes bytes as base64 text,
 ``utf-8`` (the default) text. ``ttl_seconds`` sets an expiry. Only SET and GET exist here: no
 mission can send any other command (FLUSHALL, CONFIG, EVAL, KEYS ... are out of reach).
 """
@@ -18,7 +17,6 @@ import binascii
 from typing import Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
-import certifi
 import coredis
 from pydantic import Field
 
@@ -27,7 +25,7 @@ from ..errors import ActionError
 from .base import Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
-from .platform import too_slow, unreachable
+from .platform import tls_for, too_slow, unreachable
 
 __all__ = ["RedisGet", "RedisSet"]
 
@@ -46,19 +44,15 @@ async def _client(ctx: ActionContext, seconds: float) -> coredis.Redis[bytes]:
         await ctx.hosts.address(parts.hostname, port) if ctx.hosts is not None else parts.hostname
     )
     db = parts.path.strip("/")
-    tls = parts.scheme == "rediss"
     return coredis.Redis(
-        # over TLS the client names the host it checks the certificate against, so it connects
-        # by that name (checked above); in clear, to the address that was checked
-        host=parts.hostname if tls else address,
+        # to the address that was checked (no second lookup to rebind); over TLS the
+        # certificate is still checked against the host's name
+        host=address,
         port=port,
         db=int(db) if db.isdigit() else 0,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
-        ssl=parts.scheme == "rediss",
-        ssl_cert_reqs="required" if parts.scheme == "rediss" else None,
-        ssl_ca_certs=certifi.where() if parts.scheme == "rediss" else None,
-        ssl_check_hostname=True if parts.scheme == "rediss" else None,
+        ssl_context=tls_for(parts.hostname) if parts.scheme == "rediss" else None,
         connect_timeout=seconds,
         stream_timeout=seconds,
     )

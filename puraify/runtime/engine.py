@@ -194,13 +194,9 @@ class Engine:
             credentials=credentials,
             base_urls=settings.platform_base_urls(),
             hosts=HostGuard(ssrf_policy(settings, profile, http=False)),
-            # SQLite files: the operator's, per project, in the server profile; the user's
-            # workspace in the local one
             databases=settings.databases_dir(
                 credentials.project_id if credentials is not None else None
-            )
-            if profile.server
-            else jail.root,
+            ),
         )
         runner = PlatformRunner(
             runner,

@@ -324,15 +324,20 @@ async def test_a_database_that_never_answers_is_a_timeout(make_api: ApiFactory) 
     assert done.json()["step_results"]["insert"]["error"]["code"] == "timeout", done.text
 
 
-def test_a_local_run_writes_the_sqlite_file_in_its_workspace(tmp_path: Any) -> None:
-    """The local profile: ``sqlite:///orders.db`` is the workspace's file (the user's own)."""
+def test_sqlite_files_are_the_projects_own_never_the_workspaces(tmp_path: Any) -> None:
+    """A command-line run writes the project's file kept by the engine, not a file of that
+    name in the workspace, which a command could have swapped for a link elsewhere."""
     from tests.helpers import cli
 
     workspace = tmp_path / "work"
     workspace.mkdir()
-    with sqlite3.connect(workspace / "orders.db") as conn:
-        conn.execute(DDL["sqlite"].format(t="orders"))
-    env = {"PURAIFY_HOME": str(tmp_path / "home")}
+    home = tmp_path / "home"
+    folder = Settings(home=home).databases_dir("default")
+    folder.mkdir(parents=True)
+    for place in (folder, workspace):
+        with sqlite3.connect(place / "orders.db") as conn:
+            conn.execute(DDL["sqlite"].format(t="orders"))
+    env = {"PURAIFY_HOME": str(home)}
     stored = cli("vault", "set", "default", "database", "--type", "database_url",
                  cwd=workspace, env=env, input="sqlite:///orders.db")  # fmt: skip
     assert stored.returncode == 0, stored.stderr
@@ -342,8 +347,10 @@ def test_a_local_run_writes_the_sqlite_file_in_its_workspace(tmp_path: Any) -> N
     )
     ran = cli("run", "m.yaml", "--json", cwd=workspace, env=env)
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    with sqlite3.connect(workspace / "orders.db") as conn:
+    with sqlite3.connect(folder / "orders.db") as conn:
         assert conn.execute("SELECT number, total FROM orders").fetchall() == [("L-1", 3)]
+    with sqlite3.connect(workspace / "orders.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM orders").fetchall() == [(0,)]
 
 
 async def test_the_engines_environment_never_stands_in_for_a_password(
