@@ -2,7 +2,7 @@
 
 The database is the project's ``database_url`` credential of platform ``database``:
 ``postgresql://user:password@host:5432/db`` (asyncpg), ``mysql://`` or ``mariadb://``
-(aiomysql), or ``sqlite:///orders.db``. SQLAlchemy Core, not hand-written SQL: the table is
+(asyncmy), or ``sqlite:///orders.db``. SQLAlchemy Core, not hand-written SQL: the table is
 read from the database (its columns, types and primary key), each value is a bound parameter,
 and the names in the statement are the database's own, quoted by the dialect; no text from a
 mission ever becomes SQL. A column the table does not have is ``invalid_parameters``; a table
@@ -41,6 +41,7 @@ import binascii
 import datetime as dt
 import decimal
 import ipaddress
+import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -65,15 +66,15 @@ __all__ = ["CreateRecord"]
 
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_$]{0,62}"
 _SQLITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_DRIVERS = {"postgresql": "postgresql+asyncpg", "mysql": "mysql+aiomysql"}
+_DRIVERS = {"postgresql": "postgresql+asyncpg", "mysql": "mysql+asyncmy"}
 _FAMILY = {
     "postgresql": "postgresql",
     "postgres": "postgresql",
     "postgresql+asyncpg": "postgresql",
     "mysql": "mysql",
     "mariadb": "mysql",
-    "mysql+aiomysql": "mysql",
-    "mariadb+aiomysql": "mysql",
+    "mysql+asyncmy": "mysql",
+    "mariadb+asyncmy": "mysql",
     "sqlite": "sqlite",
     "sqlite+aiosqlite": "sqlite",
 }
@@ -90,9 +91,6 @@ _TLS_MODES = {
     "verify-full": "verify",
     "verify_identity": "verify",
 }
-# an authentication failure: asyncpg's SQLSTATE class 28, MySQL's 1044/1045/1698
-_AUTH_SQLSTATES = ("28000", "28P01")
-_AUTH_MYSQL = (1044, 1045, 1698)
 
 
 def _refused(message: str) -> ActionError:
@@ -191,6 +189,17 @@ def _convert(column: sa.Column[Any], value: Any) -> Any:
         kind = column.type.python_type
     except NotImplementedError:
         return value
+    if isinstance(value, dict | list):
+        if kind in (dict, list, object):  # a JSON or array column: the dialect binds it
+            return value
+        if kind is str:  # JSON kept as text (MariaDB's JSON is LONGTEXT)
+            return json.dumps(value, ensure_ascii=False)
+        raise ActionError(
+            f"an {'object' if isinstance(value, dict) else 'array'} cannot go into column "
+            f"{column.name} ({kind.__name__})",
+            code=ErrorCode.INVALID_PARAMETERS,
+            field=f"values.{column.name}",
+        )
     try:
         if kind is dt.datetime and isinstance(value, str):
             return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -236,44 +245,129 @@ def _said(exc: BaseException) -> str:
     return (text[0] if text else type(origin).__name__)[:300]
 
 
-def _failure(exc: Exception) -> ActionError:
-    """What an error before the commit stands for (nothing was stored: a retry is safe)."""
+def _failure(exc: Exception, *, connected: bool) -> ActionError:
+    """What an error before the commit stands for (nothing was stored: a retry is safe),
+    from the database's own code: a SQLSTATE (PostgreSQL), an error number (MariaDB, MySQL)
+    or a result code (SQLite)."""
     if isinstance(exc, TimeoutError):
         return too_slow("the database")
-    if _auth_failed(exc):
-        return ActionError("the database refused the credential", code=ErrorCode.CREDENTIAL_INVALID)
-    if isinstance(exc, sa_exc.DataError | sa_exc.ProgrammingError):
+    origin = _origin(exc)
+    said = _said(exc)
+    if isinstance(origin, TypeError | ValueError | OverflowError):  # the driver's own check
         return ActionError(
-            f"the database refused a value: {_said(exc)}",
+            f"the database driver refused a value: {said}",
             code=ErrorCode.INVALID_PARAMETERS,
             field="values",
         )
-    if isinstance(exc, sa_exc.DBAPIError) and not isinstance(
-        exc, sa_exc.OperationalError | sa_exc.InterfaceError
-    ):
-        return ActionError(
-            f"the database refused the insert: {_said(exc)}", code=ErrorCode.UPSTREAM_ERROR
-        )
-    # a refused or lost connection, a driver's own error at connect time
+    kind = _kind(exc)
+    if kind is None:
+        # an error of the driver's own before any answer: the connection (retryable);
+        # after it, an answer this action does not know (not retried)
+        kind = "unknown" if connected else "connection"
+    code, retryable, message = {
+        "auth": (ErrorCode.CREDENTIAL_INVALID, False, "the database refused the credential"),
+        "privilege": (
+            ErrorCode.INSUFFICIENT_SCOPE,
+            False,
+            f"Missing token or insufficient scope: the database says {said}",
+        ),
+        "constraint": (
+            ErrorCode.CONSTRAINT_VIOLATION,
+            False,
+            f"the database refused the record: {said}",
+        ),
+        "value": (ErrorCode.INVALID_PARAMETERS, False, f"the database refused a value: {said}"),
+        "missing": (ErrorCode.NOT_FOUND, False, f"the database has no such table: {said}"),
+        "connection": (
+            ErrorCode.CONNECTION_ERROR,
+            True,
+            f"the database could not be reached: {said}",
+        ),
+        "busy": (ErrorCode.UPSTREAM_ERROR, True, f"the database is busy: {said}"),
+        "unknown": (ErrorCode.UPSTREAM_ERROR, False, f"the database refused the insert: {said}"),
+    }[kind]
     return ActionError(
-        f"the database could not be reached: {_said(exc)}",
-        code=ErrorCode.CONNECTION_ERROR,
-        retryable=True,
+        message,
+        code=code,
+        retryable=retryable,
+        field="values" if code == ErrorCode.INVALID_PARAMETERS else None,
     )
 
 
-def _auth_failed(exc: BaseException) -> bool:
+def _origin(exc: BaseException) -> BaseException:
+    """The driver's exception behind SQLAlchemy's (and its adapter's) wrapping."""
+    seen = exc
+    for _ in range(4):
+        inner = getattr(seen, "orig", None) or seen.__cause__
+        if inner is None or inner is seen:
+            break
+        seen = inner
+    return seen
+
+
+def _kind(exc: BaseException) -> str | None:
+    """What the database said, by its own code, along the chain of wrapped exceptions."""
     seen: BaseException | None = exc
-    for _ in range(4):  # the driver's error, as SQLAlchemy wraps it
+    for _ in range(5):
         if seen is None:
-            return False
-        if getattr(seen, "sqlstate", None) in _AUTH_SQLSTATES:
-            return True
+            break
+        state = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(state, str) and len(state) == 5:
+            return _by_sqlstate(state)
+        name = getattr(seen, "sqlite_errorname", None)
+        if isinstance(name, str):
+            return _by_sqlite(name)
         args = getattr(seen, "args", ())
-        if args and isinstance(args[0], int) and args[0] in _AUTH_MYSQL:
-            return True
+        if args and isinstance(args[0], int) and not isinstance(args[0], bool):
+            found = _MYSQL.get(args[0])
+            if found is not None:
+                return found
+            if 1000 <= args[0] < 2000 or args[0] >= 3000:
+                return "unknown"  # a server error this action does not name
+            if 2000 <= args[0] < 3000:
+                return "connection"  # the client library's own (CR_*): the connection
+        if type(seen).__name__ == "InterfaceError" and "binding parameter" in str(seen):
+            return "value"  # sqlite3: a value it cannot store
         seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
+    return None
+
+
+def _by_sqlstate(state: str) -> str:
+    if state == "42501":
+        return "privilege"
+    if state == "42P01":
+        return "missing"
+    return {
+        "23": "constraint",
+        "22": "value",
+        "28": "auth",
+        "08": "connection",
+        "40": "busy",  # serialization failure, deadlock: the transaction was rolled back
+        "53": "busy",  # insufficient resources
+        "57": "busy",  # operator intervention (shutdown, cancel)
+        "42": "value",  # a value the statement cannot take (datatype mismatch)
+    }.get(state[:2], "unknown")
+
+
+def _by_sqlite(name: str) -> str:
+    if name.startswith("SQLITE_CONSTRAINT"):
+        return "constraint"
+    if name in ("SQLITE_MISMATCH", "SQLITE_TOOBIG", "SQLITE_RANGE"):
+        return "value"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return "busy"
+    return "unknown"
+
+
+# MariaDB and MySQL error numbers (server 1xxx/3xxx/4xxx, client 2xxx)
+_MYSQL = {
+    **dict.fromkeys((1044, 1045, 1698), "auth"),
+    **dict.fromkeys((1142, 1143, 1227), "privilege"),
+    **dict.fromkeys((1048, 1062, 1216, 1217, 1364, 1451, 1452, 1557, 3819, 4025), "constraint"),
+    **dict.fromkeys((1264, 1265, 1292, 1366, 1367, 1406, 1411, 1690, 3140, 4038, 4078), "value"),
+    1146: "missing",
+    **dict.fromkeys((1040, 1203, 1205, 1213), "busy"),
+}
 
 
 class CreateRecord(Action):
@@ -309,9 +403,10 @@ class CreateRecord(Action):
         url, args = await _engine_url(ctx, params.timeout)
         schema, _, table_name = params.table.rpartition(".")
         engine = create_async_engine(url, poolclass=NullPool, connect_args=args)
-        committing = False
+        committing = connected = False
         try:
             async with asyncio.timeout(params.timeout), engine.connect() as conn:
+                connected = True
                 transaction = await conn.begin()
                 table = await _reflect(conn, table_name, schema or None, params.table)
                 row = self._row(table, params.values)
@@ -322,20 +417,17 @@ class CreateRecord(Action):
                 committing = False
         except ActionError:
             raise
-        except sa_exc.IntegrityError as exc:  # also a deferred constraint, at commit
-            raise ActionError(
-                f"the database refused the record: {_said(exc)}",
-                code=ErrorCode.CONSTRAINT_VIOLATION,
-            ) from None
         except Exception as exc:
-            if committing:
-                # the commit was sent and no answer came: the record may be stored
+            failure = _failure(exc, connected=connected)
+            if committing and failure.code != ErrorCode.CONSTRAINT_VIOLATION:
+                # the commit was sent and no answer came: the record may be stored (a
+                # deferred constraint refusing it at commit is an answer: nothing stored)
                 raise ActionError(
                     "the connection ended while the database committed the record, so whether "
                     "it was stored is unknown; check the table before running the step again",
                     code=ErrorCode.UNKNOWN_OUTCOME,
                 ) from None
-            raise _failure(exc) from None
+            raise failure from None
         finally:
             await engine.dispose()
         names = [c.name for c in table.primary_key.columns]

@@ -65,10 +65,10 @@ async def database(kind: str, home: Any) -> AsyncIterator[Database]:
         db = Database(
             kind,
             "mariadb://root@127.0.0.1:3306/test",
-            "mysql+aiomysql://root@127.0.0.1/test",
+            "mysql+asyncmy://root@127.0.0.1/test",
             table,
         )
-        engine = create_async_engine("mysql+aiomysql://root@127.0.0.1/")
+        engine = create_async_engine("mysql+asyncmy://root@127.0.0.1/")
         async with engine.begin() as conn:
             await conn.execute(sa.text("CREATE DATABASE IF NOT EXISTS test"))
         await engine.dispose()
