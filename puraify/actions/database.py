@@ -139,6 +139,12 @@ async def _engine_url(ctx: ActionContext, seconds: float) -> tuple[URL, dict[str
         return _sqlite(ctx, url), {"timeout": seconds}
     if not url.host or url.host.startswith("/") or not url.username:
         raise _refused("the database URL needs a user and a host (user@host:port/database)")
+    if "@" in url.host or "/" in url.host:
+        # never echoed: with an @ left in the password, the host holds part of it
+        raise _refused(
+            "the database URL's host is not a host name; an @ or / in the password is "
+            "written %40 or %2F"
+        )
     port = url.port or (5432 if family == "postgresql" else 3306)
     mode = _tls(url, url.host)
     address = await ctx.hosts.address(url.host, port) if ctx.hosts is not None else url.host

@@ -5,7 +5,8 @@ The server is the project's ``database_url`` credential of platform ``redis``
 (``redis://[user:password@]host:port/db``, ``rediss://`` for TLS, certificates checked). Its
 address passes the egress policy (the SSRF guard) and the client connects to the address that
 was checked; over TLS the certificate is checked against the host's name. Values are binary-safe: ``encoding: base64`` reads and writes bytes as base64 text,
-``utf-8`` (the default) text. ``ttl_seconds`` sets an expiry. Only SET and GET exist here: no
+``utf-8`` (the default) text. ``ttl_seconds`` sets an expiry. ``redis.get`` reads a value
+within ``http_max_response_bytes`` (its size is asked first), as every platform answer is read. Only SET and GET exist here: no
 mission can send any other command (FLUSHALL, CONFIG, EVAL, KEYS ... are out of reach).
 """
 
@@ -141,8 +142,23 @@ class RedisGet(Action):
     example: ClassVar = {"key": "orders:last"}
 
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
+        cap = ctx.limit("http_max_response_bytes", 10 * 1024 * 1024)
+
+        async def read(c: coredis.Redis[bytes]) -> bytes | None:
+            # the size first: a value past the cap is never read into memory
+            if await c.strlen(params.key) > cap:
+                raise ActionError(
+                    f"{params.key} holds more than {cap} bytes", code=ErrorCode.RESPONSE_TOO_LARGE
+                )
+            value = await c.get(params.key)
+            if value is not None and len(value) > cap:  # grown since
+                raise ActionError(
+                    f"{params.key} holds more than {cap} bytes", code=ErrorCode.RESPONSE_TOO_LARGE
+                )
+            return value
+
         client = await _client(ctx, params.timeout)
-        data = await _run(client, lambda c: c.get(params.key), params.timeout)
+        data = await _run(client, read, params.timeout)
         if data is None:
             return {"key": params.key, "found": False, "value": None}
         if params.encoding == "base64":

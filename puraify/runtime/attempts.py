@@ -134,8 +134,9 @@ class Attempts:
                 if not isinstance(output, dict):
                     raise TypeError(f"the action returned {type(output).__name__}, not an object")
                 # what a platform answered, made storable and servable (NaN, NUL, ...), with
-                # every secret it may echo back redacted before anyone sees it
-                rec.status, rec.output = StepStatus.SUCCESS, redact(json_safe(output), run.run_id)
+                # every secret it may echo back redacted before anyone sees it; a large answer
+                # in a thread, so that other runs and requests go on meanwhile
+                rec.status, rec.output = StepStatus.SUCCESS, await _cleaned(output, run.run_id)
                 return
             except TimeoutError:
                 if not cm.expired():
@@ -192,3 +193,29 @@ def _message(error: ActionError, run_id: str) -> str:
 
 def _error_dict(error: ActionError, run_id: str) -> dict[str, Any]:
     return {"code": error.code, "message": _message(error, run_id), "status": error.status}
+
+
+#: Outputs holding more text than this are cleaned (made safe and redacted) off the loop.
+_LARGE_OUTPUT_CHARS = 256 * 1024
+
+
+async def _cleaned(output: dict[str, Any], run_id: str) -> Any:
+    """``output`` made storable and redacted: here, or in a thread when it is large."""
+    if _text_size(output, _LARGE_OUTPUT_CHARS) < _LARGE_OUTPUT_CHARS:
+        return redact(json_safe(output), run_id)
+    return await asyncio.to_thread(lambda: redact(json_safe(output), run_id))
+
+
+def _text_size(value: Any, enough: int) -> int:
+    """How much text ``value`` holds, counted up to ``enough`` (no further)."""
+    seen, stack = 0, [value]
+    while stack and seen < enough:
+        item = stack.pop()
+        if isinstance(item, str | bytes):
+            seen += len(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return seen

@@ -227,6 +227,8 @@ async def test_credentials_missing_or_refused(make_api: ApiFactory) -> None:
         ("sqlite:///", "invalid_credential"),
         ("mssql://sa@127.0.0.1/db", "invalid_credential"),
         ("not a url", "invalid_credential"),
+        # an @ left unencoded in the password: the host would hold part of it
+        ("postgresql://app:Sup3r@S3cretPassw0rd@db.example.com:5432/shop", "invalid_credential"),
     ],
 )
 async def test_sec01_the_servers_host_passes_the_egress_guard(
@@ -235,6 +237,7 @@ async def test_sec01_the_servers_host_passes_the_egress_guard(
     api, owner = await db_api(make_api, url)
     refused = await api.client.post("/execute", json=record("t", a=1), headers=owner)
     assert refused.json()["error"]["code"] == code, refused.text
+    assert "S3cretPassw0rd".lower() not in refused.text.lower()
 
 
 def mission(table: str, **step: Any) -> dict[str, Any]:

@@ -134,3 +134,26 @@ async def test_a_dropped_connection_is_retried_and_a_silent_server_is_a_timeout(
             headers=owner,
         )
     assert slow.json()["error"]["code"] == "timeout", slow.text
+
+
+async def test_a_value_past_the_cap_is_never_read(make_api: ApiFactory) -> None:
+    redis_or_skip()
+    api: Api = await make_api(http_max_response_bytes=1000)
+    owner = {"Authorization": f"Bearer {await api.token('a', 'vault', 'execute')}"}
+    await api.client.put(
+        "/vault/credentials/a/redis",
+        json={"type": "database_url", "value": "redis://127.0.0.1:6379/0"},
+        headers=owner,
+    )
+    key = "puraify-test:" + os.urandom(6).hex()
+    stored = await api.client.post(
+        "/execute",
+        json={"action": "redis_set", "parameters": {"key": key, "value": "v" * 2000,
+                                                    "ttl_seconds": 60}},
+        headers=owner,
+    )  # fmt: skip
+    assert stored.json()["status"] == "success", stored.text
+    big = await api.client.post(
+        "/execute", json={"action": "redis_get", "parameters": {"key": key}}, headers=owner
+    )
+    assert big.json()["error"]["code"] == "response_too_large", big.text

@@ -128,3 +128,35 @@ def test_known_shapes_are_found_in_linear_time() -> None:
     pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- after"
     assert redactor.text(pem) == f"{MASK} after"
     assert redactor.text("cut: -----BEGIN PRIVATE KEY-----\nMIIEvQ' tail") == f"cut: {MASK}' tail"
+
+
+async def test_a_large_output_is_redacted_off_the_loop_as_a_small_one_is() -> None:
+    """Outputs past a quarter MiB of text are cleaned in a thread: the same result."""
+    import asyncio
+
+    from puraify.redaction import RUNS
+    from puraify.runtime.attempts import _LARGE_OUTPUT_CHARS, _cleaned
+
+    RUNS.bind("run-large", "acme-large").add_credential({"token": "tok-Large-7f3a9b"})
+    try:
+        small = {"body": "a tok-Large-7f3a9b b"}
+        large = {"body": "x" * _LARGE_OUTPUT_CHARS + " tok-Large-7f3a9b ", "n": float("nan")}
+        beats = 0
+
+        async def heartbeat() -> None:
+            nonlocal beats
+            while True:
+                beats += 1
+                await asyncio.sleep(0)
+
+        ticking = asyncio.create_task(heartbeat())
+        cleaned_small, cleaned_large = await asyncio.gather(
+            _cleaned(small, "run-large"), _cleaned(large, "run-large")
+        )
+        ticking.cancel()
+        assert cleaned_small == {"body": f"a {MASK} b"}
+        assert "tok-Large-7f3a9b" not in str(cleaned_large) and MASK in cleaned_large["body"]
+        assert cleaned_large["n"] == "NaN"  # made storable too (JSON has no NaN)
+        assert beats > 1  # the loop went on while the large one was cleaned
+    finally:
+        RUNS.end("run-large")
