@@ -209,6 +209,11 @@ class Action(ABC):
     #: ``credential_missing`` without one; ``optional``: it runs without).
     credential: ClassVar[Literal["required", "optional"] | None] = None
 
+    def endpoint(self, parameters: Mapping[str, Any]) -> str | None:
+        """Which of the platform's endpoints a call goes to, when they fail apart (a webhook's
+        host, a Zapier hook): each then has a circuit breaker and budget of its own."""
+        return None
+
     @property
     def flag(self) -> str | None:
         """The feature flag this action is behind, if any."""

@@ -19,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field
@@ -62,6 +64,18 @@ class WebhookCall(Http):
     description = "Call a webhook (SSRF-guarded), signed with the project's webhook secret."
     example: ClassVar = {"url": "https://hooks.example.com/orders", "method": "POST", "json": {}}
 
+    def endpoint(self, parameters: Mapping[str, Any]) -> str | None:
+        """The receiver (host and port): one failing receiver never pauses calls to others."""
+        url = parameters.get("url")
+        if not isinstance(url, str):
+            return None
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        return f"{parts.hostname or ''}:{port or ''}"
+
     async def prepare(self, request: httpx.Request, params: Any, ctx: ActionContext) -> None:
         found = ctx.credentials.get(params.secret_platform)
         if found is None and params.secret_platform != self.platform:
@@ -99,6 +113,11 @@ class TriggerZap(Action):
     delivery: ClassVar = "keyed"
     description = "Trigger a Zap through its Catch Hook (POST of a JSON payload)."
     example: ClassVar = {"hook": "123456/abcdef", "payload": {"order": 42}}
+
+    def endpoint(self, parameters: Mapping[str, Any]) -> str | None:
+        """The hook: one failing Zap never pauses the others."""
+        hook = parameters.get("hook")
+        return str(hook) if hook is not None else None
 
     async def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
         url = f"{ctx.base_url('zapier', ZAPIER_BASE_URL)}/hooks/catch/{params.hook.strip('/')}/"

@@ -130,6 +130,9 @@ class PlatformRunner:
         if platform == "local":
             return await self.inner.run(invocation)
         key = f"{self.project}:{_credential_key(invocation.credentials.get(platform))}"
+        endpoint = action.endpoint(invocation.parameters)
+        if endpoint is not None:  # its endpoints fail apart: a breaker and budget each
+            key += ":" + hashlib.sha256(endpoint.encode()).hexdigest()[:16]
         breaker = self.guard.breaker(platform, key)
         if not breaker.admit(self.guard.failures, self.guard.reset_seconds):
             raise ActionError(

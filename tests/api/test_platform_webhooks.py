@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -93,3 +94,25 @@ async def test_trigger_a_zap_through_its_catch_hook(
         headers=api.auth(),
     )
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_parameters"
+
+
+async def test_one_failing_receiver_never_pauses_calls_to_another(make_api: ApiFactory) -> None:
+    api: Api = await make_api(circuit_failures=2, circuit_reset_seconds=60)
+    failing, healthy = RecordingSink(), RecordingSink()
+    failing.fail_next(10, status=503, path="/hook")
+    with LocalServer(failing) as bad, LocalServer(healthy) as good:
+
+        async def call(url: str) -> dict[str, Any]:
+            answer = await api.client.post(
+                "/execute",
+                json={"action": "call_webhook", "parameters": {"url": f"{url}/hook",
+                                                                "method": "POST"}},
+                headers=api.auth(),
+            )  # fmt: skip
+            return answer.json()  # type: ignore[no-any-return]
+
+        for _ in range(2):
+            assert (await call(bad.url))["error"]["code"] == "http_error"
+        assert (await call(bad.url))["error"]["code"] == "circuit_open"
+        assert (await call(good.url))["status"] == "success"  # its own breaker, closed
+    assert healthy.count("/hook") == 1
