@@ -265,39 +265,46 @@ def _failure(exc: Exception, *, connected: bool) -> ActionError:
             code=ErrorCode.INVALID_PARAMETERS,
             field="values",
         )
-    kind = _kind(exc)
+    kind = "connection" if isinstance(origin, OSError) else _kind(exc)
     if kind is None:
         # an error of the driver's own before any answer: the connection (retryable);
         # after it, an answer this action does not know (not retried)
         kind = "unknown" if connected else "connection"
-    code, retryable, message = {
-        "auth": (ErrorCode.CREDENTIAL_INVALID, False, "the database refused the credential"),
-        "privilege": (
-            ErrorCode.INSUFFICIENT_SCOPE,
-            False,
+    return _refusal(kind, said)
+
+
+def _refusal(kind: str, said: str) -> ActionError:
+    """The step's error for what the database said (``said``), by its kind."""
+    if kind == "auth":
+        return ActionError("the database refused the credential", code=ErrorCode.CREDENTIAL_INVALID)
+    if kind == "privilege":
+        return ActionError(
             f"Missing token or insufficient scope: the database says {said}",
-        ),
-        "constraint": (
-            ErrorCode.CONSTRAINT_VIOLATION,
-            False,
-            f"the database refused the record: {said}",
-        ),
-        "value": (ErrorCode.INVALID_PARAMETERS, False, f"the database refused a value: {said}"),
-        "missing": (ErrorCode.NOT_FOUND, False, f"the database has no such table: {said}"),
-        "connection": (
-            ErrorCode.CONNECTION_ERROR,
-            True,
+            code=ErrorCode.INSUFFICIENT_SCOPE,
+        )
+    if kind == "constraint":
+        return ActionError(
+            f"the database refused the record: {said}", code=ErrorCode.CONSTRAINT_VIOLATION
+        )
+    if kind == "value":
+        return ActionError(
+            f"the database refused a value: {said}",
+            code=ErrorCode.INVALID_PARAMETERS,
+            field="values",
+        )
+    if kind == "missing":
+        return ActionError(f"the database has no such table: {said}", code=ErrorCode.NOT_FOUND)
+    if kind == "connection":
+        return ActionError(
             f"the database could not be reached: {said}",
-        ),
-        "busy": (ErrorCode.UPSTREAM_ERROR, True, f"the database is busy: {said}"),
-        "unknown": (ErrorCode.UPSTREAM_ERROR, False, f"the database refused the insert: {said}"),
-    }[kind]
-    return ActionError(
-        message,
-        code=code,
-        retryable=retryable,
-        field="values" if code == ErrorCode.INVALID_PARAMETERS else None,
-    )
+            code=ErrorCode.CONNECTION_ERROR,
+            retryable=True,
+        )
+    if kind == "busy":  # the transaction was rolled back: another try may pass
+        return ActionError(
+            f"the database is busy: {said}", code=ErrorCode.UPSTREAM_ERROR, retryable=True
+        )
+    return ActionError(f"the database refused the insert: {said}", code=ErrorCode.UPSTREAM_ERROR)
 
 
 def _origin(exc: BaseException) -> BaseException:
