@@ -56,6 +56,9 @@ def _addresses(value: _Address | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+#: the headers a message adds itself (its MIME structure)
+_MIME_HEADERS = frozenset({"content-type", "content-transfer-encoding", "mime-version"})
+
 # CR, LF and every other control or line-separating character (NEL, LS, PS)
 _BREAKS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 
@@ -244,12 +247,35 @@ def _message(
                 field=_field(name),
             ) from None  # fmt: skip
         _refuse_breaks(name, decoded)
+    # the sender's domain, never the engine's host name (a blocking lookup, and not theirs)
     domain = str(sender or "").rpartition("@")[2]
-    message["Message-ID"] = make_msgid(domain=domain or None)
+    message["Message-ID"] = make_msgid(domain=domain or "puraify.invalid")
     message.set_content(params.body)
     if params.html is not None:
         message.add_alternative(params.html, subtype="html")
+    _written_as_set(message, [name for name, value in headers if value])
     return message, recipients
+
+
+def _written_as_set(message: EmailMessage, names: list[str]) -> None:
+    """Check the header block as it will be sent: each header set once, and no other line
+    than those and the MIME headers the message adds. An address header's text after the
+    address is written out decoded, so an encoded word there could carry a line break that
+    the checks on the values never see."""
+    head = message.as_bytes().split(b"\n\n", 1)[0]
+    written = [
+        line.split(b":", 1)[0].strip().decode("ascii", "replace").lower()
+        for line in head.split(b"\n")
+        if line.strip() and line[:1] not in (b" ", b"\t")
+    ]
+    wanted = sorted([*(n.lower() for n in names), "message-id"])
+    if len(written) != len(set(written)) or wanted != sorted(
+        w for w in written if w not in _MIME_HEADERS
+    ):
+        raise ActionError(
+            "a header would be written as more than one header (a line break in an encoded word?)",
+            code=ErrorCode.INVALID_HEADER,
+        )
 
 
 def _field(name: str) -> str:

@@ -236,16 +236,26 @@ ENCODED_BREAKS = [
 ]
 
 
-@pytest.mark.parametrize("subject", ENCODED_BREAKS)
+@pytest.mark.parametrize(
+    "params",
+    [
+        *({"subject": subject} for subject in ENCODED_BREAKS),
+        # after an address, the rest of an address header is written out decoded
+        {"to": "ops@example.com =?utf-8?b?DQpCY2M6IHZpY3RpbUBldmlsLmV4YW1wbGU=?="},
+        {"cc": "lead@example.com =?utf-8?q?=0D=0AX-Injected:_1?="},
+        {"reply_to": "a@example.com =?utf-8?q?=0A=0Abody?="},
+        {"from": "bot@example.com =?utf-8?b?DQpCY2M6IHZAZXZpbC5leGFtcGxl?="},
+    ],
+)
 async def test_sec11_a_line_break_in_an_encoded_word_is_refused(
-    make_api: ApiFactory, smtp: tuple[Inbox, int], subject: str
+    make_api: ApiFactory, smtp: tuple[Inbox, int], params: dict[str, str]
 ) -> None:
     inbox, port = smtp
     api, owner = await mail_api(
         make_api,
         {"host": "127.0.0.1", "port": port, "security": "none", "from_address": "bot@example.com"},
     )
-    refused = await api.client.post("/execute", json=send(subject=subject), headers=owner)
+    refused = await api.client.post("/execute", json=send(**params), headers=owner)
     assert refused.json()["error"]["code"] == "invalid_header", refused.text
     assert inbox.messages == []
 
