@@ -195,7 +195,8 @@ def _error_dict(error: ActionError, run_id: str) -> dict[str, Any]:
     return {"code": error.code, "message": _message(error, run_id), "status": error.status}
 
 
-#: Outputs holding more text than this are cleaned (made safe and redacted) off the loop.
+#: Outputs larger than this (characters of text, plus one for every item) are cleaned (made
+#: safe and redacted) off the loop.
 _LARGE_OUTPUT_CHARS = 256 * 1024
 
 
@@ -207,10 +208,12 @@ async def _cleaned(output: dict[str, Any], run_id: str) -> Any:
 
 
 def _text_size(value: Any, enough: int) -> int:
-    """How much text ``value`` holds, counted up to ``enough`` (no further)."""
+    """How large ``value`` is to clean: its text, and one for every item (a million empty
+    lists cost as much as a megabyte of text), counted up to ``enough`` (no further)."""
     seen, stack = 0, [value]
     while stack and seen < enough:
         item = stack.pop()
+        seen += 1
         if isinstance(item, str | bytes):
             seen += len(item)
         elif isinstance(item, Mapping):

@@ -89,8 +89,12 @@ class PlatformGuard:
         self.failures = failures
         self.reset_seconds = reset_seconds
         self.clock = clock
-        # the breakers of recently used credentials (a refreshed token is a new one)
-        self._breakers: TTLCache[str, Breaker] = TTLCache(maxsize=65536, ttl=24 * 3600)
+        # each project's breakers of recently used credentials and receivers (a refreshed
+        # token is a new one), kept apart: however many one project makes, it only ever
+        # pushes out its own
+        self._breakers: TTLCache[str, TTLCache[str, Breaker]] = TTLCache(
+            maxsize=65536, ttl=24 * 3600
+        )
 
     async def acquire(self, platform: str, key: str) -> None:
         """Wait until ``platform``'s budget for ``key`` admits one more call."""
@@ -99,11 +103,14 @@ class PlatformGuard:
                 stats = await self.limiter.get_window_stats(item, platform, key)
                 await asyncio.sleep(max(0.01, stats.reset_time - time.time()))
 
-    def breaker(self, platform: str, key: str) -> Breaker:
+    def breaker(self, project: str, platform: str, key: str) -> Breaker:
+        mine = self._breakers.get(project)
+        if mine is None:
+            mine = self._breakers[project] = TTLCache(maxsize=4096, ttl=24 * 3600)
         name = f"{platform}:{key}"
-        found = self._breakers.get(name)
+        found = mine.get(name)
         if found is None:
-            found = self._breakers[name] = Breaker(clock=self.clock)
+            found = mine[name] = Breaker(clock=self.clock)
         return found
 
 
@@ -133,7 +140,7 @@ class PlatformRunner:
         endpoint = action.endpoint(invocation.parameters)
         if endpoint is not None:  # its endpoints fail apart: a breaker and budget each
             key += ":" + hashlib.sha256(endpoint.encode()).hexdigest()[:16]
-        breaker = self.guard.breaker(platform, key)
+        breaker = self.guard.breaker(self.project, platform, key)
         if not breaker.admit(self.guard.failures, self.guard.reset_seconds):
             raise ActionError(
                 f"{platform} failed {breaker.failures} times in a row for this credential; "

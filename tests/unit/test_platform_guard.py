@@ -74,3 +74,14 @@ async def test_refusals_of_what_was_asked_do_not_open_it_and_projects_have_their
     assert paused.value.code == "circuit_open"
     inner.outcomes.append(None)
     assert await theirs.run(invocation()) == {"ok": True}  # another project's calls go on
+
+
+def test_one_project_flooding_breakers_never_pushes_out_anothers() -> None:
+    guard = PlatformGuard({}, failures=1, reset_seconds=3600)
+    theirs = guard.breaker("b", "webhook", "receiver")
+    theirs.record(False, guard.failures)
+    assert not theirs.admit(guard.failures, guard.reset_seconds)  # open
+    for i in range(10_000):  # past any one project's share: it pushes out only its own
+        guard.breaker("a", "webhook", f"receiver-{i}")
+    again = guard.breaker("b", "webhook", "receiver")
+    assert again is theirs and not again.admit(guard.failures, guard.reset_seconds)

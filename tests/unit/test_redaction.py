@@ -158,5 +158,9 @@ async def test_a_large_output_is_redacted_off_the_loop_as_a_small_one_is() -> No
         assert "tok-Large-7f3a9b" not in str(cleaned_large) and MASK in cleaned_large["body"]
         assert cleaned_large["n"] == "NaN"  # made storable too (JSON has no NaN)
         assert beats > 1  # the loop went on while the large one was cleaned
+        from puraify.runtime.attempts import _text_size
+
+        many_items = {"rows": [[] for _ in range(_LARGE_OUTPUT_CHARS)]}  # little text, many items
+        assert _text_size(many_items, _LARGE_OUTPUT_CHARS) >= _LARGE_OUTPUT_CHARS
     finally:
         RUNS.end("run-large")
