@@ -82,6 +82,9 @@ class Http(Action):
         elapsed_ms: float
 
     name = "http"
+    # a call to any URL: never signed with the project's webhook secret (call_webhook is),
+    # which would hand a receiver's signature to whatever the URL names
+    aliases: ClassVar[tuple[str, ...]] = ("http_request",)
     output_aliases: ClassVar = {"response": "body"}
     delivery: ClassVar = "keyed"
     description = "Send an HTTP request (SSRF-guarded); JSON responses are parsed."

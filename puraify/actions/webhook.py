@@ -55,9 +55,7 @@ class WebhookCall(Http):
         secret_platform: str = Field(default="webhook", min_length=1, max_length=128)
 
     name = "webhook.call"
-    # http_request: the seeds' name for a call to any URL, which this is (the http action's
-    # parameters and output, signed only when the project holds a webhook secret)
-    aliases: ClassVar[tuple[str, ...]] = ("call_webhook", "webhook", "http_request")
+    aliases: ClassVar[tuple[str, ...]] = ("call_webhook", "webhook")
     platform: ClassVar[str] = "webhook"
     credential: ClassVar = "optional"
     output_aliases: ClassVar = {"response": "body"}

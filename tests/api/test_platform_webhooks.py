@@ -48,6 +48,12 @@ async def test_a_webhook_signed_with_the_projects_secret(
     expected = hmac.new(secret.encode(), stamp.encode() + b"." + seen.body, hashlib.sha256)
     assert seen.headers["x-puraify-signature-256"] == "sha256=" + expected.hexdigest()
     assert seen.json() == {"order": 42} and secret not in signed.text
+    # a call to any URL (http_request, the http action) never carries the project's signature
+    plain = await api.client.post(
+        "/execute", json={**call, "action": "http_request", "platform": "webhook"}, headers=owner
+    )
+    assert plain.status_code == 200, plain.text
+    assert "x-puraify-signature-256" not in sink.requests[-1].headers
 
 
 async def test_sec01_a_webhook_to_an_internal_address_is_refused(
