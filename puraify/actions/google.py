@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
+from cachetools import TTLCache
 from pydantic import AliasChoices, Field, field_validator
 
 from ..codes import ErrorCode
@@ -233,33 +234,28 @@ class AppendRow(Action):
         base = ctx.base_url("google_sheets", SHEETS_BASE_URL)
         sheet_id, link = params.spreadsheet_id, None
         if sheet_id is None:
-            made = await _call(
-                ctx,
-                "POST",
-                f"{base}/v4/spreadsheets",
-                what="spreadsheets.create",
-                seconds=params.timeout,
-                json={"properties": {"title": params.title}},
-            )
-            sheet_id, link = str(made.get("spreadsheetId") or ""), made.get("spreadsheetUrl")
-            if not sheet_id:
-                raise ActionError("Google created no spreadsheet id", code=ErrorCode.UPSTREAM_ERROR)
+            sheet_id, link = await _created(ctx, base, params)
         url = (
             f"{base}/v4/spreadsheets/{quote(sheet_id, safe='')}"
             f"/values/{quote(params.range, safe='!:')}:append"
         )
-        answer = await _call(
-            ctx,
-            "POST",
-            url,
-            what="spreadsheets.values.append",
-            seconds=params.timeout,
-            params={
-                "valueInputOption": "RAW" if params.raw else "USER_ENTERED",
-                "insertDataOption": "INSERT_ROWS",
-            },
-            json={"values": rows},
-        )
+        try:
+            answer = await _call(
+                ctx,
+                "POST",
+                url,
+                what="spreadsheets.values.append",
+                seconds=params.timeout,
+                params={
+                    "valueInputOption": "RAW" if params.raw else "USER_ENTERED",
+                    "insertDataOption": "INSERT_ROWS",
+                },
+                json={"values": rows},
+            )
+        except ActionError as exc:
+            if params.spreadsheet_id is None:  # what was created stays known to later steps
+                exc.output = {"spreadsheet_id": sheet_id, "created": True, "spreadsheet_url": link}
+            raise
         updates = answer.get("updates")
         updates = updates if isinstance(updates, dict) else {}
         return {
@@ -270,6 +266,33 @@ class AppendRow(Action):
             "updated_rows": _count(updates.get("updatedRows")),
             "updated_cells": _count(updates.get("updatedCells")),
         }
+
+
+#: Spreadsheets created by a step, by its ``<run_id>:<step_id>``: a retry of the step (its
+#: append was refused, say) appends to the one it created instead of creating another.
+_CREATED: TTLCache[str, tuple[str, str | None]] = TTLCache(maxsize=10_000, ttl=24 * 3600)
+
+
+async def _created(ctx: ActionContext, base: str, params: Any) -> tuple[str, str | None]:
+    """The spreadsheet this step created (``spreadsheets.create``), once: its id and URL. Its
+    first sheet is named as the range names it, so the append finds it."""
+    known = _CREATED.get(ctx.idempotency_key)
+    if known is not None:
+        return known
+    sheet = params.range.split("!", 1)[0].strip("'") or "Sheet1"
+    made = await _call(
+        ctx,
+        "POST",
+        f"{base}/v4/spreadsheets",
+        what="spreadsheets.create",
+        seconds=params.timeout,
+        json={"properties": {"title": params.title}, "sheets": [{"properties": {"title": sheet}}]},
+    )
+    sheet_id, link = str(made.get("spreadsheetId") or ""), made.get("spreadsheetUrl")
+    if not sheet_id:
+        raise ActionError("Google created no spreadsheet id", code=ErrorCode.UPSTREAM_ERROR)
+    _CREATED[ctx.idempotency_key] = (sheet_id, link if isinstance(link, str) else None)
+    return _CREATED[ctx.idempotency_key]
 
 
 def _count(value: Any) -> int:

@@ -53,7 +53,7 @@ async def test_an_event_and_rows_are_created(
     created = fake.events[-1]
     assert event.json()["result"]["id"] == created["id"] and created["summary"] == "Launch review"
     assert created["attendees"] == [{"email": "ada@example.com"}]
-    sheet = fake.add_spreadsheet()
+    sheet = fake.add_spreadsheet("Orders")
     rows = await api.client.post(
         "/execute",
         json={"action": "create_sheet", "platform": "google_sheets",
@@ -110,3 +110,32 @@ async def test_googles_errors_map_to_stable_codes(
     done = await api.client.post("/missions/execute?wait=true", json=mission, headers=owner)
     step = done.json()["step_results"]["e"]
     assert step["status"] == "success" and step["attempts"] == 2, step
+
+
+async def test_a_retried_append_reuses_the_spreadsheet_its_step_created(
+    make_api: ApiFactory, google: tuple[FakeGoogle, str]
+) -> None:
+    fake, url = google
+    api, owner = await google_api(make_api, url)
+    original = fake.append
+    appends: list[str] = []
+
+    def busy_once(*args: Any) -> tuple[int, Any]:
+        appends.append(args[1])
+        if len(appends) == 1:
+            return 503, {
+                "error": {"code": 503, "message": "Backend Error", "status": "UNAVAILABLE"}
+            }
+        return original(*args)
+
+    fake.append = busy_once  # type: ignore[method-assign]
+    step = {"id": "s", "step_type": "google_sheets.append_row", "retry": {"attempts": 2, "delay_ms": 10},
+            "parameters": {"title": "Orders 2026", "range": "Orders!A1", "values": ["A-9", 1]}}  # fmt: skip
+    done = await api.client.post(
+        "/missions/execute?wait=true", json={"name": "g", "steps": [step]}, headers=owner
+    )
+    result = done.json()["step_results"]["s"]
+    assert result["status"] == "success" and result["attempts"] == 2, result
+    assert len(fake.spreadsheets) == 1 and appends[0] == appends[1]  # one spreadsheet, reused
+    made = result["output"]["spreadsheet_id"]
+    assert fake.sheet_names[made] == ("Orders",) and fake.spreadsheets[made] == [["A-9", 1]]

@@ -53,13 +53,16 @@ class FakeGoogle(Faults):
         self.tokens = dict(tokens or {})  # access token -> scopes
         self.calendars = {"primary"}
         self.spreadsheets: dict[str, list[list[Any]]] = {}
+        self.sheet_names: dict[str, tuple[str, ...]] = {}  # spreadsheet -> its sheets' titles
         self.events: list[dict[str, Any]] = []
         self.mails: list[EmailMessage] = []
         self._lock = threading.Lock()
 
-    def add_spreadsheet(self) -> str:
+    def add_spreadsheet(self, *sheets: str) -> str:
+        """A spreadsheet with sheets of these titles (``Sheet1`` when none is given)."""
         sheet_id = uuid.uuid4().hex
         self.spreadsheets[sheet_id] = []
+        self.sheet_names[sheet_id] = sheets or ("Sheet1",)
         return sheet_id
 
     @property
@@ -103,11 +106,21 @@ class FakeGoogle(Faults):
             return refused
         properties = body.get("properties") if isinstance(body, dict) else None
         title = properties.get("title") if isinstance(properties, dict) else None
-        sheet_id = self.add_spreadsheet()
+        asked = body.get("sheets") if isinstance(body, dict) else None
+        names = [
+            str(s["properties"]["title"])
+            for s in (asked if isinstance(asked, list) else [])
+            if isinstance(s, dict) and isinstance(s.get("properties"), dict)
+            and s["properties"].get("title")
+        ]  # fmt: skip
+        sheet_id = self.add_spreadsheet(*names)
         return 200, {
             "spreadsheetId": sheet_id,
             "properties": {"title": title or "Untitled spreadsheet", "locale": "en_US"},
-            "sheets": [{"properties": {"sheetId": 0, "title": "Sheet1", "index": 0}}],
+            "sheets": [
+                {"properties": {"sheetId": i, "title": name, "index": i}}
+                for i, name in enumerate(self.sheet_names[sheet_id])
+            ],
             "spreadsheetUrl": f"https://docs.google.com/spreadsheets/d/{sheet_id}/edit",
         }
 
@@ -116,8 +129,12 @@ class FakeGoogle(Faults):
         if refused:
             return refused
         raw = body.get("raw") if isinstance(body, dict) else None
-        try:
-            data = base64.urlsafe_b64decode(raw) if isinstance(raw, str) else None
+        try:  # base64url (RFC 4648 §5), padded or not; anything else is refused
+            data = (
+                base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True)
+                if isinstance(raw, str) and "+" not in raw and "/" not in raw
+                else None
+            )
         except (binascii.Error, ValueError):
             data = None
         if not data:
@@ -142,6 +159,10 @@ class FakeGoogle(Faults):
             return refused
         if sheet not in self.spreadsheets:
             return _error(404, "NOT_FOUND", "notFound", "Requested entity was not found.")
+        name = cells.split("!")[0].strip("'")
+        if name not in self.sheet_names.get(sheet, ()):
+            return _error(400, "INVALID_ARGUMENT", "badRequest",
+                          f"Unable to parse range: {cells}")  # fmt: skip
         if query.get("valueInputOption") not in ("RAW", "USER_ENTERED"):
             return _error(400, "INVALID_ARGUMENT", "badRequest",
                           "'valueInputOption' is required but not specified")  # fmt: skip
