@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import ApiError
 
-__all__ = ["ActionRequest", "normalize_execute", "normalize_perform_action"]
+__all__ = ["ActionRequest", "in_readme_shape", "normalize_execute", "normalize_perform_action"]
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,6 @@ class ActionRequest:
     platform: str | None
     parameters: dict[str, Any]
     context: dict[str, Any] = field(default_factory=dict)
-    #: the README's shape (``{action, project, params}``): its callers read ``data`` and
-    #: ``message``, and a failure's ``status`` is ``error``
-    readme: bool = False
 
 
 def _object(value: Any, name: str) -> dict[str, Any]:
@@ -47,6 +44,17 @@ def _text(value: Any, name: str) -> str | None:
     return str(value)
 
 
+def in_readme_shape(body: Any) -> bool:
+    """Whether a ``POST /execute`` body is in the README's shape (``{action, project,
+    params}``), whose callers read ``data``, ``message`` and ``status: error``: told by its
+    own keys, before anything else in it is checked."""
+    return (
+        isinstance(body, dict)
+        and not isinstance(body.get("action"), dict)
+        and ("params" in body or ("project" in body and "project_id" not in body))
+    )
+
+
 def normalize_execute(body: Any) -> ActionRequest:
     """``POST /execute`` in any of its three shapes."""
     if not isinstance(body, dict):
@@ -63,20 +71,19 @@ def normalize_execute(body: Any) -> ActionRequest:
     else:
         name = _text(action, "action")
         platform = _text(body.get("platform"), "platform")
-        parameters = _object(body.get("parameters", body.get("params")), "parameters")
-    readme = not isinstance(action, dict) and (
-        "params" in body or ("project" in body and "project_id" not in body)
-    )
+        given = "parameters" if body.get("parameters") is not None else "params"
+        parameters = _object(body.get(given), given)
     if not name:
         raise ApiError("the request names no action", code="invalid_request", field="action")
-    project = _text(body.get("project_id", body.get("project")), "project_id")
+    named = "project_id" if body.get("project_id") is not None else "project"
+    project = _text(body.get(named), named)
     user = dict(user_context)
     if body.get("user_id") is not None:
         user.setdefault("id", _text(body.get("user_id"), "user_id"))
     context["user"] = user
     if project is not None:
         context["project_id"] = project
-    return ActionRequest(project, name, platform, parameters, context, readme=readme)
+    return ActionRequest(project, name, platform, parameters, context)
 
 
 def normalize_perform_action(body: Any) -> ActionRequest:

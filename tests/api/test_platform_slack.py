@@ -97,6 +97,20 @@ async def test_seed_001_the_readme_shape_gets_the_readmes_answer(
     assert body["data"] == body["result"] and body["data"]["ts"] == fake.messages[-1]["ts"]
     engine_shape = await api.client.post("/execute", json=SEED_000, headers=owner)
     assert "data" not in engine_shape.json()  # seed 000's callers get seed 000's answer
+    # refused before the action runs, or by the idempotency key: still in the README's words
+    for bad in ({**readme, "params": "not an object"}, {**readme, "action": ""}):
+        refused = await api.client.post("/execute", json=bad, headers=owner)
+        assert refused.json()["status"] == "error" and refused.json()["message"], refused.text
+    assert "params" in refused.text or "action" in refused.text
+    keyed = {**owner, "Idempotency-Key": "k-readme"}
+    await api.client.post("/execute", json=readme, headers=keyed)
+    other = {**readme, "params": {"channel": "#general", "text": "another"}}
+    conflict = await api.client.post("/execute", json=other, headers=keyed)
+    assert conflict.status_code == 409 and conflict.json()["status"] == "error", conflict.text
+    named = await api.client.post(
+        "/execute", json={**readme, "params": 5}, headers=owner
+    )  # the field named as the request named it
+    assert "params" in named.text and "parameters" not in named.json()["message"], named.text
 
 
 async def test_credentials_missing_invalid_or_short_of_a_scope(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -18,7 +19,12 @@ from ...runtime.prepare import Prepared
 from ...store.tokens import Principal
 from ..auth import require
 from ..errors import ApiError, error_body, status_for, status_for_code
-from ..normalize import ActionRequest, normalize_execute, normalize_perform_action
+from ..normalize import (
+    ActionRequest,
+    in_readme_shape,
+    normalize_execute,
+    normalize_perform_action,
+)
 from ..schemas import Accepted, DryRun, Envelope, MissionCheck, PerformActionAnswer, rfc3339
 from ..state import application, runs
 
@@ -44,19 +50,33 @@ _FAIL: dict[int | str, dict[str, Any]] = {
 
 
 async def _idempotent(
-    request: Request, principal: Principal, key: str | None, produce: Any
+    request: Request,
+    principal: Principal,
+    key: str | None,
+    produce: Any,
+    words: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> JSONResponse:
-    if key is None:
-        status, payload = await produce()
-    else:
-        # the key covers the whole request: method, path, the query as the route reads it
-        # (parameters in any order; the values of a repeated one in theirs) and body
-        query = urlencode(sorted(request.query_params.multi_items(), key=lambda kv: kv[0]))
-        raw = f"{request.method} {request.url.path}?{query}\n".encode() + await request.body()
-        status, payload = await application(request).idempotency.run(
-            principal.project_id, key, raw, produce
+    """``produce``'s answer, or the first answer to ``key``; ``words`` rewrites every answer,
+    a refusal of the key included, in the words of the caller's request shape."""
+    try:
+        if key is None:
+            status, payload = await produce()
+        else:
+            # the key covers the whole request: method, path, the query as the route reads
+            # it (parameters in any order; the values of a repeated one in theirs) and body
+            query = urlencode(sorted(request.query_params.multi_items(), key=lambda kv: kv[0]))
+            raw = f"{request.method} {request.url.path}?{query}\n".encode() + await request.body()
+            status, payload = await application(request).idempotency.run(
+                principal.project_id, key, raw, produce
+            )
+    except PuraifyError as exc:
+        if words is None:
+            raise  # answered by the API's error handlers
+        status, payload = (
+            status_for(exc),
+            error_body(exc, getattr(request.state, "request_id", None)),
         )
-    return JSONResponse(payload, status_code=status)
+    return JSONResponse(words(payload) if words is not None else payload, status_code=status)
 
 
 def _run_key(principal: Principal, key: str | None) -> str | None:
@@ -153,17 +173,16 @@ async def execute(
 ) -> JSONResponse:
     """A single action, in any of the Execution Engine's request shapes, as a one-step run."""
 
+    words = _in_readme_words if in_readme_shape(body) else None
+
     async def produce() -> tuple[int, dict[str, Any]]:
         try:
             req = normalize_execute(body)
         except PuraifyError as exc:
             return status_for(exc), error_body(exc, getattr(request.state, "request_id", None))
-        status, envelope = await _run_action(
-            request, principal, req, _run_key(principal, idempotency_key)
-        )
-        return status, _in_readme_words(envelope) if req.readme else envelope
+        return await _run_action(request, principal, req, _run_key(principal, idempotency_key))
 
-    return await _idempotent(request, principal, idempotency_key, produce)
+    return await _idempotent(request, principal, idempotency_key, produce, words)
 
 
 @router.post(
