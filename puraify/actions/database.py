@@ -19,7 +19,8 @@ files).
 
 SQLite: a database file of the project's own, named by a plain file name
 (``sqlite:///orders.db``) and kept by the engine outside every workspace
-(``<home>/databases/<project>/``, where its tables are created with any SQLite tool). Not in the
+(``<home>/databases/<project>/``, where the file and its tables are created with any SQLite
+tool; the action never creates one). Not in the
 workspace: SQLite opens a file by its path and follows links, so a command running beside the
 step could swap the file for a link to another database (the engine's own included) between
 any check and the open.
@@ -43,10 +44,12 @@ import decimal
 import ipaddress
 import json
 import re
+import ssl
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from pydantic import AliasChoices, Field
@@ -182,9 +185,17 @@ def _sqlite(ctx: ActionContext, url: URL) -> URL:
             "a SQLite database is named by a plain file name (sqlite:///orders.db); it is "
             "kept in the project's own database directory"
         )
-    directory: Path = ctx.databases
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return URL.create("sqlite+aiosqlite", database=str(directory / name))
+    path: Path = ctx.databases / name
+    if not path.is_file():  # never created here: an unknown name leaves nothing behind
+        raise ActionError(
+            f"the project has no SQLite database {name}; create it (and its tables) in the "
+            "project's database directory first",
+            code=ErrorCode.NOT_FOUND,
+        )
+    # opened read-write, never created (a file removed meanwhile is not made again)
+    return URL.create(
+        "sqlite+aiosqlite", database=f"file:{quote(str(path))}?mode=rw", query={"uri": "true"}
+    )
 
 
 def _convert(column: sa.Column[Any], value: Any) -> Any:
@@ -259,6 +270,10 @@ def _failure(exc: Exception, *, connected: bool) -> ActionError:
         return too_slow("the database")
     origin = _origin(exc)
     said = _said(exc)
+    if isinstance(origin, ssl.SSLError):  # before ValueError: a certificate error is one
+        return ActionError(
+            f"the database's TLS was refused: {said}", code=ErrorCode.CONNECTION_ERROR
+        )
     if isinstance(origin, TypeError | ValueError | OverflowError):  # the driver's own check
         return ActionError(
             f"the database driver refused a value: {said}",

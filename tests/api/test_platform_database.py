@@ -383,3 +383,13 @@ async def test_the_engines_environment_never_stands_in_for_a_password(
         await api.client.post("/execute", json=record("orders", number="1"), headers=owner)
     assert heard and heard[0][:1] == b"p"  # it did answer the request ...
     assert secret.encode() not in b"".join(heard)  # ... with the credential's empty password
+
+
+async def test_an_unknown_sqlite_database_is_not_found_and_never_created(
+    make_api: ApiFactory, tmp_path: Any
+) -> None:
+    api, owner = await db_api(make_api, "sqlite:///nothing-here.db")
+    missing = await api.client.post("/execute", json=record("t", a=1), headers=owner)
+    assert missing.json()["error"]["code"] == "not_found", missing.text
+    folder = Settings(home=tmp_path / "home").databases_dir("a")
+    assert not (folder / "nothing-here.db").exists()
