@@ -245,6 +245,11 @@ ENCODED_BREAKS = [
         {"cc": "lead@example.com =?utf-8?q?=0D=0AX-Injected:_1?="},
         {"reply_to": "a@example.com =?utf-8?q?=0A=0Abody?="},
         {"from": "bot@example.com =?utf-8?b?DQpCY2M6IHZAZXZpbC5leGFtcGxl?="},
+        # addresses the standard library's parser cannot take: refused, never a crash
+        {"to": "a@[b"},
+        {"to": "%<"},
+        {"reply_to": ", :,:[[, ]"},
+        {"from": "%<"},
     ],
 )
 async def test_sec11_a_line_break_in_an_encoded_word_is_refused(
@@ -257,22 +262,6 @@ async def test_sec11_a_line_break_in_an_encoded_word_is_refused(
     )
     refused = await api.client.post("/execute", json=send(**params), headers=owner)
     assert refused.json()["error"]["code"] == "invalid_header", refused.text
-    assert inbox.messages == []
-
-
-@pytest.mark.parametrize(
-    "params", [{"to": "a@[b"}, {"to": "%<"}, {"reply_to": ", :,:[[, ]"}, {"from": "%<"}]
-)
-async def test_a_malformed_address_is_a_structured_refusal(
-    make_api: ApiFactory, smtp: tuple[Inbox, int], params: dict[str, str]
-) -> None:
-    inbox, port = smtp
-    api, owner = await mail_api(
-        make_api,
-        {"host": "127.0.0.1", "port": port, "security": "none", "from_address": "bot@example.com"},
-    )
-    refused = await api.client.post("/execute", json=send(**params), headers=owner)
-    assert refused.json()["error"]["code"] in ("invalid_header", "invalid_parameters"), refused.text
     assert inbox.messages == []
 
 
