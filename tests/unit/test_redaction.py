@@ -164,3 +164,23 @@ async def test_a_large_output_is_redacted_off_the_loop_as_a_small_one_is() -> No
         assert _text_size(many_items, _LARGE_OUTPUT_CHARS) >= _LARGE_OUTPUT_CHARS
     finally:
         RUNS.end("run-large")
+
+
+def test_every_known_shape_starts_as_the_fast_check_expects() -> None:
+    """A text the RE2 pre-check passes over holds no known shape: each alternative of
+    KNOWN_SHAPES begins with one of the literals it looks for."""
+    from puraify.redaction import KNOWN_SHAPES, _shape_starts
+
+    samples = [
+        "xoxb-" + "1" * 12,
+        "ghp_" + "a" * 36,
+        "github_pat_" + "a" * 40,
+        "sk-" + "a" * 24,
+        "AKIA" + "A" * 16,
+        "eyJabcdef.eyJabcdef.abcdefghijkl",
+        "-----BEGIN RSA PRIVATE KEY-----MIIEow",
+    ]
+    for sample in samples:
+        assert KNOWN_SHAPES.search(sample), sample
+        assert _shape_starts().search(sample), sample
+    assert not _shape_starts().search("lorem ipsum " * 1000)
