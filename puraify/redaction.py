@@ -99,6 +99,15 @@ def _shape_starts() -> Any:
     return re2.compile(r"xox[abeoprs]-|gh[pousr]_|github_pat_|sk-|AKIA|eyJ|-----BEGIN ")
 
 
+def _may_hold_shapes(text: str) -> bool:
+    """Whether ``text`` holds one of the known shapes' starts (a text RE2 cannot take, one
+    with a lone surrogate, may)."""
+    try:
+        return _shape_starts().search(text) is not None
+    except UnicodeEncodeError:
+        return True
+
+
 # what a URL's path and an httpx-built URL keep unencoded (RFC 3986 sub-delims, ':' and '@')
 _PATH_SAFE = "/:@!$&'()*+,;="
 
@@ -149,16 +158,43 @@ def spellings(value: str) -> set[str]:
     return {s for s in found if len(s) >= MIN_SECRET_LENGTH}
 
 
-def _alternation(texts: list[str]) -> Any:
+class _Alternation:
     """One case-blind pattern matching any of ``texts`` (the first that matches, in order).
     RE2 scans a text once whatever the number of alternatives, about ten times faster than
-    ``re`` on a megabyte; ``re`` when RE2 cannot compile it (past its memory budget)."""
-    import re2  # on first use: a process that never hides a value does not load it
+    ``re`` on a megabyte; ``re`` (compiled when first needed) where RE2 cannot go: past its
+    memory budget, or a text holding a lone surrogate, which is not UTF-8."""
 
-    try:
-        return re2.compile("(?i)" + "|".join(map(re2.escape, texts)))
-    except re2.error:
-        return re.compile("|".join(map(re.escape, texts)), re.IGNORECASE)
+    def __init__(self, texts: list[str]) -> None:
+        import re2  # on first use: a process that never hides a value does not load it
+
+        self.texts = texts
+        self._slow: re.Pattern[str] | None = None
+        try:
+            self._fast: Any = re2.compile("(?i)" + "|".join(map(re2.escape, texts)))
+        except re2.error:
+            self._fast = None
+
+    @property
+    def slow(self) -> re.Pattern[str]:
+        if self._slow is None:
+            self._slow = re.compile("|".join(map(re.escape, self.texts)), re.IGNORECASE)
+        return self._slow
+
+    def search(self, text: str) -> bool:
+        if self._fast is not None:
+            try:
+                return self._fast.search(text) is not None
+            except UnicodeEncodeError:
+                pass
+        return self.slow.search(text) is not None
+
+    def sub(self, replacement: str, text: str) -> str:
+        if self._fast is not None:
+            try:
+                return str(self._fast.sub(replacement, text))
+            except UnicodeEncodeError:
+                pass
+        return self.slow.sub(replacement, text)
 
 
 class Redactor:
@@ -168,7 +204,7 @@ class Redactor:
     def __init__(self, *, shapes: bool = True) -> None:
         self._shapes = shapes
         self._values: OrderedDict[str, None] = OrderedDict()
-        self._pattern: Any = None  # an RE2 pattern (re's when RE2 cannot compile it)
+        self._pattern: _Alternation | None = None
         self._lock = threading.Lock()
 
     def add(self, *values: str) -> None:
@@ -190,7 +226,7 @@ class Redactor:
             while len(self._values) > MAX_SECRETS:
                 self._values.popitem(last=False)
             # longest first, so a value is never half-replaced by one of its own prefixes
-            self._pattern = _alternation(sorted(self._values, key=len, reverse=True))
+            self._pattern = _Alternation(sorted(self._values, key=len, reverse=True))
 
     def add_credential(self, value: Any) -> None:
         """Hide a credential's secrets: a text, or the secret fields of a mapping
@@ -226,7 +262,7 @@ class Redactor:
         pattern = self._pattern
         if pattern is not None and pattern.search(text):
             text = pattern.sub(MASK, text)
-        if self._shapes and _shape_starts().search(text) and KNOWN_SHAPES.search(text):
+        if self._shapes and _may_hold_shapes(text) and KNOWN_SHAPES.search(text):
             text = KNOWN_SHAPES.sub(MASK, text)
         return text
 

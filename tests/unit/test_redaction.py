@@ -184,3 +184,12 @@ def test_every_known_shape_starts_as_the_fast_check_expects() -> None:
         assert KNOWN_SHAPES.search(sample), sample
         assert _shape_starts().search(sample), sample
     assert not _shape_starts().search("lorem ipsum " * 1000)
+
+
+def test_a_text_with_a_lone_surrogate_is_redacted_too() -> None:
+    """RE2 takes UTF-8 only: a text holding a lone surrogate (from a JSON escape) is matched
+    the slower way, never left as it is and never an error."""
+    redactor = Redactor()
+    redactor.add("Summer2024!")
+    text = "x \ud800 Summer2024! " + "\ud800" + " xoxb-" + "1" * 12
+    assert redactor.text(text) == f"x \ud800 {MASK} \ud800 {MASK}"
