@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -167,6 +168,27 @@ def wait_ready(url: str, seconds: float = 90.0) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not become ready within {seconds} s")
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str], log: Path, *args: str) -> Iterator[str]:
+    """``puraify serve ARGS`` in a process of its own on a free port, with ``env`` and its
+    output in ``log``: its URL once it is ready; stopped on leaving."""
+    port = free_port()
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "puraify", "serve", "--port", str(port), *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(url)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 def puraify_json(*args: str, env: dict[str, str]) -> Any:

@@ -12,7 +12,6 @@ import asyncio
 import gzip
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,11 +23,10 @@ import httpx
 
 from puraify.testing import LocalServer, RecordingSink, Reply
 
-from ._util import Report, free_port, puraify_json, wait_ready
+from ._util import Report, puraify_json, serving
 
 _MARGIN = 2.0  # seconds past a step's timeout an attack may take (start, answer, store)
 _TIMEOUT = 3  # every attack step's timeout, seconds
-_PURAIFY = (sys.executable, "-m", "puraify")
 
 
 def _gzip_bomb() -> bytes:
@@ -156,26 +154,12 @@ def run(report: Report) -> None:
         token = puraify_json(
             "tokens", "create", "--project", "bench", "--scope", "execute", env=env
         )["token"]
-        port = free_port()
-        log = open(Path(tmp) / "server.log", "w")  # noqa: SIM115
-        server = subprocess.Popen(
-            [*_PURAIFY, "serve", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(url)
+        with serving(env, Path(tmp) / "server.log") as url:
             quiet = asyncio.run(_attack(url, token, {"steps": [_step("noop", {})]}))
             results = {
                 name: asyncio.run(_attack(url, token, mission))
                 for name, mission in _attacks(f"{bombs.url}/bomb").items()
             }
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-            log.close()
     report.add(
         "/healthz slowest answer, nothing else running",
         quiet[1],

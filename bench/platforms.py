@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import uvloop
 
-from ._util import Report, free_port, puraify_json, wait_ready
+from ._util import Report, puraify_json, serving
 from .api_load import load
 
 BOT = "xoxb-bench-0000-" + "b" * 24
@@ -54,7 +54,6 @@ def run(report: Report) -> None:
             stdout=subprocess.PIPE,
             text=True,
         )
-        server: subprocess.Popen[bytes] | None = None
         try:
             where = _lines(fakes, "READY")
             assert receiver.stdout is not None
@@ -82,53 +81,43 @@ def run(report: Report) -> None:
             token = puraify_json(
                 "tokens", "create", "--project", "bench", "--scope", "execute", env=env
             )["token"]
-            port = free_port()
-            log = open(Path(tmp) / "server.log", "w")  # noqa: SIM115
-            server = subprocess.Popen(
-                [sys.executable, "-m", "puraify", "serve", "--port", str(port), "--workers", "2"],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-            url = f"http://127.0.0.1:{port}"
-            wait_ready(url)
-            slack = {"action": "send_slack_message", "platform": "slack",
-                     "parameters": {"channel": "#general", "text": "bench"}}  # fmt: skip
-            bare = {"action": "http", "parameters": {"url": f"{target}/hook", "method": "POST",
-                                                       "body": {"text": "bench"}}}  # fmt: skip
-            uvloop.run(load(url, token, slack, 2.0, clients))  # warm-up
-            uvloop.run(load(url, token, bare, 2.0, clients))
-            s_count, s_errors, s_lat = uvloop.run(load(url, token, slack, seconds, clients))
-            h_count, h_errors, h_lat = uvloop.run(load(url, token, bare, seconds, clients))
-            steps = []
-            for i in range(200):
-                kind = i % 4
-                if kind == 0:
-                    steps.append({"id": f"s{i}", "step_type": "slack.send_message",
-                                  "parameters": {"channel": "#general", "text": f"m{i}"}})  # fmt: skip
-                elif kind == 1:
-                    steps.append({"id": f"s{i}", "step_type": "notion.create_task",
-                                  "parameters": {"database_id": where["NOTION_DATABASE"], "title": f"t{i}"}})  # fmt: skip
-                elif kind == 2:
-                    steps.append({"id": f"s{i}", "step_type": "google_sheets.append_row",
-                                  "parameters": {"spreadsheet_id": where["GOOGLE_SPREADSHEET"], "values": [i, "x"]}})  # fmt: skip
-                else:
-                    steps.append({"id": f"s{i}", "step_type": "webhook.call",
-                                  "parameters": {"url": f"{target}/hook", "method": "POST", "json": {"i": i}, "timeout": 10}})  # fmt: skip
-            mission = {"name": "mixed", "config": {"max_concurrent_steps": 16}, "steps": steps}
-            started = time.perf_counter()
-            answer = httpx.post(
-                f"{url}/missions/execute?wait=true",
-                json=mission,
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=300,
-            ).json()
-            mixed = time.perf_counter() - started
-            if "step_results" not in answer:
-                raise RuntimeError(f"the mixed mission was refused: {answer}")
-            failed = sum(1 for s in answer["step_results"].values() if s["status"] != "success")
+            with serving(env, Path(tmp) / "server.log", "--workers", "2") as url:
+                slack = {"action": "send_slack_message", "platform": "slack",
+                         "parameters": {"channel": "#general", "text": "bench"}}  # fmt: skip
+                bare = {"action": "http", "parameters": {"url": f"{target}/hook", "method": "POST",
+                                                           "body": {"text": "bench"}}}  # fmt: skip
+                uvloop.run(load(url, token, slack, 2.0, clients))  # warm-up
+                uvloop.run(load(url, token, bare, 2.0, clients))
+                s_count, s_errors, s_lat = uvloop.run(load(url, token, slack, seconds, clients))
+                h_count, h_errors, h_lat = uvloop.run(load(url, token, bare, seconds, clients))
+                steps = []
+                for i in range(200):
+                    which = i % 4
+                    if which == 0:
+                        steps.append({"id": f"s{i}", "step_type": "slack.send_message",
+                                      "parameters": {"channel": "#general", "text": f"m{i}"}})  # fmt: skip
+                    elif which == 1:
+                        steps.append({"id": f"s{i}", "step_type": "notion.create_task",
+                                      "parameters": {"database_id": where["NOTION_DATABASE"], "title": f"t{i}"}})  # fmt: skip
+                    elif which == 2:
+                        steps.append({"id": f"s{i}", "step_type": "google_sheets.append_row",
+                                      "parameters": {"spreadsheet_id": where["GOOGLE_SPREADSHEET"], "values": [i, "x"]}})  # fmt: skip
+                    else:
+                        steps.append({"id": f"s{i}", "step_type": "webhook.call",
+                                      "parameters": {"url": f"{target}/hook", "method": "POST", "json": {"i": i}, "timeout": 10}})  # fmt: skip
+                mission = {"name": "mixed", "config": {"max_concurrent_steps": 16}, "steps": steps}
+                started = time.perf_counter()
+                answer = httpx.post(
+                    f"{url}/missions/execute?wait=true",
+                    json=mission,
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=300,
+                ).json()
+                mixed = time.perf_counter() - started
+                if "step_results" not in answer:
+                    raise RuntimeError(f"the mixed mission was refused: {answer}")
+                failed = sum(1 for s in answer["step_results"].values() if s["status"] != "success")
         finally:
-            if server is not None:
-                server.terminate()
-                server.wait(timeout=30)
             for proc in (fakes, receiver):
                 proc.terminate()
                 proc.wait(timeout=10)

@@ -22,6 +22,7 @@ from ..errors import ActionError
 from .content import send_bounded
 
 __all__ = [
+    "MISSING_OR_SCOPE",
     "Action",
     "ActionContext",
     "CommandGuard",
@@ -32,6 +33,9 @@ __all__ = [
 ]
 
 Delivery = Literal["keyed", "idempotent", "unsafe"]
+#: What a step without a usable credential tells the seeds' callers, who branch on it: the
+#: start of every missing-credential and missing-scope message.
+MISSING_OR_SCOPE = "Missing token or insufficient scope"
 #: Fetches a platform's credential for the attempt (``ActionContext.vault``).
 CredentialLookup = Callable[[str], Awaitable[Mapping[str, Any]]]
 
@@ -154,7 +158,7 @@ class ActionContext:
             return found  # type: ignore[no-any-return]
         if self.vault is None:
             raise ActionError(
-                f"Missing token or insufficient scope: no vault is configured for {platform}",
+                f"{MISSING_OR_SCOPE}: no vault is configured for {platform}",
                 code="credential_missing",
             )
         return await self.vault(platform)

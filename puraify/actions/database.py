@@ -60,7 +60,7 @@ from sqlalchemy.pool import NullPool
 
 from ..codes import ErrorCode
 from ..errors import ActionError
-from .base import Action, ActionContext
+from .base import MISSING_OR_SCOPE, Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
 from .platform import tls_for, too_slow
@@ -294,7 +294,7 @@ def _refusal(kind: str, said: str) -> ActionError:
         return ActionError("the database refused the credential", code=ErrorCode.CREDENTIAL_INVALID)
     if kind == "privilege":
         return ActionError(
-            f"Missing token or insufficient scope: the database says {said}",
+            f"{MISSING_OR_SCOPE}: the database says {said}",
             code=ErrorCode.INSUFFICIENT_SCOPE,
         )
     if kind == "constraint":

@@ -8,7 +8,7 @@ scope ``gmail.send``): the same message, as the raw MIME Gmail takes, its errors
 Google's are. An ``smtp`` credential: ``host``, ``port``,
 ``username``, ``password``, ``security`` (``starttls``, the default; ``tls`` for implicit TLS,
 port 465; ``none`` only for a relay on this machine) and ``from_address``. Certificates are
-checked against the system's and certifi's roots; a password is never sent over a connection
+checked against certifi's roots; a password is never sent over a connection
 that is not encrypted, except to a relay on loopback. The server's address passes the same
 egress policy as HTTP (the SSRF guard) before the connection is made, and the connection goes
 to the address that was checked (the certificate is still checked against the host's name).
@@ -26,22 +26,20 @@ import base64
 import ipaddress
 import re
 import socket
-import ssl
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any, ClassVar
 
 import aiosmtplib
-import certifi
 from pydantic import AliasChoices, Field
 
 from ..codes import ErrorCode
 from ..errors import ActionError
-from .base import Action, ActionContext
+from .base import MISSING_OR_SCOPE, Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
 from .google import google_call
-from .platform import too_slow, unreachable
+from .platform import tls_for, too_slow, unreachable
 
 __all__ = ["SendEmail"]
 
@@ -149,7 +147,6 @@ class SendEmail(Action):
                 "the smtp credential would send its password unencrypted; use starttls or tls",
                 code=ErrorCode.INVALID_CREDENTIAL,
             )
-        tls = ssl.create_default_context(cafile=certifi.where())
         # connected here, to the address the guard checked (no second lookup to rebind);
         # TLS still checks the certificate against the host's name
         sock = await _connect(address, port, params.timeout)
@@ -163,7 +160,7 @@ class SendEmail(Action):
                     password=password or None,
                     use_tls=security == "tls",
                     start_tls=security == "starttls",
-                    tls_context=tls if security != "none" else None,
+                    tls_context=tls_for(host) if security != "none" else None,
                     sender=str(sender),
                     recipients=recipients,
                     timeout=params.timeout,
@@ -207,7 +204,7 @@ async def _credential(ctx: ActionContext) -> Any:
         if exc.code != ErrorCode.CREDENTIAL_MISSING:
             raise
         raise ActionError(
-            "Missing token or insufficient scope: no email credential (an smtp server, or a "
+            f"{MISSING_OR_SCOPE}: no email credential (an smtp server, or a "
             "Gmail oauth2 token) and no gmail credential for this project",
             code=ErrorCode.CREDENTIAL_MISSING,
         ) from None

@@ -27,7 +27,7 @@ from pydantic import AliasChoices, Field, field_validator
 
 from ..codes import ErrorCode
 from ..errors import ActionError
-from .base import Action, ActionContext
+from .base import MISSING_OR_SCOPE, Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
 from .http import retry_after_seconds
@@ -66,7 +66,7 @@ def google_error(response: httpx.Response, what: str) -> ActionError:
         code = ErrorCode.UPSTREAM_ERROR
     message = f"Google refused {what}: {said}"
     if code == ErrorCode.INSUFFICIENT_SCOPE:
-        message = f"Missing token or insufficient scope: Google says {said}"
+        message = f"{MISSING_OR_SCOPE}: Google says {said}"
     return ActionError(
         message,
         code=code,

@@ -29,7 +29,7 @@ from pydantic import Field
 
 from ..codes import ErrorCode
 from ..errors import ActionError
-from .base import Action, ActionContext
+from .base import MISSING_OR_SCOPE, Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
 from .http import retry_after_seconds
@@ -164,7 +164,7 @@ def _error(exc: APIResponseError) -> ActionError:
     code = _CODES.get(said, ErrorCode.UPSTREAM_ERROR)
     message = f"Notion refused the page ({said}): {exc}"[:1000]
     if code == ErrorCode.INSUFFICIENT_SCOPE:
-        message = f"Missing token or insufficient scope: Notion says {said}"
+        message = f"{MISSING_OR_SCOPE}: Notion says {said}"
     return ActionError(
         message,
         code=code,

@@ -23,7 +23,7 @@ from pydantic import AliasChoices, Field, model_validator
 
 from ..codes import ErrorCode
 from ..errors import ActionError
-from .base import Action, ActionContext
+from .base import MISSING_OR_SCOPE, Action, ActionContext
 from .base import Output as OutputModel
 from .base import Params as ParamsModel
 from .http import retry_after_seconds
@@ -76,7 +76,7 @@ def slack_error(response: httpx.Response, body: Any, method: str) -> ActionError
         details.update(needed=body.get("needed"), provided=body.get("provided"))
     message = f"Slack refused {method}: {said}"
     if code == ErrorCode.INSUFFICIENT_SCOPE:
-        message = f"Missing token or insufficient scope: Slack says {said} ({body.get('needed')})"
+        message = f"{MISSING_OR_SCOPE}: Slack says {said} ({body.get('needed')})"
     return ActionError(
         message,
         code=code,

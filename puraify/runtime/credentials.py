@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from ..actions.base import MISSING_OR_SCOPE
 from ..actions.registry import ActionRegistry
 from ..codes import ErrorCode
 from ..errors import ActionError
@@ -36,8 +37,6 @@ __all__ = [
     "StepCredential",
 ]
 
-#: What a step without a usable credential answers the seeds' callers (``reason``).
-MISSING_OR_SCOPE = "Missing token or insufficient scope"
 #: The codes that answer it.
 MISSING_OR_SCOPE_CODES = frozenset({ErrorCode.CREDENTIAL_MISSING, ErrorCode.INSUFFICIENT_SCOPE})
 

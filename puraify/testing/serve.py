@@ -7,11 +7,9 @@ receiver does not share a GIL with the engine under test.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 
-from .servers import LocalServer, RecordingSink
+from .servers import LocalServer, RecordingSink, until_stopped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,9 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         "--keep", type=int, default=None, help="Keep only this many recent requests (load runs)."
     )
     args = parser.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = until_stopped()
     with LocalServer(RecordingSink(keep=args.keep), port=args.port) as server:
         print(f"LISTENING {server.url}", flush=True)
         stop.wait()

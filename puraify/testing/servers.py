@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import threading
 import time
@@ -28,6 +29,7 @@ __all__ = [
     "Reply",
     "read_request",
     "send_json",
+    "until_stopped",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -68,6 +70,15 @@ async def send_json(
         }
     )
     await send({"type": "http.response.body", "body": data})
+
+
+def until_stopped() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: what a server process run from the command line
+    waits on (``until_stopped().wait()``) before it shuts its servers down."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return stop
 
 
 class LocalServer:

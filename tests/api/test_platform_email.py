@@ -273,6 +273,8 @@ class Slow(Inbox):
     ) -> str:
         import asyncio
 
+        # the server's latency under test, not a wait for something: on a slower machine the
+        # exchange only takes longer, so the step still ends by its timeout
         await asyncio.sleep(0.4)
         envelope.rcpt_tos.append(address)
         return "250 OK"

@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from puraify.actions import default_registry
 from puraify.actions.base import ActionContext
-from puraify.actions.platform import tls_for
+from puraify.actions.platform import new_tls
 from puraify.errors import ActionError
 from puraify.testing import CanaryListener
 
@@ -68,14 +68,12 @@ async def test_tls_checks_the_name_while_connecting_to_the_checked_address(
     server = await asyncio.start_server(hello, "127.0.0.1", 0, ssl=served)
     port = server.sockets[0].getsockname()[1]
     try:
-        trusted = tls_for("db.test")
-        trusted.load_verify_locations(cadata=pem.decode())
+        trusted = new_tls("db.test", cadata=pem.decode())
         # connected by address; the certificate is checked against db.test
         reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=trusted)
         assert await reader.read() == b"hello"
         writer.close()
-        other = tls_for("other.test")
-        other.load_verify_locations(cadata=pem.decode())
+        other = new_tls("other.test", cadata=pem.decode())
         with pytest.raises(ssl.SSLCertVerificationError):
             await asyncio.open_connection("127.0.0.1", port, ssl=other)
     finally:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
-import threading
 
-from ..servers import LocalServer
+from ..servers import LocalServer, until_stopped
 from .google import CALENDAR, GMAIL_SEND, SHEETS, FakeGoogle
 from .notion import FakeNotion
 from .oauth import FakeOAuthServer
@@ -30,9 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         "--keep", type=int, default=None, help="Keep only this many recent messages (load runs)."
     )
     args = parser.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = until_stopped()
     slack = FakeSlack({t: ("chat:write",) for t in args.slack_token}, keep=args.keep)
     notion = FakeNotion(set(args.notion_token))
     google = FakeGoogle({t: (CALENDAR, SHEETS, *GMAIL_SEND) for t in args.google_token})
